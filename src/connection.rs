@@ -1,0 +1,276 @@
+//! One dashboard's WebSocket, from WELCOME to close: a single `select!` loop over the hub feed,
+//! the client's frames, the keepalive timer and shutdown.
+//!
+//! Every way a connection can end is an [`Ending`], sorted out here in one place, with the close
+//! code it sends; the caller only logs it.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use governor::{Quota, RateLimiter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::config::ClientConfig;
+use crate::hub::{Hub, Subscription};
+use crate::inbound::{self, ClientMessage};
+use crate::packet::PONG;
+
+/// tungstenite's read buffer is allocated up front for every connection; client messages are
+/// tiny, so a small one keeps many idle dashboards cheap (the default is 128 KiB).
+const READ_BUFFER_BYTES: usize = 4096;
+
+/// How long a closing connection waits for its close frame to go out and the peer to hang up.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The client sent a close frame (with this code, if any).
+    ClientClosed(Option<u16>),
+    /// The socket ended without a close handshake, or failed.
+    Vanished(String),
+    /// The daemon is shutting down.
+    Shutdown,
+    /// The client fell more packets behind than its queue holds.
+    TooSlow(u64),
+    /// A frame could not be written within the send timeout: the client stopped reading.
+    Stalled,
+    /// Nothing heard from the client, not even a pong, within the idle timeout.
+    IdleTimeout,
+    /// The client sent a message over the size cap.
+    TooBig,
+    /// The client sent a text frame that is not UTF-8.
+    BadUtf8,
+    /// The client broke the WebSocket protocol.
+    Protocol(String),
+    /// The client sent messages faster than the rate limit.
+    Flooding,
+}
+
+impl Ending {
+    /// The close frame this ending sends, if the socket can still carry one.
+    pub fn close_frame(&self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            Ending::Shutdown => (CloseCode::Away, "server shutting down"),
+            Ending::TooSlow(_) => (CloseCode::Policy, "too slow: fell behind the stream"),
+            Ending::IdleTimeout => (CloseCode::Away, "keepalive timeout"),
+            Ending::TooBig => (CloseCode::Size, "message too big"),
+            Ending::BadUtf8 => (CloseCode::Invalid, "text frame is not UTF-8"),
+            Ending::Protocol(_) => (CloseCode::Protocol, "protocol error"),
+            Ending::Flooding => (CloseCode::Policy, "message rate limit exceeded"),
+            Ending::ClientClosed(_) | Ending::Vanished(_) | Ending::Stalled => return None,
+        };
+        Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })
+    }
+
+    /// Whether this is an ordinary end (client left, daemon stopping) rather than a fault.
+    pub fn is_normal(&self) -> bool {
+        matches!(
+            self,
+            Ending::ClientClosed(_) | Ending::Vanished(_) | Ending::Shutdown
+        )
+    }
+}
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ending::ClientClosed(Some(code)) => write!(f, "client closed ({code})"),
+            Ending::ClientClosed(None) => write!(f, "client closed"),
+            Ending::Vanished(why) => write!(f, "connection lost: {why}"),
+            Ending::Shutdown => write!(f, "server shutting down"),
+            Ending::TooSlow(n) => write!(f, "too slow: {n} packets behind"),
+            Ending::Stalled => write!(
+                f,
+                "stalled: a frame could not be sent within the send timeout"
+            ),
+            Ending::IdleTimeout => write!(f, "keepalive timeout"),
+            Ending::TooBig => write!(f, "message over the size cap"),
+            Ending::BadUtf8 => write!(f, "invalid UTF-8 in a text frame"),
+            Ending::Protocol(why) => write!(f, "protocol error: {why}"),
+            Ending::Flooding => write!(f, "message rate limit exceeded"),
+        }
+    }
+}
+
+impl From<WsError> for Ending {
+    fn from(err: WsError) -> Self {
+        match err {
+            WsError::Capacity(_) => Ending::TooBig,
+            WsError::Utf8(_) => Ending::BadUtf8,
+            WsError::ConnectionClosed | WsError::AlreadyClosed => Ending::Vanished("closed".into()),
+            WsError::Io(e) => Ending::Vanished(e.to_string()),
+            WsError::WriteBufferFull(_) => Ending::Stalled,
+            other => Ending::Protocol(other.to_string()),
+        }
+    }
+}
+
+/// tungstenite settings for a server-side connection under `config`.
+pub fn websocket_config(config: &ClientConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Write each frame at once: packets are already whole, and waiting would add latency.
+        .write_buffer_size(0)
+        .max_message_size(Some(config.max_message_bytes))
+        .max_frame_size(Some(config.max_message_bytes))
+}
+
+/// Serves one upgraded connection until it ends, and says how it ended.
+pub async fn serve<S>(
+    mut ws: WebSocketStream<S>,
+    hub: &Hub,
+    config: &ClientConfig,
+    shutdown: &CancellationToken,
+) -> Ending
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Subscription { welcome, mut rx } = hub.subscribe();
+    let send_timeout = Duration::from_millis(config.send_timeout_ms);
+    let ping_every = Duration::from_millis(config.ping_interval_ms);
+    let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
+    let limiter = RateLimiter::direct(
+        Quota::per_second(at_least_one(config.messages_per_second))
+            .allow_burst(at_least_one(config.message_burst)),
+    );
+    let mut last_seq = welcome.seq;
+    let mut ending = send(
+        &mut ws,
+        Message::Text(welcome.welcome.clone()),
+        send_timeout,
+    )
+    .await
+    .err();
+    drop(welcome);
+    let mut keepalive = interval_at(Instant::now() + ping_every, ping_every);
+    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+
+    while ending.is_none() {
+        ending = tokio::select! {
+            _ = shutdown.cancelled() => Some(Ending::Shutdown),
+            next = rx.recv() => match next {
+                // Snapshots already covered by the WELCOME are skipped.
+                Ok(snapshot) if snapshot.seq <= last_seq => None,
+                Ok(snapshot) => {
+                    last_seq = snapshot.seq;
+                    send(&mut ws, Message::Text(snapshot.telemetry.clone()), send_timeout).await.err()
+                }
+                Err(RecvError::Lagged(missed)) => Some(Ending::TooSlow(missed)),
+                Err(RecvError::Closed) => Some(Ending::Shutdown),
+            },
+            frame = ws.next() => {
+                last_heard = Instant::now();
+                match frame {
+                    None => Some(Ending::Vanished("closed without a close frame".into())),
+                    Some(Err(err)) => Some(err.into()),
+                    Some(Ok(Message::Close(frame))) => {
+                        Some(Ending::ClientClosed(frame.map(|f| f.code.into())))
+                    }
+                    Some(Ok(_)) if limiter.check().is_err() => Some(Ending::Flooding),
+                    Some(Ok(Message::Text(text))) => answer(&mut ws, &text, send_timeout).await.err(),
+                    Some(Ok(Message::Binary(data))) => {
+                        debug!(bytes = data.len(), "Binary frame ignored: the protocol is JSON text");
+                        None
+                    }
+                    // tungstenite answers pings itself; pongs only prove the client is alive.
+                    Some(Ok(_)) => None,
+                }
+            },
+            _ = keepalive.tick() => {
+                if last_heard.elapsed() >= idle_timeout {
+                    Some(Ending::IdleTimeout)
+                } else {
+                    send(&mut ws, Message::Ping(Bytes::new()), send_timeout).await.err()
+                }
+            },
+        };
+    }
+    let ending = ending.expect("the loop ends with an ending");
+    close(&mut ws, &ending).await;
+    ending
+}
+
+/// Answers one text frame from the client.
+async fn answer<S>(
+    ws: &mut WebSocketStream<S>,
+    text: &str,
+    send_timeout: Duration,
+) -> Result<(), Ending>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match inbound::parse(text) {
+        Ok(ClientMessage::Ping) => {
+            send(
+                ws,
+                Message::Text(Utf8Bytes::from_static(PONG)),
+                send_timeout,
+            )
+            .await
+        }
+        Ok(ClientMessage::Reserved(kind)) => {
+            debug!(kind, "Reserved command ignored: not implemented yet");
+            Ok(())
+        }
+        Ok(ClientMessage::Unknown(kind)) => {
+            debug!(kind, "Unknown message type ignored");
+            Ok(())
+        }
+        Err(why) => {
+            debug!(%why, bytes = text.len(), "Malformed message ignored");
+            Ok(())
+        }
+    }
+}
+
+/// Sends one frame, giving up after `limit`: a client that does not read must not hold the task.
+async fn send<S>(
+    ws: &mut WebSocketStream<S>,
+    message: Message,
+    limit: Duration,
+) -> Result<(), Ending>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match timeout(limit, ws.send(message)).await {
+        Ok(result) => result.map_err(Ending::from),
+        Err(_) => Err(Ending::Stalled),
+    }
+}
+
+/// Sends the ending's close frame (or completes the client's close handshake), then reads and
+/// discards until the peer hangs up, so the close frame is not lost to a TCP reset.
+async fn close<S>(ws: &mut WebSocketStream<S>, ending: &Ending)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if matches!(ending, Ending::Stalled | Ending::Vanished(_)) {
+        return;
+    }
+    let _ = timeout(LINGER, async {
+        if ws.close(ending.close_frame()).await.is_err() {
+            return;
+        }
+        let mut sink = [0u8; 512];
+        while matches!(ws.get_mut().read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+fn at_least_one(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}

@@ -1,0 +1,139 @@
+//! The engine's HTTP API as the daemon sees it: three JSON endpoints fetched with a deadline
+//! and a body cap, each failure turned into a short reason a dashboard can show.
+
+use std::time::Duration;
+
+use reqwest::{Client, Url};
+use serde_json::Value;
+
+use crate::config::Config;
+
+/// One of the three engine endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    State,
+    Agents,
+    Models,
+}
+
+impl SourceKind {
+    /// All three, in the order they appear in `sources`.
+    pub const ALL: [SourceKind; 3] = [SourceKind::State, SourceKind::Agents, SourceKind::Models];
+
+    /// The name used in config keys, logs and `sources`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::State => "state",
+            SourceKind::Agents => "agents",
+            SourceKind::Models => "models",
+        }
+    }
+}
+
+/// Why one fetch gave nothing usable. The `Display` text is what `sources.*.error` shows.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("answer interrupted: {0}")]
+    Body(String),
+    #[error("invalid JSON: {0}")]
+    Json(String),
+}
+
+/// A client for the three endpoints, built once and reused so connections are kept alive.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    client: Client,
+    urls: [Url; 3],
+    timeout: Duration,
+    max_body: usize,
+}
+
+impl Engine {
+    /// Builds the client from a validated config.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        // reqwest is built without a default TLS provider; ring is the lighter one to compile.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = Client::builder()
+            .user_agent(concat!("bff/", env!("CARGO_PKG_VERSION")))
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()?;
+        let url = |kind| {
+            config
+                .endpoint(kind)
+                .map_err(|e| anyhow::anyhow!("engine.{}: {e}", kind.name()))
+        };
+        Ok(Self {
+            client,
+            urls: [
+                url(SourceKind::State)?,
+                url(SourceKind::Agents)?,
+                url(SourceKind::Models)?,
+            ],
+            timeout: Duration::from_millis(config.engine.timeout_ms),
+            max_body: config.engine.max_body_bytes,
+        })
+    }
+
+    /// The URL polled for `kind`.
+    pub fn url(&self, kind: SourceKind) -> &Url {
+        &self.urls[kind as usize]
+    }
+
+    /// Fetches one endpoint and parses its JSON, all within the deadline.
+    pub async fn fetch(&self, kind: SourceKind) -> Result<Value, FetchError> {
+        let timeout_ms = self.timeout.as_millis() as u64;
+        tokio::time::timeout(self.timeout, self.fetch_unbounded(kind))
+            .await
+            .unwrap_or(Err(FetchError::Timeout(timeout_ms)))
+    }
+
+    async fn fetch_unbounded(&self, kind: SourceKind) -> Result<Value, FetchError> {
+        let mut response = self
+            .client
+            .get(self.url(kind).clone())
+            .send()
+            .await
+            .map_err(|e| FetchError::Connect(root_cause(&e)))?;
+        if !response.status().is_success() {
+            return Err(FetchError::Status(response.status()));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_body as u64)
+        {
+            return Err(FetchError::TooLarge(self.max_body));
+        }
+        // Read chunk by chunk so an endless or huge body is refused as soon as it passes the cap.
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| FetchError::Body(root_cause(&e)))?
+        {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(FetchError::TooLarge(self.max_body));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| FetchError::Json(e.to_string()))
+    }
+}
+
+/// The innermost cause of an error (e.g. "Connection refused (os error 111)"), which is the part
+/// an operator can act on.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

@@ -1,0 +1,112 @@
+//! The hub: the one place packets come from. It numbers each snapshot, serializes it once, keeps
+//! the latest for newcomers, and fans the same shared bytes out to every connection.
+//!
+//! Any producer (today the poller; later a Redis feed) calls [`Hub::publish`]; connections only
+//! ever call [`Hub::subscribe`], so producers can change without touching them.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::packet::{self, Telemetry};
+
+/// One published snapshot: its number, its data, and its two frames ready to send.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Grows by one per snapshot; 0 is the INITIALIZING snapshot before the first poll.
+    pub seq: u64,
+    /// The typed data, for `/health` and logs.
+    pub data: Telemetry,
+    /// `{"type":"TELEMETRY",…}`, shared by every connection.
+    pub telemetry: Utf8Bytes,
+    /// `{"type":"WELCOME",…}`, for clients that connect while this snapshot is the latest.
+    pub welcome: Utf8Bytes,
+}
+
+/// A cheap, cloneable handle to the hub.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// The latest snapshot. A mutex rather than a lock-free cell because publish and subscribe
+    /// must each be atomic with the broadcast: a subscriber gets exactly the snapshots after the
+    /// one it is welcomed with, no gap and no repeat. The data is serialized before it is taken,
+    /// so it is held only to copy that body into the two envelopes and swap a pointer.
+    latest: Mutex<Arc<Snapshot>>,
+    /// A bounded ring shared by all connections: each reads at its own pace, and one that falls
+    /// more than its capacity behind is told it lagged (and is disconnected) instead of holding
+    /// memory or slowing the producer.
+    tx: broadcast::Sender<Arc<Snapshot>>,
+}
+
+/// A connection's feed: the snapshot to welcome it with and the receiver for what follows.
+pub struct Subscription {
+    pub welcome: Arc<Snapshot>,
+    pub rx: broadcast::Receiver<Arc<Snapshot>>,
+}
+
+impl Hub {
+    /// A hub whose latest snapshot is `initial` (seq 0); `queue_size` is how many snapshots a
+    /// connection may fall behind.
+    pub fn new(initial: Telemetry, queue_size: usize) -> Self {
+        let (tx, _) = broadcast::channel(queue_size);
+        Self {
+            shared: Arc::new(Shared {
+                latest: Mutex::new(Arc::new(snapshot(
+                    0,
+                    initial.clone(),
+                    &packet::body(&initial),
+                ))),
+                tx,
+            }),
+        }
+    }
+
+    /// Numbers, serializes and sends one snapshot to every connection; returns it.
+    pub fn publish(&self, data: Telemetry) -> Arc<Snapshot> {
+        let body = packet::body(&data);
+        let mut latest = self.shared.latest.lock().expect("hub lock poisoned");
+        let next = Arc::new(snapshot(latest.seq + 1, data, &body));
+        *latest = next.clone();
+        // An error only means nobody is connected right now.
+        let _ = self.shared.tx.send(next.clone());
+        next
+    }
+
+    /// Joins the feed: the latest snapshot now, then every later one.
+    pub fn subscribe(&self) -> Subscription {
+        let latest = self.shared.latest.lock().expect("hub lock poisoned");
+        Subscription {
+            rx: self.shared.tx.subscribe(),
+            welcome: latest.clone(),
+        }
+    }
+
+    /// The latest snapshot.
+    pub fn latest(&self) -> Arc<Snapshot> {
+        self.shared
+            .latest
+            .lock()
+            .expect("hub lock poisoned")
+            .clone()
+    }
+
+    /// Connections currently subscribed.
+    pub fn subscribers(&self) -> usize {
+        self.shared.tx.receiver_count()
+    }
+}
+
+fn snapshot(seq: u64, data: Telemetry, body: &str) -> Snapshot {
+    let (telemetry, welcome) = packet::frames(seq, body);
+    Snapshot {
+        seq,
+        data,
+        telemetry: telemetry.into(),
+        welcome: welcome.into(),
+    }
+}

@@ -1,0 +1,115 @@
+//! bff: polls a trading engine's HTTP API once a second, aggregates the three answers into one
+//! TELEMETRY packet, and pushes it over WebSocket to every connected dashboard.
+//!
+//! Data flows top to bottom through these modules:
+//! - [`config`]: `bff.toml`, defaults and validation.
+//! - [`engine`]: the HTTP client for the engine's three endpoints.
+//! - [`normalize`]: the engine's loose JSON shapes → typed sections (pure).
+//! - [`aggregate`]: last good value per source → one packet (pure).
+//! - [`poller`]: the fixed-rate loop that drives the three above.
+//! - [`packet`]: the packet types and their envelope.
+//! - [`hub`]: the only place packets come from; serializes once, fans out shared bytes.
+//! - [`server`], [`routes`], [`admission`], [`connection`], [`inbound`]: the listening socket,
+//!   HTTP routes and handshake, connection limits, and one dashboard's WebSocket.
+//! - [`demo`]: an embedded engine simulator for `--demo`.
+
+pub mod admission;
+pub mod aggregate;
+pub mod config;
+pub mod connection;
+pub mod demo;
+pub mod engine;
+pub mod hub;
+pub mod inbound;
+pub mod normalize;
+pub mod packet;
+pub mod poller;
+pub mod routes;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::admission::Admission;
+use crate::aggregate::Inputs;
+use crate::config::Config;
+use crate::engine::{Engine, SourceKind};
+use crate::hub::Hub;
+use crate::server::Context;
+
+/// Runs the daemon on `listener` until `shutdown` is cancelled, then closes every client with
+/// 1001 and waits (at most `server.shutdown_grace_ms`) for them to go.
+///
+/// `config` must have passed [`Config::validate`].
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let engine = Engine::new(&config)?;
+    let initial = aggregate::build(&Inputs::default(), Utc::now(), config.packet.max_logs);
+    let hub = Hub::new(initial, config.clients.queue_size);
+    let addr = listener.local_addr()?;
+    info!(
+        %addr,
+        ws_paths = ?config.server.ws_paths,
+        state = %engine.url(SourceKind::State),
+        agents = %engine.url(SourceKind::Agents),
+        models = %engine.url(SourceKind::Models),
+        "Listening"
+    );
+    let tracker = TaskTracker::new();
+    tracker.spawn(
+        poller::run(engine, hub.clone(), config.clone(), shutdown.clone())
+            .instrument(info_span!("poller")),
+    );
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let ctx = Arc::new(Context {
+        admission: Admission::new(
+            config.server.max_connections,
+            config.server.max_connections_per_ip,
+        ),
+        config,
+        hub,
+        shutdown,
+        tracker: tracker.clone(),
+        started: Instant::now(),
+    });
+    server::accept(listener, ctx.clone()).await;
+    info!(
+        clients = ctx.admission.open(),
+        "Shutting down: closing every client with 1001"
+    );
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        warn!(
+            left = ctx.admission.open(),
+            "Some connections did not close within the grace period"
+        );
+    }
+    info!("Stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

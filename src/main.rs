@@ -1,0 +1,108 @@
+//! The `bff` command line: reads the config, sets up logging, and runs the daemon library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use bff::config::{Config, ConfigError};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// Polls a trading engine and streams one TELEMETRY packet a second to WebSocket dashboards.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file [default: ./bff.toml when present, else built-in defaults]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Address to listen on, overriding server.listen (e.g. 0.0.0.0:3000, 127.0.0.1:0)
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Engine base URL, overriding engine.url (relative endpoint paths are joined to it)
+    #[arg(long, value_name = "URL", conflicts_with = "demo")]
+    engine_url: Option<String>,
+    /// Poll an embedded engine simulator instead of a real engine
+    #[arg(long)]
+    demo: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a config file and print the effective config
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match load(&cli) {
+        Ok(config) if matches!(cli.command, Some(Command::CheckConfig)) => {
+            print!("{}", config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Ok(config) => match daemon(config, cli.demo) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("bff: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(err) => {
+            eprintln!("bff: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The config file with the command line's overrides, validated.
+fn load(cli: &Cli) -> Result<Config, ConfigError> {
+    let (mut config, origin) = Config::load(cli.config.as_deref())?;
+    if let Some(listen) = cli.listen {
+        config.server.listen = listen;
+    }
+    if let Some(url) = &cli.engine_url {
+        config.engine.url = url.clone();
+    }
+    config.validate(&origin)?;
+    info!(config = %origin, "Config loaded");
+    Ok(config)
+}
+
+#[tokio::main]
+async fn daemon(mut config: Config, demo: bool) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    if demo {
+        let addr = bff::demo::start(shutdown.clone())
+            .await
+            .context("starting the demo engine")?;
+        let defaults = Config::default().engine;
+        config.engine.url = format!("http://{addr}");
+        (
+            config.engine.state,
+            config.engine.agents,
+            config.engine.models,
+        ) = (defaults.state, defaults.agents, defaults.models);
+        info!(%addr, "Demo engine simulator running");
+    }
+    let listen = config.server.listen;
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen}: is another process using it? Pick another with --listen or server.listen")
+    })?;
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        bff::shutdown_signal().await;
+        info!("Signal received");
+        signal.cancel();
+    });
+    bff::run(config, listener, shutdown).await
+}

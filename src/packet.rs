@@ -1,0 +1,200 @@
+//! The packet a dashboard receives: the typed `data` of WELCOME and TELEMETRY, and its envelope.
+//!
+//! These types are the contract of PROTOCOL.md §2. Every key is always present (a missing value is
+//! `null`), so a frontend never has to guess a shape; `extra` carries the sections the engine adds.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+/// An instant in UTC, written as RFC 3339 with milliseconds and `Z` (`2025-12-21T11:59:59.812Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub DateTime<Utc>);
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+}
+
+/// The trading status; the engine's many words are mapped onto these three only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    /// The engine is trading.
+    Active,
+    /// The engine stopped trading (halted, paused, killed).
+    Halt,
+    /// No state yet, the engine is starting, offline, or said something unknown.
+    Initializing,
+}
+
+/// The direction of the current signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Side {
+    /// Go long.
+    Buy,
+    /// Go short.
+    Sell,
+    /// Stay out (the engine's HOLD, NEUTRAL, …).
+    Flat,
+}
+
+/// A log line's severity; other levels are folded into these three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    /// Information, and DEBUG/TRACE/NOTICE.
+    Info,
+    /// WARN and WARNING.
+    Warning,
+    /// ERROR, CRITICAL and FATAL.
+    Error,
+}
+
+/// `data.market`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Market {
+    pub symbol: Option<String>,
+    pub price: Option<f64>,
+    pub alpha: Option<f64>,
+    pub regime: Option<String>,
+    pub velocity: Option<f64>,
+    pub acceleration: Option<f64>,
+}
+
+/// `data.portfolio`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Portfolio {
+    pub nav: Option<f64>,
+    pub cash: Option<f64>,
+    pub daily_pnl: Option<f64>,
+    pub max_drawdown: Option<f64>,
+}
+
+/// `data.signal`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Signal {
+    pub side: Option<Side>,
+    pub confidence: Option<f64>,
+    pub reasoning: Option<String>,
+}
+
+/// `data.governance`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Governance {
+    pub approved_size: Option<f64>,
+}
+
+/// One entry of `data.logs`; `timestamp` is `null` when the engine sent a bare string.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEntry {
+    pub level: Level,
+    pub message: String,
+    pub timestamp: Option<Timestamp>,
+}
+
+/// One agent's performance, whatever shape the engine reported it in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AgentStats {
+    pub latency_ms: Option<f64>,
+    pub success_rate: Option<f64>,
+    pub invocations: Option<u64>,
+}
+
+/// One model's performance, whatever shape the engine reported it in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ModelStats {
+    pub latency_ms: Option<f64>,
+    pub invocations: Option<u64>,
+    pub cache_hit_rate: Option<f64>,
+}
+
+/// Agents by name; a `BTreeMap` so the packet's key order is stable from tick to tick.
+pub type Agents = BTreeMap<String, AgentStats>;
+/// Models by name.
+pub type Models = BTreeMap<String, ModelStats>;
+
+/// How fresh one input is, so a UI can grey out a stale panel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SourceHealth {
+    /// The last fetch succeeded.
+    pub ok: bool,
+    /// When the last good answer arrived.
+    pub updated: Option<Timestamp>,
+    /// Milliseconds between `updated` and the packet's poll time.
+    pub age_ms: Option<u64>,
+    /// Why the last fetch failed, readable by a person.
+    pub error: Option<String>,
+}
+
+/// `data.sources`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Sources {
+    pub state: SourceHealth,
+    pub agents: SourceHealth,
+    pub models: SourceHealth,
+}
+
+/// The `data` of a WELCOME or TELEMETRY packet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Telemetry {
+    pub timestamp: Timestamp,
+    pub status: Status,
+    pub market: Market,
+    pub portfolio: Portfolio,
+    pub signal: Signal,
+    pub governance: Governance,
+    pub logs: Vec<LogEntry>,
+    pub agents: Agents,
+    pub models: Models,
+    pub sources: Sources,
+    /// Sections the engine added beyond the contract (`sentiment`, `forecast`, …), unchanged.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The keys of `data` the daemon owns; an engine section with one of these names is not passed through.
+pub const RESERVED_KEYS: &[&str] = &[
+    "timestamp",
+    "status",
+    "market",
+    "portfolio",
+    "signal",
+    "governance",
+    "logs",
+    "agents",
+    "models",
+    "sources",
+];
+
+/// The JSON of `data`, written once per snapshot and then copied into both envelopes.
+pub fn body(data: &Telemetry) -> String {
+    serde_json::to_string(data).expect("a Telemetry always serializes")
+}
+
+/// The TELEMETRY and WELCOME frames around one serialized `data`; only `type` differs.
+pub fn frames(seq: u64, body: &str) -> (String, String) {
+    (
+        envelope("TELEMETRY", seq, body),
+        envelope("WELCOME", seq, body),
+    )
+}
+
+fn envelope(kind: &str, seq: u64, data: &str) -> String {
+    let mut out = String::with_capacity(data.len() + 48);
+    out.push_str(r#"{"type":""#);
+    out.push_str(kind);
+    out.push_str(r#"","seq":"#);
+    out.push_str(&seq.to_string());
+    out.push_str(r#","data":"#);
+    out.push_str(data);
+    out.push('}');
+    out
+}
+
+/// The answer to a client's PING.
+pub const PONG: &str = r#"{"type":"PONG"}"#;
