@@ -1,5 +1,6 @@
 //! The `bff` command line: reads the config, sets up logging, and runs the daemon library.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -31,6 +31,17 @@ pub enum Status {
     Initializing,
 }
 
+impl Status {
+    /// The word as it appears in the packet.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "ACTIVE",
+            Status::Halt => "HALT",
+            Status::Initializing => "INITIALIZING",
+        }
+    }
+}
+
 /// The direction of the current signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
