@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     match load(&cli) {
         Ok(config) if matches!(cli.command, Some(Command::CheckConfig)) => {
