@@ -63,7 +63,11 @@ fn every_fixture_case_produces_its_exact_packet() {
         .map(|e| e.unwrap().path())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 10, "expected the fixture table, found {} cases", cases.len());
+    assert!(
+        cases.len() >= 10,
+        "expected the fixture table, found {} cases",
+        cases.len()
+    );
 
     let mut failures = Vec::new();
     for path in &cases {
@@ -86,7 +90,12 @@ fn every_fixture_case_produces_its_exact_packet() {
             failures.push(format!("{name}:\n    {}", problems.join("\n    ")));
         }
     }
-    assert!(failures.is_empty(), "{} case(s) differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -98,9 +107,14 @@ fn every_engine_sample_is_covered_by_a_case() {
         .collect();
     for entry in std::fs::read_dir(samples).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        let used = cases
-            .iter()
-            .any(|c| ["state", "agents", "models"].iter().any(|s| c[*s].as_str() == Some(&name)));
-        assert!(used, "fixtures/engine/{name} is not used by any case in fixtures/packets/");
+        let used = cases.iter().any(|c| {
+            ["state", "agents", "models"]
+                .iter()
+                .any(|s| c[*s].as_str() == Some(&name))
+        });
+        assert!(
+            used,
+            "fixtures/engine/{name} is not used by any case in fixtures/packets/"
+        );
     }
 }

@@ -1,0 +1,261 @@
+//! Test harness: a real HTTP engine answering from `fixtures/engine/`, the real daemon started
+//! through its library entry point on 127.0.0.1:0, and a real WebSocket client.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bff::config::Config;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// How long any awaited condition may take before the test fails. Generous: it bounds a hang,
+/// it does not measure speed.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What the fake engine answers on one endpoint.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// A file from `fixtures/engine/`, as JSON with status 200.
+    File(&'static str),
+    /// This body with status 200.
+    Body(String),
+    /// This HTTP status with an empty body.
+    Status(u16),
+    /// Accept the request and never answer.
+    Hang,
+}
+
+/// A real HTTP server standing in for the engine; its answers can be changed while it runs.
+#[derive(Clone)]
+pub struct FakeEngine {
+    pub addr: SocketAddr,
+    answers: Arc<Mutex<HashMap<String, Answer>>>,
+}
+
+impl FakeEngine {
+    /// Serves `state`, `agents` and `models` on `/state`, `/agents` and `/models`.
+    pub async fn start(state: Answer, agents: Answer, models: Answer) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let engine = Self {
+            addr: listener.local_addr().unwrap(),
+            answers: Arc::new(Mutex::new(HashMap::from([
+                ("/state".to_string(), state),
+                ("/agents".to_string(), agents),
+                ("/models".to_string(), models),
+            ]))),
+        };
+        let answers = engine.answers.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let answers = answers.clone();
+                let service = service_fn(move |req| respond(req, answers.clone()));
+                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+        });
+        engine
+    }
+
+    /// Changes what one endpoint (`state`, `agents`, `models`) answers from now on.
+    pub fn set(&self, source: &str, answer: Answer) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(format!("/{source}"), answer);
+    }
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    answers: Arc<Mutex<HashMap<String, Answer>>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let answer = answers.lock().unwrap().get(req.uri().path()).cloned();
+    let (status, body) = match answer {
+        Some(Answer::File(name)) => (200, fixture_text(name)),
+        Some(Answer::Body(body)) => (200, body),
+        Some(Answer::Status(code)) => (code, String::new()),
+        Some(Answer::Hang) => std::future::pending().await,
+        None => (404, String::new()),
+    };
+    let mut response = Response::new(Full::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    Ok(response)
+}
+
+/// The text of `fixtures/engine/NAME`.
+pub fn fixture_text(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/engine")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A config for tests: this engine, a fast poll, and everything else at its default.
+pub fn config(engine: &FakeEngine) -> Config {
+    let mut config = Config::default();
+    config.engine.url = format!("http://{}", engine.addr);
+    config.engine.state = "/state".into();
+    config.engine.agents = "/agents".into();
+    config.engine.models = "/models".into();
+    config.engine.poll_interval_ms = 100;
+    config.engine.timeout_ms = 60;
+    config
+}
+
+/// The daemon, running in this test's runtime.
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    /// Validates `config` and runs the daemon on 127.0.0.1:0.
+    pub async fn start(config: Config) -> Self {
+        config.validate("test config").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(bff::run(config, listener, shutdown.clone()));
+        Self {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// A WebSocket client on `/`.
+    pub async fn connect(&self) -> Ws {
+        tokio_tungstenite::connect_async(self.url("/"))
+            .await
+            .unwrap()
+            .0
+    }
+
+    /// `GET /health` as JSON.
+    pub async fn health(&self) -> Value {
+        reqwest_get(&format!("http://{}/health", self.addr)).await.1
+    }
+
+    /// Polls `/health` until `done` holds for it.
+    pub async fn wait_health(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        within(what, async {
+            loop {
+                let health = self.health().await;
+                if done(&health) {
+                    return health;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+}
+
+/// A GET with a plain HTTP client: the status and the body (as JSON when it parses, else a string).
+pub async fn reqwest_get(url: &str) -> (u16, Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Fails the test with `what` if `fut` takes longer than [`PATIENCE`].
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// What a client read next, skipping WebSocket pings and pongs.
+#[derive(Debug)]
+pub enum Frame {
+    Packet(Value),
+    Closed(Option<CloseFrame>),
+    Ended(String),
+}
+
+/// The next text or close frame.
+pub async fn next_frame(ws: &mut Ws) -> Frame {
+    within("a frame", async {
+        loop {
+            return match ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    Frame::Packet(serde_json::from_str(&text).unwrap())
+                }
+                Some(Ok(Message::Close(frame))) => Frame::Closed(frame),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+                Some(Err(e)) => Frame::Ended(e.to_string()),
+                None => Frame::Ended("end of stream".into()),
+            };
+        }
+    })
+    .await
+}
+
+/// The next JSON packet; panics on a close.
+pub async fn next_packet(ws: &mut Ws) -> Value {
+    match next_frame(ws).await {
+        Frame::Packet(packet) => packet,
+        other => panic!("expected a packet, got {other:?}"),
+    }
+}
+
+/// Reads packets until one satisfies `done`.
+pub async fn packet_where(ws: &mut Ws, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    within(what, async {
+        loop {
+            let packet = next_packet(ws).await;
+            if done(&packet) {
+                return packet;
+            }
+        }
+    })
+    .await
+}
+
+/// The close code the server sent, after reading past any packets still queued.
+pub async fn close_code(ws: &mut Ws) -> u16 {
+    within("a close frame", async {
+        loop {
+            match next_frame(ws).await {
+                Frame::Packet(_) => continue,
+                Frame::Closed(Some(frame)) => return u16::from(frame.code),
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+}
+
+pub async fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(Message::Text(text.into())).await.unwrap();
+}

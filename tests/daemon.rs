@@ -1,0 +1,407 @@
+//! The daemon end to end: a real engine over HTTP, the real daemon, real WebSocket clients.
+
+mod common;
+
+use common::{
+    Answer, Daemon, FakeEngine, Frame, config, next_frame, next_packet, packet_where, send_text,
+    within,
+};
+use futures_util::SinkExt;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+async fn sample_engine() -> FakeEngine {
+    FakeEngine::start(
+        Answer::File("state-current.json"),
+        Answer::File("agents-raw-records.json"),
+        Answer::File("models-raw-records.json"),
+    )
+    .await
+}
+
+fn data_keys(packet: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = packet["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+const CONTRACT_KEYS: [&str; 10] = [
+    "agents",
+    "governance",
+    "logs",
+    "market",
+    "models",
+    "portfolio",
+    "signal",
+    "sources",
+    "status",
+    "timestamp",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcome_before_the_first_poll_is_a_full_shaped_initializing_packet() {
+    let engine = FakeEngine::start(Answer::Hang, Answer::Hang, Answer::Hang).await;
+    let mut cfg = config(&engine);
+    // The first poll cannot finish before the client is welcomed.
+    cfg.engine.poll_interval_ms = 60_000;
+    cfg.engine.timeout_ms = 30_000;
+    let daemon = Daemon::start(cfg).await;
+    let mut ws = daemon.connect().await;
+    let welcome = next_packet(&mut ws).await;
+    assert_eq!(welcome["type"], "WELCOME");
+    assert_eq!(welcome["seq"], 0);
+    assert_eq!(welcome["data"]["status"], "INITIALIZING");
+    assert_eq!(data_keys(&welcome), CONTRACT_KEYS);
+    assert_eq!(
+        welcome["data"]["market"],
+        serde_json::json!({"symbol": null, "price": null, "alpha": null, "regime": null, "velocity": null, "acceleration": null})
+    );
+    assert_eq!(
+        welcome["data"]["sources"]["state"],
+        serde_json::json!({"ok": false, "updated": null, "age_ms": null, "error": null})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcome_comes_first_then_telemetry_every_tick_with_growing_seq() {
+    let engine = sample_engine().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    daemon
+        .wait_health("the first poll", |h| h["seq"].as_u64() >= Some(1))
+        .await;
+
+    let mut ws = daemon.connect().await;
+    let welcome = next_packet(&mut ws).await;
+    assert_eq!(welcome["type"], "WELCOME");
+    let first = welcome["seq"].as_u64().unwrap();
+    assert!(first >= 1);
+    // The latest snapshot, normalised from the engine's answers.
+    assert_eq!(welcome["data"]["market"]["price"], 450.32);
+    assert_eq!(welcome["data"]["timestamp"], "2025-12-21T11:59:59.812Z");
+    assert_eq!(welcome["data"]["agents"]["analyst"]["success_rate"], 0.75);
+    assert_eq!(welcome["data"]["logs"][1]["level"], "WARNING");
+
+    for expected_seq in first + 1..first + 6 {
+        let packet = next_packet(&mut ws).await;
+        assert_eq!(packet["type"], "TELEMETRY");
+        assert_eq!(
+            packet["seq"], expected_seq,
+            "seq grows by one per tick, none skipped"
+        );
+        assert_eq!(data_keys(&packet), CONTRACT_KEYS);
+        assert_eq!(packet["data"]["sources"]["models"]["ok"], true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
+    let engine = sample_engine().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    let mut ws = daemon.connect().await;
+    packet_where(&mut ws, "all sources fresh", |p| {
+        p["data"]["sources"]["agents"]["ok"] == true
+    })
+    .await;
+
+    engine.set("agents", Answer::Status(500));
+    let stale = packet_where(&mut ws, "agents stale", |p| {
+        p["data"]["sources"]["agents"]["ok"] == false
+    })
+    .await;
+    assert_eq!(
+        stale["data"]["sources"]["agents"]["error"],
+        "HTTP 500 Internal Server Error"
+    );
+    assert_eq!(
+        stale["data"]["agents"]["analyst"]["latency_ms"], 45.0,
+        "last good value kept"
+    );
+    assert_eq!(stale["data"]["sources"]["state"]["ok"], true);
+
+    // The engine hangs on models: timed out each tick, but the packets keep coming in sequence.
+    engine.set("models", Answer::Hang);
+    let hung = packet_where(&mut ws, "models stale", |p| {
+        p["data"]["sources"]["models"]["ok"] == false
+    })
+    .await;
+    assert_eq!(
+        hung["data"]["sources"]["models"]["error"],
+        "timed out after 60 ms"
+    );
+    assert_eq!(hung["data"]["models"]["chronos_t5_small"]["invocations"], 2);
+    let mut seq = hung["seq"].as_u64().unwrap();
+    let mut state_updated = hung["data"]["sources"]["state"]["updated"].clone();
+    for _ in 0..4 {
+        let packet = next_packet(&mut ws).await;
+        seq += 1;
+        assert_eq!(packet["seq"], seq);
+        assert_ne!(
+            packet["data"]["sources"]["state"]["updated"], state_updated,
+            "state still polled"
+        );
+        assert!(
+            packet["data"]["sources"]["models"]["age_ms"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        state_updated = packet["data"]["sources"]["state"]["updated"].clone();
+    }
+
+    // Malformed JSON and a wrong shape are stale too, with a readable reason.
+    engine.set("state", Answer::Body("{not json".into()));
+    let bad = packet_where(&mut ws, "state stale", |p| {
+        p["data"]["sources"]["state"]["ok"] == false
+    })
+    .await;
+    assert!(
+        bad["data"]["sources"]["state"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON")
+    );
+    assert_eq!(bad["data"]["market"]["price"], 450.32);
+
+    // The engine comes back.
+    engine.set("agents", Answer::File("agents-summary-map.json"));
+    let back = packet_where(&mut ws, "agents recovered", |p| {
+        p["data"]["sources"]["agents"]["ok"] == true
+    })
+    .await;
+    assert_eq!(back["data"]["agents"]["MacroAgent"]["invocations"], 1200);
+    assert_eq!(back["data"]["sources"]["agents"]["error"], Value::Null);
+
+    let health = daemon.health().await;
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["sources"]["models"]["ok"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_gets_pong_and_garbage_is_ignored() {
+    let engine = sample_engine().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    let mut ws = daemon.connect().await;
+    assert_eq!(next_packet(&mut ws).await["type"], "WELCOME");
+
+    for garbage in [
+        "not json",
+        "{\"type\": 5}",
+        "{\"type\":\"DANCE\"}",
+        "{\"type\":\"HALT\"}",
+        "[]",
+    ] {
+        send_text(&mut ws, garbage).await;
+    }
+    ws.send(Message::Binary(vec![0, 159, 146, 150].into()))
+        .await
+        .unwrap();
+    send_text(&mut ws, "{\"type\":\"ping\"}").await;
+    let pong = packet_where(&mut ws, "PONG", |p| p["type"] != "TELEMETRY").await;
+    assert_eq!(pong, serde_json::json!({"type": "PONG"}));
+    // Still subscribed after all that.
+    assert_eq!(next_packet(&mut ws).await["type"], "TELEMETRY");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_path_and_root_both_serve_and_plain_gets_are_told_why_not() {
+    let engine = sample_engine().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(daemon.url("/ws/stream"))
+        .await
+        .unwrap();
+    assert_eq!(next_packet(&mut ws).await["type"], "WELCOME");
+
+    let (status, body) = common::reqwest_get(&format!("http://{}/ws/stream", daemon.addr)).await;
+    assert_eq!(status, 426);
+    assert!(body.as_str().unwrap().contains("WebSocket endpoint"));
+    let (status, _) = common::reqwest_get(&format!("http://{}/nope", daemon.addr)).await;
+    assert_eq!(status, 404);
+
+    let health = daemon
+        .wait_health("one connection", |h| h["connections"] == 1)
+        .await;
+    assert_eq!(health["status"], "ok");
+    assert!(health["seq"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_and_total_limits_refuse_before_the_upgrade() {
+    let engine = sample_engine().await;
+    let mut cfg = config(&engine);
+    cfg.server.max_connections_per_ip = 2;
+    let daemon = Daemon::start(cfg).await;
+    let _a = daemon.connect().await;
+    let _b = daemon.connect().await;
+    let refused = tokio_tungstenite::connect_async(daemon.url("/"))
+        .await
+        .unwrap_err();
+    assert_http_status(refused, 429);
+    drop(_a);
+    daemon
+        .wait_health("a slot freed", |h| h["connections"] == 1)
+        .await;
+    let _c = daemon.connect().await;
+
+    let mut cfg = config(&engine);
+    cfg.server.max_connections = 1;
+    let full = Daemon::start(cfg).await;
+    let _only = full.connect().await;
+    let refused = tokio_tungstenite::connect_async(full.url("/"))
+        .await
+        .unwrap_err();
+    assert_http_status(refused, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disallowed_origin_is_refused() {
+    let engine = sample_engine().await;
+    let mut cfg = config(&engine);
+    cfg.server.allowed_origins = vec!["https://dash.example.com".into()];
+    let daemon = Daemon::start(cfg).await;
+    let with_origin = |origin: &'static str| {
+        let mut request = daemon.url("/").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", HeaderValue::from_static(origin));
+        request
+    };
+    let refused = tokio_tungstenite::connect_async(with_origin("https://evil.example"))
+        .await
+        .unwrap_err();
+    assert_http_status(refused, 403);
+    let (mut ws, _) = tokio_tungstenite::connect_async(with_origin("https://dash.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(next_packet(&mut ws).await["type"], "WELCOME");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_clients_get_the_right_close_code() {
+    let engine = sample_engine().await;
+    let mut cfg = config(&engine);
+    cfg.clients.max_message_bytes = 1024;
+    cfg.clients.messages_per_second = 5;
+    cfg.clients.message_burst = 10;
+    let daemon = Daemon::start(cfg).await;
+    let mut watcher = daemon.connect().await;
+    let first = next_packet(&mut watcher).await["seq"].as_u64().unwrap();
+
+    // Over the size cap: 1009.
+    let mut big = daemon.connect().await;
+    send_text(&mut big, &"x".repeat(10_000)).await;
+    assert_eq!(common::close_code(&mut big).await, 1009);
+
+    // A text frame that is not UTF-8, written raw (masked, zero key): 1007.
+    let mut utf8 = daemon.connect().await;
+    next_packet(&mut utf8).await;
+    let raw = match utf8.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
+        _ => unreachable!("plain ws://"),
+    };
+    raw.write_all(&[0x81, 0x83, 0, 0, 0, 0, 0xff, 0xfe, 0xfd])
+        .await
+        .unwrap();
+    assert_eq!(common::close_code(&mut utf8).await, 1007);
+
+    // A flood past the burst: 1008.
+    let mut flood = daemon.connect().await;
+    for _ in 0..50 {
+        if flood
+            .send(Message::Text("{\"type\":\"PING\"}".into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(common::close_code(&mut flood).await, 1008);
+
+    // The watcher saw none of it: every seq, in order.
+    for expected in first + 1..first + 4 {
+        assert_eq!(next_packet(&mut watcher).await["seq"], expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_and_others_keep_their_cadence() {
+    // Big packets so that a stalled reader fills its socket within a few ticks.
+    let mut state: Value =
+        serde_json::from_str(&common::fixture_text("state-current.json")).unwrap();
+    state["blob"] = Value::String("x".repeat(200_000));
+    let engine = FakeEngine::start(
+        Answer::Body(state.to_string()),
+        Answer::File("agents-summary-map.json"),
+        Answer::File("models-summary-map.json"),
+    )
+    .await;
+    let mut cfg = config(&engine);
+    cfg.engine.poll_interval_ms = 50;
+    cfg.engine.timeout_ms = 40;
+    cfg.clients.send_timeout_ms = 300;
+    cfg.clients.queue_size = 4;
+    let daemon = Daemon::start(cfg).await;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(daemon.addr).await.unwrap();
+    let (_stalled, _) = tokio_tungstenite::client_async(
+        daemon.url("/"),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
+    let mut reader = daemon.connect().await;
+    let mut seq = next_packet(&mut reader).await["seq"].as_u64().unwrap();
+    daemon
+        .wait_health("both connected", |h| h["connections"] == 2)
+        .await;
+
+    let cut = async {
+        daemon
+            .wait_health("the stalled client cut off", |h| h["connections"] == 1)
+            .await;
+    };
+    let keep_reading = async {
+        for _ in 0..40 {
+            let packet = next_packet(&mut reader).await;
+            seq += 1;
+            assert_eq!(packet["seq"], seq, "the reading client missed nothing");
+        }
+    };
+    tokio::join!(cut, keep_reading);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_every_client_with_1001_and_returns() {
+    let engine = sample_engine().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    let mut a = daemon.connect().await;
+    let mut b = daemon.connect().await;
+    next_packet(&mut a).await;
+    next_packet(&mut b).await;
+    daemon.shutdown.cancel();
+    assert_eq!(common::close_code(&mut a).await, 1001);
+    assert_eq!(common::close_code(&mut b).await, 1001);
+    within("run() to return", daemon.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(next_frame(&mut a).await, Frame::Ended(_)));
+}
+
+fn assert_http_status(err: tokio_tungstenite::tungstenite::Error, want: u16) {
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status().as_u16(), want)
+        }
+        other => panic!("expected HTTP {want}, got {other}"),
+    }
+}
