@@ -146,7 +146,7 @@ mod tests {
             (false, Some(2500), Some("timed out"))
         );
         assert_eq!(src.record(Ok::<_, String>(8), at(3000)), Change::Recovered);
-        assert_eq!(src.health(at(3000)).ok, true);
+        assert!(src.health(at(3000)).ok);
     }
 
     #[test]

@@ -179,7 +179,7 @@ impl Simulation {
             });
             push_window(&mut self.model_calls[i], record);
         }
-        if self.tick % 3 == 0 {
+        if self.tick.is_multiple_of(3) {
             let line = match self.rng.u8(0..10) {
                 0 => format!(
                     "WARNING: Chronos forecast latency above {} ms",
