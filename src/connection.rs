@@ -264,7 +264,12 @@ where
         return;
     }
     let _ = timeout(LINGER, async {
-        if ws.close(ending.close_frame()).await.is_err() {
+        let sent = match ending.close_frame() {
+            Some(frame) => ws.close(Some(frame)).await,
+            // The client closed: flushing sends the reply tungstenite has queued.
+            None => ws.flush().await,
+        };
+        if sent.is_err() {
             return;
         }
         let mut sink = [0u8; 512];

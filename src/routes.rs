@@ -106,7 +106,7 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Context>) -
                 Err(err) => debug!(%err, "Upgrade did not complete"),
             }
         }
-        .instrument(info_span!("client", %peer)),
+        .instrument(info_span!("ws")),
     );
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, debug_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 use crate::admission::Admission;
 use crate::config::Config;
@@ -44,7 +44,7 @@ pub async fn accept(listener: TcpListener, ctx: Arc<Context>) {
             Ok((stream, peer)) => {
                 let task = serve_http(stream, peer, ctx.clone());
                 ctx.tracker
-                    .spawn(task.instrument(debug_span!("http", %peer)));
+                    .spawn(task.instrument(info_span!("http", %peer)));
             }
             Err(err) => {
                 warn!(%err, "Accept failed; retrying shortly (is the open-file limit reached?)");

@@ -380,6 +380,25 @@ async fn a_client_that_stops_reading_is_cut_off_and_others_keep_their_cadence() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_close_is_answered_and_its_slot_freed() {
+    let engine = sample_engine().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    let mut ws = daemon.connect().await;
+    next_packet(&mut ws).await;
+    ws.close(None).await.unwrap();
+    loop {
+        match next_frame(&mut ws).await {
+            Frame::Packet(_) => continue,
+            Frame::Closed(_) => break,
+            Frame::Ended(why) => panic!("no close reply: {why}"),
+        }
+    }
+    daemon
+        .wait_health("the slot freed", |h| h["connections"] == 0)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_every_client_with_1001_and_returns() {
     let engine = sample_engine().await;
     let daemon = Daemon::start(config(&engine)).await;
