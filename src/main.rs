@@ -97,8 +97,10 @@ async fn daemon(mut config: Config, demo: bool) -> anyhow::Result<()> {
         info!(%addr, "Demo engine simulator running");
     }
     let listen = config.server.listen;
-    let listener = TcpListener::bind(listen).await.with_context(|| {
-        format!("cannot listen on {listen}: is another process using it? Pick another with --listen or server.listen")
+    let listener = TcpListener::bind(listen).await.map_err(|err| {
+        anyhow::anyhow!(
+            "cannot listen on {listen}: {err}; is another process using it? Pick another address with --listen or server.listen"
+        )
     })?;
     let signal = shutdown.clone();
     tokio::spawn(async move {
