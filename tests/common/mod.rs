@@ -116,8 +116,8 @@ pub fn config(engine: &FakeEngine) -> Config {
     config.engine.state = "/state".into();
     config.engine.agents = "/agents".into();
     config.engine.models = "/models".into();
-    config.engine.poll_interval_ms = 100;
-    config.engine.timeout_ms = 60;
+    config.engine.poll_interval_ms = 150;
+    config.engine.timeout_ms = 120;
     config
 }
 
