@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use governor::{Quota, RateLimiter};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -23,10 +23,15 @@ use crate::config::ClientConfig;
 use crate::hub::{Hub, Subscription};
 use crate::inbound::{self, ClientMessage};
 use crate::packet::PONG;
+use crate::wire::{self, Inbound};
 
 /// tungstenite's read buffer is allocated up front for every connection; client messages are
 /// tiny, so a small one keeps many idle dashboards cheap (the default is 128 KiB).
 const READ_BUFFER_BYTES: usize = 4096;
+
+/// The framed answer to a client's PING.
+static PONG_FRAME: std::sync::LazyLock<bytes::Bytes> =
+    std::sync::LazyLock::new(|| wire::text_frame(PONG));
 
 /// How long a closing connection waits for its close frame to go out and the peer to hang up.
 const LINGER: Duration = Duration::from_secs(1);
@@ -118,28 +123,50 @@ impl From<WsError> for Ending {
     }
 }
 
-/// tungstenite settings for a server-side connection under `config`.
+/// tungstenite settings for reading a client under `config`.
 pub fn websocket_config(config: &ClientConfig) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
-        // Write each frame at once: packets are already whole, and waiting would add latency.
+        // tungstenite only writes control replies, into `Inbound`, which sends them at once.
         .write_buffer_size(0)
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes))
 }
 
-/// Serves one upgraded connection until it ends, and says how it ended.
-pub async fn serve<S>(
-    mut ws: WebSocketStream<S>,
+/// One client's socket: tungstenite over the read half, and the write half for shared frames.
+struct Client<R, W> {
+    ws: WebSocketStream<Inbound<R>>,
+    out: W,
+    send_timeout: Duration,
+}
+
+/// Serves one upgraded connection until it ends, and says how it ended. `leftover` is whatever
+/// the HTTP layer read past the handshake.
+pub async fn serve<R, W>(
+    read: R,
+    out: W,
+    leftover: Vec<u8>,
     hub: &Hub,
     config: &ClientConfig,
     shutdown: &CancellationToken,
 ) -> Ending
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
+    let ws = WebSocketStream::from_partially_read(
+        Inbound::new(read),
+        leftover,
+        Role::Server,
+        Some(websocket_config(config)),
+    )
+    .await;
+    let mut client = Client {
+        ws,
+        out,
+        send_timeout: Duration::from_millis(config.send_timeout_ms),
+    };
     let Subscription { welcome, mut rx } = hub.subscribe();
-    let send_timeout = Duration::from_millis(config.send_timeout_ms);
     let ping_every = Duration::from_millis(config.ping_interval_ms);
     let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
     let limiter = RateLimiter::direct(
@@ -147,13 +174,7 @@ where
             .allow_burst(at_least_one(config.message_burst)),
     );
     let mut last_seq = welcome.seq;
-    let mut ending = send(
-        &mut ws,
-        Message::Text(welcome.welcome.clone()),
-        send_timeout,
-    )
-    .await
-    .err();
+    let mut ending = client.write(&welcome.welcome).await.err();
     drop(welcome);
     let mut keepalive = interval_at(Instant::now() + ping_every, ping_every);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -167,14 +188,14 @@ where
                 Ok(snapshot) if snapshot.seq <= last_seq => None,
                 Ok(snapshot) => {
                     last_seq = snapshot.seq;
-                    send(&mut ws, Message::Text(snapshot.telemetry.clone()), send_timeout).await.err()
+                    client.write(&snapshot.telemetry).await.err()
                 }
                 Err(RecvError::Lagged(missed)) => Some(Ending::TooSlow(missed)),
                 Err(RecvError::Closed) => Some(Ending::Shutdown),
             },
-            frame = ws.next() => {
+            frame = client.ws.next() => {
                 last_heard = Instant::now();
-                match frame {
+                let ending = match frame {
                     None => Some(Ending::Vanished("closed without a close frame".into())),
                     Some(Err(err)) => Some(err.into()),
                     Some(Ok(Message::Close(frame))) => {
@@ -183,99 +204,99 @@ where
                     // Pongs answer our own pings, so only what the client starts counts.
                     Some(Ok(Message::Pong(_))) => None,
                     Some(Ok(_)) if limiter.check().is_err() => Some(Ending::Flooding),
-                    Some(Ok(Message::Text(text))) => answer(&mut ws, &text, send_timeout).await.err(),
+                    Some(Ok(Message::Text(text))) => client.answer(&text).await.err(),
                     Some(Ok(Message::Binary(data))) => {
                         debug!(bytes = data.len(), "Binary frame ignored: the protocol is JSON text");
                         None
                     }
-                    // tungstenite answers pings itself.
+                    // Pings: tungstenite has queued the pong, sent just below.
                     Some(Ok(_)) => None,
+                };
+                match ending {
+                    None => client.send_replies().await.err(),
+                    some => some,
                 }
             },
             _ = keepalive.tick() => {
                 if last_heard.elapsed() >= idle_timeout {
                     Some(Ending::IdleTimeout)
                 } else {
-                    send(&mut ws, Message::Ping(Bytes::new()), send_timeout).await.err()
+                    client.write(wire::PING).await.err()
                 }
             },
         };
     }
     let ending = ending.expect("the loop ends with an ending");
-    close(&mut ws, &ending).await;
+    client.close(&ending).await;
     ending
 }
 
-/// Answers one text frame from the client.
-async fn answer<S>(
-    ws: &mut WebSocketStream<S>,
-    text: &str,
-    send_timeout: Duration,
-) -> Result<(), Ending>
+impl<R, W> Client<R, W>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
-    match inbound::parse(text) {
-        Ok(ClientMessage::Ping) => {
-            send(
-                ws,
-                Message::Text(Utf8Bytes::from_static(PONG)),
-                send_timeout,
-            )
-            .await
-        }
-        Ok(ClientMessage::Reserved(kind)) => {
-            debug!(kind, "Reserved command ignored: not implemented yet");
-            Ok(())
-        }
-        Ok(ClientMessage::Unknown(kind)) => {
-            debug!(kind, "Unknown message type ignored");
-            Ok(())
-        }
-        Err(why) => {
-            debug!(%why, bytes = text.len(), "Malformed message ignored");
-            Ok(())
+    /// Writes whole frames, giving up after the send timeout: a client that does not read must
+    /// not hold its task.
+    async fn write(&mut self, frames: &[u8]) -> Result<(), Ending> {
+        match timeout(self.send_timeout, self.out.write_all(frames)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(Ending::Vanished(err.to_string())),
+            Err(_) => Err(Ending::Stalled),
         }
     }
-}
 
-/// Sends one frame, giving up after `limit`: a client that does not read must not hold the task.
-async fn send<S>(
-    ws: &mut WebSocketStream<S>,
-    message: Message,
-    limit: Duration,
-) -> Result<(), Ending>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    match timeout(limit, ws.send(message)).await {
-        Ok(result) => result.map_err(Ending::from),
-        Err(_) => Err(Ending::Stalled),
+    /// Sends the control frames tungstenite queued (pongs, a close reply).
+    async fn send_replies(&mut self) -> Result<(), Ending> {
+        match self.ws.get_mut().take_replies() {
+            Some(replies) => self.write(&replies).await,
+            None => Ok(()),
+        }
     }
-}
 
-/// Sends the ending's close frame (or completes the client's close handshake), then reads and
-/// discards until the peer hangs up, so the close frame is not lost to a TCP reset.
-async fn close<S>(ws: &mut WebSocketStream<S>, ending: &Ending)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    if matches!(ending, Ending::Stalled | Ending::Vanished(_)) {
-        return;
+    /// Answers one text frame from the client.
+    async fn answer(&mut self, text: &str) -> Result<(), Ending> {
+        match inbound::parse(text) {
+            Ok(ClientMessage::Ping) => self.write(&PONG_FRAME).await,
+            Ok(ClientMessage::Reserved(kind)) => {
+                debug!(kind, "Reserved command ignored: not implemented yet");
+                Ok(())
+            }
+            Ok(ClientMessage::Unknown(kind)) => {
+                debug!(kind, "Unknown message type ignored");
+                Ok(())
+            }
+            Err(why) => {
+                debug!(%why, bytes = text.len(), "Malformed message ignored");
+                Ok(())
+            }
+        }
     }
-    let _ = timeout(LINGER, async {
-        let sent = match ending.close_frame() {
-            Some(frame) => ws.close(Some(frame)).await,
-            // The client closed: flushing sends the reply tungstenite has queued.
-            None => ws.flush().await,
-        };
-        if sent.is_err() {
+
+    /// Sends the ending's close frame (or the reply to the client's), then reads and discards
+    /// until the peer hangs up, so the close frame is not lost to a TCP reset.
+    async fn close(&mut self, ending: &Ending) {
+        if matches!(ending, Ending::Stalled | Ending::Vanished(_)) {
             return;
         }
-        let mut sink = [0u8; 512];
-        while matches!(ws.get_mut().read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
+        let _ = timeout(LINGER, async {
+            let _ = match ending.close_frame() {
+                Some(frame) => self.ws.close(Some(frame)).await,
+                // The client closed: flushing makes tungstenite write the reply it has queued.
+                None => self.ws.flush().await,
+            };
+            if self.send_replies().await.is_err() || self.out.shutdown().await.is_err() {
+                return;
+            }
+            if matches!(ending, Ending::ClientClosed(_)) {
+                return; // the handshake is complete; nothing more will come
+            }
+            let mut sink = [0u8; 512];
+            let reader = self.ws.get_mut().reader();
+            while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
 }
 
 fn at_least_one(n: u32) -> NonZeroU32 {
@@ -287,8 +308,7 @@ mod tests {
     use super::*;
     use crate::aggregate::{self, Inputs};
     use chrono::Utc;
-    use tokio::io::DuplexStream;
-    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
 
     fn hub(queue_size: usize) -> Hub {
         Hub::new(
@@ -301,17 +321,27 @@ mod tests {
         aggregate::build(&Inputs::default(), Utc::now(), 50)
     }
 
-    /// A server and a client end joined by an in-memory pipe of `buffer` bytes.
+    /// The server's read and write halves and a client, joined by an in-memory pipe of `buffer` bytes.
     async fn pair(
-        config: &ClientConfig,
         buffer: usize,
-    ) -> (WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
+    ) -> (
+        (ReadHalf<DuplexStream>, WriteHalf<DuplexStream>),
+        WebSocketStream<DuplexStream>,
+    ) {
         let (server, client) = tokio::io::duplex(buffer);
         (
-            WebSocketStream::from_raw_socket(server, Role::Server, Some(websocket_config(config)))
-                .await,
+            tokio::io::split(server),
             WebSocketStream::from_raw_socket(client, Role::Client, None).await,
         )
+    }
+
+    async fn run(
+        server: (ReadHalf<DuplexStream>, WriteHalf<DuplexStream>),
+        hub: &Hub,
+        config: &ClientConfig,
+        shutdown: &CancellationToken,
+    ) -> Ending {
+        serve(server.0, server.1, Vec::new(), hub, config, shutdown).await
     }
 
     fn config(ping_ms: u64, idle_ms: u64, send_ms: u64) -> ClientConfig {
@@ -326,10 +356,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_peer_is_pinged_then_dropped_at_the_idle_timeout() {
         let config = config(1_000, 3_000, 5_000);
-        let (server, client) = pair(&config, 64 * 1024).await;
+        let (server, client) = pair(64 * 1024).await;
         let mut client = client.into_inner();
         let started = Instant::now();
-        let ending = serve(server, &hub(4), &config, &CancellationToken::new()).await;
+        let ending = run(server, &hub(4), &config, &CancellationToken::new()).await;
         assert_eq!(ending, Ending::IdleTimeout);
         // Detected on the third ping tick, then at most LINGER spent closing.
         let waited = started.elapsed();
@@ -370,7 +400,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_answers_pings_stays_connected() {
         let config = config(1_000, 3_000, 5_000);
-        let (server, mut client) = pair(&config, 64 * 1024).await;
+        let (server, mut client) = pair(64 * 1024).await;
         // Reading is enough: the client's WebSocket answers each ping with a pong.
         let reader = tokio::spawn(async move { while let Some(Ok(_)) = client.next().await {} });
         let shutdown = CancellationToken::new();
@@ -380,7 +410,7 @@ mod tests {
             stop.cancel();
         });
         assert_eq!(
-            serve(server, &hub(4), &config, &shutdown).await,
+            run(server, &hub(4), &config, &shutdown).await,
             Ending::Shutdown
         );
         reader.abort();
@@ -390,10 +420,10 @@ mod tests {
     async fn a_client_that_does_not_read_is_dropped_after_the_send_timeout() {
         let config = config(60_000, 120_000, 2_000);
         // Smaller than the WELCOME frame: the first send cannot complete.
-        let (server, _client) = pair(&config, 128).await;
+        let (server, _client) = pair(128).await;
         let started = Instant::now();
         assert_eq!(
-            serve(server, &hub(4), &config, &CancellationToken::new()).await,
+            run(server, &hub(4), &config, &CancellationToken::new()).await,
             Ending::Stalled
         );
         assert_eq!(started.elapsed(), Duration::from_secs(2));
@@ -402,13 +432,11 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_falls_more_than_its_queue_behind_gets_1008() {
         let config = config(60_000, 120_000, 60_000);
-        let (server, mut client) = pair(&config, 128).await;
+        let (server, mut client) = pair(128).await;
         let hub = hub(2);
         let task = {
             let hub = hub.clone();
-            tokio::spawn(
-                async move { serve(server, &hub, &config, &CancellationToken::new()).await },
-            )
+            tokio::spawn(async move { run(server, &hub, &config, &CancellationToken::new()).await })
         };
         while hub.subscribers() == 0 {
             tokio::task::yield_now().await;

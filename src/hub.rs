@@ -6,22 +6,23 @@
 
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use tokio::sync::broadcast;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::packet::{self, Telemetry};
+use crate::wire;
 
-/// One published snapshot: its number, its data, and its two frames ready to send.
+/// One published snapshot: its number, its data, and its two WebSocket frames ready to write.
 #[derive(Debug)]
 pub struct Snapshot {
     /// Grows by one per snapshot; 0 is the INITIALIZING snapshot before the first poll.
     pub seq: u64,
     /// The typed data, for `/health` and logs.
     pub data: Telemetry,
-    /// `{"type":"TELEMETRY",…}`, shared by every connection.
-    pub telemetry: Utf8Bytes,
-    /// `{"type":"WELCOME",…}`, for clients that connect while this snapshot is the latest.
-    pub welcome: Utf8Bytes,
+    /// The framed `{"type":"TELEMETRY",…}`, written as is by every connection.
+    pub telemetry: Bytes,
+    /// The framed `{"type":"WELCOME",…}`, for clients that connect while this is the latest.
+    pub welcome: Bytes,
 }
 
 /// A cheap, cloneable handle to the hub.
@@ -54,13 +55,10 @@ impl Hub {
     /// connection may fall behind.
     pub fn new(initial: Telemetry, queue_size: usize) -> Self {
         let (tx, _) = broadcast::channel(queue_size);
+        let body = packet::body(&initial);
         Self {
             shared: Arc::new(Shared {
-                latest: Mutex::new(Arc::new(snapshot(
-                    0,
-                    initial.clone(),
-                    &packet::body(&initial),
-                ))),
+                latest: Mutex::new(Arc::new(snapshot(0, initial, &body))),
                 tx,
             }),
         }
@@ -106,7 +104,7 @@ fn snapshot(seq: u64, data: Telemetry, body: &str) -> Snapshot {
     Snapshot {
         seq,
         data,
-        telemetry: telemetry.into(),
-        welcome: welcome.into(),
+        telemetry: wire::text_frame(&telemetry),
+        welcome: wire::text_frame(&welcome),
     }
 }

@@ -9,8 +9,9 @@
 //! - [`poller`]: the fixed-rate loop that drives the three above.
 //! - [`packet`]: the packet types and their envelope.
 //! - [`hub`]: the only place packets come from; serializes once, fans out shared bytes.
-//! - [`server`], [`routes`], [`admission`], [`connection`], [`inbound`]: the listening socket,
-//!   HTTP routes and handshake, connection limits, and one dashboard's WebSocket.
+//! - [`server`], [`routes`], [`admission`], [`connection`], [`inbound`], [`wire`]: the listening
+//!   socket, HTTP routes and handshake, connection limits, one dashboard's WebSocket, what
+//!   clients may send, and the shared pre-framed bytes written to every socket.
 //! - [`demo`]: an embedded engine simulator for `--demo`.
 
 pub mod admission;
@@ -26,6 +27,7 @@ pub mod packet;
 pub mod poller;
 pub mod routes;
 pub mod server;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -10,12 +10,12 @@ use chrono::Utc;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::upgrade::{Parts, Upgraded};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio_tungstenite::WebSocketStream;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::admission::{Permit, Refusal};
@@ -102,7 +102,7 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Context>) -
     ctx.tracker.spawn(
         async move {
             match on_upgrade.await {
-                Ok(upgraded) => client(TokioIo::new(upgraded), permit, &task_ctx).await,
+                Ok(upgraded) => client(upgraded, permit, &task_ctx).await,
                 Err(err) => debug!(%err, "Upgrade did not complete"),
             }
         }
@@ -121,11 +121,23 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Context>) -
 }
 
 /// Runs one upgraded client from WELCOME to close, holding its admission slot throughout.
-async fn client(io: TokioIo<hyper::upgrade::Upgraded>, permit: Permit, ctx: &Context) {
-    let config = connection::websocket_config(&ctx.config.clients);
-    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+async fn client(upgraded: Upgraded, permit: Permit, ctx: &Context) {
+    // Take the TCP socket back from hyper so frames can be written to it directly.
+    let Ok(Parts { io, read_buf, .. }) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+        warn!("Upgraded connection is not a TCP stream; dropping it");
+        return;
+    };
+    let (read, write) = io.into_inner().into_split();
     info!(clients = ctx.admission.open(), "Client Connected");
-    let ending = connection::serve(ws, &ctx.hub, &ctx.config.clients, &ctx.shutdown).await;
+    let ending = connection::serve(
+        read,
+        write,
+        read_buf.to_vec(),
+        &ctx.hub,
+        &ctx.config.clients,
+        &ctx.shutdown,
+    )
+    .await;
     drop(permit);
     let clients = ctx.admission.open();
     let code = ending.close_frame().map(|f| u16::from(f.code));

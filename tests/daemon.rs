@@ -12,6 +12,8 @@ use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 async fn sample_engine() -> FakeEngine {
     FakeEngine::start(
@@ -385,12 +387,17 @@ async fn a_client_close_is_answered_and_its_slot_freed() {
     let daemon = Daemon::start(config(&engine)).await;
     let mut ws = daemon.connect().await;
     next_packet(&mut ws).await;
-    ws.close(None).await.unwrap();
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    }))
+    .await
+    .unwrap();
     loop {
         match next_frame(&mut ws).await {
             Frame::Packet(_) => continue,
-            Frame::Closed(_) => break,
-            Frame::Ended(why) => panic!("no close reply: {why}"),
+            Frame::Closed(Some(reply)) => break assert_eq!(reply.code, CloseCode::Normal),
+            other => panic!("no close reply: {other:?}"),
         }
     }
     daemon
