@@ -12,6 +12,7 @@
 //! - [`server`], [`routes`], [`admission`], [`connection`], [`inbound`], [`wire`]: the listening
 //!   socket, HTTP routes and handshake, connection limits, one dashboard's WebSocket, what
 //!   clients may send, and the shared pre-framed bytes written to every socket.
+//! - [`os`]: the open-file limit and the listening socket.
 //! - [`demo`]: an embedded engine simulator for `--demo`.
 
 pub mod admission;
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod hub;
 pub mod inbound;
 pub mod normalize;
+pub mod os;
 pub mod packet;
 pub mod poller;
 pub mod routes;

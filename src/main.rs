@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use bff::config::{Config, ConfigError};
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -97,7 +96,8 @@ async fn daemon(mut config: Config, demo: bool) -> anyhow::Result<()> {
         info!(%addr, "Demo engine simulator running");
     }
     let listen = config.server.listen;
-    let listener = TcpListener::bind(listen).await.map_err(|err| {
+    bff::os::raise_file_limit(config.server.max_connections);
+    let listener = bff::os::listen(listen).map_err(|err| {
         anyhow::anyhow!(
             "cannot listen on {listen}: {err}; is another process using it? Pick another address with --listen or server.listen"
         )
