@@ -1,0 +1,51 @@
+//! `bff-load`: a WebSocket load generator for the bff daemon.
+//!
+//! Opens many dashboard connections (spread over loopback source addresses 127.0.0.1…K so tens of
+//! thousands do not run out of ephemeral ports), holds them for a steady window, and reports
+//! connect-to-WELCOME latency, the fan-out spread of each tick across clients (from kernel
+//! receive timestamps, `SO_TIMESTAMPNS`), packet staleness, missed ticks, how the daemon treats
+//! stalled clients, and the daemon's CPU and memory.
+//!
+//! ```text
+//! cargo run --release --bin bff-load -- --url ws://127.0.0.1:3000/ --clients 10000 \
+//!     --duration 60 --connect-rate 2000 --source-ips 32 --stall 10 --daemon-pid PID --json out.json
+//! ```
+//!
+//! What the figures mean:
+//! - Receive times are kernel timestamps (`SCM_TIMESTAMPNS`, CLOCK_REALTIME) of the read that
+//!   completed each message, so the load generator's own scheduling does not blur them. Over
+//!   loopback the kernel stamps a packet while the daemon's `send` is still in progress, so the
+//!   per-tick spread is, in effect, how long the daemon takes to write one tick to everyone.
+//! - "TCP connect" and "connect → WELCOME" start when a client task starts its connect; in a
+//!   connect storm they include the time this (single-threaded by default) process takes to get
+//!   round to every socket. "upgrade request → WELCOME" is the daemon's share alone.
+//! - Staleness compares the receive time with `data.timestamp`; it needs both on one clock (same
+//!   host, or well synchronised ones).
+//! - Stalled clients are watched from the daemon's side with exact `sock_diag` lookups (both
+//!   ends are on this host), which show when the daemon closed its socket; at the end they are
+//!   read as raw frames (no pong is sent back) to see what was still on its way and how it ended.
+//!
+//! Linux only: it relies on `recvmsg` control messages, `/proc`, `sock_diag` and loopback
+//! source addresses.
+
+#[cfg(target_os = "linux")]
+mod app;
+#[cfg(target_os = "linux")]
+mod client;
+#[cfg(target_os = "linux")]
+mod net;
+#[cfg(target_os = "linux")]
+mod report;
+#[cfg(target_os = "linux")]
+mod sys;
+
+#[cfg(target_os = "linux")]
+fn main() -> std::process::ExitCode {
+    app::main()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() -> std::process::ExitCode {
+    eprintln!("bff-load runs on Linux only");
+    std::process::ExitCode::from(2)
+}
