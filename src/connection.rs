@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -22,8 +23,10 @@ use tracing::debug;
 use crate::config::ClientConfig;
 use crate::hub::{Hub, Subscription};
 use crate::inbound::{self, ClientMessage};
+use crate::os;
 use crate::packet::PONG;
 use crate::wire::{self, Inbound};
+use tokio::net::tcp::OwnedWriteHalf;
 
 /// tungstenite's read buffer is allocated up front for every connection; client messages are
 /// tiny, so a small one keeps many idle dashboards cheap (the default is 128 KiB).
@@ -116,6 +119,9 @@ impl From<WsError> for Ending {
             WsError::Capacity(_) => Ending::TooBig,
             WsError::Utf8(_) => Ending::BadUtf8,
             WsError::ConnectionClosed | WsError::AlreadyClosed => Ending::Vanished("closed".into()),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                Ending::Vanished("reset without a close frame".into())
+            }
             WsError::Io(e) => Ending::Vanished(e.to_string()),
             WsError::WriteBufferFull(_) => Ending::Stalled,
             other => Ending::Protocol(other.to_string()),
@@ -133,11 +139,30 @@ pub fn websocket_config(config: &ClientConfig) -> WebSocketConfig {
         .max_frame_size(Some(config.max_message_bytes))
 }
 
+/// The write half of a client's socket. It may say how many written bytes the peer has not yet
+/// taken, which is how far behind a client that stopped reading is.
+pub trait Outbox: AsyncWrite + Unpin {
+    /// Bytes written but not yet taken by the peer, where the transport can tell.
+    fn unsent(&self) -> Option<usize> {
+        None
+    }
+}
+
+impl Outbox for OwnedWriteHalf {
+    fn unsent(&self) -> Option<usize> {
+        os::unsent_bytes(self.as_ref())
+    }
+}
+
+/// In-memory pipes, for tests: only the hub's queue measures how far behind they are.
+impl<T: AsyncRead + AsyncWrite> Outbox for tokio::io::WriteHalf<T> {}
+
 /// One client's socket: tungstenite over the read half, and the write half for shared frames.
 struct Client<R, W> {
     ws: WebSocketStream<Inbound<R>>,
     out: W,
     send_timeout: Duration,
+    queue_size: usize,
 }
 
 /// Serves one upgraded connection until it ends, and says how it ended. `leftover` is whatever
@@ -152,7 +177,7 @@ pub async fn serve<R, W>(
 ) -> Ending
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: Outbox,
 {
     let ws = WebSocketStream::from_partially_read(
         Inbound::new(read),
@@ -165,6 +190,7 @@ where
         ws,
         out,
         send_timeout: Duration::from_millis(config.send_timeout_ms),
+        queue_size: config.queue_size,
     };
     let Subscription { welcome, mut rx } = hub.subscribe();
     let ping_every = Duration::from_millis(config.ping_interval_ms);
@@ -188,7 +214,7 @@ where
                 Ok(snapshot) if snapshot.seq <= last_seq => None,
                 Ok(snapshot) => {
                     last_seq = snapshot.seq;
-                    client.write(&snapshot.telemetry).await.err()
+                    client.send_packet(&snapshot.telemetry).await.err()
                 }
                 Err(RecvError::Lagged(missed)) => Some(Ending::TooSlow(missed)),
                 Err(RecvError::Closed) => Some(Ending::Shutdown),
@@ -234,8 +260,19 @@ where
 impl<R, W> Client<R, W>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: Outbox,
 {
+    /// Writes one packet, unless the client already has `queue_size` packets' worth waiting in
+    /// its socket: a client that stopped reading is cut off after that many ticks, and its kernel
+    /// buffers stay bounded, however large they could grow.
+    async fn send_packet(&mut self, frame: &[u8]) -> Result<(), Ending> {
+        let behind = self.out.unsent().unwrap_or(0) / frame.len().max(1);
+        if behind >= self.queue_size {
+            return Err(Ending::TooSlow(behind as u64));
+        }
+        self.write(frame).await
+    }
+
     /// Writes whole frames, giving up after the send timeout: a client that does not read must
     /// not hold its task.
     async fn write(&mut self, frames: &[u8]) -> Result<(), Ending> {

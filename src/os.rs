@@ -47,3 +47,13 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
+
+/// Bytes written to a TCP socket that its peer has not yet taken (`SIOCOUTQ`): how far behind
+/// a reader is, counted in the kernel rather than in a queue of our own.
+pub fn unsent_bytes(socket: &impl std::os::fd::AsRawFd) -> Option<usize> {
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ for sockets) writes one int through the pointer, which points
+    // at a live c_int for the duration of the call; the descriptor is owned by `socket`.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
+    (rc == 0).then_some(unsent as usize)
+}
