@@ -4,7 +4,10 @@
 //! Every way a connection can end is an [`Ending`], sorted out here in one place, with the close
 //! code it sends; the caller only logs it.
 
+use std::future::{Future, poll_fn};
 use std::num::NonZeroU32;
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -28,9 +31,10 @@ use crate::packet::PONG;
 use crate::wire::{self, Inbound};
 use tokio::net::tcp::OwnedWriteHalf;
 
-/// tungstenite's read buffer is allocated up front for every connection; client messages are
-/// tiny, so a small one keeps many idle dashboards cheap (the default is 128 KiB).
-const READ_BUFFER_BYTES: usize = 4096;
+/// tungstenite's read buffer is allocated up front for every connection (and cleared on every
+/// read attempt); client messages are a few dozen bytes, so a small one keeps many idle
+/// dashboards cheap (the default is 128 KiB). A larger message grows it as needed.
+const READ_BUFFER_BYTES: usize = 256;
 
 /// The framed answer to a client's PING.
 static PONG_FRAME: std::sync::LazyLock<bytes::Bytes> =
@@ -276,11 +280,17 @@ where
     /// Writes whole frames, giving up after the send timeout: a client that does not read must
     /// not hold its task.
     async fn write(&mut self, frames: &[u8]) -> Result<(), Ending> {
-        match timeout(self.send_timeout, self.out.write_all(frames)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(Ending::Vanished(err.to_string())),
-            Err(_) => Err(Ending::Stalled),
-        }
+        let mut write = pin!(self.out.write_all(frames));
+        // Nearly every write completes at once; only one that has to wait arms a timer.
+        let first = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        let result = match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => match timeout(self.send_timeout, write).await {
+                Ok(result) => result,
+                Err(_) => return Err(Ending::Stalled),
+            },
+        };
+        result.map_err(|err| Ending::Vanished(err.to_string()))
     }
 
     /// Sends the control frames tungstenite queued (pongs, a close reply).

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The fan-out benchmark in one command: builds in release mode, and for each scenario starts a
+# fresh daemon in demo mode (scripts/bench.toml), runs bff-load against it, stops the daemon,
+# and finally prints one summary table. Results: target/bench/<scenario>.{txt,json}.
+#
+#   scripts/bench.sh                 # every scenario, 60 s each (about 6 minutes)
+#   scripts/bench.sh steady-10k      # only the named scenarios
+#   DURATION=20 scripts/bench.sh     # shorter steady windows
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-60}
+PORT=${PORT:-3100}
+OUT=target/bench
+mkdir -p "$OUT"
+
+# name | bff-load arguments
+SCENARIOS=(
+  "steady-1k|--clients 1000 --connect-rate 1000 --duration $DURATION"
+  "steady-10k|--clients 10000 --connect-rate 2000 --duration $DURATION"
+  "steady-19k|--clients 19000 --connect-rate 2000 --duration $DURATION"
+  "storm-10k|--clients 10000 --connect-rate 0 --duration 10"
+  "stalled-50|--clients 1050 --stall 50 --connect-rate 1000 --duration $DURATION"
+)
+
+cargo build --release --bins --quiet
+
+DAEMON=
+stop_daemon() {
+  if [ -n "$DAEMON" ] && kill -0 "$DAEMON" 2>/dev/null; then
+    kill -TERM "$DAEMON"
+    wait "$DAEMON" || true
+  fi
+  DAEMON=
+}
+trap stop_daemon EXIT
+
+start_daemon() {
+  ./target/release/bff --demo --config scripts/bench.toml --listen "127.0.0.1:$PORT" >"$OUT/$1.daemon.log" 2>&1 &
+  DAEMON=$!
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return; fi
+    sleep 0.1
+  done
+  echo "the daemon did not start; see $OUT/$1.daemon.log" >&2
+  exit 1
+}
+
+ran=()
+for entry in "${SCENARIOS[@]}"; do
+  name=${entry%%|*}
+  args=${entry#*|}
+  if [ $# -gt 0 ] && [[ ! " $* " == *" $name "* ]]; then continue; fi
+  echo "=== $name: bff-load $args"
+  start_daemon "$name"
+  # Let the daemon settle (first polls, allocator warm-up) before its memory is read.
+  sleep 2
+  # shellcheck disable=SC2086
+  ./target/release/bff-load --url "ws://127.0.0.1:$PORT/" --daemon-pid "$DAEMON" --json "$OUT/$name.json" $args \
+    | grep -v '^JSON ' | tee "$OUT/$name.txt"
+  stop_daemon
+  ran+=("$name")
+done
+
+python3 - "$OUT" "${ran[@]}" <<'PY'
+import json, sys
+out, names = sys.argv[1], sys.argv[2:]
+rows = [("scenario", "clients", "missed", "WELCOME p99 ms", "spread p50/p99 ms", "stale p99 ms",
+         "daemon CPU %", "RSS peak MB", "KB/conn", "loadgen CPU %")]
+for name in names:
+    r = json.load(open(f"{out}/{name}.json"))
+    c, s, d, m = r["connect"], r["steady"], r.get("daemon") or {}, r["missed"]
+    spread = s.get("fanout_spread_ms") or {}
+    stale = s.get("staleness_ms") or {}
+    rows.append((name, f'{c["connected"]}/{c["attempted"]}', str(m["total"]),
+                 f'{c["welcome_ms"]["p99"]:.1f}',
+                 f'{spread.get("p50", 0):.1f}/{spread.get("p99", 0):.1f}',
+                 f'{stale.get("p99", 0):.1f}',
+                 f'{d.get("cpu_pct_window", 0):.1f}', f'{d.get("peak_rss_kb", 0) / 1024:.0f}',
+                 f'{d.get("kb_per_connection", 0):.1f}',
+                 f'{r["load_generator"]["cpu_pct_window"]:.1f}'))
+widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+print()
+for row in rows:
+    print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
+PY
