@@ -127,12 +127,16 @@ async fn client(upgraded: Upgraded, permit: Permit, ctx: &Context) {
         warn!("Upgraded connection is not a TCP stream; dropping it");
         return;
     };
+    // Copy out what hyper read past the handshake (usually nothing): holding `read_buf` would
+    // keep hyper's whole read buffer alive for the life of the connection.
+    let leftover = read_buf.to_vec();
+    drop(read_buf);
     let (read, write) = io.into_inner().into_split();
     info!(clients = ctx.admission.open(), "Client Connected");
     let ending = connection::serve(
         read,
         write,
-        read_buf.to_vec(),
+        leftover,
         &ctx.hub,
         &ctx.config.clients,
         &ctx.shutdown,
