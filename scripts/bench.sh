@@ -66,7 +66,7 @@ python3 - "$OUT" "${ran[@]}" <<'PY'
 import json, sys
 out, names = sys.argv[1], sys.argv[2:]
 rows = [("scenario", "clients", "missed", "WELCOME p99 ms", "spread p50/p99 ms", "stale p99 ms",
-         "daemon CPU %", "RSS peak MB", "KB/conn", "loadgen CPU %")]
+         "daemon CPU % (kernel)", "RSS peak MB", "KB/conn", "loadgen CPU %")]
 for name in names:
     r = json.load(open(f"{out}/{name}.json"))
     c, s, d, m = r["connect"], r["steady"], r.get("daemon") or {}, r["missed"]
@@ -76,7 +76,8 @@ for name in names:
                  f'{c["welcome_ms"]["p99"]:.1f}',
                  f'{spread.get("p50", 0):.1f}/{spread.get("p99", 0):.1f}',
                  f'{stale.get("p99", 0):.1f}',
-                 f'{d.get("cpu_pct_window", 0):.1f}', f'{d.get("peak_rss_kb", 0) / 1024:.0f}',
+                 f'{d.get("cpu_pct_window", 0):.1f} ({d.get("kernel_pct_window", 0):.1f})',
+                 f'{d.get("peak_rss_kb", 0) / 1024:.0f}',
                  f'{d.get("kb_per_connection", 0):.1f}',
                  f'{r["load_generator"]["cpu_pct_window"]:.1f}'))
 widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

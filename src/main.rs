@@ -45,6 +45,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_ansi(std::io::stdout().is_terminal())
+        // A closed stdout (`bff | head`) must not turn every log line into a panic on stderr.
+        .log_internal_errors(false)
         .init();
     match load(&cli) {
         Ok(config) if matches!(cli.command, Some(Command::CheckConfig)) => {
@@ -105,8 +107,8 @@ async fn daemon(mut config: Config, demo: bool) -> anyhow::Result<()> {
     let signal = shutdown.clone();
     tokio::spawn(async move {
         bff::shutdown_signal().await;
-        info!("Signal received");
         signal.cancel();
+        info!("Signal received");
     });
     bff::run(config, listener, shutdown).await
 }

@@ -220,3 +220,58 @@ fn a_javascript_client_reading_type_and_data_works_unchanged() {
     );
     assert_eq!(lines[3], "closed code=1000");
 }
+
+/// `bff | head` closes the daemon's output; logging must not break it, and SIGTERM still works.
+#[test]
+fn a_closed_stdout_and_stderr_do_not_stop_the_daemon_or_its_shutdown() {
+    let mut child = Command::new(BIN)
+        .args(["--demo", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Listening") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "no Listening line"
+        );
+    }
+    let addr: SocketAddr = line
+        .split("Listening addr=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    drop(stdout);
+    drop(child.stderr.take());
+    // Two ticks' log lines now meet a closed pipe.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (status, health) = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(common::reqwest_get(&format!("http://{addr}/health")));
+    assert_eq!(status, 200);
+    assert!(
+        health["seq"].as_u64().unwrap() >= 2,
+        "still polling: {health}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    for _ in 0..500 {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("the daemon did not exit on SIGTERM with its output closed");
+}

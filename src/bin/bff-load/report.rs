@@ -381,6 +381,7 @@ pub fn build(run: &Run) -> (String, Value) {
             "pid": d.pid,
             "cpu_s_window": r3(cpu),
             "cpu_pct_window": r3(cpu / window * 100.0),
+            "kernel_pct_window": r3((d.end.sys_s - d.start.sys_s) / window * 100.0),
             "cpu_s_connect_phase": r3(d.start.cpu_s - d.before.cpu_s),
             "rss_kb_before": d.before.rss_kb,
             "rss_kb_connected": d.start.rss_kb,
@@ -567,11 +568,12 @@ pub fn build(run: &Run) -> (String, Value) {
     if let (Some(d), Some(j)) = (&run.daemon, &daemon_json) {
         let _ = writeln!(
             w,
-            "DAEMON    pid {}   CPU {:.2}s over {:.1}s = {:.1}% of a core   (connect phase {:.2}s)   threads {}",
+            "DAEMON    pid {}   CPU {:.2}s over {:.1}s = {:.1}% of a core (kernel {:.1}%)   (connect phase {:.2}s)   threads {}",
             d.pid,
             j["cpu_s_window"].as_f64().unwrap_or(0.0),
             run.window_s,
             j["cpu_pct_window"].as_f64().unwrap_or(0.0),
+            j["kernel_pct_window"].as_f64().unwrap_or(0.0),
             j["cpu_s_connect_phase"].as_f64().unwrap_or(0.0),
             d.end.threads,
         );

@@ -10,6 +10,8 @@ use std::net::SocketAddrV4;
 pub struct ProcSample {
     /// utime + stime, in seconds.
     pub cpu_s: f64,
+    /// stime alone: time in the kernel, which on loopback includes the receiving side's TCP work.
+    pub sys_s: f64,
     /// Resident set, KiB.
     pub rss_kb: u64,
     /// Peak resident set (VmHWM), KiB.
@@ -36,6 +38,7 @@ pub fn sample(pid: u32) -> io::Result<ProcSample> {
     // Field 3 (state) is fields[0]; utime is field 14, stime 15, num_threads 20.
     let num = |i: usize| -> u64 { fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0) };
     let cpu_s = (num(11) + num(12)) as f64 / clock_ticks();
+    let sys_s = num(12) as f64 / clock_ticks();
     let threads = num(17);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kb = |key: &str| -> u64 {
@@ -48,6 +51,7 @@ pub fn sample(pid: u32) -> io::Result<ProcSample> {
     };
     Ok(ProcSample {
         cpu_s,
+        sys_s,
         rss_kb: kb("VmRSS:"),
         hwm_kb: kb("VmHWM:"),
         threads,
