@@ -421,3 +421,89 @@ fn assert_http_status(err: tokio_tungstenite::tungstenite::Error, want: u16) {
         other => panic!("expected HTTP {want}, got {other}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_cap_holds_while_an_endless_answer_streams_in() {
+    let engine = sample_engine().await;
+    let mut cfg = config(&engine);
+    cfg.engine.max_body_bytes = 64 * 1024;
+    let daemon = Daemon::start(cfg).await;
+    let mut ws = daemon.connect().await;
+    packet_where(&mut ws, "models fresh", |p| {
+        p["data"]["sources"]["models"]["ok"] == true
+    })
+    .await;
+
+    engine.set("models", Answer::Endless);
+    let capped = packet_where(&mut ws, "models stale", |p| {
+        p["data"]["sources"]["models"]["ok"] == false
+    })
+    .await;
+    assert_eq!(
+        capped["data"]["sources"]["models"]["error"],
+        "answer larger than 65536 bytes"
+    );
+    // Refused by its declared length too, before reading it.
+    engine.set("state", Answer::Body(" ".repeat(200_000)));
+    let declared = packet_where(&mut ws, "state stale", |p| {
+        p["data"]["sources"]["state"]["ok"] == false
+    })
+    .await;
+    assert_eq!(
+        declared["data"]["sources"]["state"]["error"],
+        "answer larger than 65536 bytes"
+    );
+    let seq = declared["seq"].as_u64().unwrap();
+    assert_eq!(
+        next_packet(&mut ws).await["seq"],
+        seq + 1,
+        "the cadence carries on"
+    );
+}
+
+/// Sends raw bytes to the daemon and returns what it answers until it closes or goes quiet.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = within("an HTTP answer", tcp.read(&mut answer))
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_handshakes_get_400_and_a_slow_one_is_dropped() {
+    let engine = sample_engine().await;
+    let mut cfg = config(&engine);
+    cfg.server.header_timeout_ms = 300;
+    let daemon = Daemon::start(cfg).await;
+    let handshake = |version: &str, key: &str| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: {version}\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+        )
+    };
+    let answer = raw_exchange(daemon.addr, &handshake("12", "dGhlIHNhbXBsZSBub25jZQ==")).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("sec-websocket-version: 13"),
+        "{answer}"
+    );
+    let answer = raw_exchange(daemon.addr, &handshake("13", "not-base64-of-16")).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let answer = raw_exchange(daemon.addr, &handshake("13", "dGhlIHNhbXBsZSBub25jZQ==")).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    assert!(
+        answer.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "RFC 6455's example accept key: {answer}"
+    );
+
+    // Headers that never finish: the socket is closed after server.header_timeout_ms.
+    let answer = raw_exchange(daemon.addr, "GET / HTTP/1.1\r\nHost: x\r\n").await;
+    assert!(!answer.starts_with("HTTP/1.1 101"), "{answer}");
+    assert_eq!(daemon.health().await["connections"], 0);
+}

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bff::config::Config;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame as BodyFrame;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -42,6 +44,8 @@ pub enum Answer {
     Status(u16),
     /// Accept the request and never answer.
     Hang,
+    /// Status 200 and a body that never ends.
+    Endless,
 }
 
 /// A real HTTP server standing in for the engine; its answers can be changed while it runs.
@@ -87,16 +91,25 @@ impl FakeEngine {
 async fn respond(
     req: Request<Incoming>,
     answers: Arc<Mutex<HashMap<String, Answer>>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
     let answer = answers.lock().unwrap().get(req.uri().path()).cloned();
     let (status, body) = match answer {
-        Some(Answer::File(name)) => (200, fixture_text(name)),
-        Some(Answer::Body(body)) => (200, body),
-        Some(Answer::Status(code)) => (code, String::new()),
+        Some(Answer::File(name)) => (200, Full::from(fixture_text(name)).boxed()),
+        Some(Answer::Body(body)) => (200, Full::from(body).boxed()),
+        Some(Answer::Status(code)) => (code, Full::default().boxed()),
         Some(Answer::Hang) => std::future::pending().await,
-        None => (404, String::new()),
+        Some(Answer::Endless) => {
+            let opening = futures_util::stream::once(async {
+                Ok(BodyFrame::data(Bytes::from_static(b"{\"pad\": \"")))
+            });
+            let padding = futures_util::stream::repeat_with(|| {
+                Ok(BodyFrame::data(Bytes::from(vec![b' '; 16 * 1024])))
+            });
+            (200, BodyExt::boxed(StreamBody::new(opening.chain(padding))))
+        }
+        None => (404, Full::default().boxed()),
     };
-    let mut response = Response::new(Full::from(body));
+    let mut response = Response::new(body);
     *response.status_mut() = StatusCode::from_u16(status).unwrap();
     Ok(response)
 }
