@@ -61,11 +61,14 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
                 };
                 let sim = sim.clone();
                 let service = service_fn(move |req| answer(req, sim.clone()));
-                tokio::spawn(async move {
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                tokio::spawn(
+                    async move {
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                    .in_current_span(),
+                );
             }
         }
         .instrument(info_span!("demo")),

@@ -20,10 +20,10 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
     /// Address to listen on, overriding server.listen (e.g. 0.0.0.0:3000, 127.0.0.1:0)
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// Engine base URL, overriding engine.url (relative endpoint paths are joined to it)
-    #[arg(long, value_name = "URL", conflicts_with = "demo")]
+    #[arg(long, global = true, value_name = "URL")]
     engine_url: Option<String>,
     /// Poll an embedded engine simulator instead of a real engine
     #[arg(long)]
@@ -48,6 +48,10 @@ fn main() -> ExitCode {
         // A closed stdout (`bff | head`) must not turn every log line into a panic on stderr.
         .log_internal_errors(false)
         .init();
+    if cli.demo && cli.engine_url.is_some() {
+        eprintln!("bff: --demo polls the built-in simulator; drop --engine-url or --demo");
+        return ExitCode::from(2);
+    }
     match load(&cli) {
         Ok(config) if matches!(cli.command, Some(Command::CheckConfig)) => {
             print!("{}", config.to_toml());

@@ -49,6 +49,31 @@ fn check_config_prints_the_effective_config() {
 }
 
 #[test]
+fn command_line_flags_override_the_file() {
+    let path = temp_file("flags.toml", "[server]\nlisten = \"127.0.0.1:4000\"\n");
+    let out = Command::new(BIN)
+        .args([
+            "check-config",
+            "--listen",
+            "0.0.0.0:5000",
+            "--engine-url",
+            "http://engine:9000",
+        ])
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("listen = \"0.0.0.0:5000\""), "{stdout}");
+    assert!(stdout.contains("url = \"http://engine:9000\""), "{stdout}");
+}
+
+#[test]
 fn check_config_reports_every_problem_with_its_key() {
     let (code, _, stderr) = check_config(
         "[engine]\ntimeout_ms = 2000\n[clients]\nqueue_size = 0\n[server]\nws_paths = [\"ws\"]\n",
