@@ -35,8 +35,8 @@ impl SourceKind {
 pub enum FetchError {
     #[error("timed out after {0} ms")]
     Timeout(u64),
-    #[error("cannot connect: {0}")]
-    Connect(String),
+    #[error("request failed: {0}")]
+    Request(String),
     #[error("HTTP {0}")]
     Status(reqwest::StatusCode),
     #[error("answer larger than {0} bytes")]
@@ -102,7 +102,7 @@ impl Engine {
             .get(self.url(kind).clone())
             .send()
             .await
-            .map_err(|e| FetchError::Connect(root_cause(&e)))?;
+            .map_err(|e| FetchError::Request(root_cause(&e)))?;
         if !response.status().is_success() {
             return Err(FetchError::Status(response.status()));
         }

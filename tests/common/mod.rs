@@ -46,6 +46,12 @@ pub enum Answer {
     Hang,
     /// Status 200 and a body that never ends.
     Endless,
+    /// This body, after a delay.
+    Slow(Duration, String),
+    /// This body, labelled `text/html`.
+    Html(String),
+    /// Close the connection without answering.
+    Drop,
 }
 
 /// A real HTTP server standing in for the engine; its answers can be changed while it runs.
@@ -88,10 +94,22 @@ impl FakeEngine {
     }
 }
 
+/// Returned by the fake engine's handler to make hyper close the connection unanswered.
+#[derive(Debug)]
+pub struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dropped on purpose")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
 async fn respond(
     req: Request<Incoming>,
     answers: Arc<Mutex<HashMap<String, Answer>>>,
-) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
+) -> Result<Response<BoxBody<Bytes, Infallible>>, DropConnection> {
     let answer = answers.lock().unwrap().get(req.uri().path()).cloned();
     let (status, body) = match answer {
         Some(Answer::File(name)) => (200, Full::from(fixture_text(name)).boxed()),
@@ -107,6 +125,19 @@ async fn respond(
             });
             (200, BodyExt::boxed(StreamBody::new(opening.chain(padding))))
         }
+        Some(Answer::Slow(delay, body)) => {
+            tokio::time::sleep(delay).await;
+            (200, Full::from(body).boxed())
+        }
+        Some(Answer::Html(body)) => {
+            let mut response = Response::new(Full::from(body).boxed());
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/html"),
+            );
+            return Ok(response);
+        }
+        Some(Answer::Drop) => return Err(DropConnection),
         None => (404, Full::default().boxed()),
     };
     let mut response = Response::new(body);
