@@ -9,7 +9,30 @@ use std::time::Duration;
 use common::{Answer, Daemon, FakeEngine, Ws, config, next_packet, within};
 use serde_json::Value;
 
-/// Reads packets until `done`, asserting that no seq is skipped on the way.
+/// Every packet, whatever the engine did: the contract's keys, one of the three statuses.
+fn assert_well_formed(packet: &Value) {
+    assert_eq!(packet["type"], "TELEMETRY");
+    let data = packet["data"].as_object().unwrap();
+    for key in [
+        "timestamp",
+        "status",
+        "market",
+        "portfolio",
+        "signal",
+        "governance",
+        "logs",
+        "agents",
+        "models",
+        "sources",
+    ] {
+        assert!(data.contains_key(key), "{key} missing from {packet}");
+    }
+    assert!(["ACTIVE", "HALT", "INITIALIZING"].contains(&data["status"].as_str().unwrap()));
+    assert!(data["logs"].is_array() && data["market"].is_object() && data["agents"].is_object());
+}
+
+/// Reads packets until `done`, asserting that no seq is skipped on the way and that every
+/// packet is well-formed.
 async fn follow(ws: &mut Ws, seq: &mut u64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     within(what, async {
         loop {
