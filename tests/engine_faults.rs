@@ -42,6 +42,7 @@ async fn follow(ws: &mut Ws, seq: &mut u64, what: &str, done: impl Fn(&Value) ->
                 packet["seq"], *seq,
                 "a packet was skipped while waiting for {what}"
             );
+            assert_well_formed(&packet);
             if done(&packet) {
                 return packet;
             }
