@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::normalize::EngineState;
-use crate::packet::{Agents, Models, SourceHealth, Sources, Telemetry, Timestamp};
+use crate::packet::{Agents, Models, SourceHealth, Sources, StateSections, Telemetry, Timestamp};
 
 /// What one source last gave: its last good value, when that arrived, and its last failure.
 #[derive(Debug, Clone)]
@@ -100,21 +100,18 @@ impl Inputs {
 
 /// The packet for poll time `now`, keeping the newest `max_logs` log entries.
 pub fn build(inputs: &Inputs, now: DateTime<Utc>, max_logs: usize) -> Telemetry {
-    let fallback = EngineState::default();
-    let state = inputs.state.value.as_ref().unwrap_or(&fallback);
+    let (timestamp, mut state) = match &inputs.state.value {
+        Some(engine) => (engine.timestamp, engine.sections.clone()),
+        None => (None, StateSections::default()),
+    };
     let first_kept = state.logs.len().saturating_sub(max_logs);
+    state.logs.drain(..first_kept);
     Telemetry {
-        timestamp: state.timestamp.unwrap_or(Timestamp(now)),
-        status: state.status,
-        market: state.market.clone(),
-        portfolio: state.portfolio.clone(),
-        signal: state.signal.clone(),
-        governance: state.governance.clone(),
-        logs: state.logs[first_kept..].to_vec(),
+        timestamp: timestamp.unwrap_or(Timestamp(now)),
+        state,
         agents: inputs.agents.value.clone().unwrap_or_default(),
         models: inputs.models.value.clone().unwrap_or_default(),
         sources: inputs.sources(now),
-        extra: state.extra.clone(),
     }
 }
 
@@ -169,20 +166,28 @@ mod tests {
             .collect();
         inputs.state.record(
             Ok::<_, String>(EngineState {
-                logs,
-                ..Default::default()
+                timestamp: None,
+                sections: StateSections {
+                    logs,
+                    ..Default::default()
+                },
             }),
             at(0),
         );
         let packet = build(&inputs, at(0), 2);
-        let kept: Vec<_> = packet.logs.iter().map(|l| l.message.as_str()).collect();
+        let kept: Vec<_> = packet
+            .state
+            .logs
+            .iter()
+            .map(|l| l.message.as_str())
+            .collect();
         assert_eq!(kept, ["3", "4"]);
     }
 
     #[test]
     fn nothing_yet_is_initializing_at_poll_time() {
         let packet = build(&Inputs::default(), at(500), 50);
-        assert_eq!(packet.status, Status::Initializing);
+        assert_eq!(packet.state.status, Status::Initializing);
         assert_eq!(packet.timestamp, Timestamp(at(500)));
         assert!(!packet.sources.state.ok);
     }

@@ -349,9 +349,9 @@ mod tests {
             sim.step();
         }
         let after = normalize::state(&sim.state()).unwrap();
-        assert_ne!(before.market.price, after.market.price);
+        assert_ne!(before.sections.market.price, after.sections.market.price);
         assert!(after.timestamp.is_some());
-        assert!(!after.logs.is_empty());
+        assert!(!after.sections.logs.is_empty());
         let agents = normalize::agents(&sim.agents()).unwrap();
         assert_eq!(agents.len(), AGENTS.len());
         assert_eq!(agents["risk"].invocations, Some(WINDOW as u64));

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::packet::{
     AgentStats, Agents, Governance, Level, LogEntry, Market, ModelStats, Models, Portfolio,
-    RESERVED_KEYS, Side, Signal, Status, Timestamp,
+    RESERVED_KEYS, Side, Signal, StateSections, Status, Timestamp,
 };
 
 /// An engine answer whose overall shape cannot be read; the message is shown in `sources`.
@@ -18,35 +18,11 @@ use crate::packet::{
 pub struct ShapeError(pub String);
 
 /// The state endpoint's answer, normalised.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineState {
     /// The engine's own snapshot time, when it gave a readable one.
     pub timestamp: Option<Timestamp>,
-    pub status: Status,
-    pub market: Market,
-    pub portfolio: Portfolio,
-    pub signal: Signal,
-    pub governance: Governance,
-    /// Every log entry the engine sent, oldest first; the packet keeps the newest few.
-    pub logs: Vec<LogEntry>,
-    /// Sections beyond the contract, passed through unchanged.
-    pub extra: Map<String, Value>,
-}
-
-impl Default for EngineState {
-    /// What the packet shows before the engine has given any state.
-    fn default() -> Self {
-        Self {
-            timestamp: None,
-            status: Status::Initializing,
-            market: Market::default(),
-            portfolio: Portfolio::default(),
-            signal: Signal::default(),
-            governance: Governance::default(),
-            logs: Vec::new(),
-            extra: Map::new(),
-        }
-    }
+    pub sections: StateSections,
 }
 
 /// Keys of the state answer that are read, not passed through (`error` is the offline notice).
@@ -73,8 +49,7 @@ pub fn state(answer: &Value) -> Result<EngineState, ShapeError> {
     let portfolio = section("portfolio");
     let signal = section("signal");
     let governance = section("governance");
-    Ok(EngineState {
-        timestamp: obj.get("timestamp").and_then(timestamp),
+    let sections = StateSections {
         status: obj
             .get("status")
             .and_then(Value::as_str)
@@ -116,6 +91,10 @@ pub fn state(answer: &Value) -> Result<EngineState, ShapeError> {
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+    };
+    Ok(EngineState {
+        timestamp: obj.get("timestamp").and_then(timestamp),
+        sections,
     })
 }
 

@@ -150,22 +150,45 @@ pub struct Sources {
     pub models: SourceHealth,
 }
 
-/// The `data` of a WELCOME or TELEMETRY packet.
+/// What the engine's state endpoint contributes to a packet: everything but the timestamp.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Telemetry {
-    pub timestamp: Timestamp,
+pub struct StateSections {
     pub status: Status,
     pub market: Market,
     pub portfolio: Portfolio,
     pub signal: Signal,
     pub governance: Governance,
+    /// Oldest first; the packet keeps the newest `packet.max_logs`.
     pub logs: Vec<LogEntry>,
-    pub agents: Agents,
-    pub models: Models,
-    pub sources: Sources,
     /// Sections the engine added beyond the contract (`sentiment`, `forecast`, …), unchanged.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl Default for StateSections {
+    /// What the packet shows before the engine has given any state.
+    fn default() -> Self {
+        Self {
+            status: Status::Initializing,
+            market: Market::default(),
+            portfolio: Portfolio::default(),
+            signal: Signal::default(),
+            governance: Governance::default(),
+            logs: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// The `data` of a WELCOME or TELEMETRY packet. `timestamp` is written first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Telemetry {
+    pub timestamp: Timestamp,
+    #[serde(flatten)]
+    pub state: StateSections,
+    pub agents: Agents,
+    pub models: Models,
+    pub sources: Sources,
 }
 
 /// The keys of `data` the daemon owns; an engine section with one of these names is not passed through.

@@ -68,7 +68,7 @@ async fn tick(engine: &Engine, hub: &Hub, inputs: &mut Inputs, max_logs: usize) 
         clients = hub.subscribers(),
         bytes = snapshot.telemetry.len(),
         poll_ms,
-        status = snapshot.data.status.as_str(),
+        status = snapshot.data.state.status.as_str(),
         stale = %stale.join(","),
         "Telemetry published"
     );
