@@ -25,17 +25,8 @@ pub struct EngineState {
     pub sections: StateSections,
 }
 
-/// Keys of the state answer that are read, not passed through (`error` is the offline notice).
-const STATE_KEYS: &[&str] = &[
-    "timestamp",
-    "status",
-    "market",
-    "portfolio",
-    "signal",
-    "governance",
-    "logs",
-    "error",
-];
+/// The offline notice's message key: read as "no state", not passed through as a section.
+const OFFLINE_KEY: &str = "error";
 
 /// Reads the state endpoint's answer. The offline notice `{"error": …, "status": "offline"}` is a
 /// valid answer: status INITIALIZING and empty sections.
@@ -86,9 +77,7 @@ pub fn state(answer: &Value) -> Result<EngineState, ShapeError> {
             .unwrap_or_default(),
         extra: obj
             .iter()
-            .filter(|(k, _)| {
-                !STATE_KEYS.contains(&k.as_str()) && !RESERVED_KEYS.contains(&k.as_str())
-            })
+            .filter(|(k, _)| *k != OFFLINE_KEY && !RESERVED_KEYS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     };
