@@ -108,3 +108,59 @@ fn snapshot(seq: u64, data: Telemetry, body: &str) -> Snapshot {
         welcome: wire::text_frame(&welcome),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{self, Inputs};
+    use chrono::Utc;
+
+    fn data() -> Telemetry {
+        aggregate::build(&Inputs::default(), Utc::now(), 50)
+    }
+
+    /// The JSON inside a frame written by `wire::text_frame` (payloads here are 126..65535 bytes).
+    fn json(frame: &[u8]) -> serde_json::Value {
+        assert_eq!(
+            (frame[0], frame[1]),
+            (0x81, 126),
+            "a final text frame with a 16-bit length"
+        );
+        let len = u16::from_be_bytes([frame[2], frame[3]]) as usize;
+        assert_eq!(frame.len(), 4 + len);
+        serde_json::from_slice(&frame[4..]).unwrap()
+    }
+
+    #[test]
+    fn a_subscriber_gets_exactly_the_snapshots_after_its_welcome() {
+        let hub = Hub::new(data(), 4);
+        hub.publish(data());
+        let Subscription { welcome, mut rx } = hub.subscribe();
+        assert_eq!(welcome.seq, 1);
+        hub.publish(data());
+        hub.publish(data());
+        assert_eq!(rx.try_recv().unwrap().seq, 2);
+        assert_eq!(rx.try_recv().unwrap().seq, 3);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn both_frames_carry_the_same_seq_and_data() {
+        let hub = Hub::new(data(), 4);
+        let snapshot = hub.publish(data());
+        let (telemetry, welcome) = (json(&snapshot.telemetry), json(&snapshot.welcome));
+        assert_eq!(
+            (telemetry["type"].as_str(), welcome["type"].as_str()),
+            (Some("TELEMETRY"), Some("WELCOME"))
+        );
+        assert_eq!(
+            (telemetry["seq"].as_u64(), welcome["seq"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(telemetry["data"], welcome["data"]);
+        assert_eq!(
+            telemetry["data"],
+            serde_json::to_value(&snapshot.data).unwrap()
+        );
+    }
+}
