@@ -45,6 +45,45 @@ pub struct Config {
     pub server: ServerConfig,
     pub clients: ClientConfig,
     pub packet: PacketConfig,
+    pub auth: AuthConfig,
+}
+
+/// Who may connect, beyond the origin check.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 secret that dashboard tokens are signed with; empty turns authentication off.
+    pub secret: Secret,
+}
+
+/// A secret: read from the config like a string, but shown as `***` in logs, `Debug` and
+/// `check-config`, so it cannot leak through them.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret given other than through the config file.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
 }
 
 /// Where and how the engine is polled.
@@ -301,6 +340,16 @@ impl Config {
                 ),
             );
         }
+        let secret = self.auth.secret.expose();
+        if !secret.is_empty() && secret.len() < 32 {
+            bad(
+                "auth.secret",
+                format!(
+                    "is {} bytes; use at least 32 random bytes for HS256",
+                    secret.len()
+                ),
+            );
+        }
         if c.max_message_bytes < 64 {
             bad(
                 "clients.max_message_bytes",
@@ -430,6 +479,20 @@ mod tests {
             cfg.endpoint(SourceKind::Agents).unwrap().as_str(),
             "http://engine:9000/api/system/metrics/agents"
         );
+    }
+
+    #[test]
+    fn secrets_are_masked_everywhere_but_where_they_are_used() {
+        let secret = "s3cret-s3cret-s3cret-s3cret-s3cret";
+        let cfg = Config::parse(&format!("[auth]\nsecret = \"{secret}\"\n")).unwrap();
+        assert_eq!(cfg.auth.secret.expose(), secret);
+        assert!(!cfg.to_toml().contains(secret) && cfg.to_toml().contains("secret = \"***\""));
+        assert!(!format!("{cfg:?}").contains(secret));
+        assert_eq!(
+            problems(&format!("[auth]\nsecret = \"{secret}\"\n")),
+            Vec::<String>::new()
+        );
+        assert_eq!(problems("[auth]\nsecret = \"short\"\n").len(), 1);
     }
 
     #[test]

@@ -9,14 +9,16 @@
 //! - [`poller`]: the fixed-rate loop that drives the three above.
 //! - [`packet`]: the packet types and their envelope.
 //! - [`hub`]: the only place packets come from; serializes once, fans out shared bytes.
-//! - [`server`], [`routes`], [`admission`], [`connection`], [`inbound`], [`wire`]: the listening
-//!   socket, HTTP routes and handshake, connection limits, one dashboard's WebSocket, what
-//!   clients may send, and the shared pre-framed bytes written to every socket.
+//! - [`server`], [`routes`], [`admission`], [`auth`], [`connection`], [`inbound`], [`wire`]: the
+//!   listening socket, HTTP routes and handshake, connection limits, token checks, one
+//!   dashboard's WebSocket, what clients may send, and the shared pre-framed bytes written to
+//!   every socket.
 //! - [`os`]: the open-file limit and the listening socket.
 //! - [`demo`]: an embedded engine simulator for `--demo`.
 
 pub mod admission;
 pub mod aggregate;
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod demo;
@@ -42,6 +44,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::admission::Admission;
 use crate::aggregate::Inputs;
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
@@ -74,7 +77,9 @@ pub async fn run(
             .instrument(info_span!("poller")),
     );
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let auth = Auth::new(config.auth.secret.expose());
     let ctx = Arc::new(Context {
+        auth,
         admission: Admission::new(
             config.server.max_connections,
             config.server.max_connections_per_ip,

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::admission::{Permit, Refusal};
+use crate::auth;
 use crate::connection;
 use crate::server::Context;
 
@@ -93,6 +94,17 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Context>) -
             "Origin not allowed: add it to server.allowed_origins.\n",
         );
     }
+    if let Some(auth) = &ctx.auth
+        && let Err(reason) = auth.check(req.headers())
+    {
+        warn!(%peer, reason, "Client refused: unauthorized");
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "A valid token is required: send `Sec-WebSocket-Protocol: token, <JWT>` or \
+             `Authorization: Bearer <JWT>`.\n",
+        );
+    }
+    let echo_token = auth::offers_token_subprotocol(req.headers());
     let permit = match ctx.admission.admit(peer.ip()) {
         Ok(permit) => permit,
         Err(refusal) => return refuse(peer, refusal),
@@ -117,6 +129,13 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Context>) -
         header::SEC_WEBSOCKET_ACCEPT,
         HeaderValue::from_str(&accept_key).expect("a base64 key is a valid header"),
     );
+    // A browser that offered subprotocols fails the handshake unless one is chosen.
+    if echo_token {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(auth::TOKEN_SUBPROTOCOL),
+        );
+    }
     response
 }
 

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::admission::Admission;
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::routes;
@@ -27,6 +28,8 @@ pub struct Context {
     pub config: Config,
     pub hub: Hub,
     pub admission: Admission,
+    /// Token checking, when `auth.secret` is set.
+    pub auth: Option<Auth>,
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for their close frames to go out.
     pub tracker: TaskTracker,

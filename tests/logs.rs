@@ -3,49 +3,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use common::{Answer, Daemon, FakeEngine, config, next_packet, packet_where};
-
-/// A log sink the test can read back.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-    fn count(&self, needle: &[&str]) -> usize {
-        self.lines()
-            .iter()
-            .filter(|l| needle.iter().all(|n| l.contains(n)))
-            .count()
-    }
-}
+use common::{Answer, Captured, Daemon, FakeEngine, config, next_packet, packet_where};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_going_bad_logs_once_and_its_recovery_once() {
-    let logs = Captured::default();
-    let sink = logs.clone();
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .init();
+    let logs = Captured::install();
 
     let engine = FakeEngine::start(
         Answer::File("state-current.json"),

@@ -303,3 +303,44 @@ pub async fn close_code(ws: &mut Ws) -> u16 {
 pub async fn send_text(ws: &mut Ws, text: &str) {
     ws.send(Message::Text(text.into())).await.unwrap();
 }
+
+/// A log sink the test can read back.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Makes this process's log go to a new sink (once per test binary) and returns it.
+    pub fn install() -> Self {
+        let logs = Captured::default();
+        let sink = logs.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .init();
+        logs
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+    pub fn count(&self, needle: &[&str]) -> usize {
+        self.lines()
+            .iter()
+            .filter(|l| needle.iter().all(|n| l.contains(n)))
+            .count()
+    }
+}
