@@ -66,6 +66,9 @@ fn health(ctx: &Context) -> Response<Body> {
         "status": status,
         "seq": latest.seq,
         "connections": ctx.admission.open(),
+        // Every task in the daemon's runtime: connections, HTTP requests, the poller. A number
+        // that keeps growing with a steady connection count is a leak.
+        "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
         "uptime_s": ctx.started.elapsed().as_secs(),
         "sources": sources,
     });
