@@ -529,9 +529,10 @@ async fn connect_disconnect_cycles_leave_no_task_or_slot_behind() {
                 ws.close(None).await.unwrap();
             } // else dropped without a close frame
         }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
     };
     let watch = async {
-        for _ in 0..5 {
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
             seq += 1;
             assert_eq!(
                 next_packet(&mut watcher).await["seq"],
