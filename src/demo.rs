@@ -43,9 +43,9 @@ const MODELS: &[(&str, f64)] = &[
 /// With these, a packet is about 4 KB, the size the benchmarks are quoted for.
 const WINDOW: usize = 24;
 
-/// Starts the simulator on 127.0.0.1 (an OS-chosen port) and returns its address.
-pub async fn start(shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// Starts the simulator on `addr` (port 0: one the OS picks) and returns the address it bound.
+pub async fn start(addr: SocketAddr, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let sim = Arc::new(Mutex::new(Simulation::new(fastrand::u64(..))));
     tokio::spawn(step_every_second(sim.clone(), shutdown.clone()).instrument(info_span!("demo")));

@@ -36,6 +36,12 @@ struct Cli {
 enum Command {
     /// Check a config file and print the effective config
     CheckConfig,
+    /// Run only the engine simulator that --demo polls, for testing against a separate engine
+    DemoEngine {
+        /// Address to serve the engine API on
+        #[arg(long = "on", value_name = "ADDR", default_value = "127.0.0.1:8000")]
+        addr: SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +57,15 @@ fn main() -> ExitCode {
     if cli.demo && cli.engine_url.is_some() {
         eprintln!("bff: --demo polls the built-in simulator; drop --engine-url or --demo");
         return ExitCode::from(2);
+    }
+    if let Some(Command::DemoEngine { addr }) = cli.command {
+        return match demo_engine(addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("bff: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     match load(&cli) {
         Ok(config) if matches!(cli.command, Some(Command::CheckConfig)) => {
@@ -85,11 +100,24 @@ fn load(cli: &Cli) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// `bff demo-engine`: the simulator alone, until SIGINT or SIGTERM.
+#[tokio::main]
+async fn demo_engine(addr: SocketAddr) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let bound = bff::demo::start(addr, shutdown.clone())
+        .await
+        .with_context(|| format!("cannot serve the demo engine on {addr}"))?;
+    info!(addr = %bound, "Demo engine simulator running");
+    bff::shutdown_signal().await;
+    shutdown.cancel();
+    Ok(())
+}
+
 #[tokio::main]
 async fn daemon(mut config: Config, demo: bool) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     if demo {
-        let addr = bff::demo::start(shutdown.clone())
+        let addr = bff::demo::start(([127, 0, 0, 1], 0).into(), shutdown.clone())
             .await
             .context("starting the demo engine")?;
         let defaults = Config::default().engine;

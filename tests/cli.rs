@@ -300,3 +300,35 @@ fn a_closed_stdout_and_stderr_do_not_stop_the_daemon_or_its_shutdown() {
     let _ = child.kill();
     panic!("the daemon did not exit on SIGTERM with its output closed");
 }
+
+/// `bff demo-engine` serves the simulator alone, in the engine's own shapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_engine_serves_the_engine_api_alone() {
+    let mut child = Command::new(BIN)
+        .args(["demo-engine", "--on", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Demo engine simulator running") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no start line");
+    }
+    let addr = line.split("addr=").nth(1).unwrap().trim().to_owned();
+    let (status, state) =
+        common::reqwest_get(&format!("http://{addr}/api/system/state/current")).await;
+    assert_eq!(status, 200);
+    assert!(
+        state["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("TradingStatus."),
+        "{state}"
+    );
+    let (_, agents) =
+        common::reqwest_get(&format!("http://{addr}/api/system/metrics/agents")).await;
+    assert!(agents["analyst"].is_array(), "raw call records: {agents}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
