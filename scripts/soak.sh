@@ -61,10 +61,10 @@ wait_port "$PORT"
 sleep 2
 
 ./target/release/bff-load --url "ws://127.0.0.1:$PORT/" --clients "$CLIENTS" --connect-rate 1000 \
-  --duration $((MINUTES * 60)) --daemon-pid "$DAEMON" --json "$OUT/steady.json" \
-  | grep -v '^JSON ' >"$OUT/steady.txt" &
+  --duration $((MINUTES * 60 + 20)) --daemon-pid "$DAEMON" --json "$OUT/steady.json" \
+  2>"$OUT/steady.progress" | grep -v '^JSON ' >"$OUT/steady.txt" &
 LOAD=$!
-until grep -q "steady window" "$OUT/steady.txt" 2>/dev/null; do sleep 1; done
+until grep -q "steady window" "$OUT/steady.progress" 2>/dev/null; do sleep 1; done
 sample start
 
 end=$((SECONDS + MINUTES * 60 - 15))
