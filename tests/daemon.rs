@@ -240,6 +240,7 @@ async fn per_ip_and_total_limits_refuse_before_the_upgrade() {
     let mut cfg = config(&engine);
     cfg.server.max_connections_per_ip = 2;
     let daemon = Daemon::start(cfg).await;
+    let mut watcher = daemon.watcher().await;
     let _a = daemon.connect().await;
     let _b = daemon.connect().await;
     let refused = tokio_tungstenite::connect_async(daemon.url("/"))
@@ -248,9 +249,12 @@ async fn per_ip_and_total_limits_refuse_before_the_upgrade() {
     assert_http_status(refused, 429);
     drop(_a);
     daemon
-        .wait_health("a slot freed", |h| h["connections"] == 1)
+        .wait_health("a slot freed (the watcher holds another)", |h| {
+            h["connections"] == 2
+        })
         .await;
     let _c = daemon.connect().await;
+    watcher.saw_every_tick(&daemon).await;
 
     let mut cfg = config(&engine);
     cfg.server.max_connections = 1;
@@ -268,6 +272,7 @@ async fn a_disallowed_origin_is_refused() {
     let mut cfg = config(&engine);
     cfg.server.allowed_origins = vec!["https://dash.example.com".into()];
     let daemon = Daemon::start(cfg).await;
+    let mut watcher = daemon.watcher().await;
     let with_origin = |origin: &'static str| {
         let mut request = daemon.url("/").into_client_request().unwrap();
         request
@@ -283,6 +288,7 @@ async fn a_disallowed_origin_is_refused() {
         .await
         .unwrap();
     assert_eq!(next_packet(&mut ws).await["type"], "WELCOME");
+    watcher.saw_every_tick(&daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,6 +485,7 @@ async fn malformed_handshakes_get_400_and_a_slow_one_is_dropped() {
     let mut cfg = config(&engine);
     cfg.server.header_timeout_ms = 300;
     let daemon = Daemon::start(cfg).await;
+    let mut watcher = daemon.watcher().await;
     let handshake = |version: &str, key: &str| {
         format!(
             "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -505,7 +512,8 @@ async fn malformed_handshakes_get_400_and_a_slow_one_is_dropped() {
     // Headers that never finish: the socket is closed after server.header_timeout_ms.
     let answer = raw_exchange(daemon.addr, "GET / HTTP/1.1\r\nHost: x\r\n").await;
     assert!(!answer.starts_with("HTTP/1.1 101"), "{answer}");
-    assert_eq!(daemon.health().await["connections"], 0);
+    assert_eq!(daemon.health().await["connections"], 1, "only the watcher");
+    watcher.saw_every_tick(&daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

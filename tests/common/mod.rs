@@ -199,6 +199,25 @@ impl Daemon {
             .0
     }
 
+    /// A WebSocket client on `/` whose connection comes from `source` (a loopback address), so
+    /// it does not share 127.0.0.1's per-IP limit.
+    pub async fn connect_from(&self, source: &str) -> Ws {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        tokio_tungstenite::client_async(self.url("/"), MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap()
+            .0
+    }
+
+    /// A client that watches the stream while a test misbehaves elsewhere.
+    pub async fn watcher(&self) -> Watcher {
+        let mut ws = self.connect_from("127.0.0.9").await;
+        let seq = next_packet(&mut ws).await["seq"].as_u64().unwrap();
+        Watcher { ws, seq }
+    }
+
     /// `GET /health` as JSON.
     pub async fn health(&self) -> Value {
         reqwest_get(&format!("http://{}/health", self.addr)).await.1
@@ -342,5 +361,24 @@ impl Captured {
             .iter()
             .filter(|l| needle.iter().all(|n| l.contains(n)))
             .count()
+    }
+}
+
+/// A client that reads the stream after the fact and checks it missed nothing.
+pub struct Watcher {
+    ws: Ws,
+    seq: u64,
+}
+
+impl Watcher {
+    /// Reads every packet published since the last check, asserting that none was skipped.
+    pub async fn saw_every_tick(&mut self, daemon: &Daemon) {
+        let latest = daemon.health().await["seq"].as_u64().unwrap();
+        assert!(latest > self.seq, "no tick was published while watching");
+        while self.seq < latest {
+            let packet = next_packet(&mut self.ws).await;
+            self.seq += 1;
+            assert_eq!(packet["seq"], self.seq, "the watching client missed a tick");
+        }
     }
 }
