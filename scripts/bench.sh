@@ -8,6 +8,8 @@
 #   DURATION=20 scripts/bench.sh     # shorter steady windows
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+. scripts/lib.sh
 
 DURATION=${DURATION:-60}
 PORT=${PORT:-3100}
@@ -38,12 +40,7 @@ trap stop_daemon EXIT
 start_daemon() {
   ./target/release/bff --demo --config scripts/bench.toml --listen "127.0.0.1:$PORT" >"$OUT/$1.daemon.log" 2>&1 &
   DAEMON=$!
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return; fi
-    sleep 0.1
-  done
-  echo "the daemon did not start; see $OUT/$1.daemon.log" >&2
-  exit 1
+  wait_port "$PORT" "$OUT/$1.daemon.log"
 }
 
 ran=()

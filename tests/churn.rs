@@ -3,16 +3,11 @@
 
 mod common;
 
-use common::{Answer, Daemon, FakeEngine, config, next_packet};
+use common::{Daemon, FakeEngine, config, next_packet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_disconnect_cycles_leave_no_task_or_slot_behind() {
-    let engine = FakeEngine::start(
-        Answer::File("state-current.json"),
-        Answer::File("agents-raw-records.json"),
-        Answer::File("models-raw-records.json"),
-    )
-    .await;
+    let engine = FakeEngine::samples().await;
     let daemon = Daemon::start(config(&engine)).await;
     let mut watcher = daemon.connect().await;
     let mut seq = next_packet(&mut watcher).await["seq"].as_u64().unwrap();

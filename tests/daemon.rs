@@ -15,15 +15,6 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-async fn sample_engine() -> FakeEngine {
-    FakeEngine::start(
-        Answer::File("state-current.json"),
-        Answer::File("agents-raw-records.json"),
-        Answer::File("models-raw-records.json"),
-    )
-    .await
-}
-
 fn data_keys(packet: &Value) -> Vec<String> {
     let mut keys: Vec<String> = packet["data"]
         .as_object()
@@ -74,7 +65,7 @@ async fn welcome_before_the_first_poll_is_a_full_shaped_initializing_packet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn welcome_comes_first_then_telemetry_every_tick_with_growing_seq() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let daemon = Daemon::start(config(&engine)).await;
     daemon
         .wait_health("the first poll", |h| h["seq"].as_u64() >= Some(1))
@@ -105,7 +96,7 @@ async fn welcome_comes_first_then_telemetry_every_tick_with_growing_seq() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let daemon = Daemon::start(config(&engine)).await;
     let mut ws = daemon.connect().await;
     packet_where(&mut ws, "all sources fresh", |p| {
@@ -188,7 +179,7 @@ async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_gets_pong_and_garbage_is_ignored() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let daemon = Daemon::start(config(&engine)).await;
     let mut ws = daemon.connect().await;
     assert_eq!(next_packet(&mut ws).await["type"], "WELCOME");
@@ -214,7 +205,7 @@ async fn ping_gets_pong_and_garbage_is_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_path_and_root_both_serve_and_plain_gets_are_told_why_not() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let daemon = Daemon::start(config(&engine)).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(daemon.url("/ws/stream"))
         .await
@@ -236,7 +227,7 @@ async fn the_stream_path_and_root_both_serve_and_plain_gets_are_told_why_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_ip_and_total_limits_refuse_before_the_upgrade() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let mut cfg = config(&engine);
     cfg.server.max_connections_per_ip = 2;
     let daemon = Daemon::start(cfg).await;
@@ -268,7 +259,7 @@ async fn per_ip_and_total_limits_refuse_before_the_upgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disallowed_origin_is_refused() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let mut cfg = config(&engine);
     cfg.server.allowed_origins = vec!["https://dash.example.com".into()];
     let daemon = Daemon::start(cfg).await;
@@ -293,7 +284,7 @@ async fn a_disallowed_origin_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_clients_get_the_right_close_code() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let mut cfg = config(&engine);
     cfg.clients.max_message_bytes = 1024;
     cfg.clients.messages_per_second = 5;
@@ -340,7 +331,7 @@ async fn bad_clients_get_the_right_close_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_cut_off_and_others_keep_their_cadence() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let mut cfg = config(&engine);
     cfg.engine.poll_interval_ms = 50;
     cfg.engine.timeout_ms = 40;
@@ -379,7 +370,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_others_keep_their_cadence() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_close_is_answered_and_its_slot_freed() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let daemon = Daemon::start(config(&engine)).await;
     let mut ws = daemon.connect().await;
     next_packet(&mut ws).await;
@@ -403,7 +394,7 @@ async fn a_client_close_is_answered_and_its_slot_freed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_every_client_with_1001_and_returns() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let daemon = Daemon::start(config(&engine)).await;
     let mut a = daemon.connect().await;
     let mut b = daemon.connect().await;
@@ -430,7 +421,7 @@ fn assert_http_status(err: tokio_tungstenite::tungstenite::Error, want: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_body_cap_holds_while_an_endless_answer_streams_in() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let mut cfg = config(&engine);
     cfg.engine.max_body_bytes = 64 * 1024;
     let daemon = Daemon::start(cfg).await;
@@ -481,7 +472,7 @@ async fn raw_exchange(addr: std::net::SocketAddr, request: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_handshakes_get_400_and_a_slow_one_is_dropped() {
-    let engine = sample_engine().await;
+    let engine = FakeEngine::samples().await;
     let mut cfg = config(&engine);
     cfg.server.header_timeout_ms = 300;
     let daemon = Daemon::start(cfg).await;

@@ -85,6 +85,16 @@ impl FakeEngine {
         engine
     }
 
+    /// The engine's sample answers: the current state, raw agent records, raw model records.
+    pub async fn samples() -> Self {
+        Self::start(
+            Answer::File("state-current.json"),
+            Answer::File("agents-raw-records.json"),
+            Answer::File("models-raw-records.json"),
+        )
+        .await
+    }
+
     /// Changes what one endpoint (`state`, `agents`, `models`) answers from now on.
     pub fn set(&self, source: &str, answer: Answer) {
         self.answers
