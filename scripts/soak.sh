@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Soak: the daemon for a bounded time under steady clients, client churn and an engine that
-# keeps going away, then its RSS, open file descriptors and task count at the start and the end.
+# keeps going away. Samples its RSS, open file descriptors and task count with no clients
+# (idle-start), with the steady clients (start), every minute, at the end with the steady
+# clients still connected (end), and once they have left (idle-end).
 #
 #   scripts/soak.sh                          # 30 minutes, 2,000 steady clients, churn of 200
 #   MINUTES=5 CLIENTS=500 scripts/soak.sh    # shorter
@@ -10,6 +12,8 @@
 # Results: target/soak/ (samples.txt: one line a minute; steady.txt: the steady clients' report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+. scripts/lib.sh
 
 MINUTES=${MINUTES:-30}
 CLIENTS=${CLIENTS:-2000}
@@ -36,14 +40,6 @@ start_engine() {
   ./target/release/bff demo-engine --on "127.0.0.1:$ENGINE_PORT" >>"$OUT/engine.log" 2>&1 &
   ENGINE=$!
 }
-wait_port() {
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2
-  exit 1
-}
 sample() {
   local rss fds tasks
   rss=$(awk '/^VmRSS/ {print $2}' "/proc/$DAEMON/status")
@@ -59,9 +55,10 @@ wait_port "$ENGINE_PORT"
 DAEMON=$!
 wait_port "$PORT"
 sleep 2
+sample idle-start
 
 ./target/release/bff-load --url "ws://127.0.0.1:$PORT/" --clients "$CLIENTS" --connect-rate 1000 \
-  --duration $((MINUTES * 60 + 20)) --daemon-pid "$DAEMON" --json "$OUT/steady.json" \
+  --duration $((MINUTES * 60 + FLAP_EVERY + FLAP_DOWN + 30)) --daemon-pid "$DAEMON" --json "$OUT/steady.json" \
   2>"$OUT/steady.progress" | grep -v '^JSON ' >"$OUT/steady.txt" &
 LOAD=$!
 until grep -q "steady window" "$OUT/steady.progress" 2>/dev/null; do sleep 1; done
@@ -76,7 +73,7 @@ end=$((SECONDS + MINUTES * 60 - 15))
 ) &
 CHURNER=$!
 (
-  while [ $SECONDS -lt $end ]; do
+  while [ $((SECONDS + FLAP_EVERY + FLAP_DOWN)) -lt $end ]; do
     sleep "$FLAP_EVERY"
     pkill -f "bff demo-engine --on 127.0.0.1:$ENGINE_PORT" || true
     echo "engine down at ${SECONDS}s" >>"$OUT/flaps.log"
@@ -95,10 +92,12 @@ start_engine
 sleep 10
 sample end
 wait "$LOAD" || true
+sleep 5
+sample idle-end
 
 echo
 echo "=== soak: $MINUTES min, $CLIENTS steady clients, churn batches of $CHURN, engine down ${FLAP_DOWN}s every ${FLAP_EVERY}s"
-grep -E '^(start|end) ' "$OUT/samples.txt"
+grep -E '^(idle-start|start|end|idle-end) ' "$OUT/samples.txt"
 echo "engine outages: $(grep -c down "$OUT/flaps.log" || true)"
 echo "warnings logged: source stale $(grep -c 'Source stale' "$OUT/daemon.log" || true), recovered $(grep -c 'Source recovered' "$OUT/daemon.log" || true)"
 grep -E '^(MISSED|  largest interval|  normal clients ended|DAEMON|  RSS)' "$OUT/steady.txt" || true
