@@ -246,17 +246,29 @@ fn a_javascript_client_reading_type_and_data_works_unchanged() {
     assert_eq!(lines[3], "closed code=1000");
 }
 
+/// A child process that is killed if the test fails before it exits.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `bff | head` closes the daemon's output; logging must not break it, and SIGTERM still works.
 #[test]
 fn a_closed_stdout_and_stderr_do_not_stop_the_daemon_or_its_shutdown() {
-    let mut child = Command::new(BIN)
-        .args(["--demo", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["--demo", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     while !line.contains("Listening") {
         line.clear();
@@ -275,7 +287,7 @@ fn a_closed_stdout_and_stderr_do_not_stop_the_daemon_or_its_shutdown() {
         .parse()
         .unwrap();
     drop(stdout);
-    drop(child.stderr.take());
+    drop(child.0.stderr.take());
     // Two ticks' log lines now meet a closed pipe.
     std::thread::sleep(Duration::from_millis(2500));
     let (status, health) = tokio::runtime::Runtime::new()
@@ -287,29 +299,30 @@ fn a_closed_stdout_and_stderr_do_not_stop_the_daemon_or_its_shutdown() {
         "still polling: {health}"
     );
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     for _ in 0..500 {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             assert!(status.success(), "{status:?}");
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = child.kill();
     panic!("the daemon did not exit on SIGTERM with its output closed");
 }
 
 /// `bff demo-engine` serves the simulator alone, in the engine's own shapes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_engine_serves_the_engine_api_alone() {
-    let mut child = Command::new(BIN)
-        .args(["demo-engine", "--on", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["demo-engine", "--on", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     while !line.contains("Demo engine simulator running") {
         line.clear();
@@ -329,6 +342,4 @@ async fn demo_engine_serves_the_engine_api_alone() {
     let (_, agents) =
         common::reqwest_get(&format!("http://{addr}/api/system/metrics/agents")).await;
     assert!(agents["analyst"].is_array(), "raw call records: {agents}");
-    let _ = child.kill();
-    let _ = child.wait();
 }
