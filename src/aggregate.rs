@@ -68,12 +68,11 @@ impl<T> Source<T> {
 
     /// The source's freshness as of `now`.
     pub fn health(&self, now: DateTime<Utc>) -> SourceHealth {
+        let updated = self.updated.map(Timestamp);
         SourceHealth {
-            ok: self.error.is_none() && self.updated.is_some(),
-            updated: self.updated.map(Timestamp),
-            age_ms: self
-                .updated
-                .map(|t| (now - t).num_milliseconds().max(0) as u64),
+            ok: self.error.is_none() && updated.is_some(),
+            updated,
+            age_ms: updated.map(|t| t.age_ms(now)),
             error: self.error.clone(),
         }
     }

@@ -200,8 +200,8 @@ where
     let ping_every = Duration::from_millis(config.ping_interval_ms);
     let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
     let limiter = RateLimiter::direct(
-        Quota::per_second(at_least_one(config.messages_per_second))
-            .allow_burst(at_least_one(config.message_burst)),
+        Quota::per_second(validated_non_zero(config.messages_per_second))
+            .allow_burst(validated_non_zero(config.message_burst)),
     );
     let mut last_seq = welcome.seq;
     let mut ending = client.write(&welcome.welcome).await.err();
@@ -346,8 +346,9 @@ where
     }
 }
 
-fn at_least_one(n: u32) -> NonZeroU32 {
-    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+/// `Config::validate` refuses a zero rate or burst.
+fn validated_non_zero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("a validated rate is above 0")
 }
 
 #[cfg(test)]

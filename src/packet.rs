@@ -13,6 +13,13 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timestamp(pub DateTime<Utc>);
 
+impl Timestamp {
+    /// Milliseconds from this instant to `now`; 0 if `now` is earlier (a clock step back).
+    pub fn age_ms(self, now: DateTime<Utc>) -> u64 {
+        (now - self.0).num_milliseconds().max(0) as u64
+    }
+}
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(&self.0.to_rfc3339_opts(SecondsFormat::Millis, true))

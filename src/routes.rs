@@ -51,9 +51,7 @@ fn health(ctx: &Context) -> Response<Body> {
     let now = Utc::now();
     let mut sources = latest.data.sources.clone();
     for source in [&mut sources.state, &mut sources.agents, &mut sources.models] {
-        source.age_ms = source
-            .updated
-            .map(|t| (now - t.0).num_milliseconds().max(0) as u64);
+        source.age_ms = source.updated.map(|t| t.age_ms(now));
     }
     let status = if latest.seq == 0 {
         "starting"

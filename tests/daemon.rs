@@ -3,8 +3,8 @@
 mod common;
 
 use common::{
-    Answer, Daemon, FakeEngine, Frame, config, next_frame, next_packet, packet_where, send_text,
-    within,
+    Answer, CONTRACT_KEYS, Daemon, FakeEngine, Frame, config, next_frame, next_packet,
+    packet_where, send_text, source_ok, within,
 };
 use futures_util::SinkExt;
 use serde_json::Value;
@@ -25,19 +25,6 @@ fn data_keys(packet: &Value) -> Vec<String> {
     keys.sort();
     keys
 }
-
-const CONTRACT_KEYS: [&str; 10] = [
-    "agents",
-    "governance",
-    "logs",
-    "market",
-    "models",
-    "portfolio",
-    "signal",
-    "sources",
-    "status",
-    "timestamp",
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn welcome_before_the_first_poll_is_a_full_shaped_initializing_packet() {
@@ -99,16 +86,10 @@ async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
     let engine = FakeEngine::samples().await;
     let daemon = Daemon::start(config(&engine)).await;
     let mut ws = daemon.connect().await;
-    packet_where(&mut ws, "all sources fresh", |p| {
-        p["data"]["sources"]["agents"]["ok"] == true
-    })
-    .await;
+    packet_where(&mut ws, "all sources fresh", |p| source_ok(p, "agents")).await;
 
     engine.set("agents", Answer::Status(500));
-    let stale = packet_where(&mut ws, "agents stale", |p| {
-        p["data"]["sources"]["agents"]["ok"] == false
-    })
-    .await;
+    let stale = packet_where(&mut ws, "agents stale", |p| !source_ok(p, "agents")).await;
     assert_eq!(
         stale["data"]["sources"]["agents"]["error"],
         "HTTP 500 Internal Server Error"
@@ -121,10 +102,7 @@ async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
 
     // The engine hangs on models: timed out each tick, but the packets keep coming in sequence.
     engine.set("models", Answer::Hang);
-    let hung = packet_where(&mut ws, "models stale", |p| {
-        p["data"]["sources"]["models"]["ok"] == false
-    })
-    .await;
+    let hung = packet_where(&mut ws, "models stale", |p| !source_ok(p, "models")).await;
     assert_eq!(
         hung["data"]["sources"]["models"]["error"],
         "timed out after 120 ms"
@@ -151,10 +129,7 @@ async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
 
     // Malformed JSON and a wrong shape are stale too, with a readable reason.
     engine.set("state", Answer::Body("{not json".into()));
-    let bad = packet_where(&mut ws, "state stale", |p| {
-        p["data"]["sources"]["state"]["ok"] == false
-    })
-    .await;
+    let bad = packet_where(&mut ws, "state stale", |p| !source_ok(p, "state")).await;
     assert!(
         bad["data"]["sources"]["state"]["error"]
             .as_str()
@@ -165,10 +140,7 @@ async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
 
     // The engine comes back.
     engine.set("agents", Answer::File("agents-summary-map.json"));
-    let back = packet_where(&mut ws, "agents recovered", |p| {
-        p["data"]["sources"]["agents"]["ok"] == true
-    })
-    .await;
+    let back = packet_where(&mut ws, "agents recovered", |p| source_ok(p, "agents")).await;
     assert_eq!(back["data"]["agents"]["MacroAgent"]["invocations"], 1200);
     assert_eq!(back["data"]["sources"]["agents"]["error"], Value::Null);
 
@@ -426,26 +398,17 @@ async fn the_body_cap_holds_while_an_endless_answer_streams_in() {
     cfg.engine.max_body_bytes = 64 * 1024;
     let daemon = Daemon::start(cfg).await;
     let mut ws = daemon.connect().await;
-    packet_where(&mut ws, "models fresh", |p| {
-        p["data"]["sources"]["models"]["ok"] == true
-    })
-    .await;
+    packet_where(&mut ws, "models fresh", |p| source_ok(p, "models")).await;
 
     engine.set("models", Answer::Endless);
-    let capped = packet_where(&mut ws, "models stale", |p| {
-        p["data"]["sources"]["models"]["ok"] == false
-    })
-    .await;
+    let capped = packet_where(&mut ws, "models stale", |p| !source_ok(p, "models")).await;
     assert_eq!(
         capped["data"]["sources"]["models"]["error"],
         "answer larger than 65536 bytes"
     );
     // Refused by its declared length too, before reading it.
     engine.set("state", Answer::Body(" ".repeat(200_000)));
-    let declared = packet_where(&mut ws, "state stale", |p| {
-        p["data"]["sources"]["state"]["ok"] == false
-    })
-    .await;
+    let declared = packet_where(&mut ws, "state stale", |p| !source_ok(p, "state")).await;
     assert_eq!(
         declared["data"]["sources"]["state"]["error"],
         "answer larger than 65536 bytes"

@@ -6,25 +6,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Answer, Daemon, FakeEngine, Ws, config, next_packet, within};
+use common::{
+    Answer, CONTRACT_KEYS, Daemon, FakeEngine, Ws, config, next_packet, source_ok, within,
+};
 use serde_json::Value;
 
 /// Every packet, whatever the engine did: the contract's keys, one of the three statuses.
 fn assert_well_formed(packet: &Value) {
     assert_eq!(packet["type"], "TELEMETRY");
     let data = packet["data"].as_object().unwrap();
-    for key in [
-        "timestamp",
-        "status",
-        "market",
-        "portfolio",
-        "signal",
-        "governance",
-        "logs",
-        "agents",
-        "models",
-        "sources",
-    ] {
+    for key in CONTRACT_KEYS {
         assert!(data.contains_key(key), "{key} missing from {packet}");
     }
     assert!(["ACTIVE", "HALT", "INITIALIZING"].contains(&data["status"].as_str().unwrap()));
@@ -65,8 +56,10 @@ async fn each_engine_fault_marks_only_its_source_stale_and_recovers() {
     let daemon = Daemon::start(cfg).await;
     let mut ws = daemon.connect().await;
     let mut seq = next_packet(&mut ws).await["seq"].as_u64().unwrap();
-    let ok = |p: &Value, source: &str| p["data"]["sources"][source]["ok"] == true;
-    follow(&mut ws, &mut seq, "a first good poll", |p| ok(p, "state")).await;
+    follow(&mut ws, &mut seq, "a first good poll", |p| {
+        source_ok(p, "state")
+    })
+    .await;
 
     let faults: Vec<(&str, Answer, &str)> = vec![
         (
@@ -124,7 +117,7 @@ async fn each_engine_fault_marks_only_its_source_stale_and_recovers() {
     ];
     for (fault, answer, reason) in faults {
         engine.set("state", answer);
-        let stale = follow(&mut ws, &mut seq, fault, |p| !ok(p, "state")).await;
+        let stale = follow(&mut ws, &mut seq, fault, |p| !source_ok(p, "state")).await;
         let error = stale["data"]["sources"]["state"]["error"].as_str().unwrap();
         assert!(
             error.starts_with(reason),
@@ -136,12 +129,12 @@ async fn each_engine_fault_marks_only_its_source_stale_and_recovers() {
         );
         assert_eq!(stale["data"]["status"], "ACTIVE", "{fault}");
         assert!(
-            ok(&stale, "agents") && ok(&stale, "models"),
+            source_ok(&stale, "agents") && source_ok(&stale, "models"),
             "{fault}: only state is stale"
         );
 
         engine.set("state", good());
-        let back = follow(&mut ws, &mut seq, "recovery", |p| ok(p, "state")).await;
+        let back = follow(&mut ws, &mut seq, "recovery", |p| source_ok(p, "state")).await;
         assert_eq!(
             back["data"]["sources"]["state"]["error"],
             Value::Null,
@@ -161,7 +154,7 @@ async fn each_engine_fault_marks_only_its_source_stale_and_recovers() {
         p["data"]["market"]["price"] == 451.5
     })
     .await;
-    assert!(ok(&odd, "state"));
+    assert!(source_ok(&odd, "state"));
     assert_eq!(odd["data"]["market"]["alpha"], Value::Null);
     assert_eq!(odd["data"]["market"]["symbol"], Value::Null);
 
@@ -174,7 +167,7 @@ async fn each_engine_fault_marks_only_its_source_stale_and_recovers() {
         p["data"]["market"]["symbol"] == "QQQ"
     })
     .await;
-    assert!(ok(&html, "state"));
+    assert!(source_ok(&html, "state"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Answer, Captured, Daemon, FakeEngine, config, next_packet, packet_where};
+use common::{Answer, Captured, Daemon, FakeEngine, config, next_packet, packet_where, source_ok};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_going_bad_logs_once_and_its_recovery_once() {
@@ -20,10 +20,7 @@ async fn a_source_going_bad_logs_once_and_its_recovery_once() {
     next_packet(&mut ws).await;
 
     engine.set("agents", Answer::Status(503));
-    let first_bad = packet_where(&mut ws, "agents stale", |p| {
-        p["data"]["sources"]["agents"]["ok"] == false
-    })
-    .await;
+    let first_bad = packet_where(&mut ws, "agents stale", |p| !source_ok(p, "agents")).await;
     // Five more ticks while it stays bad.
     for _ in 0..5 {
         assert_eq!(
@@ -32,10 +29,7 @@ async fn a_source_going_bad_logs_once_and_its_recovery_once() {
         );
     }
     engine.set("agents", Answer::File("agents-summary-map.json"));
-    let back = packet_where(&mut ws, "agents back", |p| {
-        p["data"]["sources"]["agents"]["ok"] == true
-    })
-    .await;
+    let back = packet_where(&mut ws, "agents back", |p| source_ok(p, "agents")).await;
     next_packet(&mut ws).await;
 
     assert_eq!(

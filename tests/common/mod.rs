@@ -33,6 +33,26 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The keys every packet's `data` has, whatever the engine did (PROTOCOL.md §2), written out
+/// here rather than taken from the library so the tests check the contract, not the code.
+pub const CONTRACT_KEYS: [&str; 10] = [
+    "agents",
+    "governance",
+    "logs",
+    "market",
+    "models",
+    "portfolio",
+    "signal",
+    "sources",
+    "status",
+    "timestamp",
+];
+
+/// Whether `packet` says `source` (`state`, `agents`, `models`) is fresh.
+pub fn source_ok(packet: &Value, source: &str) -> bool {
+    packet["data"]["sources"][source]["ok"] == true
+}
+
 /// What the fake engine answers on one endpoint.
 #[derive(Debug, Clone)]
 pub enum Answer {
