@@ -26,6 +26,7 @@ use tracing::debug;
 use crate::config::ClientConfig;
 use crate::hub::{Hub, Subscription};
 use crate::inbound::{self, ClientMessage};
+use crate::metrics::{Frame, Metrics};
 use crate::os;
 use crate::packet::PONG;
 use crate::wire::{self, Inbound};
@@ -85,6 +86,35 @@ impl Ending {
             code,
             reason: reason.into(),
         })
+    }
+
+    /// A short name for metrics labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Ending::ClientClosed(_) => "client_closed",
+            Ending::Vanished(_) => "vanished",
+            Ending::Shutdown => "shutdown",
+            Ending::TooSlow(_) => "too_slow",
+            Ending::Stalled => "stalled",
+            Ending::IdleTimeout => "idle_timeout",
+            Ending::TooBig => "too_big",
+            Ending::BadUtf8 => "bad_utf8",
+            Ending::Protocol(_) => "protocol",
+            Ending::Flooding => "flooding",
+        }
+    }
+
+    /// The close code sent, or the client's own when it closed first.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Ending::ClientClosed(code) => *code,
+            other => other.close_frame().map(|f| f.code.into()),
+        }
+    }
+
+    /// Whether the client was cut off for not keeping up with the stream.
+    pub fn is_slow(&self) -> bool {
+        matches!(self, Ending::TooSlow(_) | Ending::Stalled)
     }
 
     /// Whether this is an ordinary end (client left, daemon stopping) rather than a fault.
@@ -162,9 +192,10 @@ impl Outbox for OwnedWriteHalf {
 impl<T: AsyncRead + AsyncWrite> Outbox for tokio::io::WriteHalf<T> {}
 
 /// One client's socket: tungstenite over the read half, and the write half for shared frames.
-struct Client<R, W> {
+struct Client<'m, R, W> {
     ws: WebSocketStream<Inbound<R>>,
     out: W,
+    metrics: &'m Metrics,
     send_timeout: Duration,
     queue_size: usize,
 }
@@ -176,6 +207,7 @@ pub async fn serve<R, W>(
     out: W,
     leftover: Vec<u8>,
     hub: &Hub,
+    metrics: &Metrics,
     config: &ClientConfig,
     shutdown: &CancellationToken,
 ) -> Ending
@@ -193,6 +225,7 @@ where
     let mut client = Client {
         ws,
         out,
+        metrics,
         send_timeout: Duration::from_millis(config.send_timeout_ms),
         queue_size: config.queue_size,
     };
@@ -204,7 +237,7 @@ where
             .allow_burst(validated_non_zero(config.message_burst)),
     );
     let mut last_seq = welcome.seq;
-    let mut ending = client.write(&welcome.welcome).await.err();
+    let mut ending = client.write(&welcome.welcome, Frame::Welcome).await.err();
     drop(welcome);
     let mut keepalive = interval_at(Instant::now() + ping_every, ping_every);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -251,7 +284,7 @@ where
                 if last_heard.elapsed() >= idle_timeout {
                     Some(Ending::IdleTimeout)
                 } else {
-                    client.write(wire::PING).await.err()
+                    client.write(wire::PING, Frame::Ping).await.err()
                 }
             },
         };
@@ -261,7 +294,7 @@ where
     ending
 }
 
-impl<R, W> Client<R, W>
+impl<R, W> Client<'_, R, W>
 where
     R: AsyncRead + Unpin,
     W: Outbox,
@@ -274,29 +307,33 @@ where
         if behind >= self.queue_size {
             return Err(Ending::TooSlow(behind as u64));
         }
-        self.write(frame).await
+        self.write(frame, Frame::Telemetry).await
     }
 
     /// Writes whole frames, giving up after the send timeout: a client that does not read must
     /// not hold its task.
-    async fn write(&mut self, frames: &[u8]) -> Result<(), Ending> {
+    async fn write(&mut self, frames: &[u8], kind: Frame) -> Result<(), Ending> {
         let mut write = pin!(self.out.write_all(frames));
         // Nearly every write completes at once; only one that has to wait arms a timer.
         let first = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
         let result = match first {
-            Poll::Ready(result) => result,
-            Poll::Pending => match timeout(self.send_timeout, write).await {
-                Ok(result) => result,
-                Err(_) => return Err(Ending::Stalled),
-            },
+            Poll::Pending => timeout(self.send_timeout, write)
+                .await
+                .map_err(|_| Ending::Stalled)
+                .and_then(|result| result.map_err(|err| Ending::Vanished(err.to_string()))),
+            Poll::Ready(result) => result.map_err(|err| Ending::Vanished(err.to_string())),
         };
-        result.map_err(|err| Ending::Vanished(err.to_string()))
+        match result {
+            Ok(()) => self.metrics.sent(kind, frames.len()),
+            Err(_) => self.metrics.send_failed(),
+        }
+        result
     }
 
     /// Sends the control frames tungstenite queued (pongs, a close reply).
     async fn send_replies(&mut self) -> Result<(), Ending> {
         match self.ws.get_mut().take_replies() {
-            Some(replies) => self.write(&replies).await,
+            Some(replies) => self.write(&replies, Frame::Reply).await,
             None => Ok(()),
         }
     }
@@ -304,7 +341,7 @@ where
     /// Answers one text frame from the client.
     async fn answer(&mut self, text: &str) -> Result<(), Ending> {
         match inbound::parse(text) {
-            Ok(ClientMessage::Ping) => self.write(&PONG_FRAME).await,
+            Ok(ClientMessage::Ping) => self.write(&PONG_FRAME, Frame::Reply).await,
             Ok(ClientMessage::Reserved(kind)) => {
                 debug!(kind, "Reserved command ignored: not implemented yet");
                 Ok(())
@@ -389,7 +426,16 @@ mod tests {
         config: &ClientConfig,
         shutdown: &CancellationToken,
     ) -> Ending {
-        serve(server.0, server.1, Vec::new(), hub, config, shutdown).await
+        serve(
+            server.0,
+            server.1,
+            Vec::new(),
+            hub,
+            &Metrics::new(),
+            config,
+            shutdown,
+        )
+        .await
     }
 
     fn config(ping_ms: u64, idle_ms: u64, send_ms: u64) -> ClientConfig {

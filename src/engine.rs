@@ -47,6 +47,20 @@ pub enum FetchError {
     Json(String),
 }
 
+impl FetchError {
+    /// A short name for the kind of failure, for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Timeout(_) => "timeout",
+            FetchError::Request(_) => "request",
+            FetchError::Status(_) => "status",
+            FetchError::TooLarge(_) => "too_large",
+            FetchError::Body(_) => "body",
+            FetchError::Json(_) => "json",
+        }
+    }
+}
+
 /// A client for the three endpoints, built once and reused so connections are kept alive.
 #[derive(Debug, Clone)]
 pub struct Engine {

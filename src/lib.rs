@@ -13,6 +13,7 @@
 //!   listening socket, HTTP routes and handshake, connection limits, token checks, one
 //!   dashboard's WebSocket, what clients may send, and the shared pre-framed bytes written to
 //!   every socket.
+//! - [`metrics`]: the Prometheus metrics at `/metrics`.
 //! - [`os`]: the open-file limit and the listening socket.
 //! - [`demo`]: an embedded engine simulator for `--demo`.
 
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod engine;
 pub mod hub;
 pub mod inbound;
+pub mod metrics;
 pub mod normalize;
 pub mod os;
 pub mod packet;
@@ -48,6 +50,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::server::Context;
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then closes every client with
@@ -71,10 +74,17 @@ pub async fn run(
         models = %engine.url(SourceKind::Models),
         "Listening"
     );
+    let metrics = Arc::new(Metrics::new());
     let tracker = TaskTracker::new();
     tracker.spawn(
-        poller::run(engine, hub.clone(), config.clone(), shutdown.clone())
-            .instrument(info_span!("poller")),
+        poller::run(
+            engine,
+            hub.clone(),
+            metrics.clone(),
+            config.clone(),
+            shutdown.clone(),
+        )
+        .instrument(info_span!("poller")),
     );
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let auth = Auth::new(config.auth.secret.expose());
@@ -86,6 +96,7 @@ pub async fn run(
         ),
         config,
         hub,
+        metrics,
         shutdown,
         tracker: tracker.clone(),
         started: Instant::now(),

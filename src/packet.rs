@@ -157,6 +157,13 @@ pub struct Sources {
     pub models: SourceHealth,
 }
 
+impl Sources {
+    /// All three, in the order of `SourceKind::ALL`.
+    pub fn all(&self) -> [&SourceHealth; 3] {
+        [&self.state, &self.agents, &self.models]
+    }
+}
+
 /// What the engine's state endpoint contributes to a packet: everything but the timestamp.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StateSections {

@@ -1,6 +1,7 @@
 //! The poller: on a fixed-rate clock, fetches the three endpoints at once, folds the answers into
 //! the [`Inputs`], builds the packet and hands it to the hub. One log line per tick.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -12,10 +13,17 @@ use crate::aggregate::{self, Change, Inputs};
 use crate::config::Config;
 use crate::engine::{Engine, FetchError, SourceKind};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::normalize;
 
 /// Polls until `shutdown` is cancelled.
-pub async fn run(engine: Engine, hub: Hub, config: Config, shutdown: CancellationToken) {
+pub async fn run(
+    engine: Engine,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    config: Config,
+    shutdown: CancellationToken,
+) {
     let mut inputs = Inputs::default();
     let mut ticks = interval(config.poll_interval());
     // Fixed rate: a late tick is skipped rather than bunched, so the phase never drifts.
@@ -23,30 +31,38 @@ pub async fn run(engine: Engine, hub: Hub, config: Config, shutdown: Cancellatio
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => tick(&engine, &hub, &mut inputs, config.packet.max_logs).await,
+            _ = ticks.tick() => tick(&engine, &hub, &metrics, &mut inputs, config.packet.max_logs).await,
         }
     }
 }
 
 /// One poll: fetch, fold in, publish, log.
-async fn tick(engine: &Engine, hub: &Hub, inputs: &mut Inputs, max_logs: usize) {
+async fn tick(engine: &Engine, hub: &Hub, metrics: &Metrics, inputs: &mut Inputs, max_logs: usize) {
     let started = Instant::now();
     let (state, agents, models) = tokio::join!(
-        engine.fetch(SourceKind::State),
-        engine.fetch(SourceKind::Agents),
-        engine.fetch(SourceKind::Models),
+        fetch(engine, metrics, SourceKind::State),
+        fetch(engine, metrics, SourceKind::Agents),
+        fetch(engine, metrics, SourceKind::Models),
     );
     let poll_ms = started.elapsed().as_millis() as u64;
     let now = Utc::now();
     let changes = [
-        inputs.state.record(read(state, normalize::state), now),
-        inputs.agents.record(read(agents, normalize::agents), now),
-        inputs.models.record(read(models, normalize::models), now),
+        inputs.state.record(
+            read(metrics, SourceKind::State, state, normalize::state),
+            now,
+        ),
+        inputs.agents.record(
+            read(metrics, SourceKind::Agents, agents, normalize::agents),
+            now,
+        ),
+        inputs.models.record(
+            read(metrics, SourceKind::Models, models, normalize::models),
+            now,
+        ),
     ];
     let sources = inputs.sources(now);
-    let health = [&sources.state, &sources.agents, &sources.models];
     let mut stale = Vec::new();
-    for ((kind, change), health) in SourceKind::ALL.into_iter().zip(changes).zip(health) {
+    for ((kind, change), health) in SourceKind::ALL.into_iter().zip(changes).zip(sources.all()) {
         let url = engine.url(kind).as_str();
         match change {
             Change::Failed => warn!(
@@ -63,6 +79,7 @@ async fn tick(engine: &Engine, hub: &Hub, inputs: &mut Inputs, max_logs: usize) 
         }
     }
     let snapshot = hub.publish(aggregate::build(inputs, now, max_logs));
+    metrics.published();
     info!(
         seq = snapshot.seq,
         clients = hub.subscribers(),
@@ -74,11 +91,30 @@ async fn tick(engine: &Engine, hub: &Hub, inputs: &mut Inputs, max_logs: usize) 
     );
 }
 
-/// A fetch outcome, normalised; both kinds of failure become the reason shown in `sources`.
+/// Fetches one endpoint, timing it for the metrics.
+async fn fetch(
+    engine: &Engine,
+    metrics: &Metrics,
+    kind: SourceKind,
+) -> Result<serde_json::Value, FetchError> {
+    let started = Instant::now();
+    let fetched = engine.fetch(kind).await;
+    let error = fetched.as_ref().err().map(FetchError::kind);
+    metrics.polled(kind, started.elapsed(), error);
+    fetched
+}
+
+/// A fetch outcome, normalised; both kinds of failure become the reason shown in `sources`. An
+/// answer the normaliser refuses counts as a `shape` error in the metrics.
 fn read<T, E: ToString>(
+    metrics: &Metrics,
+    kind: SourceKind,
     fetched: Result<serde_json::Value, FetchError>,
     normalize: impl FnOnce(&serde_json::Value) -> Result<T, E>,
 ) -> Result<T, String> {
     let answer = fetched.map_err(|e| e.to_string())?;
-    normalize(&answer).map_err(|e| e.to_string())
+    normalize(&answer).map_err(|e| {
+        metrics.polled_badly(kind);
+        e.to_string()
+    })
 }

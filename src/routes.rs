@@ -34,12 +34,18 @@ pub async fn handle(
     let path = req.uri().path();
     let response = if path == "/health" {
         health(&ctx)
+    } else if path == "/metrics" {
+        metrics(&ctx)
     } else if ctx.config.server.ws_paths.iter().any(|p| p == path) {
-        websocket(req, peer, &ctx)
+        let response = websocket(req, peer, &ctx);
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            ctx.metrics.refused(response.status().as_u16());
+        }
+        response
     } else {
         text(
             StatusCode::NOT_FOUND,
-            "Not found. WebSocket paths and /health are served here.\n",
+            "Not found. WebSocket paths, /health and /metrics are served here.\n",
         )
     };
     Ok(response)
@@ -74,6 +80,20 @@ fn health(ctx: &Context) -> Response<Body> {
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `GET /metrics`: Prometheus metrics.
+fn metrics(ctx: &Context) -> Response<Body> {
+    let latest = ctx.hub.latest();
+    let body = ctx
+        .metrics
+        .render(ctx.admission.open(), &latest.data.sources, Utc::now());
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     response
 }
@@ -152,19 +172,23 @@ async fn client(upgraded: Upgraded, permit: Permit, ctx: &Context) {
     let leftover = read_buf.to_vec();
     drop(read_buf);
     let (read, write) = io.into_inner().into_split();
+    ctx.metrics.connected();
     info!(clients = ctx.admission.open(), "Client Connected");
     let ending = connection::serve(
         read,
         write,
         leftover,
         &ctx.hub,
+        &ctx.metrics,
         &ctx.config.clients,
         &ctx.shutdown,
     )
     .await;
     drop(permit);
     let clients = ctx.admission.open();
-    let code = ending.close_frame().map(|f| u16::from(f.code));
+    let code = ending.code();
+    ctx.metrics
+        .disconnected(ending.label(), code, ending.is_slow());
     if ending.is_normal() {
         info!(clients, reason = %ending, code, "Client Disconnected");
     } else {

@@ -17,6 +17,7 @@ use crate::admission::Admission;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::routes;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
@@ -27,6 +28,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Context {
     pub config: Config,
     pub hub: Hub,
+    pub metrics: Arc<Metrics>,
     pub admission: Admission,
     /// Token checking, when `auth.secret` is set.
     pub auth: Option<Auth>,

@@ -1,0 +1,265 @@
+//! Prometheus metrics, served at `GET /metrics` in the text exposition format.
+//!
+//! Counters are bumped where things happen (connections, the poller); the two values that are
+//! a reading rather than a count (open connections, age of each source's last good poll) are
+//! taken at scrape time, so they are never stale and cost nothing between scrapes.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::engine::SourceKind;
+use crate::packet::Sources;
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What kind of frame a connection wrote, for `bff_frames_sent_total{kind}`.
+#[derive(Debug, Clone, Copy)]
+pub enum Frame {
+    /// The first packet a client gets.
+    Welcome,
+    /// A packet of the stream.
+    Telemetry,
+    /// A keepalive ping.
+    Ping,
+    /// A PONG, a pong or a close reply: an answer to something the client sent.
+    Reply,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PollErrorLabels {
+    source: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DisconnectLabels {
+    reason: &'static str,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+/// Every metric the daemon exports, shared by the routes, the connections and the poller.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    connections: Gauge,
+    connects: Counter,
+    disconnects: Family<DisconnectLabels, Counter>,
+    refused: Family<StatusLabel, Counter>,
+    /// One counter per [`Frame`], resolved once so a write costs one atomic add.
+    frames: [Counter; 4],
+    bytes: Counter,
+    send_failures: Counter,
+    slow_disconnects: Counter,
+    poll_seconds: Family<SourceLabel, Histogram>,
+    poll_errors: Family<PollErrorLabels, Counter>,
+    ticks: Counter,
+    last_good_age: Family<SourceLabel, Gauge<f64, AtomicU64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `bff_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bff");
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "WebSocket connections open now",
+            connections.clone(),
+        );
+        let connects = Counter::default();
+        registry.register(
+            "connects",
+            "WebSocket connections accepted",
+            connects.clone(),
+        );
+        let disconnects = Family::default();
+        registry.register(
+            "disconnects",
+            "WebSocket connections ended, by reason and the close code sent or received (none: no close frame)",
+            disconnects.clone(),
+        );
+        let refused = Family::default();
+        registry.register(
+            "handshakes_refused",
+            "WebSocket handshakes refused before the upgrade, by HTTP status",
+            refused.clone(),
+        );
+        let frame_family = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "frames_sent",
+            "Frames written to clients, by kind (welcome, telemetry, ping, reply)",
+            frame_family.clone(),
+        );
+        let frames = ["welcome", "telemetry", "ping", "reply"]
+            .map(|kind| frame_family.get_or_create(&KindLabel { kind }).clone());
+        let bytes = Counter::default();
+        registry.register(
+            "bytes_sent",
+            "Bytes written to clients, frame headers included",
+            bytes.clone(),
+        );
+        let send_failures = Counter::default();
+        registry.register(
+            "send_failures",
+            "Writes to a client that failed or did not complete within clients.send_timeout_ms",
+            send_failures.clone(),
+        );
+        let slow_disconnects = Counter::default();
+        registry.register(
+            "slow_client_disconnects",
+            "Clients cut off for not keeping up (queue full or send timeout)",
+            slow_disconnects.clone(),
+        );
+        let poll_seconds =
+            Family::<SourceLabel, Histogram>::new_with_constructor(poll_histogram as fn() -> _);
+        registry.register(
+            "poll_duration_seconds",
+            "Time to fetch one engine endpoint, answered or not",
+            poll_seconds.clone(),
+        );
+        let poll_errors = Family::default();
+        registry.register(
+            "poll_errors",
+            "Failed polls, by source and kind (timeout, request, status, too_large, body, json, shape)",
+            poll_errors.clone(),
+        );
+        let ticks = Counter::default();
+        registry.register("ticks_published", "Packets published", ticks.clone());
+        let last_good_age = Family::default();
+        registry.register(
+            "last_good_poll_age_seconds",
+            "Seconds since each source last answered well (absent until it first does)",
+            last_good_age.clone(),
+        );
+        Self {
+            registry,
+            connections,
+            connects,
+            disconnects,
+            refused,
+            frames,
+            bytes,
+            send_failures,
+            slow_disconnects,
+            poll_seconds,
+            poll_errors,
+            ticks,
+            last_good_age,
+        }
+    }
+
+    /// A WebSocket connection was accepted.
+    pub fn connected(&self) {
+        self.connects.inc();
+    }
+
+    /// A connection ended for `reason` with close `code` (if any); `slow` when it was cut off
+    /// for not keeping up.
+    pub fn disconnected(&self, reason: &'static str, code: Option<u16>, slow: bool) {
+        let code = code.map_or_else(|| "none".to_owned(), |c| c.to_string());
+        self.disconnects
+            .get_or_create(&DisconnectLabels { reason, code })
+            .inc();
+        if slow {
+            self.slow_disconnects.inc();
+        }
+    }
+
+    /// A handshake was answered with `status` instead of an upgrade.
+    pub fn refused(&self, status: u16) {
+        self.refused.get_or_create(&StatusLabel { status }).inc();
+    }
+
+    /// `bytes` of whole frames of `kind` were written to a client.
+    pub fn sent(&self, kind: Frame, bytes: usize) {
+        self.frames[kind as usize].inc();
+        self.bytes.inc_by(bytes as u64);
+    }
+
+    /// A write to a client failed or timed out.
+    pub fn send_failed(&self) {
+        self.send_failures.inc();
+    }
+
+    /// One fetch of `source` took `took`; `error` names the kind of failure, if it failed.
+    pub fn polled(&self, source: SourceKind, took: Duration, error: Option<&'static str>) {
+        let source = source.name();
+        self.poll_seconds
+            .get_or_create(&SourceLabel { source })
+            .observe(took.as_secs_f64());
+        if let Some(kind) = error {
+            self.poll_errors
+                .get_or_create(&PollErrorLabels { source, kind })
+                .inc();
+        }
+    }
+
+    /// `source` answered with JSON the normaliser could not read.
+    pub fn polled_badly(&self, source: SourceKind) {
+        self.poll_errors
+            .get_or_create(&PollErrorLabels {
+                source: source.name(),
+                kind: "shape",
+            })
+            .inc();
+    }
+
+    /// A packet was published.
+    pub fn published(&self) {
+        self.ticks.inc();
+    }
+
+    /// The exposition text, with the readings (`connections`, and each source's last good poll
+    /// age from `sources` at `now`) taken now.
+    pub fn render(&self, connections: usize, sources: &Sources, now: DateTime<Utc>) -> String {
+        self.connections.set(connections as i64);
+        for (kind, health) in SourceKind::ALL.into_iter().zip(sources.all()) {
+            if let Some(updated) = health.updated {
+                let label = SourceLabel {
+                    source: kind.name(),
+                };
+                let age = updated.age_ms(now) as f64 / 1000.0;
+                self.last_good_age.get_or_create(&label).set(age);
+            }
+        }
+        let mut out = String::with_capacity(8 * 1024);
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// 1 ms to about 4 s, doubling: an engine answers in milliseconds, a timeout is in seconds.
+fn poll_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 13))
+}
