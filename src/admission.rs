@@ -8,15 +8,13 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 /// Counts of open connections, shared by the listener and every connection task.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Admission {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Shared {
-    max_total: usize,
-    max_per_ip: usize,
     /// One short critical section per connect and disconnect; a mutex keeps the two counts
     /// consistent with each other, which two atomics could not.
     open: Mutex<Open>,
@@ -45,26 +43,22 @@ pub struct Permit {
 }
 
 impl Admission {
-    /// Allows at most `max_total` open connections, `max_per_ip` from any one IP.
-    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                max_total,
-                max_per_ip,
-                open: Mutex::default(),
-            }),
-        }
-    }
-
-    /// Takes a slot for `ip`, or says which limit is reached.
-    pub fn admit(&self, ip: IpAddr) -> Result<Permit, Refusal> {
+    /// Takes a slot for `ip` if fewer than `max_total` connections are open, fewer than
+    /// `max_per_ip` of them from `ip`; or says which limit is reached. The limits are passed in,
+    /// not kept, so a reloaded config applies to the next handshake.
+    pub fn admit(
+        &self,
+        ip: IpAddr,
+        max_total: usize,
+        max_per_ip: usize,
+    ) -> Result<Permit, Refusal> {
         let mut open = self.shared.open.lock().expect("admission lock poisoned");
         let from_ip = open.per_ip.get(&ip).copied().unwrap_or(0);
-        if from_ip >= self.shared.max_per_ip {
-            return Err(Refusal::PerIp(self.shared.max_per_ip));
+        if from_ip >= max_per_ip {
+            return Err(Refusal::PerIp(max_per_ip));
         }
-        if open.total >= self.shared.max_total {
-            return Err(Refusal::Total(self.shared.max_total));
+        if open.total >= max_total {
+            return Err(Refusal::Total(max_total));
         }
         open.total += 1;
         open.per_ip.insert(ip, from_ip + 1);
@@ -103,16 +97,19 @@ mod tests {
 
     #[test]
     fn limits_apply_and_slots_come_back() {
-        let admission = Admission::new(3, 2);
+        let admission = Admission::default();
+        let admit = |ip| admission.admit(ip, 3, 2);
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
-        let p1 = admission.admit(a).unwrap();
-        let _p2 = admission.admit(a).unwrap();
-        assert_eq!(admission.admit(a).unwrap_err(), Refusal::PerIp(2));
-        let _p3 = admission.admit(b).unwrap();
-        assert_eq!(admission.admit(b).unwrap_err(), Refusal::Total(3));
+        let p1 = admit(a).unwrap();
+        let _p2 = admit(a).unwrap();
+        assert_eq!(admit(a).unwrap_err(), Refusal::PerIp(2));
+        let _p3 = admit(b).unwrap();
+        assert_eq!(admit(b).unwrap_err(), Refusal::Total(3));
         drop(p1);
         assert_eq!(admission.open(), 2);
-        assert!(admission.admit(a).is_ok());
+        assert!(admit(a).is_ok());
+        // Lowered limits apply to the next connection; open ones keep their slots.
+        assert_eq!(admission.admit(b, 10, 1).unwrap_err(), Refusal::PerIp(1));
     }
 }

@@ -248,7 +248,17 @@ impl Config {
 
     /// Parses TOML text; the message names the line and key of the first error.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+        toml::from_str(text).map_err(|e| {
+            // One line, so it reads as well in a log (a reload) as on a terminal.
+            let message = e.message().trim_end();
+            match e.span() {
+                Some(span) => {
+                    let line = text[..span.start].matches('\n').count() + 1;
+                    format!("line {line}: {message}")
+                }
+                None => message.to_owned(),
+            }
+        })
     }
 
     /// Checks every value, returning all problems at once, each prefixed with its key path.
@@ -381,6 +391,19 @@ impl Config {
             http_url(value)?
         };
         Ok(url)
+    }
+
+    /// The keys that differ between this running config and `next` but cannot change without
+    /// a restart: the listening address, and the queue every connection shares.
+    pub fn restart_needed(&self, next: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.server.listen != next.server.listen {
+            keys.push("server.listen");
+        }
+        if self.clients.queue_size != next.clients.queue_size {
+            keys.push("clients.queue_size");
+        }
+        keys
     }
 
     /// The poll period.

@@ -40,13 +40,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::admission::Admission;
 use crate::aggregate::Inputs;
-use crate::auth::Auth;
 use crate::config::Config;
 use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
@@ -56,12 +56,15 @@ use crate::server::Context;
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then closes every client with
 /// 1001 and waits (at most `server.shutdown_grace_ms`) for them to go.
 ///
-/// `config` must have passed [`Config::validate`].
+/// `settings` holds the config, which must have passed [`Config::validate`]; sending a new one
+/// reloads it without dropping anyone (see [`server::Context::config`] for what applies when).
+/// [`fixed`] makes one that never changes.
 pub async fn run(
-    config: Config,
+    settings: watch::Receiver<Arc<Config>>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let config = settings.borrow().clone();
     let engine = Engine::new(&config)?;
     let initial = aggregate::build(&Inputs::default(), Utc::now(), config.packet.max_logs);
     let hub = Hub::new(initial, config.clients.queue_size);
@@ -81,20 +84,14 @@ pub async fn run(
             engine,
             hub.clone(),
             metrics.clone(),
-            config.clone(),
+            settings.clone(),
             shutdown.clone(),
         )
         .instrument(info_span!("poller")),
     );
-    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let auth = Auth::new(config.auth.secret.expose());
     let ctx = Arc::new(Context {
-        auth,
-        admission: Admission::new(
-            config.server.max_connections,
-            config.server.max_connections_per_ip,
-        ),
-        config,
+        settings,
+        admission: Admission::default(),
         hub,
         metrics,
         shutdown,
@@ -107,6 +104,7 @@ pub async fn run(
         "Shutting down: closing every client with 1001"
     );
     tracker.close();
+    let grace = Duration::from_millis(ctx.config().server.shutdown_grace_ms);
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         warn!(
             left = ctx.admission.open(),
@@ -115,6 +113,11 @@ pub async fn run(
     }
     info!("Stopped");
     Ok(())
+}
+
+/// Settings that are never reloaded: `config` for good.
+pub fn fixed(config: Config) -> watch::Receiver<Arc<Config>> {
+    watch::channel(Arc::new(config)).1
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.

@@ -4,16 +4,19 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use bff::config::{Config, ConfigError};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// Polls a trading engine and streams one TELEMETRY packet a second to WebSocket dashboards.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 struct Cli {
     /// Config file [default: ./bff.toml when present, else built-in defaults]
@@ -28,11 +31,20 @@ struct Cli {
     /// Poll an embedded engine simulator instead of a real engine
     #[arg(long)]
     demo: bool,
+    /// Log lines for people (coloured on a terminal) or one JSON object per line for collectors
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Subcommand)]
 enum Command {
     /// Check a config file and print the effective config
     CheckConfig,
@@ -46,14 +58,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stdout().is_terminal())
-        // A closed stdout (`bff | head`) must not turn every log line into a panic on stderr.
-        .log_internal_errors(false)
-        .init();
+    init_logging(cli.log_format);
     if cli.demo && cli.engine_url.is_some() {
         eprintln!("bff: --demo polls the built-in simulator; drop --engine-url or --demo");
         return ExitCode::from(2);
@@ -72,7 +77,7 @@ fn main() -> ExitCode {
             print!("{}", config.to_toml());
             ExitCode::SUCCESS
         }
-        Ok(config) => match daemon(config, cli.demo) {
+        Ok(config) => match daemon(cli, config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("bff: {err:#}");
@@ -83,6 +88,24 @@ fn main() -> ExitCode {
             eprintln!("bff: {err}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Logs to stdout at `RUST_LOG`'s levels (default `info`).
+fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        // A closed stdout (`bff | head`) must not turn every log line into a panic on stderr.
+        .log_internal_errors(false);
+    match format {
+        LogFormat::Pretty => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
     }
 }
 
@@ -114,20 +137,19 @@ async fn demo_engine(addr: SocketAddr) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn daemon(mut config: Config, demo: bool) -> anyhow::Result<()> {
+async fn daemon(cli: Cli, mut config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    if demo {
+    let demo = if cli.demo {
         let addr = bff::demo::start(([127, 0, 0, 1], 0).into(), shutdown.clone())
             .await
             .context("starting the demo engine")?;
-        let defaults = Config::default().engine;
-        config.engine.url = format!("http://{addr}");
-        (
-            config.engine.state,
-            config.engine.agents,
-            config.engine.models,
-        ) = (defaults.state, defaults.agents, defaults.models);
         info!(%addr, "Demo engine simulator running");
+        Some(addr)
+    } else {
+        None
+    };
+    if let Some(addr) = demo {
+        use_demo_engine(&mut config, addr);
     }
     let listen = config.server.listen;
     bff::os::raise_file_limit(config.server.max_connections);
@@ -136,11 +158,59 @@ async fn daemon(mut config: Config, demo: bool) -> anyhow::Result<()> {
             "cannot listen on {listen}: {err}; is another process using it? Pick another address with --listen or server.listen"
         )
     })?;
-    let signal = shutdown.clone();
+    let stop = shutdown.clone();
     tokio::spawn(async move {
         bff::shutdown_signal().await;
-        signal.cancel();
+        stop.cancel();
         info!("Signal received");
     });
-    bff::run(config, listener, shutdown).await
+    let (settings, running) = watch::channel(Arc::new(config));
+    // Installed before the daemon starts: SIGHUP's default action would end the process.
+    let hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(reload_on_hangup(hangups, cli, demo, settings));
+    bff::run(running, listener, shutdown).await
+}
+
+/// Points the engine settings at the demo simulator on `addr`.
+fn use_demo_engine(config: &mut Config, addr: SocketAddr) {
+    let defaults = Config::default().engine;
+    config.engine.url = format!("http://{addr}");
+    (
+        config.engine.state,
+        config.engine.agents,
+        config.engine.models,
+    ) = (defaults.state, defaults.agents, defaults.models);
+}
+
+/// On every SIGHUP, reads the config file again (with the same command-line overrides) and hands
+/// it to the running daemon; a file with problems is reported and the running config stays.
+async fn reload_on_hangup(
+    mut hangups: Signal,
+    cli: Cli,
+    demo: Option<SocketAddr>,
+    settings: watch::Sender<Arc<Config>>,
+) {
+    while hangups.recv().await.is_some() {
+        let mut config = match load(&cli) {
+            Ok(config) => config,
+            Err(err) => {
+                let err = err
+                    .to_string()
+                    .lines()
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                error!("Config not reloaded; the running config stays. {err}");
+                continue;
+            }
+        };
+        if let Some(addr) = demo {
+            use_demo_engine(&mut config, addr);
+        }
+        for key in settings.borrow().restart_needed(&config) {
+            warn!(key, "Changed in the file, but applies only after a restart");
+        }
+        settings.send_replace(Arc::new(config));
+        info!("Config reloaded");
+    }
 }

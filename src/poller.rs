@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use tokio::time::{MissedTickBehavior, interval};
+use tokio::sync::watch;
+use tokio::time::{Interval, MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -16,24 +17,54 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::normalize;
 
-/// Polls until `shutdown` is cancelled.
+/// Polls until `shutdown` is cancelled. A new config from `settings` (a reload) applies from
+/// the next tick: a changed `[engine]` gets a new client, a changed period a new clock. The
+/// sources' last good values are kept across a reload.
 pub async fn run(
-    engine: Engine,
+    mut engine: Engine,
     hub: Hub,
     metrics: Arc<Metrics>,
-    config: Config,
+    mut settings: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
 ) {
+    let mut config = settings.borrow_and_update().clone();
     let mut inputs = Inputs::default();
-    let mut ticks = interval(config.poll_interval());
-    // Fixed rate: a late tick is skipped rather than bunched, so the phase never drifts.
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut ticks = clock(&config);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            Ok(()) = settings.changed() => {
+                let next = settings.borrow_and_update().clone();
+                if next.engine != config.engine {
+                    match Engine::new(&next) {
+                        Ok(rebuilt) => engine = rebuilt,
+                        Err(err) => {
+                            warn!(%err, "Engine settings not applied: keeping the running ones");
+                            continue;
+                        }
+                    }
+                    if next.engine.poll_interval_ms != config.engine.poll_interval_ms {
+                        ticks = clock(&next);
+                    }
+                    info!(
+                        state = %engine.url(SourceKind::State),
+                        poll_interval_ms = next.engine.poll_interval_ms,
+                        "Poller reconfigured"
+                    );
+                }
+                config = next;
+            }
             _ = ticks.tick() => tick(&engine, &hub, &metrics, &mut inputs, config.packet.max_logs).await,
         }
     }
+}
+
+/// The fixed-rate clock for `config`'s period: a late tick is skipped rather than bunched, so
+/// the phase never drifts.
+fn clock(config: &Config) -> Interval {
+    let mut ticks = interval(config.poll_interval());
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    ticks
 }
 
 /// One poll: fetch, fold in, publish, log.

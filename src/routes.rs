@@ -19,7 +19,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::admission::{Permit, Refusal};
-use crate::auth;
+use crate::auth::{self, Auth};
+use crate::config::ClientConfig;
 use crate::connection;
 use crate::server::Context;
 
@@ -36,7 +37,7 @@ pub async fn handle(
         health(&ctx)
     } else if path == "/metrics" {
         metrics(&ctx)
-    } else if ctx.config.server.ws_paths.iter().any(|p| p == path) {
+    } else if ctx.config().server.ws_paths.iter().any(|p| p == path) {
         let response = websocket(req, peer, &ctx);
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             ctx.metrics.refused(response.status().as_u16());
@@ -100,6 +101,7 @@ fn metrics(ctx: &Context) -> Response<Body> {
 
 /// A request to a WebSocket path: the handshake, or the reason there is none.
 fn websocket(mut req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Context>) -> Response<Body> {
+    let config = ctx.config();
     let accept_key = match check_handshake(req.method(), req.headers()) {
         Ok(key) => key,
         Err(refused) => return refused,
@@ -108,14 +110,14 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Context>) -
         .headers()
         .get(header::ORIGIN)
         .and_then(|o| o.to_str().ok());
-    if !origin_allowed(&ctx.config.server.allowed_origins, origin) {
+    if !origin_allowed(&config.server.allowed_origins, origin) {
         warn!(%peer, origin = origin.unwrap_or_default(), "Client refused: origin not allowed");
         return text(
             StatusCode::FORBIDDEN,
             "Origin not allowed: add it to server.allowed_origins.\n",
         );
     }
-    if let Some(auth) = &ctx.auth
+    if let Some(auth) = Auth::new(config.auth.secret.expose())
         && let Err(reason) = auth.check(req.headers())
     {
         warn!(%peer, reason, "Client refused: unauthorized");
@@ -126,7 +128,12 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Context>) -
         );
     }
     let echo_token = auth::offers_token_subprotocol(req.headers());
-    let permit = match ctx.admission.admit(peer.ip()) {
+    let limits = &config.server;
+    let permit = match ctx.admission.admit(
+        peer.ip(),
+        limits.max_connections,
+        limits.max_connections_per_ip,
+    ) {
         Ok(permit) => permit,
         Err(refusal) => return refuse(peer, refusal),
     };
@@ -135,7 +142,7 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Context>) -
     ctx.tracker.spawn(
         async move {
             match on_upgrade.await {
-                Ok(upgraded) => client(upgraded, permit, &task_ctx).await,
+                Ok(upgraded) => client(upgraded, permit, &config.clients, &task_ctx).await,
                 Err(err) => debug!(%err, "Upgrade did not complete"),
             }
         }
@@ -161,7 +168,7 @@ fn websocket(mut req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Context>) -
 }
 
 /// Runs one upgraded client from WELCOME to close, holding its admission slot throughout.
-async fn client(upgraded: Upgraded, permit: Permit, ctx: &Context) {
+async fn client(upgraded: Upgraded, permit: Permit, config: &ClientConfig, ctx: &Context) {
     // Take the TCP socket back from hyper so frames can be written to it directly.
     let Ok(Parts { io, read_buf, .. }) = upgraded.downcast::<TokioIo<TcpStream>>() else {
         warn!("Upgraded connection is not a TCP stream; dropping it");
@@ -180,7 +187,7 @@ async fn client(upgraded: Upgraded, permit: Permit, ctx: &Context) {
         leftover,
         &ctx.hub,
         &ctx.metrics,
-        &ctx.config.clients,
+        config,
         &ctx.shutdown,
     )
     .await;

@@ -9,12 +9,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::admission::Admission;
-use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -26,16 +26,25 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// What every request handler and connection task shares.
 #[derive(Debug)]
 pub struct Context {
-    pub config: Config,
+    /// The running config; `SIGHUP` replaces it. Read it with [`Context::config`].
+    pub settings: watch::Receiver<Arc<Config>>,
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
     pub admission: Admission,
-    /// Token checking, when `auth.secret` is set.
-    pub auth: Option<Auth>,
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for their close frames to go out.
     pub tracker: TaskTracker,
     pub started: Instant,
+}
+
+impl Context {
+    /// The config as it is now. A reload applies to `[engine]` and `packet.max_logs` from the
+    /// next tick; to the limits, origins, token secret, paths and header timeout from the next
+    /// request; to `[clients]` from the next connection (open ones keep the settings they started
+    /// with). `server.listen` and `clients.queue_size` need a restart.
+    pub fn config(&self) -> Arc<Config> {
+        self.settings.borrow().clone()
+    }
 }
 
 /// Accepts connections until shutdown; returns once the listener is closed.
@@ -67,7 +76,7 @@ async fn serve_http(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let service = service_fn(move |req| routes::handle(req, peer, handler.clone()));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(ctx.config.server.header_timeout_ms))
+        .header_read_timeout(Duration::from_millis(ctx.config().server.header_timeout_ms))
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

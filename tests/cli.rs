@@ -112,10 +112,39 @@ impl Drop for Running {
     }
 }
 
+impl Running {
+    /// The next log line containing `needle`.
+    fn line_containing(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(common::PATIENCE)
+                .unwrap_or_else(|_| panic!("no log line containing {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
 /// Starts `bff --demo --listen 127.0.0.1:0` and reads the bound address from its log.
 fn start_demo() -> Running {
+    start_demo_with(&[])
+}
+
+/// [`start_demo`] with more arguments.
+fn start_demo_with(args: &[&str]) -> Running {
     let mut child = Command::new(BIN)
         .args(["--demo", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .spawn()
@@ -170,25 +199,13 @@ async fn demo_streams_on_a_port_it_picked_and_sigterm_closes_with_1001() {
         first["data"]["timestamp"], second["data"]["timestamp"],
         "the simulator moves"
     );
-    let telemetry_line = loop {
-        let line = daemon
-            .lines
-            .recv_timeout(common::PATIENCE)
-            .expect("a Telemetry log line");
-        if line.contains("Telemetry") {
-            break line;
-        }
-    };
+    let telemetry_line = daemon.line_containing("Telemetry");
     assert!(
         telemetry_line.contains("seq=") && telemetry_line.contains("clients="),
         "{telemetry_line}"
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &daemon.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    daemon.signal("-TERM");
     assert_eq!(common::close_code(&mut ws).await, 1001);
     let exit = within("the process to exit", async {
         loop {
@@ -342,4 +359,141 @@ async fn demo_engine_serves_the_engine_api_alone() {
     let (_, agents) =
         common::reqwest_get(&format!("http://{addr}/api/system/metrics/agents")).await;
     assert!(agents["analyst"].is_array(), "raw call records: {agents}");
+}
+
+/// `SIGHUP` rereads the file: new limits and packet settings apply while clients stay connected,
+/// and a broken file is reported while the running config stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config_without_dropping_clients() {
+    let path = temp_file("reload.toml", "[server]\nmax_connections_per_ip = 5\n");
+    let daemon = start_demo_with(&["--config", path.to_str().unwrap()]);
+    let url = format!("ws://{}/", daemon.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let before = common::packet_where(&mut ws, "two log lines", |p| {
+        p["data"]["logs"].as_array().unwrap().len() >= 2
+    })
+    .await;
+
+    std::fs::write(
+        &path,
+        "[server]\nmax_connections_per_ip = 1\n[packet]\nmax_logs = 1\n",
+    )
+    .unwrap();
+    daemon.signal("-HUP");
+    daemon.line_containing("Config reloaded");
+    let mut seq = before["seq"].as_u64().unwrap();
+    let after = loop {
+        let packet = next_packet(&mut ws).await;
+        seq += 1;
+        assert_eq!(packet["seq"], seq, "the same connection, no tick missed");
+        if packet["data"]["logs"].as_array().unwrap().len() == 1 {
+            break packet;
+        }
+    };
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429, "the new per-IP limit of 1 applies")
+        }
+        other => panic!("expected 429, got {:?}", other.map(|_| ())),
+    }
+
+    std::fs::write(&path, "[server]\nmax_conections = 3\n").unwrap();
+    daemon.signal("-HUP");
+    let refused = daemon.line_containing("Config not reloaded");
+    assert!(refused.contains("max_conections"), "{refused}");
+    let next = next_packet(&mut ws).await;
+    assert_eq!(next["seq"].as_u64(), after["seq"].as_u64().map(|s| s + 1));
+    assert_eq!(
+        next["data"]["logs"].as_array().unwrap().len(),
+        1,
+        "still the reloaded config"
+    );
+}
+
+/// The unit under `contrib/` is one systemd accepts as is, with the binary where it says.
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "systemd-analyze is required under CI"
+        );
+        eprintln!(
+            "SKIPPED: systemd-analyze not found; install systemd to check contrib/bff.service"
+        );
+        return;
+    }
+    let unit = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contrib/bff.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/bff "), "{unit}");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("unit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bff.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/bff", BIN)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // verify only warns about a bad value; any output at all is a problem in the unit.
+    assert_eq!(stderr, "", "systemd-analyze verify complained");
+}
+
+/// `--log-format json` writes one JSON object per line, with the event's fields at the top level
+/// (so `jq 'select(.message == "Telemetry published") | .seq'` works); the default writes plain
+/// lines with no colour codes when the output is not a terminal.
+#[test]
+fn log_formats_are_json_lines_or_plain_text() {
+    for (format, json) in [("json", true), ("pretty", false)] {
+        let mut child = KillOnDrop(
+            Command::new(BIN)
+                .args(["--demo", "--listen", "127.0.0.1:0", "--log-format", format])
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = BufReader::new(child.0.stdout.take().unwrap());
+        let mut telemetry_seen = false;
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            assert!(
+                !line.contains('\u{1b}'),
+                "no colour codes in a pipe: {line:?}"
+            );
+            if json {
+                let event: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                assert!(
+                    event["timestamp"].is_string() && event["level"].is_string(),
+                    "{line}"
+                );
+                if event["message"] == "Telemetry published" {
+                    assert!(event["seq"].as_u64() >= Some(1), "{line}");
+                    assert!(
+                        event["clients"].is_u64() && event["bytes"].is_u64(),
+                        "{line}"
+                    );
+                    telemetry_seen = true;
+                    break;
+                }
+            } else if line.contains("Telemetry published") {
+                assert!(line.contains(" INFO ") && line.contains("seq="), "{line}");
+                telemetry_seen = true;
+                break;
+            }
+        }
+        assert!(
+            telemetry_seen,
+            "{format}: no Telemetry line before the output ended"
+        );
+    }
 }

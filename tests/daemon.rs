@@ -469,3 +469,31 @@ async fn malformed_handshakes_get_400_and_a_slow_one_is_dropped() {
     assert_eq!(daemon.health().await["connections"], 1, "only the watcher");
     watcher.saw_every_tick(&daemon).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_the_poller_to_the_new_engine_without_dropping_clients() {
+    let old = FakeEngine::samples().await;
+    let new = FakeEngine::start(
+        Answer::File("state-offline.json"),
+        Answer::File("agents-summary-map.json"),
+        Answer::File("models-summary-map.json"),
+    )
+    .await;
+    let (daemon, reload) = Daemon::start_reloadable(config(&old)).await;
+    let mut ws = daemon.connect().await;
+    let before = packet_where(&mut ws, "the old engine's state", |p| {
+        p["data"]["status"] == "ACTIVE"
+    })
+    .await;
+    reload.send_replace(std::sync::Arc::new(config(&new)));
+    let mut seq = before["seq"].as_u64().unwrap();
+    loop {
+        let packet = next_packet(&mut ws).await;
+        seq += 1;
+        assert_eq!(packet["seq"], seq, "the same connection, no tick missed");
+        if packet["data"]["status"] == "INITIALIZING" {
+            assert!(source_ok(&packet, "state"), "{packet}");
+            break;
+        }
+    }
+}

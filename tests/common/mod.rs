@@ -21,6 +21,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -206,10 +207,21 @@ impl Daemon {
     /// Validates `config` and runs the daemon on 127.0.0.1:0.
     pub async fn start(config: Config) -> Self {
         config.validate("test config").unwrap();
+        Self::run(bff::fixed(config)).await
+    }
+
+    /// [`Daemon::start`], with a sender to reload the config through, as `SIGHUP` does.
+    pub async fn start_reloadable(config: Config) -> (Self, watch::Sender<Arc<Config>>) {
+        config.validate("test config").unwrap();
+        let (reload, settings) = watch::channel(Arc::new(config));
+        (Self::run(settings).await, reload)
+    }
+
+    async fn run(settings: watch::Receiver<Arc<Config>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(bff::run(config, listener, shutdown.clone()));
+        let task = tokio::spawn(bff::run(settings, listener, shutdown.clone()));
         Self {
             addr,
             shutdown,
