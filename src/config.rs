@@ -254,7 +254,8 @@ impl Config {
             match e.span() {
                 Some(span) => {
                     let line = text[..span.start].matches('\n').count() + 1;
-                    format!("line {line}: {message}")
+                    let source = text.lines().nth(line - 1).unwrap_or_default().trim();
+                    format!("line {line} `{source}`: {message}")
                 }
                 None => message.to_owned(),
             }

@@ -14,6 +14,7 @@
 //!   dashboard's WebSocket, what clients may send, and the shared pre-framed bytes written to
 //!   every socket.
 //! - [`metrics`]: the Prometheus metrics at `/metrics`.
+//! - [`contract`]: the JSON Schema and TypeScript types of the packets, checked against the types.
 //! - [`os`]: the open-file limit and the listening socket.
 //! - [`demo`]: an embedded engine simulator for `--demo`.
 
@@ -22,6 +23,7 @@ pub mod aggregate;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod contract;
 pub mod demo;
 pub mod engine;
 pub mod hub;

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 /// An instant in UTC, written as RFC 3339 with milliseconds and `Z` (`2025-12-21T11:59:59.812Z`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(type = "string"))]
 pub struct Timestamp(pub DateTime<Utc>);
 
 impl Timestamp {
@@ -26,8 +27,25 @@ impl Serialize for Timestamp {
     }
 }
 
+#[cfg(test)]
+impl schemars::JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "RFC 3339, UTC, with milliseconds and `Z`: `2025-12-21T11:59:59.812Z`.",
+            "type": "string",
+            "format": "date-time",
+            "pattern": "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z$"
+        })
+    }
+}
+
 /// The trading status; the engine's many words are mapped onto these three only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
     /// The engine is trading.
@@ -51,6 +69,7 @@ impl Status {
 
 /// The direction of the current signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Side {
     /// Go long.
@@ -63,6 +82,7 @@ pub enum Side {
 
 /// A log line's severity; other levels are folded into these three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Level {
     /// Information, and DEBUG/TRACE/NOTICE.
@@ -75,6 +95,7 @@ pub enum Level {
 
 /// `data.market`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Market {
     pub symbol: Option<String>,
     pub price: Option<f64>,
@@ -86,6 +107,7 @@ pub struct Market {
 
 /// `data.portfolio`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Portfolio {
     pub nav: Option<f64>,
     pub cash: Option<f64>,
@@ -95,6 +117,7 @@ pub struct Portfolio {
 
 /// `data.signal`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Signal {
     pub side: Option<Side>,
     pub confidence: Option<f64>,
@@ -103,12 +126,14 @@ pub struct Signal {
 
 /// `data.governance`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Governance {
     pub approved_size: Option<f64>,
 }
 
 /// One entry of `data.logs`; `timestamp` is `null` when the engine sent a bare string.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct LogEntry {
     pub level: Level,
     pub message: String,
@@ -117,6 +142,7 @@ pub struct LogEntry {
 
 /// One agent's performance, whatever shape the engine reported it in.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct AgentStats {
     pub latency_ms: Option<f64>,
     pub success_rate: Option<f64>,
@@ -125,6 +151,7 @@ pub struct AgentStats {
 
 /// One model's performance, whatever shape the engine reported it in.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct ModelStats {
     pub latency_ms: Option<f64>,
     pub invocations: Option<u64>,
@@ -138,6 +165,7 @@ pub type Models = BTreeMap<String, ModelStats>;
 
 /// How fresh one input is, so a UI can grey out a stale panel.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct SourceHealth {
     /// The last fetch succeeded.
     pub ok: bool,
@@ -151,6 +179,7 @@ pub struct SourceHealth {
 
 /// `data.sources`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Sources {
     pub state: SourceHealth,
     pub agents: SourceHealth,
@@ -166,6 +195,7 @@ impl Sources {
 
 /// What the engine's state endpoint contributes to a packet: everything but the timestamp.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct StateSections {
     pub status: Status,
     pub market: Market,
@@ -176,6 +206,7 @@ pub struct StateSections {
     pub logs: Vec<LogEntry>,
     /// Sections the engine added beyond the contract (`sentiment`, `forecast`, …), unchanged.
     #[serde(flatten)]
+    #[cfg_attr(test, ts(skip))]
     pub extra: Map<String, Value>,
 }
 
@@ -196,6 +227,7 @@ impl Default for StateSections {
 
 /// The `data` of a WELCOME or TELEMETRY packet. `timestamp` is written first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Telemetry {
     pub timestamp: Timestamp,
     #[serde(flatten)]
@@ -218,6 +250,32 @@ pub const RESERVED_KEYS: &[&str] = &[
     "models",
     "sources",
 ];
+
+/// Which packet a frame is.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, Serialize, schemars::JsonSchema, ts_rs::TS)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PacketType {
+    /// The first packet on a connection: the latest snapshot.
+    Welcome,
+    /// Every later packet, one per tick.
+    Telemetry,
+}
+
+/// A WELCOME or TELEMETRY packet: every frame the daemon sends but PONG.
+///
+/// The daemon writes the envelope around `data` serialized once (see `frames`); this type
+/// describes the same JSON for the schema and the TypeScript types.
+#[cfg(test)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, ts_rs::TS)]
+pub struct Packet {
+    #[serde(rename = "type")]
+    #[ts(rename = "type")]
+    pub kind: PacketType,
+    /// Grows by one per snapshot; a gap is the number of packets missed.
+    pub seq: u64,
+    pub data: Telemetry,
+}
 
 /// The JSON of `data`, written once per snapshot and then copied into both envelopes.
 pub fn body(data: &Telemetry) -> String {
@@ -246,3 +304,28 @@ fn envelope(kind: &str, seq: u64, data: &str) -> String {
 
 /// The answer to a client's PING.
 pub const PONG: &str = r#"{"type":"PONG"}"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{self, Inputs};
+
+    /// The hand-written envelope is exactly the `Packet` type serialized, so the schema and the
+    /// TypeScript types generated from `Packet` describe the bytes on the wire.
+    #[test]
+    fn the_envelope_is_the_packet_type_serialized() {
+        let data = aggregate::build(&Inputs::default(), chrono::Utc::now(), 50);
+        let (telemetry, welcome) = frames(3, &body(&data));
+        for (frame, kind) in [
+            (telemetry, PacketType::Telemetry),
+            (welcome, PacketType::Welcome),
+        ] {
+            let packet = Packet {
+                kind,
+                seq: 3,
+                data: data.clone(),
+            };
+            assert_eq!(frame, serde_json::to_string(&packet).unwrap());
+        }
+    }
+}

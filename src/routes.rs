@@ -22,6 +22,7 @@ use crate::admission::{Permit, Refusal};
 use crate::auth::{self, Auth};
 use crate::config::ClientConfig;
 use crate::connection;
+use crate::contract;
 use crate::server::Context;
 
 type Body = Full<Bytes>;
@@ -33,21 +34,27 @@ pub async fn handle(
     ctx: Arc<Context>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let path = req.uri().path();
-    let response = if path == "/health" {
-        health(&ctx)
-    } else if path == "/metrics" {
-        metrics(&ctx)
-    } else if ctx.config().server.ws_paths.iter().any(|p| p == path) {
-        let response = websocket(req, peer, &ctx);
-        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            ctx.metrics.refused(response.status().as_u16());
+    let config = ctx.config();
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    let response = match path {
+        "/health" => health(&ctx),
+        "/metrics" => metrics(&ctx),
+        "/schema.json" => ok(contract::SCHEMA, "application/schema+json"),
+        // A browser asking for `/` gets the live page; a WebSocket handshake on `/` still works.
+        "/" if read && !upgrade => page(&config.server.ws_paths),
+        _ if config.server.ws_paths.iter().any(|p| p == path) => {
+            let response = websocket(req, peer, &ctx);
+            if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                ctx.metrics.refused(response.status().as_u16());
+            }
+            response
         }
-        response
-    } else {
-        text(
+        _ => text(
             StatusCode::NOT_FOUND,
-            "Not found. WebSocket paths, /health and /metrics are served here.\n",
-        )
+            "Not found. Served here: the live page at /, WebSocket paths, /health, /metrics and \
+             /schema.json.\n",
+        ),
     };
     Ok(response)
 }
@@ -77,11 +84,51 @@ fn health(ctx: &Context) -> Response<Body> {
         "uptime_s": ctx.started.elapsed().as_secs(),
         "sources": sources,
     });
-    let mut response = Response::new(Body::from(body.to_string()));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+    ok(body.to_string(), "application/json")
+}
+
+/// The live page, embedded in the binary: plain HTML and JavaScript with no dependencies.
+const PAGE: &str = include_str!("page/index.html");
+
+/// `GET /`: the live page, pointed at the first WebSocket path.
+fn page(ws_paths: &[String]) -> Response<Body> {
+    let path = ws_paths.first().map_or("/", String::as_str);
+    let html = PAGE.replacen(
+        r#"<meta name="bff-ws-path" content="/">"#,
+        &format!(
+            r#"<meta name="bff-ws-path" content="{}">"#,
+            escape_attribute(path)
+        ),
+        1,
     );
+    let mut response = ok(html, "text/html; charset=utf-8");
+    // The page runs only its own inline code and talks only to WebSocket servers.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             img-src data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    response
+}
+
+/// `path` safe inside a double-quoted HTML attribute.
+fn escape_attribute(path: &str) -> String {
+    path.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+}
+
+/// A 200 answer with `body` and its `Content-Type`.
+fn ok(body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.into()));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
@@ -91,12 +138,7 @@ fn metrics(ctx: &Context) -> Response<Body> {
     let body = ctx
         .metrics
         .render(ctx.admission.open(), &latest.data.sources, Utc::now());
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-    );
-    response
+    ok(body, crate::metrics::CONTENT_TYPE)
 }
 
 /// A request to a WebSocket path: the handshake, or the reason there is none.

@@ -113,3 +113,106 @@ async fn metrics_count_connections_frames_bytes_refusals_and_polls_exactly() {
         "models never answered well: {text}"
     );
 }
+
+/// A GET's status, headers and body text.
+async fn get(url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = reqwest::get(url).await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    (status, headers, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_is_served_at_root_while_root_still_upgrades() {
+    let engine = FakeEngine::samples().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    let (status, headers, html) = get(&format!("http://{}/", daemon.addr)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("connect-src 'self' ws: wss:")
+    );
+    assert!(html.contains(r#"<meta name="bff-ws-path" content="/">"#));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external resources"
+    );
+    let mut ws = daemon.connect().await;
+    assert_eq!(common::next_packet(&mut ws).await["type"], "WELCOME");
+
+    // With `/` not a WebSocket path, the page points at the first one, and `/` does not upgrade.
+    let mut cfg = config(&engine);
+    cfg.server.ws_paths = vec!["/ws/stream".into()];
+    let daemon = Daemon::start(cfg).await;
+    let (_, _, html) = get(&format!("http://{}/", daemon.addr)).await;
+    assert!(html.contains(r#"<meta name="bff-ws-path" content="/ws/stream">"#));
+    match tokio_tungstenite::connect_async(daemon.url("/")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 404)
+        }
+        other => panic!("expected 404, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// Real packets, and every case of the fixture table, validate against the served schema; a
+/// packet that breaks the contract does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_validate_against_the_served_schema() {
+    let engine = FakeEngine::start(
+        Answer::File("state-enum-words.json"),
+        Answer::File("agents-mixed.json"),
+        Answer::Status(503),
+    )
+    .await;
+    let daemon = Daemon::start(config(&engine)).await;
+    let (status, headers, text) = get(&format!("http://{}/schema.json", daemon.addr)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/schema+json");
+    assert_eq!(text, bff::contract::SCHEMA);
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let check = |packet: &serde_json::Value| {
+        let errors: Vec<String> = validator
+            .iter_errors(packet)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}\nin {packet}");
+    };
+
+    let mut ws = daemon.connect().await;
+    let welcome = common::next_packet(&mut ws).await;
+    check(&welcome);
+    let telemetry = common::packet_where(
+        &mut ws,
+        "a packet with extra sections and a stale source",
+        |p| p["type"] == "TELEMETRY" && p["data"]["sources"]["models"]["error"].is_string(),
+    )
+    .await;
+    check(&telemetry);
+    assert!(
+        telemetry["data"].as_object().unwrap().len() > common::CONTRACT_KEYS.len(),
+        "the engine's extra sections are in the packet: {telemetry}"
+    );
+
+    let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/packets");
+    for entry in std::fs::read_dir(cases).unwrap() {
+        let case: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        check(&serde_json::json!({"type": "TELEMETRY", "seq": 7, "data": case["expected"]}));
+    }
+
+    let mut broken = telemetry.clone();
+    broken["data"]["status"] = "RUNNING".into();
+    assert!(
+        !validator.is_valid(&broken),
+        "an unmapped status breaks the contract"
+    );
+    let mut broken = telemetry;
+    broken["data"]["timestamp"] = "2025-12-21 12:00:00".into();
+    assert!(
+        !validator.is_valid(&broken),
+        "a timestamp in another format breaks it"
+    );
+}
