@@ -497,3 +497,58 @@ fn log_formats_are_json_lines_or_plain_text() {
         );
     }
 }
+
+/// The Python example, with the `websockets` package from `examples/clients/requirements.txt`
+/// (which `.ci/run` installs), prints the same lines as the JavaScript one.
+#[test]
+fn the_python_client_prints_the_stream() {
+    let has_websockets = Command::new("python3")
+        .args(["-c", "import websockets"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !has_websockets {
+        assert!(
+            std::env::var("CI").is_err(),
+            "python3 with websockets is required under CI"
+        );
+        eprintln!(
+            "SKIPPED: python3 or its websockets package not found; \
+             pip install -r examples/clients/requirements.txt to run the Python client test"
+        );
+        return;
+    }
+    let daemon = start_demo();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(format!("ws://127.0.0.1:{}/", daemon.addr.port()))
+        .arg("3")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(lines[0].starts_with("WELCOME seq="), "{stdout}");
+    for line in &lines[1..3] {
+        assert!(
+            line.starts_with("TELEMETRY seq=")
+                && line.contains(" status=ACTIVE ")
+                && line.ends_with(" stale=[]"),
+            "{stdout}"
+        );
+        let price = line
+            .split("price=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        assert!(price.parse::<f64>().is_ok(), "{stdout}");
+    }
+    assert_eq!(lines[3], "closed code=1000");
+}

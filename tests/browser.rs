@@ -1,0 +1,207 @@
+//! The live page and the browser snippet in a real headless Chromium, driven over WebDriver:
+//! Debian's `chromium` and `chromium-driver` (which `.ci/run` installs; CI requires them).
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bff");
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Long enough for the page's backoff (1, 2, 4 s) to come round after a restart.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A child process, killed when the test ends however it ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `bff --demo` on `addr`, once it has logged that it listens there.
+fn daemon(addr: SocketAddr) -> Process {
+    let mut child = Command::new(BIN)
+        .args(["--demo", "--listen", &addr.to_string()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = stdout.lines();
+    assert!(
+        lines.any(|line| line.unwrap().contains("Listening")),
+        "the daemon did not start"
+    );
+    // Keep draining the log so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Process(child)
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The browser, or `None` (with a loud note) where it is not installed outside CI.
+fn browser_installed() -> bool {
+    let found = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{CHROMIUM} and {CHROMEDRIVER} are required under CI (apt-get install chromium chromium-driver)"
+        );
+        eprintln!(
+            "SKIPPED: {CHROMIUM} or {CHROMEDRIVER} not found; install Debian's chromium and \
+             chromium-driver to run the browser tests"
+        );
+    }
+    found
+}
+
+/// chromedriver on a free port, and a headless Chromium session through it.
+async fn browser() -> (Process, Client) {
+    let port = free_port().port();
+    let driver = Process(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chromium-{port}"));
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let started = Instant::now();
+    loop {
+        match ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => return (driver, client),
+            Err(err) if started.elapsed() > PATIENCE => panic!("no WebDriver session: {err}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The text of the element with `id`.
+async fn text(client: &Client, id: &str) -> String {
+    let value = client
+        .execute(
+            "const e = document.getElementById(arguments[0]); return e ? e.textContent : null;",
+            vec![json!(id)],
+        )
+        .await
+        .unwrap();
+    match value {
+        Value::String(text) => text,
+        other => panic!("no element #{id}: {other}"),
+    }
+}
+
+/// Waits until `done` holds for the text of `id`; returns that text.
+async fn wait_text(client: &Client, id: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let text = text(client, id).await;
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "timed out waiting for {what}: #{id} is {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_streams_shows_disconnected_and_reconnects() {
+    if !browser_installed() {
+        return;
+    }
+    let addr = free_port();
+    let mut bff = daemon(addr);
+    let (_driver, client) = browser().await;
+    client.goto(&format!("http://{addr}/")).await.unwrap();
+
+    wait_text(&client, "conn", "the page to connect", |t| t == "Live").await;
+    let seq = wait_text(&client, "seq", "a seq", |t| t.parse::<u64>().is_ok()).await;
+    let price = wait_text(&client, "price", "a price", |t| t.parse::<f64>().is_ok()).await;
+    wait_text(&client, "seq", "seq to change on screen", |t| t != seq).await;
+    wait_text(&client, "price", "the price to change on screen", |t| {
+        t != price
+    })
+    .await;
+    assert_eq!(text(&client, "status").await, "ACTIVE");
+    let screenshot = client.screenshot().await.unwrap();
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("live-page.png");
+    std::fs::write(&shot, screenshot).unwrap();
+    eprintln!("screenshot: {}", shot.display());
+
+    // The daemon goes away: the page says so and counts down to its next try.
+    Command::new("kill")
+        .args(["-TERM", &bff.0.id().to_string()])
+        .status()
+        .unwrap();
+    bff.0.wait().unwrap();
+    wait_text(&client, "conn", "Disconnected", |t| t == "Disconnected").await;
+    wait_text(&client, "retry", "the retry countdown", |t| {
+        t.starts_with("retrying in ")
+    })
+    .await;
+
+    // It comes back on the same address: the page reconnects by itself and streams again.
+    let _bff = daemon(addr);
+    wait_text(&client, "conn", "the page to reconnect", |t| t == "Live").await;
+    let seq = text(&client, "seq").await;
+    wait_text(&client, "seq", "seq to move after reconnecting", |t| {
+        t != seq
+    })
+    .await;
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_snippet_shows_the_stream() {
+    if !browser_installed() {
+        return;
+    }
+    let addr = free_port();
+    let _bff = daemon(addr);
+    let (_driver, client) = browser().await;
+    let snippet = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/clients/browser.html");
+    client
+        .goto(&format!("file://{}?url=ws://{addr}/", snippet.display()))
+        .await
+        .unwrap();
+    let seq = wait_text(&client, "seq", "a seq", |t| t.parse::<u64>().is_ok()).await;
+    wait_text(&client, "seq", "the next seq", |t| t != seq).await;
+    assert_eq!(text(&client, "status").await, "ACTIVE");
+    assert!(text(&client, "price").await.parse::<f64>().is_ok());
+    client.close().await.unwrap();
+}
