@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::engine::SourceKind;
 use crate::packet::Sources;
@@ -91,76 +91,79 @@ impl Metrics {
     /// Registers every metric under the `bff_` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("bff");
-        let connections = Gauge::default();
-        registry.register(
+        let connections = register(
+            &mut registry,
             "connections",
             "WebSocket connections open now",
-            connections.clone(),
+            Gauge::default(),
         );
-        let connects = Counter::default();
-        registry.register(
+        let connects = register(
+            &mut registry,
             "connects",
             "WebSocket connections accepted",
-            connects.clone(),
+            Counter::default(),
         );
-        let disconnects = Family::default();
-        registry.register(
+        let disconnects = register(
+            &mut registry,
             "disconnects",
             "WebSocket connections ended, by reason and the close code sent or received (none: no close frame)",
-            disconnects.clone(),
+            Family::default(),
         );
-        let refused = Family::default();
-        registry.register(
+        let refused = register(
+            &mut registry,
             "handshakes_refused",
             "WebSocket handshakes refused before the upgrade, by HTTP status",
-            refused.clone(),
+            Family::default(),
         );
-        let frame_family = Family::<KindLabel, Counter>::default();
-        registry.register(
+        let frame_family: Family<KindLabel, Counter> = register(
+            &mut registry,
             "frames_sent",
             "Frames written to clients, by kind (welcome, telemetry, ping, reply)",
-            frame_family.clone(),
+            Family::default(),
         );
         let frames = ["welcome", "telemetry", "ping", "reply"]
             .map(|kind| frame_family.get_or_create(&KindLabel { kind }).clone());
-        let bytes = Counter::default();
-        registry.register(
+        let bytes = register(
+            &mut registry,
             "bytes_sent",
             "Bytes written to clients, frame headers included",
-            bytes.clone(),
+            Counter::default(),
         );
-        let send_failures = Counter::default();
-        registry.register(
+        let send_failures = register(
+            &mut registry,
             "send_failures",
             "Writes to a client that failed or did not complete within clients.send_timeout_ms",
-            send_failures.clone(),
+            Counter::default(),
         );
-        let slow_disconnects = Counter::default();
-        registry.register(
+        let slow_disconnects = register(
+            &mut registry,
             "slow_client_disconnects",
             "Clients cut off for not keeping up (queue full or send timeout)",
-            slow_disconnects.clone(),
+            Counter::default(),
         );
-        let poll_seconds =
-            Family::<SourceLabel, Histogram>::new_with_constructor(poll_histogram as fn() -> _);
-        registry.register(
+        let poll_seconds = register(
+            &mut registry,
             "poll_duration_seconds",
             "Time to fetch one engine endpoint, answered or not",
-            poll_seconds.clone(),
+            Family::<SourceLabel, Histogram>::new_with_constructor(poll_histogram as fn() -> _),
         );
-        let poll_errors = Family::default();
-        registry.register(
+        let poll_errors = register(
+            &mut registry,
             "poll_errors",
             "Failed polls, by source and kind (timeout, request, status, too_large, body, json, shape)",
-            poll_errors.clone(),
+            Family::default(),
         );
-        let ticks = Counter::default();
-        registry.register("ticks_published", "Packets published", ticks.clone());
-        let last_good_age = Family::default();
-        registry.register(
+        let ticks = register(
+            &mut registry,
+            "ticks_published",
+            "Packets published",
+            Counter::default(),
+        );
+        let last_good_age = register(
+            &mut registry,
             "last_good_poll_age_seconds",
             "Seconds since each source last answered well (absent until it first does)",
-            last_good_age.clone(),
+            Family::default(),
         );
         Self {
             registry,
@@ -257,6 +260,12 @@ impl Metrics {
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// Registers `metric` (metrics are shared handles) and returns it for the daemon to update.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// 1 ms to about 4 s, doubling: an engine answers in milliseconds, a timeout is in seconds.

@@ -20,7 +20,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::admission::{Permit, Refusal};
 use crate::auth::{self, Auth};
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Config};
 use crate::connection;
 use crate::contract;
 use crate::server::Context;
@@ -44,7 +44,7 @@ pub async fn handle(
         // A browser asking for `/` gets the live page; a WebSocket handshake on `/` still works.
         "/" if read && !upgrade => page(&config.server.ws_paths),
         _ if config.server.ws_paths.iter().any(|p| p == path) => {
-            let response = websocket(req, peer, &ctx);
+            let response = websocket(req, peer, config.clone(), &ctx);
             if response.status() != StatusCode::SWITCHING_PROTOCOLS {
                 ctx.metrics.refused(response.status().as_u16());
             }
@@ -142,8 +142,12 @@ fn metrics(ctx: &Context) -> Response<Body> {
 }
 
 /// A request to a WebSocket path: the handshake, or the reason there is none.
-fn websocket(mut req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Context>) -> Response<Body> {
-    let config = ctx.config();
+fn websocket(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    ctx: &Arc<Context>,
+) -> Response<Body> {
     let accept_key = match check_handshake(req.method(), req.headers()) {
         Ok(key) => key,
         Err(refused) => return refused,

@@ -1,6 +1,8 @@
 //! The live page and the browser snippet in a real headless Chromium, driven over WebDriver:
 //! Debian's `chromium` and `chromium-driver` (which `.ci/run` installs; CI requires them).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -54,20 +56,13 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-/// The browser, or `None` (with a loud note) where it is not installed outside CI.
+/// Whether Chromium and its driver are installed (required under CI).
 fn browser_installed() -> bool {
-    let found = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
-    if !found {
-        assert!(
-            std::env::var("CI").is_err(),
-            "{CHROMIUM} and {CHROMEDRIVER} are required under CI (apt-get install chromium chromium-driver)"
-        );
-        eprintln!(
-            "SKIPPED: {CHROMIUM} or {CHROMEDRIVER} not found; install Debian's chromium and \
-             chromium-driver to run the browser tests"
-        );
-    }
-    found
+    common::tool_available(
+        Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
+        "chromium or chromedriver",
+        "apt-get install chromium chromium-driver",
+    )
 }
 
 /// chromedriver on a free port, and a headless Chromium session through it.

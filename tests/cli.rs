@@ -224,11 +224,10 @@ async fn demo_streams_on_a_port_it_picked_and_sigterm_closes_with_1001() {
 #[test]
 fn a_javascript_client_reading_type_and_data_works_unchanged() {
     let node = Command::new("node").arg("--version").output();
-    let Ok(version) = node else {
-        assert!(std::env::var("CI").is_err(), "node is required under CI");
-        eprintln!("SKIPPED: node not found; install Node.js to run the JavaScript client test");
+    if !common::tool_available(node.is_ok(), "node", "install Node.js") {
         return;
-    };
+    }
+    let version = node.unwrap();
     let major: u32 = String::from_utf8_lossy(&version.stdout)
         .trim_start_matches('v')
         .split('.')
@@ -413,18 +412,11 @@ async fn sighup_reloads_the_config_without_dropping_clients() {
 /// The unit under `contrib/` is one systemd accepts as is, with the binary where it says.
 #[test]
 fn the_systemd_unit_passes_systemd_analyze_verify() {
-    if Command::new("systemd-analyze")
+    let found = Command::new("systemd-analyze")
         .arg("--version")
         .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("CI").is_err(),
-            "systemd-analyze is required under CI"
-        );
-        eprintln!(
-            "SKIPPED: systemd-analyze not found; install systemd to check contrib/bff.service"
-        );
+        .is_ok();
+    if !common::tool_available(found, "systemd-analyze", "install systemd") {
         return;
     }
     let unit = std::fs::read_to_string(
@@ -506,15 +498,11 @@ fn the_python_client_prints_the_stream() {
         .args(["-c", "import websockets"])
         .output()
         .is_ok_and(|out| out.status.success());
-    if !has_websockets {
-        assert!(
-            std::env::var("CI").is_err(),
-            "python3 with websockets is required under CI"
-        );
-        eprintln!(
-            "SKIPPED: python3 or its websockets package not found; \
-             pip install -r examples/clients/requirements.txt to run the Python client test"
-        );
+    if !common::tool_available(
+        has_websockets,
+        "python3 with websockets",
+        "pip install -r examples/clients/requirements.txt",
+    ) {
         return;
     }
     let daemon = start_demo();

@@ -292,6 +292,19 @@ pub async fn reqwest_get(url: &str) -> (u16, Value) {
     )
 }
 
+/// Whether an external tool a test needs is here. Under CI (`CI` set) it must be, or the test
+/// fails; elsewhere the test says loudly that it is skipped, and how to install the tool.
+pub fn tool_available(found: bool, tool: &str, install: &str) -> bool {
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{tool} is required under CI ({install})"
+        );
+        eprintln!("SKIPPED: {tool} not found; {install} to run this test");
+    }
+    found
+}
+
 /// Fails the test with `what` if `fut` takes longer than [`PATIENCE`].
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(PATIENCE, fut)
