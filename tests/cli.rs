@@ -540,3 +540,23 @@ fn the_python_client_prints_the_stream() {
     }
     assert_eq!(lines[3], "closed code=1000");
 }
+
+/// A port already in use is a one-line error naming the address and what to do, exit code 1.
+#[test]
+fn a_port_in_use_is_named_with_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = Command::new(BIN)
+        .args(["--demo", "--listen", &addr.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with(&format!("bff: cannot listen on {addr}: "))
+            && stderr.contains("Address already in use")
+            && stderr.contains("--listen"),
+        "{stderr}"
+    );
+    drop(taken);
+}
