@@ -463,6 +463,21 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_names_the_keys_that_need_a_restart() {
+        let running = Config::default();
+        let mut next = Config::default();
+        next.engine.poll_interval_ms = 500;
+        next.server.max_connections_per_ip = 1;
+        assert!(running.restart_needed(&next).is_empty());
+        next.server.listen = "0.0.0.0:3000".parse().unwrap();
+        next.clients.queue_size = 2;
+        assert_eq!(
+            running.restart_needed(&next),
+            ["server.listen", "clients.queue_size"]
+        );
+    }
+
+    #[test]
     fn wrong_type_is_named() {
         let err = Config::parse("[server]\nlisten = \"nowhere\"\n").unwrap_err();
         assert!(err.contains("listen"), "{err}");

@@ -67,16 +67,12 @@ mod tests {
         out
     }
 
-    fn updating() -> bool {
-        std::env::var_os("BFF_UPDATE_CONTRACT").is_some()
-    }
-
     /// Compares `generated` with the checked-in file, or rewrites it when asked to.
     fn check(file: &str, generated: &str) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("docs")
             .join(file);
-        if updating() {
+        if std::env::var_os("BFF_UPDATE_CONTRACT").is_some() {
             std::fs::write(&path, generated).unwrap();
             return;
         }
@@ -90,14 +86,8 @@ mod tests {
 
     #[test]
     fn the_checked_in_schema_is_what_the_types_generate() {
+        // `SCHEMA`, which the daemon serves, is this file as compiled in.
         check("packet.schema.json", &schema());
-        if !updating() {
-            assert_eq!(
-                super::SCHEMA,
-                schema(),
-                "the daemon serves the checked-in schema"
-            );
-        }
     }
 
     #[test]

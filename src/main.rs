@@ -137,7 +137,7 @@ async fn demo_engine(addr: SocketAddr) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn daemon(cli: Cli, mut config: Config) -> anyhow::Result<()> {
+async fn daemon(cli: Cli, config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let demo = if cli.demo {
         let addr = bff::demo::start(([127, 0, 0, 1], 0).into(), shutdown.clone())
@@ -148,9 +148,7 @@ async fn daemon(cli: Cli, mut config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    if let Some(addr) = demo {
-        use_demo_engine(&mut config, addr);
-    }
+    let config = with_demo_engine(config, demo);
     let listen = config.server.listen;
     bff::os::raise_file_limit(config.server.max_connections);
     let listener = bff::os::listen(listen).map_err(|err| {
@@ -171,15 +169,18 @@ async fn daemon(cli: Cli, mut config: Config) -> anyhow::Result<()> {
     bff::run(running, listener, shutdown).await
 }
 
-/// Points the engine settings at the demo simulator on `addr`.
-fn use_demo_engine(config: &mut Config, addr: SocketAddr) {
-    let defaults = Config::default().engine;
-    config.engine.url = format!("http://{addr}");
-    (
-        config.engine.state,
-        config.engine.agents,
-        config.engine.models,
-    ) = (defaults.state, defaults.agents, defaults.models);
+/// `config` with its engine settings pointed at the demo simulator on `demo`, when there is one.
+fn with_demo_engine(mut config: Config, demo: Option<SocketAddr>) -> Config {
+    if let Some(addr) = demo {
+        let defaults = Config::default().engine;
+        config.engine.url = format!("http://{addr}");
+        (
+            config.engine.state,
+            config.engine.agents,
+            config.engine.models,
+        ) = (defaults.state, defaults.agents, defaults.models);
+    }
+    config
 }
 
 /// On every SIGHUP, reads the config file again (with the same command-line overrides) and hands
@@ -191,8 +192,8 @@ async fn reload_on_hangup(
     settings: watch::Sender<Arc<Config>>,
 ) {
     while hangups.recv().await.is_some() {
-        let mut config = match load(&cli) {
-            Ok(config) => config,
+        let config = match load(&cli) {
+            Ok(config) => with_demo_engine(config, demo),
             Err(err) => {
                 let err = err
                     .to_string()
@@ -204,9 +205,6 @@ async fn reload_on_hangup(
                 continue;
             }
         };
-        if let Some(addr) = demo {
-            use_demo_engine(&mut config, addr);
-        }
         for key in settings.borrow().restart_needed(&config) {
             warn!(key, "Changed in the file, but applies only after a restart");
         }

@@ -144,7 +144,7 @@ impl Metrics {
         let poll_seconds = register(
             &mut registry,
             "poll_duration_seconds",
-            "Time to fetch one engine endpoint, answered or not",
+            "Time to fetch and read one engine endpoint, answered or not",
             Family::<SourceLabel, Histogram>::new_with_constructor(poll_histogram as fn() -> _),
         );
         let poll_errors = register(
@@ -215,7 +215,7 @@ impl Metrics {
         self.send_failures.inc();
     }
 
-    /// One fetch of `source` took `took`; `error` names the kind of failure, if it failed.
+    /// One poll of `source` took `took`; `error` names the kind of failure, if it failed.
     pub fn polled(&self, source: SourceKind, took: Duration, error: Option<&'static str>) {
         let source = source.name();
         self.poll_seconds
@@ -226,16 +226,6 @@ impl Metrics {
                 .get_or_create(&PollErrorLabels { source, kind })
                 .inc();
         }
-    }
-
-    /// `source` answered with JSON the normaliser could not read.
-    pub fn polled_badly(&self, source: SourceKind) {
-        self.poll_errors
-            .get_or_create(&PollErrorLabels {
-                source: source.name(),
-                kind: "shape",
-            })
-            .inc();
     }
 
     /// A packet was published.

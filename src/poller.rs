@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::aggregate::{self, Change, Inputs};
 use crate::config::Config;
-use crate::engine::{Engine, FetchError, SourceKind};
+use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::normalize;
@@ -71,25 +71,16 @@ fn clock(config: &Config) -> Interval {
 async fn tick(engine: &Engine, hub: &Hub, metrics: &Metrics, inputs: &mut Inputs, max_logs: usize) {
     let started = Instant::now();
     let (state, agents, models) = tokio::join!(
-        fetch(engine, metrics, SourceKind::State),
-        fetch(engine, metrics, SourceKind::Agents),
-        fetch(engine, metrics, SourceKind::Models),
+        poll(engine, metrics, SourceKind::State, normalize::state),
+        poll(engine, metrics, SourceKind::Agents, normalize::agents),
+        poll(engine, metrics, SourceKind::Models, normalize::models),
     );
     let poll_ms = started.elapsed().as_millis() as u64;
     let now = Utc::now();
     let changes = [
-        inputs.state.record(
-            read(metrics, SourceKind::State, state, normalize::state),
-            now,
-        ),
-        inputs.agents.record(
-            read(metrics, SourceKind::Agents, agents, normalize::agents),
-            now,
-        ),
-        inputs.models.record(
-            read(metrics, SourceKind::Models, models, normalize::models),
-            now,
-        ),
+        inputs.state.record(state, now),
+        inputs.agents.record(agents, now),
+        inputs.models.record(models, now),
     ];
     let sources = inputs.sources(now);
     let mut stale = Vec::new();
@@ -122,30 +113,23 @@ async fn tick(engine: &Engine, hub: &Hub, metrics: &Metrics, inputs: &mut Inputs
     );
 }
 
-/// Fetches one endpoint, timing it for the metrics.
-async fn fetch(
+/// Fetches and reads one endpoint, and records the outcome in the metrics. Both kinds of failure
+/// become the reason shown in `sources`; an answer the normaliser refuses is a `shape` error.
+async fn poll<T, E: ToString>(
     engine: &Engine,
     metrics: &Metrics,
     kind: SourceKind,
-) -> Result<serde_json::Value, FetchError> {
-    let started = Instant::now();
-    let fetched = engine.fetch(kind).await;
-    let error = fetched.as_ref().err().map(FetchError::kind);
-    metrics.polled(kind, started.elapsed(), error);
-    fetched
-}
-
-/// A fetch outcome, normalised; both kinds of failure become the reason shown in `sources`. An
-/// answer the normaliser refuses counts as a `shape` error in the metrics.
-fn read<T, E: ToString>(
-    metrics: &Metrics,
-    kind: SourceKind,
-    fetched: Result<serde_json::Value, FetchError>,
     normalize: impl FnOnce(&serde_json::Value) -> Result<T, E>,
 ) -> Result<T, String> {
-    let answer = fetched.map_err(|e| e.to_string())?;
-    normalize(&answer).map_err(|e| {
-        metrics.polled_badly(kind);
-        e.to_string()
-    })
+    let started = Instant::now();
+    let outcome = match engine.fetch(kind).await {
+        Ok(answer) => normalize(&answer).map_err(|e| ("shape", e.to_string())),
+        Err(err) => Err((err.kind(), err.to_string())),
+    };
+    metrics.polled(
+        kind,
+        started.elapsed(),
+        outcome.as_ref().err().map(|(k, _)| *k),
+    );
+    outcome.map_err(|(_, why)| why)
 }

@@ -237,11 +237,12 @@ async fn client(upgraded: Upgraded, permit: Permit, config: &ClientConfig, ctx: 
         &ctx.shutdown,
     )
     .await;
-    drop(permit);
-    let clients = ctx.admission.open();
     let code = ending.code();
+    // Counted before the slot is freed, so whoever sees the connection gone sees it counted.
     ctx.metrics
         .disconnected(ending.label(), code, ending.is_slow());
+    drop(permit);
+    let clients = ctx.admission.open();
     if ending.is_normal() {
         info!(clients, reason = %ending, code, "Client Disconnected");
     } else {

@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_bff");
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// Long enough for the page's backoff (1, 2, 4 s) to come round after a restart.
+/// Long enough for the page's backoff (1, 2, 4, 8 s) to come round after a restart.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A child process, killed when the test ends however it ends.
@@ -165,10 +165,11 @@ async fn the_live_page_streams_shows_disconnected_and_reconnects() {
         .unwrap();
     bff.0.wait().unwrap();
     wait_text(&client, "conn", "Disconnected", |t| t == "Disconnected").await;
-    wait_text(&client, "retry", "the retry countdown", |t| {
-        t.starts_with("retrying in ")
-    })
-    .await;
+    // Each failed try doubles the wait: 1 s, then 2 s, then 4 s (capped at 30 s).
+    for wait in [1, 2, 4] {
+        let countdown = format!("retrying in {wait} s");
+        wait_text(&client, "retry", &countdown, |t| t == countdown).await;
+    }
 
     // It comes back on the same address: the page reconnects by itself and streams again.
     let _bff = daemon(addr);

@@ -338,6 +338,17 @@ async fn a_client_that_stops_reading_is_cut_off_and_others_keep_their_cadence() 
     tokio::join!(cut, keep_reading);
     // What was queued for the stalled client ends with the reason it was cut off.
     assert_eq!(common::close_code(&mut stalled).await, 1008);
+    let (metrics, text) = daemon.metrics().await;
+    for (key, value) in [
+        ("bff_slow_client_disconnects_total", 1.0),
+        (
+            r#"bff_disconnects_total{reason="too_slow",code="1008"}"#,
+            1.0,
+        ),
+        ("bff_connections", 1.0),
+    ] {
+        assert_eq!(metrics.get(key), Some(&value), "{key} in\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

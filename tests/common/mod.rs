@@ -265,6 +265,21 @@ impl Daemon {
         reqwest_get(&format!("http://{}/health", self.addr)).await.1
     }
 
+    /// `GET /metrics`: the samples by `name{labels}`, and the exposition text for messages.
+    pub async fn metrics(&self) -> (std::collections::BTreeMap<String, f64>, String) {
+        let (_, text) = reqwest_get(&format!("http://{}/metrics", self.addr)).await;
+        let text = text.as_str().expect("metrics are text").to_owned();
+        let samples = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(|line| {
+                let (key, value) = line.rsplit_once(' ').unwrap();
+                (key.to_owned(), value.parse().unwrap())
+            })
+            .collect();
+        (samples, text)
+    }
+
     /// Polls `/health` until `done` holds for it.
     pub async fn wait_health(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         within(what, async {
