@@ -7,7 +7,7 @@
 //! stalled clients, and the daemon's CPU and memory.
 //!
 //! ```text
-//! cargo run --release --bin bff-load -- --url ws://127.0.0.1:3000/ --clients 10000 \
+//! cargo run --release -p bff-bench -- --url ws://127.0.0.1:3000/ --clients 10000 \
 //!     --duration 60 --connect-rate 2000 --source-ips 32 --stall 10 --daemon-pid PID --json out.json
 //! ```
 //!
