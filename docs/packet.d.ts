@@ -1,15 +1,59 @@
 // The packets bff sends: `import type { Packet } from './packet';`
 // Generated from the daemon's Rust types; do not edit (see src/contract.rs).
 
-export type Packet = { type: PacketType, 
+export type Packet = { 
+/**
+ * WELCOME first, then TELEMETRY.
+ */
+type: PacketType, 
 /**
  * Grows by one per snapshot; a gap is the number of packets missed.
  */
-seq: number, data: Telemetry, };
+seq: number, 
+/**
+ * The snapshot.
+ */
+data: Telemetry, };
 
 export type PacketType = "WELCOME" | "TELEMETRY";
 
-export type Telemetry = { timestamp: Timestamp, agents: { [key in string]: AgentStats }, models: { [key in string]: ModelStats }, sources: Sources, status: Status, market: Market, portfolio: Portfolio, signal: Signal, governance: Governance, 
+export type Telemetry = { 
+/**
+ * The engine's state timestamp when it gave one, else the poll time.
+ */
+timestamp: Timestamp, 
+/**
+ * Per-agent performance.
+ */
+agents: { [key in string]: AgentStats }, 
+/**
+ * Per-model performance.
+ */
+models: { [key in string]: ModelStats }, 
+/**
+ * How fresh each input is.
+ */
+sources: Sources, 
+/**
+ * The trading status.
+ */
+status: Status, 
+/**
+ * The market the engine trades.
+ */
+market: Market, 
+/**
+ * The engine's book.
+ */
+portfolio: Portfolio, 
+/**
+ * The current trading signal.
+ */
+signal: Signal, 
+/**
+ * What risk governance allows.
+ */
+governance: Governance, 
 /**
  * Oldest first; the packet keeps the newest `packet.max_logs`.
  */
@@ -17,25 +61,129 @@ logs: Array<LogEntry>, } & { [section: string]: unknown };
 
 export type Status = "ACTIVE" | "HALT" | "INITIALIZING";
 
-export type Market = { symbol: string | null, price: number | null, alpha: number | null, regime: string | null, velocity: number | null, acceleration: number | null, };
+export type Market = { 
+/**
+ * The traded symbol (`SPY`).
+ */
+symbol: string | null, 
+/**
+ * The last price.
+ */
+price: number | null, 
+/**
+ * The tail index of returns: above 2 Gaussian, lower is heavier-tailed.
+ */
+alpha: number | null, 
+/**
+ * The engine's name for the regime alpha puts it in (`Gaussian`, `Lévy Stable`, `Critical`).
+ */
+regime: string | null, 
+/**
+ * The price's rate of change.
+ */
+velocity: number | null, 
+/**
+ * The change of `velocity`.
+ */
+acceleration: number | null, };
 
-export type Portfolio = { nav: number | null, cash: number | null, daily_pnl: number | null, max_drawdown: number | null, };
+export type Portfolio = { 
+/**
+ * Net asset value.
+ */
+nav: number | null, 
+/**
+ * Cash not in positions.
+ */
+cash: number | null, 
+/**
+ * Profit or loss since the day opened.
+ */
+daily_pnl: number | null, 
+/**
+ * The deepest fall from a peak, as a fraction (negative).
+ */
+max_drawdown: number | null, };
 
-export type Signal = { side: Side | null, confidence: number | null, reasoning: string | null, };
+export type Signal = { 
+/**
+ * Which way the engine would trade.
+ */
+side: Side | null, 
+/**
+ * How sure it is, 0 to 1 as the engine says it.
+ */
+confidence: number | null, 
+/**
+ * Why, in the engine's words.
+ */
+reasoning: string | null, };
 
 export type Side = "BUY" | "SELL" | "FLAT";
 
-export type Governance = { approved_size: number | null, };
+export type Governance = { 
+/**
+ * The position size risk governance approved, 0 to 0.20.
+ */
+approved_size: number | null, };
 
-export type LogEntry = { level: Level, message: string, timestamp: Timestamp | null, };
+export type LogEntry = { 
+/**
+ * The severity, folded onto three.
+ */
+level: Level, 
+/**
+ * The text, without a leading level word.
+ */
+message: string, 
+/**
+ * When the engine logged it, if it said.
+ */
+timestamp: Timestamp | null, };
 
 export type Level = "INFO" | "WARNING" | "ERROR";
 
-export type AgentStats = { latency_ms: number | null, success_rate: number | null, invocations: number | null, };
+export type AgentStats = { 
+/**
+ * Mean latency of a call.
+ */
+latency_ms: number | null, 
+/**
+ * Share of calls that succeeded, 0 to 1.
+ */
+success_rate: number | null, 
+/**
+ * Calls counted.
+ */
+invocations: number | null, };
 
-export type ModelStats = { latency_ms: number | null, invocations: number | null, cache_hit_rate: number | null, };
+export type ModelStats = { 
+/**
+ * Mean latency of an inference.
+ */
+latency_ms: number | null, 
+/**
+ * Inferences counted.
+ */
+invocations: number | null, 
+/**
+ * Share of inferences answered from cache, when the engine reports it.
+ */
+cache_hit_rate: number | null, };
 
-export type Sources = { state: SourceHealth, agents: SourceHealth, models: SourceHealth, };
+export type Sources = { 
+/**
+ * The state endpoint.
+ */
+state: SourceHealth, 
+/**
+ * The agent-metrics endpoint.
+ */
+agents: SourceHealth, 
+/**
+ * The model-metrics endpoint.
+ */
+models: SourceHealth, };
 
 export type SourceHealth = { 
 /**

@@ -1,5 +1,5 @@
 //! The published contract of the packets: a JSON Schema (served at `GET /schema.json`) and
-//! TypeScript types, both generated from the types in [`crate::packet`] and checked in under
+//! TypeScript types, both generated from the types in [`crate::hub::packet`] and checked in under
 //! `docs/` for frontends to use.
 //!
 //! The generators (schemars, ts-rs) run only in this module's tests, which fail when a checked-in
@@ -16,7 +16,7 @@ mod tests {
     use schemars::generate::SchemaSettings;
     use ts_rs::TS;
 
-    use crate::packet::{
+    use crate::hub::packet::{
         AgentStats, Governance, Level, LogEntry, Market, ModelStats, Packet, PacketType, Portfolio,
         Side, Signal, SourceHealth, Sources, Status, Telemetry, Timestamp,
     };

@@ -339,7 +339,7 @@ fn round2(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize;
+    use crate::input::normalize;
 
     #[test]
     fn simulated_answers_read_as_the_engine_does_and_move() {

@@ -1,41 +1,30 @@
 //! bff: polls a trading engine's HTTP API once a second, aggregates the three answers into one
 //! TELEMETRY packet, and pushes it over WebSocket to every connected dashboard.
 //!
-//! Data flows top to bottom through these modules:
-//! - [`config`]: `bff.toml`, defaults and validation.
-//! - [`engine`]: the HTTP client for the engine's three endpoints.
-//! - [`normalize`]: the engine's loose JSON shapes → typed sections (pure).
-//! - [`aggregate`]: last good value per source → one packet (pure).
-//! - [`poller`]: the fixed-rate loop that drives the three above.
-//! - [`packet`]: the packet types and their envelope.
-//! - [`hub`]: the only place packets come from; serializes once, fans out shared bytes.
-//! - [`server`], [`routes`], [`admission`], [`auth`], [`connection`], [`inbound`], [`wire`]: the
-//!   listening socket, HTTP routes and handshake, connection limits, token checks, one
-//!   dashboard's WebSocket, what clients may send, and the shared pre-framed bytes written to
-//!   every socket.
-//! - [`metrics`]: the Prometheus metrics at `/metrics`.
-//! - [`contract`]: the JSON Schema and TypeScript types of the packets, checked against the types.
-//! - [`os`]: the open-file limit and the listening socket.
-//! - [`demo`]: an embedded engine simulator for `--demo`.
+//! Data flows one way, through three layers, each a folder:
+//! - [`input`]: where snapshots come from. The engine's HTTP API (client, normaliser,
+//!   aggregation) and the fixed-rate poller that drives it; other inputs (a pub/sub
+//!   subscriber, a feed shared by several daemons) go beside the poller.
+//! - [`hub`]: the only place packets come from. The packet types, the frames serialized once
+//!   per snapshot, the latest snapshot for newcomers and the fan-out; a resume history goes here.
+//! - [`edge`]: what dashboards touch. The listener, HTTP routes, the WebSocket handshake and its
+//!   checks, and each connection's session; client commands and channel subscriptions go here.
+//!
+//! Below them, used by all and using none of them: [`config`] (`bff.toml`), [`metrics`] (the
+//! Prometheus metrics), [`os`] (file limits, the listening socket) and [`contract`] (the
+//! published JSON Schema). [`demo`] is an engine simulator on its own, for `--demo`.
+//!
+//! The wire contract is written down in `docs/PROTOCOL.md`.
+#![warn(missing_docs)]
 
-pub mod admission;
-pub mod aggregate;
-pub mod auth;
 pub mod config;
-pub mod connection;
 pub mod contract;
 pub mod demo;
-pub mod engine;
+pub mod edge;
 pub mod hub;
-pub mod inbound;
+pub mod input;
 pub mod metrics;
-pub mod normalize;
 pub mod os;
-pub mod packet;
-pub mod poller;
-pub mod routes;
-pub mod server;
-pub mod wire;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,19 +36,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::admission::Admission;
-use crate::aggregate::Inputs;
 use crate::config::Config;
-use crate::engine::{Engine, SourceKind};
+use crate::edge::Context;
+use crate::edge::admission::Admission;
 use crate::hub::Hub;
+use crate::hub::packet::Telemetry;
+use crate::input::engine::{Engine, SourceKind};
+use crate::input::poller;
 use crate::metrics::Metrics;
-use crate::server::Context;
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then closes every client with
 /// 1001 and waits (at most `server.shutdown_grace_ms`) for them to go.
 ///
 /// `settings` holds the config, which must have passed [`Config::validate`]; sending a new one
-/// reloads it without dropping anyone (see [`server::Context::config`] for what applies when).
+/// reloads it without dropping anyone (see [`edge::Context::config`] for what applies when).
 /// [`fixed`] makes one that never changes.
 pub async fn run(
     settings: watch::Receiver<Arc<Config>>,
@@ -67,9 +57,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let config = settings.borrow().clone();
-    let engine = Engine::new(&config)?;
-    let initial = aggregate::build(&Inputs::default(), Utc::now(), config.packet.max_logs);
-    let hub = Hub::new(initial, config.clients.queue_size);
+    let engine = Engine::new(&config.engine)?;
+    let hub = Hub::new(
+        Telemetry::initializing(Utc::now()),
+        config.clients.queue_size,
+    );
     let addr = listener.local_addr()?;
     info!(
         %addr,
@@ -100,7 +92,7 @@ pub async fn run(
         tracker: tracker.clone(),
         started: Instant::now(),
     });
-    server::accept(listener, ctx.clone()).await;
+    edge::server::accept(listener, ctx.clone()).await;
     info!(
         clients = ctx.admission.open(),
         "Shutting down: closing every client with 1001"

@@ -3,6 +3,9 @@
 //! Counters are bumped where things happen (connections, the poller); the two values that are
 //! a reading rather than a count (open connections, age of each source's last good poll) are
 //! taken at scrape time, so they are never stale and cost nothing between scrapes.
+//!
+//! Below every other module: callers name their sources and frames; nothing here knows the
+//! engine or the packet.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -15,9 +18,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
-
-use crate::engine::SourceKind;
-use crate::packet::Sources;
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -216,8 +216,7 @@ impl Metrics {
     }
 
     /// One poll of `source` took `took`; `error` names the kind of failure, if it failed.
-    pub fn polled(&self, source: SourceKind, took: Duration, error: Option<&'static str>) {
-        let source = source.name();
+    pub fn polled(&self, source: &'static str, took: Duration, error: Option<&'static str>) {
         self.poll_seconds
             .get_or_create(&SourceLabel { source })
             .observe(took.as_secs_f64());
@@ -233,17 +232,21 @@ impl Metrics {
         self.ticks.inc();
     }
 
-    /// The exposition text, with the readings (`connections`, and each source's last good poll
-    /// age from `sources` at `now`) taken now.
-    pub fn render(&self, connections: usize, sources: &Sources, now: DateTime<Utc>) -> String {
+    /// The exposition text, with the readings taken now: `connections`, and the age at `now`
+    /// of each source's last good poll (`last_good`: source name → when, if ever).
+    pub fn render(
+        &self,
+        connections: usize,
+        last_good: impl IntoIterator<Item = (&'static str, Option<DateTime<Utc>>)>,
+        now: DateTime<Utc>,
+    ) -> String {
         self.connections.set(connections as i64);
-        for (kind, health) in SourceKind::ALL.into_iter().zip(sources.all()) {
-            if let Some(updated) = health.updated {
-                let label = SourceLabel {
-                    source: kind.name(),
-                };
-                let age = updated.age_ms(now) as f64 / 1000.0;
-                self.last_good_age.get_or_create(&label).set(age);
+        for (source, updated) in last_good {
+            if let Some(updated) = updated {
+                let age = (now - updated).num_milliseconds().max(0) as f64 / 1000.0;
+                self.last_good_age
+                    .get_or_create(&SourceLabel { source })
+                    .set(age);
             }
         }
         let mut out = String::with_capacity(8 * 1024);

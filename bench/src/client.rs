@@ -597,8 +597,8 @@ fn parse_rfc3339_ms(s: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bff::aggregate::{self, Inputs};
-    use bff::packet;
+    use bff::hub::packet;
+    use bff::input::aggregate::{self, Inputs};
     use chrono::{DateTime, Utc};
 
     #[test]

@@ -10,12 +10,12 @@ use tokio::time::{Interval, MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::aggregate::{self, Change, Inputs};
+use super::aggregate::{self, Change, Inputs};
+use super::engine::{Engine, SourceKind};
+use super::normalize;
 use crate::config::Config;
-use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::normalize;
 
 /// Polls until `shutdown` is cancelled. A new config from `settings` (a reload) applies from
 /// the next tick: a changed `[engine]` gets a new client, a changed period a new clock. The
@@ -36,7 +36,7 @@ pub async fn run(
             Ok(()) = settings.changed() => {
                 let next = settings.borrow_and_update().clone();
                 if next.engine != config.engine {
-                    match Engine::new(&next) {
+                    match Engine::new(&next.engine) {
                         Ok(rebuilt) => engine = rebuilt,
                         Err(err) => {
                             warn!(%err, "Engine settings not applied: keeping the running ones");
@@ -84,7 +84,11 @@ async fn tick(engine: &Engine, hub: &Hub, metrics: &Metrics, inputs: &mut Inputs
     ];
     let sources = inputs.sources(now);
     let mut stale = Vec::new();
-    for ((kind, change), health) in SourceKind::ALL.into_iter().zip(changes).zip(sources.all()) {
+    for ((kind, change), (_, health)) in SourceKind::ALL
+        .into_iter()
+        .zip(changes)
+        .zip(sources.named())
+    {
         let url = engine.url(kind).as_str();
         match change {
             Change::Failed => warn!(
@@ -127,7 +131,7 @@ async fn poll<T, E: ToString>(
         Err(err) => Err((err.kind(), err.to_string())),
     };
     metrics.polled(
-        kind,
+        kind.name(),
         started.elapsed(),
         outcome.as_ref().err().map(|(k, _)| *k),
     );

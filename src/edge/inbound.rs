@@ -1,34 +1,13 @@
-//! What goes on a dashboard's socket. Outbound frames are encoded once and shared: the hub frames
-//! each packet once per tick and every connection writes those same bytes straight to its socket,
-//! so no connection copies a packet or keeps a write buffer. tungstenite still does the reading
+//! The read half of a dashboard's socket as tungstenite sees it. tungstenite does the reading
 //! (unmasking, UTF-8, limits); [`Inbound`] gives it the read half and collects the few control
-//! frames it writes itself (replies to pings and closes) for the connection to send in order.
+//! frames it writes itself (replies to pings and closes) for the connection to send in order,
+//! since every other byte a connection writes is a shared, pre-framed packet.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-
-/// A server ping with an empty payload (server frames are unmasked, so it is always these bytes).
-pub const PING: &[u8] = &[0x89, 0x00];
-
-/// An unmasked, final text frame carrying `payload`, ready to write to any number of sockets.
-pub fn text_frame(payload: &str) -> Bytes {
-    let frame = Frame::message(
-        Bytes::copy_from_slice(payload.as_bytes()),
-        OpCode::Data(Data::Text),
-        true,
-    );
-    let mut out = Vec::with_capacity(frame.len());
-    frame
-        .format(&mut out)
-        .expect("writing a frame to a Vec cannot fail");
-    out.into()
-}
 
 /// The read half of a connection as tungstenite sees it. Writes land in `replies` (a few bytes,
 /// and only when the client pings or closes) instead of the socket; the connection sends them.
@@ -98,19 +77,5 @@ impl<R: Unpin> AsyncWrite for Inbound<R> {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_carry_their_length() {
-        assert_eq!(&text_frame("hi")[..], b"\x81\x02hi");
-        let long = "x".repeat(300);
-        let frame = text_frame(&long);
-        assert_eq!(&frame[..4], &[0x81, 126, 0x01, 0x2c]);
-        assert_eq!(frame.len(), 304);
     }
 }

@@ -1,4 +1,4 @@
-//! Turns the engine's loose JSON answers into the packet's typed sections (PROTOCOL.md §1–2).
+//! Turns the engine's loose JSON answers into the packet's typed sections (`docs/PROTOCOL.md` §1–2).
 //!
 //! Pure functions of the JSON they are given: no I/O, no clock. Field-level oddities (a number
 //! sent as a string, an unknown status word) are absorbed here; an answer of the wrong overall
@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::packet::{
+use crate::hub::packet::{
     AgentStats, Agents, Governance, Level, LogEntry, Market, ModelStats, Models, Portfolio,
     RESERVED_KEYS, Side, Signal, StateSections, Status, Timestamp,
 };
@@ -22,6 +22,7 @@ pub struct ShapeError(pub String);
 pub struct EngineState {
     /// The engine's own snapshot time, when it gave a readable one.
     pub timestamp: Option<Timestamp>,
+    /// Everything else the packet takes from the state.
     pub sections: StateSections,
 }
 

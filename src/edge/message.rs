@@ -1,4 +1,4 @@
-//! What a dashboard may send (PROTOCOL.md §3): today only `PING`; `SUBSCRIBE` and `HALT` are
+//! What a dashboard may send (`docs/PROTOCOL.md` §3): today only `PING`; `SUBSCRIBE` and `HALT` are
 //! reserved. Parsing is separate from the connection so it can be tested and fuzzed alone.
 
 use serde::Deserialize;

@@ -6,13 +6,16 @@ use std::time::Duration;
 use reqwest::{Client, Url};
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::EngineConfig;
 
 /// One of the three engine endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SourceKind {
+    /// The current snapshot.
     State,
+    /// Per-agent performance.
     Agents,
+    /// Per-model performance.
     Models,
 }
 
@@ -33,16 +36,22 @@ impl SourceKind {
 /// Why one fetch gave nothing usable. The `Display` text is what `sources.*.error` shows.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// No whole answer within the deadline (ms).
     #[error("timed out after {0} ms")]
     Timeout(u64),
+    /// The request could not be made or got no answer (the OS's reason).
     #[error("request failed: {0}")]
     Request(String),
+    /// The engine answered with an error status.
     #[error("HTTP {0}")]
     Status(reqwest::StatusCode),
+    /// The body passed the cap (bytes).
     #[error("answer larger than {0} bytes")]
     TooLarge(usize),
+    /// The body broke off.
     #[error("answer interrupted: {0}")]
     Body(String),
+    /// The body is not JSON.
     #[error("invalid JSON: {0}")]
     Json(String),
 }
@@ -71,8 +80,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds the client from a validated config.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    /// Builds the client from a validated `[engine]`.
+    pub fn new(config: &EngineConfig) -> anyhow::Result<Self> {
         // reqwest is built without a default TLS provider; ring is the lighter one to compile.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::builder()
@@ -81,9 +90,7 @@ impl Engine {
             .no_proxy()
             .build()?;
         let url = |kind| {
-            config
-                .endpoint(kind)
-                .map_err(|e| anyhow::anyhow!("engine.{}: {e}", kind.name()))
+            endpoint(config, kind).map_err(|e| anyhow::anyhow!("engine.{}: {e}", kind.name()))
         };
         Ok(Self {
             client,
@@ -92,8 +99,8 @@ impl Engine {
                 url(SourceKind::Agents)?,
                 url(SourceKind::Models)?,
             ],
-            timeout: Duration::from_millis(config.engine.timeout_ms),
-            max_body: config.engine.max_body_bytes,
+            timeout: Duration::from_millis(config.timeout_ms),
+            max_body: config.max_body_bytes,
         })
     }
 
@@ -142,6 +149,23 @@ impl Engine {
     }
 }
 
+/// The full URL polled for `kind`: its setting as is when absolute, else joined to `engine.url`.
+pub fn endpoint(config: &EngineConfig, kind: SourceKind) -> Result<Url, String> {
+    let value = match kind {
+        SourceKind::State => &config.state,
+        SourceKind::Agents => &config.agents,
+        SourceKind::Models => &config.models,
+    };
+    let parse = |text: &str| Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e})"));
+    if value.starts_with('/') {
+        parse(&config.url)?
+            .join(value)
+            .map_err(|e| format!("{value:?} cannot be joined to engine.url: {e}"))
+    } else {
+        parse(value)
+    }
+}
+
 /// The innermost cause of an error (e.g. "Connection refused (os error 111)"), which is the part
 /// an operator can act on.
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
@@ -150,4 +174,26 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn endpoints_are_paths_or_urls() {
+        let cfg = Config::parse(
+            "[engine]\nurl = \"http://engine:9000/base/\"\nstate = \"http://other:1/s\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            endpoint(&cfg.engine, SourceKind::State).unwrap().as_str(),
+            "http://other:1/s"
+        );
+        assert_eq!(
+            endpoint(&cfg.engine, SourceKind::Agents).unwrap().as_str(),
+            "http://engine:9000/api/system/metrics/agents"
+        );
+    }
 }

@@ -1,16 +1,21 @@
-//! The hub: the one place packets come from. It numbers each snapshot, serializes it once, keeps
-//! the latest for newcomers, and fans the same shared bytes out to every connection.
+//! The hub: the one place packets come from. It numbers each snapshot (or takes the number its
+//! producer gives), serializes it once, keeps the latest for newcomers, and fans the same shared
+//! bytes out to every connection.
 //!
-//! Any producer (today the poller; later a Redis feed) calls [`Hub::publish`]; connections only
-//! ever call [`Hub::subscribe`], so producers can change without touching them.
+//! Producers (`crate::input`: today the poller) call [`Hub::publish`] or
+//! [`Hub::publish_numbered`]; connections (`crate::edge`) only ever call [`Hub::subscribe`], so
+//! either side can change without touching the other. What a client may ask for beyond the
+//! live stream (a resume history, other encodings) belongs here too.
+
+pub mod frame;
+pub mod packet;
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
-use crate::packet::{self, Telemetry};
-use crate::wire;
+use self::packet::Telemetry;
 
 /// One published snapshot: its number, its data, and its two WebSocket frames ready to write.
 #[derive(Debug)]
@@ -46,8 +51,20 @@ struct Shared {
 
 /// A connection's feed: the snapshot to welcome it with and the receiver for what follows.
 pub struct Subscription {
+    /// The latest snapshot when the connection subscribed.
     pub welcome: Arc<Snapshot>,
+    /// Every snapshot published after `welcome`, in order.
     pub rx: broadcast::Receiver<Arc<Snapshot>>,
+}
+
+/// A producer's numbered snapshot that would have made `seq` go backwards or repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("seq {given} is not after the latest published seq {latest}")]
+pub struct OutOfOrder {
+    /// The number the producer gave.
+    pub given: u64,
+    /// The latest number published.
+    pub latest: u64,
 }
 
 impl Hub {
@@ -64,15 +81,49 @@ impl Hub {
         }
     }
 
-    /// Numbers, serializes and sends one snapshot to every connection; returns it.
+    /// Numbers (one after the latest), serializes and sends one snapshot to every connection;
+    /// returns it.
     pub fn publish(&self, data: Telemetry) -> Arc<Snapshot> {
         let body = packet::body(&data);
+        self.release(None, data, &body)
+            .expect("the hub's own numbering is always in order")
+    }
+
+    /// Sends one snapshot numbered by its producer (a sequence several daemons share), with
+    /// `body` its data already serialized when the producer has it (else it is serialized here).
+    /// A `seq` not above the latest is refused, so no client sees one go backwards or repeat.
+    pub fn publish_numbered(
+        &self,
+        seq: u64,
+        data: Telemetry,
+        body: Option<String>,
+    ) -> Result<Arc<Snapshot>, OutOfOrder> {
+        let body = body.unwrap_or_else(|| packet::body(&data));
+        self.release(Some(seq), data, &body)
+    }
+
+    fn release(
+        &self,
+        seq: Option<u64>,
+        data: Telemetry,
+        body: &str,
+    ) -> Result<Arc<Snapshot>, OutOfOrder> {
         let mut latest = self.shared.latest.lock().expect("hub lock poisoned");
-        let next = Arc::new(snapshot(latest.seq + 1, data, &body));
+        let seq = match seq {
+            None => latest.seq + 1,
+            Some(given) if given > latest.seq => given,
+            Some(given) => {
+                return Err(OutOfOrder {
+                    given,
+                    latest: latest.seq,
+                });
+            }
+        };
+        let next = Arc::new(snapshot(seq, data, body));
         *latest = next.clone();
         // An error only means nobody is connected right now.
         let _ = self.shared.tx.send(next.clone());
-        next
+        Ok(next)
     }
 
     /// Joins the feed: the latest snapshot now, then every later one.
@@ -104,22 +155,21 @@ fn snapshot(seq: u64, data: Telemetry, body: &str) -> Snapshot {
     Snapshot {
         seq,
         data,
-        telemetry: wire::text_frame(&telemetry),
-        welcome: wire::text_frame(&welcome),
+        telemetry: frame::text_frame(&telemetry),
+        welcome: frame::text_frame(&welcome),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::{self, Inputs};
     use chrono::Utc;
 
     fn data() -> Telemetry {
-        aggregate::build(&Inputs::default(), Utc::now(), 50)
+        Telemetry::initializing(Utc::now())
     }
 
-    /// The JSON inside a frame written by `wire::text_frame` (payloads here are 126..65535 bytes).
+    /// The JSON inside a frame written by `frame::text_frame` (payloads here are 126..65535 bytes).
     fn json(frame: &[u8]) -> serde_json::Value {
         assert_eq!(
             (frame[0], frame[1]),
@@ -162,5 +212,36 @@ mod tests {
             telemetry["data"],
             serde_json::to_value(&snapshot.data).unwrap()
         );
+    }
+
+    #[test]
+    fn a_producers_numbers_are_kept_and_never_go_back() {
+        let hub = Hub::new(data(), 4);
+        let Subscription { mut rx, .. } = hub.subscribe();
+        let body = packet::body(&data());
+        let given = hub
+            .publish_numbered(41, data(), Some(body.clone()))
+            .unwrap();
+        assert_eq!(given.seq, 41);
+        // The producer's serialized body is what goes out.
+        assert!(
+            json(&given.telemetry)["data"]
+                == serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        );
+        assert_eq!(
+            hub.publish_numbered(41, data(), None).unwrap_err(),
+            OutOfOrder {
+                given: 41,
+                latest: 41
+            }
+        );
+        assert_eq!(
+            hub.publish_numbered(7, data(), None).unwrap_err().latest,
+            41
+        );
+        // The hub's own numbering carries on from the producer's.
+        assert_eq!(hub.publish(data()).seq, 42);
+        let seqs: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok().map(|s| s.seq)).collect();
+        assert_eq!(seqs, [41, 42]);
     }
 }

@@ -1,6 +1,6 @@
 //! The packet a dashboard receives: the typed `data` of WELCOME and TELEMETRY, and its envelope.
 //!
-//! These types are the contract of PROTOCOL.md §2. Every key is always present (a missing value is
+//! These types are the contract of `docs/PROTOCOL.md` §2. Every key is always present (a missing value is
 //! `null`), so a frontend never has to guess a shape; `extra` carries the sections the engine adds.
 
 use std::collections::BTreeMap;
@@ -97,11 +97,17 @@ pub enum Level {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Market {
+    /// The traded symbol (`SPY`).
     pub symbol: Option<String>,
+    /// The last price.
     pub price: Option<f64>,
+    /// The tail index of returns: above 2 Gaussian, lower is heavier-tailed.
     pub alpha: Option<f64>,
+    /// The engine's name for the regime alpha puts it in (`Gaussian`, `Lévy Stable`, `Critical`).
     pub regime: Option<String>,
+    /// The price's rate of change.
     pub velocity: Option<f64>,
+    /// The change of `velocity`.
     pub acceleration: Option<f64>,
 }
 
@@ -109,9 +115,13 @@ pub struct Market {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Portfolio {
+    /// Net asset value.
     pub nav: Option<f64>,
+    /// Cash not in positions.
     pub cash: Option<f64>,
+    /// Profit or loss since the day opened.
     pub daily_pnl: Option<f64>,
+    /// The deepest fall from a peak, as a fraction (negative).
     pub max_drawdown: Option<f64>,
 }
 
@@ -119,8 +129,11 @@ pub struct Portfolio {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Signal {
+    /// Which way the engine would trade.
     pub side: Option<Side>,
+    /// How sure it is, 0 to 1 as the engine says it.
     pub confidence: Option<f64>,
+    /// Why, in the engine's words.
     pub reasoning: Option<String>,
 }
 
@@ -128,6 +141,7 @@ pub struct Signal {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Governance {
+    /// The position size risk governance approved, 0 to 0.20.
     pub approved_size: Option<f64>,
 }
 
@@ -135,8 +149,11 @@ pub struct Governance {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct LogEntry {
+    /// The severity, folded onto three.
     pub level: Level,
+    /// The text, without a leading level word.
     pub message: String,
+    /// When the engine logged it, if it said.
     pub timestamp: Option<Timestamp>,
 }
 
@@ -144,8 +161,11 @@ pub struct LogEntry {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct AgentStats {
+    /// Mean latency of a call.
     pub latency_ms: Option<f64>,
+    /// Share of calls that succeeded, 0 to 1.
     pub success_rate: Option<f64>,
+    /// Calls counted.
     pub invocations: Option<u64>,
 }
 
@@ -153,8 +173,11 @@ pub struct AgentStats {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct ModelStats {
+    /// Mean latency of an inference.
     pub latency_ms: Option<f64>,
+    /// Inferences counted.
     pub invocations: Option<u64>,
+    /// Share of inferences answered from cache, when the engine reports it.
     pub cache_hit_rate: Option<f64>,
 }
 
@@ -181,15 +204,22 @@ pub struct SourceHealth {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Sources {
+    /// The state endpoint.
     pub state: SourceHealth,
+    /// The agent-metrics endpoint.
     pub agents: SourceHealth,
+    /// The model-metrics endpoint.
     pub models: SourceHealth,
 }
 
 impl Sources {
-    /// All three, in the order of `SourceKind::ALL`.
-    pub fn all(&self) -> [&SourceHealth; 3] {
-        [&self.state, &self.agents, &self.models]
+    /// All three with their names, in the order they are polled and serialized.
+    pub fn named(&self) -> [(&'static str, &SourceHealth); 3] {
+        [
+            ("state", &self.state),
+            ("agents", &self.agents),
+            ("models", &self.models),
+        ]
     }
 }
 
@@ -197,10 +227,15 @@ impl Sources {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct StateSections {
+    /// The trading status.
     pub status: Status,
+    /// The market the engine trades.
     pub market: Market,
+    /// The engine's book.
     pub portfolio: Portfolio,
+    /// The current trading signal.
     pub signal: Signal,
+    /// What risk governance allows.
     pub governance: Governance,
     /// Oldest first; the packet keeps the newest `packet.max_logs`.
     pub logs: Vec<LogEntry>,
@@ -229,12 +264,31 @@ impl Default for StateSections {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Telemetry {
+    /// The engine's state timestamp when it gave one, else the poll time.
     pub timestamp: Timestamp,
+    /// What the state endpoint gave, flattened into `data`.
     #[serde(flatten)]
     pub state: StateSections,
+    /// Per-agent performance.
     pub agents: Agents,
+    /// Per-model performance.
     pub models: Models,
+    /// How fresh each input is.
     pub sources: Sources,
+}
+
+impl Telemetry {
+    /// What a dashboard sees before the first poll: status INITIALIZING at `now`, every value
+    /// `null`, no source fresh.
+    pub fn initializing(now: DateTime<Utc>) -> Self {
+        Self {
+            timestamp: Timestamp(now),
+            state: StateSections::default(),
+            agents: Agents::new(),
+            models: Models::new(),
+            sources: Sources::default(),
+        }
+    }
 }
 
 /// The keys of `data` the daemon owns; an engine section with one of these names is not passed through.
@@ -269,11 +323,13 @@ pub enum PacketType {
 #[cfg(test)]
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema, ts_rs::TS)]
 pub struct Packet {
+    /// WELCOME first, then TELEMETRY.
     #[serde(rename = "type")]
     #[ts(rename = "type")]
     pub kind: PacketType,
     /// Grows by one per snapshot; a gap is the number of packets missed.
     pub seq: u64,
+    /// The snapshot.
     pub data: Telemetry,
 }
 
@@ -308,13 +364,12 @@ pub const PONG: &str = r#"{"type":"PONG"}"#;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::{self, Inputs};
 
     /// The hand-written envelope is exactly the `Packet` type serialized, so the schema and the
     /// TypeScript types generated from `Packet` describe the bytes on the wire.
     #[test]
     fn the_envelope_is_the_packet_type_serialized() {
-        let data = aggregate::build(&Inputs::default(), chrono::Utc::now(), 50);
+        let data = Telemetry::initializing(Utc::now());
         let (telemetry, welcome) = frames(3, &body(&data));
         for (frame, kind) in [
             (telemetry, PacketType::Telemetry),

@@ -5,8 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::normalize::EngineState;
-use crate::packet::{Agents, Models, SourceHealth, Sources, StateSections, Telemetry, Timestamp};
+use super::normalize::EngineState;
+use crate::hub::packet::{
+    Agents, Models, SourceHealth, Sources, StateSections, Telemetry, Timestamp,
+};
 
 /// What one source last gave: its last good value, when that arrived, and its last failure.
 #[derive(Debug, Clone)]
@@ -81,8 +83,11 @@ impl<T> Source<T> {
 /// The three sources, each with its last good value.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
+    /// The state endpoint's last answer.
     pub state: Source<EngineState>,
+    /// The agent-metrics endpoint's last answer.
     pub agents: Source<Agents>,
+    /// The model-metrics endpoint's last answer.
     pub models: Source<Models>,
 }
 
@@ -117,7 +122,7 @@ pub fn build(inputs: &Inputs, now: DateTime<Utc>, max_logs: usize) -> Telemetry 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{Level, LogEntry, Status};
+    use crate::hub::packet::{Level, LogEntry, Status};
 
     fn at(ms: i64) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(1_766_318_400_000 + ms).unwrap()
@@ -189,5 +194,7 @@ mod tests {
         assert_eq!(packet.state.status, Status::Initializing);
         assert_eq!(packet.timestamp, Timestamp(at(500)));
         assert!(!packet.sources.state.ok);
+        // The daemon's first snapshot, before any poll, is this same packet.
+        assert_eq!(packet, Telemetry::initializing(at(500)));
     }
 }

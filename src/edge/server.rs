@@ -1,51 +1,21 @@
 //! The listening socket: accepts TCP connections, serves HTTP/1.1 on each with hyper (routes in
-//! [`crate::routes`]), and keeps every task it starts in one tracker so shutdown can wait for them.
+//! [`super::routes`]), and keeps every task it starts in one tracker so shutdown can wait for them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::admission::Admission;
-use crate::config::Config;
-use crate::hub::Hub;
-use crate::metrics::Metrics;
-use crate::routes;
+use super::context::Context;
+use super::routes;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// What every request handler and connection task shares.
-#[derive(Debug)]
-pub struct Context {
-    /// The running config; `SIGHUP` replaces it. Read it with [`Context::config`].
-    pub settings: watch::Receiver<Arc<Config>>,
-    pub hub: Hub,
-    pub metrics: Arc<Metrics>,
-    pub admission: Admission,
-    pub shutdown: CancellationToken,
-    /// Every connection task, so shutdown can wait for their close frames to go out.
-    pub tracker: TaskTracker,
-    pub started: Instant,
-}
-
-impl Context {
-    /// The config as it is now. A reload applies to `[engine]` and `packet.max_logs` from the
-    /// next tick; to the limits, origins, token secret, paths and header timeout from the next
-    /// request; to `[clients]` from the next connection (open ones keep the settings they started
-    /// with). `server.listen` and `clients.queue_size` need a restart.
-    pub fn config(&self) -> Arc<Config> {
-        self.settings.borrow().clone()
-    }
-}
 
 /// Accepts connections until shutdown; returns once the listener is closed.
 pub async fn accept(listener: TcpListener, ctx: Arc<Context>) {

@@ -1,16 +1,19 @@
 //! `bff.toml`: the daemon's settings, their defaults, and one pass that checks them all.
 //!
-//! Unknown keys are errors (a typo must not silently fall back to a default), and [`Config::validate`]
-//! reports every problem at once, each with its key path, so one edit fixes the whole file.
+//! Unknown keys are errors (a typo must not silently fall back to a default), and
+//! [`Config::validate`] (in `validate`) reports every problem at once, each with its key path.
+//! Below every other module: it knows the settings, not what uses them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::SourceKind;
+mod secret;
+mod validate;
+
+pub use secret::Secret;
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_PATH: &str = "bff.toml";
@@ -41,10 +44,15 @@ const DEFAULT_MAX_LOGS: usize = 50;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `[engine]`: where and how the engine is polled.
     pub engine: EngineConfig,
+    /// `[server]`: the listening socket and who may connect.
     pub server: ServerConfig,
+    /// `[clients]`: what each WebSocket client is allowed.
     pub clients: ClientConfig,
+    /// `[packet]`: the packet's shape.
     pub packet: PacketConfig,
+    /// `[auth]`: dashboard tokens.
     pub auth: AuthConfig,
 }
 
@@ -54,36 +62,6 @@ pub struct Config {
 pub struct AuthConfig {
     /// HS256 secret that dashboard tokens are signed with; empty turns authentication off.
     pub secret: Secret,
-}
-
-/// A secret: read from the config like a string, but shown as `***` in logs, `Debug` and
-/// `check-config`, so it cannot leak through them.
-#[derive(Clone, Default, PartialEq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret given other than through the config file.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(if self.0.is_empty() { "" } else { "***" })
-    }
 }
 
 /// Where and how the engine is polled.
@@ -209,19 +187,31 @@ impl Default for PacketConfig {
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The file is not TOML of the config's shape.
     #[error("config file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The first error, with its line and key.
+        message: String,
+    },
     #[error(
         "{} has {} problem(s):\n{}\nfix these keys and run `bff check-config` again",
         .origin, .problems.len(), .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
     )]
+    /// The file parsed, but values are wrong.
     Invalid {
+        /// Where the config came from (a path, or the built-in defaults).
         origin: String,
+        /// Every problem, each starting with its key path.
         problems: Vec<String>,
     },
 }
@@ -262,138 +252,6 @@ impl Config {
         })
     }
 
-    /// Checks every value, returning all problems at once, each prefixed with its key path.
-    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
-        let mut bad = |key: &str, msg: String| problems.push(format!("{key}: {msg}"));
-        let e = &self.engine;
-        for kind in SourceKind::ALL {
-            if let Err(msg) = self.endpoint(kind) {
-                bad(&format!("engine.{}", kind.name()), msg);
-            }
-        }
-        if e.poll_interval_ms < 10 {
-            bad(
-                "engine.poll_interval_ms",
-                format!("{} is too short; use at least 10", e.poll_interval_ms),
-            );
-        }
-        if e.timeout_ms == 0 || e.timeout_ms >= e.poll_interval_ms {
-            bad(
-                "engine.timeout_ms",
-                format!(
-                    "{} must be above 0 and shorter than engine.poll_interval_ms ({}), or slow answers would delay ticks",
-                    e.timeout_ms, e.poll_interval_ms
-                ),
-            );
-        }
-        if e.max_body_bytes < 1024 {
-            bad(
-                "engine.max_body_bytes",
-                format!("{} is too small; use at least 1024", e.max_body_bytes),
-            );
-        }
-        let s = &self.server;
-        if s.ws_paths.is_empty() {
-            bad(
-                "server.ws_paths",
-                "must list at least one path, e.g. [\"/\"]".into(),
-            );
-        }
-        for path in &s.ws_paths {
-            if !path.starts_with('/') || path == "/health" {
-                bad(
-                    "server.ws_paths",
-                    format!("{path:?} must start with '/' and not be /health"),
-                );
-            }
-        }
-        for origin in &s.allowed_origins {
-            if !valid_origin(origin) {
-                bad(
-                    "server.allowed_origins",
-                    format!(
-                        "{origin:?} is not an origin; write scheme://host[:port], e.g. \"https://dash.example.com\""
-                    ),
-                );
-            }
-        }
-        for (key, value) in [
-            ("server.max_connections", s.max_connections),
-            ("server.max_connections_per_ip", s.max_connections_per_ip),
-            ("clients.queue_size", self.clients.queue_size),
-        ] {
-            if value == 0 {
-                bad(key, "must be at least 1".into());
-            }
-        }
-        for (key, value) in [
-            ("server.header_timeout_ms", s.header_timeout_ms),
-            ("clients.send_timeout_ms", self.clients.send_timeout_ms),
-            ("clients.ping_interval_ms", self.clients.ping_interval_ms),
-            (
-                "clients.messages_per_second",
-                self.clients.messages_per_second.into(),
-            ),
-            ("clients.message_burst", self.clients.message_burst.into()),
-        ] {
-            if value == 0 {
-                bad(key, "must be above 0".into());
-            }
-        }
-        let c = &self.clients;
-        if c.idle_timeout_ms <= c.ping_interval_ms {
-            bad(
-                "clients.idle_timeout_ms",
-                format!(
-                    "{} must be longer than clients.ping_interval_ms ({}), or live clients would be dropped between pings",
-                    c.idle_timeout_ms, c.ping_interval_ms
-                ),
-            );
-        }
-        let secret = self.auth.secret.expose();
-        if !secret.is_empty() && secret.len() < 32 {
-            bad(
-                "auth.secret",
-                format!(
-                    "is {} bytes; use at least 32 random bytes for HS256",
-                    secret.len()
-                ),
-            );
-        }
-        if c.max_message_bytes < 64 {
-            bad(
-                "clients.max_message_bytes",
-                format!("{} is too small; use at least 64", c.max_message_bytes),
-            );
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid {
-                origin: origin.to_owned(),
-                problems,
-            })
-        }
-    }
-
-    /// The full URL of one endpoint: its setting as is when absolute, else joined to `engine.url`.
-    pub fn endpoint(&self, kind: SourceKind) -> Result<Url, String> {
-        let value = match kind {
-            SourceKind::State => &self.engine.state,
-            SourceKind::Agents => &self.engine.agents,
-            SourceKind::Models => &self.engine.models,
-        };
-        let url = if value.starts_with('/') {
-            let base = http_url(&self.engine.url).map_err(|e| format!("engine.url {e}"))?;
-            base.join(value)
-                .map_err(|e| format!("{value:?} cannot be joined to engine.url: {e}"))?
-        } else {
-            http_url(value)?
-        };
-        Ok(url)
-    }
-
     /// The keys that differ between this running config and `next` but cannot change without
     /// a restart: the listening address, and the queue every connection shares.
     pub fn restart_needed(&self, next: &Config) -> Vec<&'static str> {
@@ -418,41 +276,14 @@ impl Config {
     }
 }
 
-fn http_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| {
-        format!("{text:?} is not a URL ({e}); write e.g. \"http://127.0.0.1:8000\"")
-    })?;
-    match url.scheme() {
-        "http" | "https" if url.has_host() => Ok(url),
-        _ => Err(format!(
-            "{text:?} must be an http:// or https:// URL with a host"
-        )),
-    }
-}
-
-/// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`.
-fn valid_origin(text: &str) -> bool {
-    Url::parse(text).is_ok_and(|u| {
-        u.has_host() && u.path() == "/" && !text.ends_with('/') && u.query().is_none()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn problems(toml: &str) -> Vec<String> {
-        match Config::parse(toml).unwrap().validate("test") {
-            Ok(()) => Vec::new(),
-            Err(ConfigError::Invalid { problems, .. }) => problems,
-            Err(other) => panic!("{other}"),
-        }
-    }
-
     #[test]
     fn empty_file_is_the_defaults() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
-        assert!(problems("").is_empty());
+        assert!(Config::default().validate("test").is_ok());
     }
 
     #[test]
@@ -484,59 +315,8 @@ mod tests {
     }
 
     #[test]
-    fn every_problem_is_reported_with_its_key() {
-        let got = problems(
-            "[engine]\nurl = \"ftp://x\"\ntimeout_ms = 1000\n[server]\nallowed_origins = [\"dash.example.com\"]\nmax_connections_per_ip = 0\n[clients]\nidle_timeout_ms = 100\n",
-        );
-        let keys: Vec<&str> = got.iter().map(|p| p.split(':').next().unwrap()).collect();
-        assert_eq!(
-            keys,
-            [
-                "engine.state",
-                "engine.agents",
-                "engine.models",
-                "engine.timeout_ms",
-                "server.allowed_origins",
-                "server.max_connections_per_ip",
-                "clients.idle_timeout_ms"
-            ],
-            "{got:#?}"
-        );
-    }
-
-    #[test]
-    fn endpoints_are_paths_or_urls() {
-        let cfg = Config::parse(
-            "[engine]\nurl = \"http://engine:9000/base/\"\nstate = \"http://other:1/s\"\n",
-        )
-        .unwrap();
-        assert_eq!(
-            cfg.endpoint(SourceKind::State).unwrap().as_str(),
-            "http://other:1/s"
-        );
-        assert_eq!(
-            cfg.endpoint(SourceKind::Agents).unwrap().as_str(),
-            "http://engine:9000/api/system/metrics/agents"
-        );
-    }
-
-    #[test]
-    fn secrets_are_masked_everywhere_but_where_they_are_used() {
-        let secret = "s3cret-s3cret-s3cret-s3cret-s3cret";
-        let cfg = Config::parse(&format!("[auth]\nsecret = \"{secret}\"\n")).unwrap();
-        assert_eq!(cfg.auth.secret.expose(), secret);
-        assert!(!cfg.to_toml().contains(secret) && cfg.to_toml().contains("secret = \"***\""));
-        assert!(!format!("{cfg:?}").contains(secret));
-        assert_eq!(
-            problems(&format!("[auth]\nsecret = \"{secret}\"\n")),
-            Vec::<String>::new()
-        );
-        assert_eq!(problems("[auth]\nsecret = \"short\"\n").len(), 1);
-    }
-
-    #[test]
     fn checked_in_file_holds_the_defaults() {
-        let text = include_str!("../bff.toml");
+        let text = include_str!("../../bff.toml");
         assert_eq!(Config::parse(text).unwrap(), Config::default());
     }
 }

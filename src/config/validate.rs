@@ -1,0 +1,216 @@
+//! The one pass that checks a whole config: every problem at once, each with its key path, so
+//! one edit fixes the whole file.
+
+use reqwest::Url;
+
+use super::{Config, ConfigError};
+
+impl Config {
+    /// Checks every value, returning all problems at once, each prefixed with its key path.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, msg: String| problems.push(format!("{key}: {msg}"));
+        let e = &self.engine;
+        for (key, value) in [
+            ("engine.state", &e.state),
+            ("engine.agents", &e.agents),
+            ("engine.models", &e.models),
+        ] {
+            if let Err(msg) = endpoint(&e.url, value) {
+                bad(key, msg);
+            }
+        }
+        if e.poll_interval_ms < 10 {
+            bad(
+                "engine.poll_interval_ms",
+                format!("{} is too short; use at least 10", e.poll_interval_ms),
+            );
+        }
+        if e.timeout_ms == 0 || e.timeout_ms >= e.poll_interval_ms {
+            bad(
+                "engine.timeout_ms",
+                format!(
+                    "{} must be above 0 and shorter than engine.poll_interval_ms ({}), or slow answers would delay ticks",
+                    e.timeout_ms, e.poll_interval_ms
+                ),
+            );
+        }
+        if e.max_body_bytes < 1024 {
+            bad(
+                "engine.max_body_bytes",
+                format!("{} is too small; use at least 1024", e.max_body_bytes),
+            );
+        }
+        let s = &self.server;
+        if s.ws_paths.is_empty() {
+            bad(
+                "server.ws_paths",
+                "must list at least one path, e.g. [\"/\"]".into(),
+            );
+        }
+        for path in &s.ws_paths {
+            if !path.starts_with('/') || path == "/health" {
+                bad(
+                    "server.ws_paths",
+                    format!("{path:?} must start with '/' and not be /health"),
+                );
+            }
+        }
+        for origin in &s.allowed_origins {
+            if !valid_origin(origin) {
+                bad(
+                    "server.allowed_origins",
+                    format!(
+                        "{origin:?} is not an origin; write scheme://host[:port], e.g. \"https://dash.example.com\""
+                    ),
+                );
+            }
+        }
+        for (key, value) in [
+            ("server.max_connections", s.max_connections),
+            ("server.max_connections_per_ip", s.max_connections_per_ip),
+            ("clients.queue_size", self.clients.queue_size),
+        ] {
+            if value == 0 {
+                bad(key, "must be at least 1".into());
+            }
+        }
+        for (key, value) in [
+            ("server.header_timeout_ms", s.header_timeout_ms),
+            ("clients.send_timeout_ms", self.clients.send_timeout_ms),
+            ("clients.ping_interval_ms", self.clients.ping_interval_ms),
+            (
+                "clients.messages_per_second",
+                self.clients.messages_per_second.into(),
+            ),
+            ("clients.message_burst", self.clients.message_burst.into()),
+        ] {
+            if value == 0 {
+                bad(key, "must be above 0".into());
+            }
+        }
+        let c = &self.clients;
+        if c.idle_timeout_ms <= c.ping_interval_ms {
+            bad(
+                "clients.idle_timeout_ms",
+                format!(
+                    "{} must be longer than clients.ping_interval_ms ({}), or live clients would be dropped between pings",
+                    c.idle_timeout_ms, c.ping_interval_ms
+                ),
+            );
+        }
+        let secret = self.auth.secret.expose();
+        if !secret.is_empty() && secret.len() < 32 {
+            bad(
+                "auth.secret",
+                format!(
+                    "is {} bytes; use at least 32 random bytes for HS256",
+                    secret.len()
+                ),
+            );
+        }
+        if c.max_message_bytes < 64 {
+            bad(
+                "clients.max_message_bytes",
+                format!("{} is too small; use at least 64", c.max_message_bytes),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems,
+            })
+        }
+    }
+}
+
+/// Whether an endpoint setting can be polled: a path needs an http(s) `engine.url` to be joined
+/// to, anything else must be an http(s) URL itself. Joining is the engine client's business.
+fn endpoint(base: &str, value: &str) -> Result<(), String> {
+    if value.starts_with('/') {
+        http_url(base).map_err(|e| format!("engine.url {e}"))
+    } else {
+        http_url(value)
+    }
+}
+
+fn http_url(text: &str) -> Result<(), String> {
+    let url = Url::parse(text).map_err(|e| {
+        format!("{text:?} is not a URL ({e}); write e.g. \"http://127.0.0.1:8000\"")
+    })?;
+    match url.scheme() {
+        "http" | "https" if url.has_host() => Ok(()),
+        _ => Err(format!(
+            "{text:?} must be an http:// or https:// URL with a host"
+        )),
+    }
+}
+
+/// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`.
+fn valid_origin(text: &str) -> bool {
+    Url::parse(text).is_ok_and(|u| {
+        u.has_host() && u.path() == "/" && !text.ends_with('/') && u.query().is_none()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(toml: &str) -> Vec<String> {
+        match Config::parse(toml).unwrap().validate("test") {
+            Ok(()) => Vec::new(),
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let got = problems(
+            "[engine]\nurl = \"ftp://x\"\ntimeout_ms = 1000\n[server]\nallowed_origins = [\"dash.example.com\"]\nmax_connections_per_ip = 0\n[clients]\nidle_timeout_ms = 100\n",
+        );
+        let keys: Vec<&str> = got.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "engine.state",
+                "engine.agents",
+                "engine.models",
+                "engine.timeout_ms",
+                "server.allowed_origins",
+                "server.max_connections_per_ip",
+                "clients.idle_timeout_ms"
+            ],
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_masked_everywhere_but_where_they_are_used() {
+        let secret = "s3cret-s3cret-s3cret-s3cret-s3cret";
+        let cfg = Config::parse(&format!("[auth]\nsecret = \"{secret}\"\n")).unwrap();
+        assert_eq!(cfg.auth.secret.expose(), secret);
+        assert!(!cfg.to_toml().contains(secret) && cfg.to_toml().contains("secret = \"***\""));
+        assert!(!format!("{cfg:?}").contains(secret));
+        assert_eq!(
+            problems(&format!("[auth]\nsecret = \"{secret}\"\n")),
+            Vec::<String>::new()
+        );
+        assert_eq!(problems("[auth]\nsecret = \"short\"\n").len(), 1);
+    }
+
+    #[test]
+    fn endpoint_paths_need_an_http_base_and_urls_must_be_http() {
+        assert_eq!(endpoint("http://engine:9000/base/", "/state"), Ok(()));
+        assert_eq!(endpoint("ftp://engine", "http://other:1/s"), Ok(()));
+        assert!(
+            endpoint("ftp://engine", "/state")
+                .unwrap_err()
+                .starts_with("engine.url ")
+        );
+        assert!(endpoint("http://engine", "engine:9000/s").is_err());
+    }
+}

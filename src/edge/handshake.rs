@@ -1,0 +1,208 @@
+//! The WebSocket handshake on a stream path: RFC 6455 checks, the origin allow-list, the token,
+//! the connection limits; then the `101` answer, with the session started once hyper hands the
+//! socket over. Every refusal is an HTTP status with a reason, logged without the token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::admission::Refusal;
+use super::auth::{self, Auth};
+use super::context::Context;
+use super::reply::{Body, text};
+use super::session::{self, Endpoint};
+use crate::config::Config;
+
+/// A request to a WebSocket path: the handshake, or the reason there is none.
+pub fn websocket(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    ctx: &Arc<Context>,
+) -> Response<Body> {
+    let accept_key = match check_handshake(req.method(), req.headers()) {
+        Ok(key) => key,
+        Err(refused) => return refused,
+    };
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok());
+    if !origin_allowed(&config.server.allowed_origins, origin) {
+        warn!(%peer, origin = origin.unwrap_or_default(), "Client refused: origin not allowed");
+        return text(
+            StatusCode::FORBIDDEN,
+            "Origin not allowed: add it to server.allowed_origins.\n",
+        );
+    }
+    if let Some(auth) = Auth::new(config.auth.secret.expose())
+        && let Err(reason) = auth.check(req.headers())
+    {
+        warn!(%peer, reason, "Client refused: unauthorized");
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "A valid token is required: send `Sec-WebSocket-Protocol: token, <JWT>` or \
+             `Authorization: Bearer <JWT>`.\n",
+        );
+    }
+    let echo_token = auth::offers_token_subprotocol(req.headers());
+    let limits = &config.server;
+    let permit = match ctx.admission.admit(
+        peer.ip(),
+        limits.max_connections,
+        limits.max_connections_per_ip,
+    ) {
+        Ok(permit) => permit,
+        Err(refusal) => return refuse(peer, refusal),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let task_ctx = ctx.clone();
+    ctx.tracker.spawn(
+        async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    session::run(
+                        upgraded,
+                        permit,
+                        Endpoint::Stream,
+                        &config.clients,
+                        &task_ctx,
+                    )
+                    .await
+                }
+                Err(err) => debug!(%err, "Upgrade did not complete"),
+            }
+        }
+        .instrument(info_span!("ws")),
+    );
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept_key).expect("a base64 key is a valid header"),
+    );
+    // A browser that offered subprotocols fails the handshake unless one is chosen.
+    if echo_token {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(auth::TOKEN_SUBPROTOCOL),
+        );
+    }
+    response
+}
+
+/// RFC 6455 §4.2.1 checks; `Ok` carries the `Sec-WebSocket-Accept` value.
+#[allow(clippy::result_large_err)]
+fn check_handshake(method: &Method, headers: &HeaderMap) -> Result<String, Response<Body>> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(header::UPGRADE, "websocket") {
+        let mut response = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "This is a WebSocket endpoint. Connect with a WebSocket client, e.g. \
+             new WebSocket('ws://HOST:PORT/'); for the daemon's state, GET /health.\n",
+        );
+        let headers = response.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        return Err(response);
+    }
+    if method != Method::GET {
+        return Err(text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "A WebSocket handshake is a GET.\n",
+        ));
+    }
+    if !has_token(header::CONNECTION, "upgrade") {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            "Handshake lacks `Connection: Upgrade`.\n",
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let mut response = text(
+            StatusCode::BAD_REQUEST,
+            "Only WebSocket version 13 is supported.\n",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return Err(response);
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(HeaderValue::as_bytes)
+        .filter(|key| BASE64.decode(key).is_ok_and(|k| k.len() == 16));
+    match key {
+        Some(key) => Ok(derive_accept_key(key)),
+        None => Err(text(
+            StatusCode::BAD_REQUEST,
+            "Handshake needs a Sec-WebSocket-Key of 16 base64-encoded bytes.\n",
+        )),
+    }
+}
+
+/// An empty list allows any origin; a request without `Origin` is not from a browser page, which
+/// is what the list guards against, so it is allowed too.
+fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
+    match origin {
+        Some(origin) if !allowed.is_empty() => {
+            allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+        }
+        _ => true,
+    }
+}
+
+fn refuse(peer: SocketAddr, refusal: Refusal) -> Response<Body> {
+    let (status, message) = match refusal {
+        Refusal::PerIp(limit) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many connections from your address (limit {limit}); close one and retry.\n"
+            ),
+        ),
+        Refusal::Total(limit) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Server full ({limit} connections); retry later.\n"),
+        ),
+    };
+    warn!(%peer, status = status.as_u16(), "Client refused: {}", message.trim_end());
+    let mut response = text(status, &message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let list = vec!["https://dash.example.com".to_string()];
+        assert!(origin_allowed(&[], Some("https://evil.example")));
+        assert!(origin_allowed(&list, Some("https://DASH.example.com")));
+        assert!(!origin_allowed(&list, Some("https://evil.example")));
+        assert!(origin_allowed(&list, None));
+    }
+}

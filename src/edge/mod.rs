@@ -1,0 +1,26 @@
+//! The edge: everything a dashboard touches. The listening socket and HTTP routes, the
+//! WebSocket handshake and who may connect, and each connection's session from WELCOME to close.
+//! It only ever subscribes to the [`crate::hub`]; it never knows where packets come from.
+//!
+//! - [`server`] accepts TCP connections and serves HTTP on each; [`routes`] answers the plain
+//!   requests (page, health, metrics, schema) and hands WebSocket paths to [`handshake`], which
+//!   checks the request, the origin, the token ([`auth`]) and the limits ([`admission`]).
+//! - [`session`] is one connection's life over its [`socket`] ([`inbound`] is the read half
+//!   tungstenite parses), with what clients may send in [`message`] and every way it can end in
+//!   [`ending`]. Commands from dashboards and relay-channel subscriptions belong beside them.
+//! - [`context`] is what all of them share; [`reply`] builds the plain HTTP answers.
+
+pub mod admission;
+pub mod auth;
+pub mod context;
+pub mod ending;
+pub mod handshake;
+pub mod inbound;
+pub mod message;
+pub mod reply;
+pub mod routes;
+pub mod server;
+pub mod session;
+pub mod socket;
+
+pub use context::Context;

@@ -1,0 +1,123 @@
+//! HTTP on the WebSocket port: the live page, `/health`, `/metrics`, `/schema.json`, the
+//! WebSocket paths (handed to [`super::handshake`]), and a clear 404 for everything else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use super::context::Context;
+use super::handshake;
+use super::reply::{Body, ok, text};
+use crate::contract;
+
+/// Routes one request. Never fails: every problem is an HTTP answer.
+pub async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let path = req.uri().path();
+    let config = ctx.config();
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    let response = match path {
+        "/health" => health(&ctx),
+        "/metrics" => metrics(&ctx),
+        "/schema.json" => ok(contract::SCHEMA, "application/schema+json"),
+        // A browser asking for `/` gets the live page; a WebSocket handshake on `/` still works.
+        "/" if read && !upgrade => page(&config.server.ws_paths),
+        _ if config.server.ws_paths.iter().any(|p| p == path) => {
+            let response = handshake::websocket(req, peer, config.clone(), &ctx);
+            if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                ctx.metrics.refused(response.status().as_u16());
+            }
+            response
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "Not found. Served here: the live page at /, WebSocket paths, /health, /metrics and \
+             /schema.json.\n",
+        ),
+    };
+    Ok(response)
+}
+
+/// `GET /health`: the process, its connections and each source's freshness, as JSON.
+fn health(ctx: &Context) -> Response<Body> {
+    let latest = ctx.hub.latest();
+    let now = Utc::now();
+    let mut sources = latest.data.sources.clone();
+    for source in [&mut sources.state, &mut sources.agents, &mut sources.models] {
+        source.age_ms = source.updated.map(|t| t.age_ms(now));
+    }
+    let status = if latest.seq == 0 {
+        "starting"
+    } else if sources.state.ok && sources.agents.ok && sources.models.ok {
+        "ok"
+    } else {
+        "degraded"
+    };
+    let body = json!({
+        "status": status,
+        "seq": latest.seq,
+        "connections": ctx.admission.open(),
+        // Every task in the daemon's runtime: connections, HTTP requests, the poller. A number
+        // that keeps growing with a steady connection count is a leak.
+        "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+        "uptime_s": ctx.started.elapsed().as_secs(),
+        "sources": sources,
+    });
+    ok(body.to_string(), "application/json")
+}
+
+/// The live page, embedded in the binary: plain HTML and JavaScript with no dependencies.
+const PAGE: &str = include_str!("page/index.html");
+
+/// `GET /`: the live page, pointed at the first WebSocket path.
+fn page(ws_paths: &[String]) -> Response<Body> {
+    let path = ws_paths.first().map_or("/", String::as_str);
+    let html = PAGE.replacen(
+        r#"<meta name="bff-ws-path" content="/">"#,
+        &format!(
+            r#"<meta name="bff-ws-path" content="{}">"#,
+            escape_attribute(path)
+        ),
+        1,
+    );
+    let mut response = ok(html, "text/html; charset=utf-8");
+    // The page runs only its own inline code and talks only to WebSocket servers.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             img-src data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    response
+}
+
+/// `path` safe inside a double-quoted HTML attribute.
+fn escape_attribute(path: &str) -> String {
+    path.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+}
+
+/// `GET /metrics`: Prometheus metrics.
+fn metrics(ctx: &Context) -> Response<Body> {
+    let latest = ctx.hub.latest();
+    let last_good = latest
+        .data
+        .sources
+        .named()
+        .map(|(name, health)| (name, health.updated.map(|t| t.0)));
+    let body = ctx
+        .metrics
+        .render(ctx.admission.open(), last_good, Utc::now());
+    ok(body, crate::metrics::CONTENT_TYPE)
+}

@@ -1,0 +1,167 @@
+//! Sessions over in-memory pipes, on a paused clock: keepalive, idle timeout, stalled and
+//! lagging clients.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, DuplexStream, ReadHalf, WriteHalf};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+use super::over;
+use crate::config::ClientConfig;
+use crate::edge::ending::Ending;
+use crate::edge::socket::LINGER;
+use crate::hub::Hub;
+use crate::hub::packet::Telemetry;
+
+fn hub(queue_size: usize) -> Hub {
+    Hub::new(Telemetry::initializing(Utc::now()), queue_size)
+}
+
+fn packet_data() -> Telemetry {
+    Telemetry::initializing(Utc::now())
+}
+
+/// The server's read and write halves and a client, joined by an in-memory pipe of `buffer` bytes.
+async fn pair(
+    buffer: usize,
+) -> (
+    (ReadHalf<DuplexStream>, WriteHalf<DuplexStream>),
+    WebSocketStream<DuplexStream>,
+) {
+    let (server, client) = tokio::io::duplex(buffer);
+    (
+        tokio::io::split(server),
+        WebSocketStream::from_raw_socket(client, Role::Client, None).await,
+    )
+}
+
+async fn run(
+    server: (ReadHalf<DuplexStream>, WriteHalf<DuplexStream>),
+    hub: &Hub,
+    config: &ClientConfig,
+    shutdown: &CancellationToken,
+) -> Ending {
+    over(server.0, server.1, config)
+        .await
+        .run(hub, shutdown)
+        .await
+}
+
+fn config(ping_ms: u64, idle_ms: u64, send_ms: u64) -> ClientConfig {
+    ClientConfig {
+        ping_interval_ms: ping_ms,
+        idle_timeout_ms: idle_ms,
+        send_timeout_ms: send_ms,
+        ..ClientConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_pinged_then_dropped_at_the_idle_timeout() {
+    let config = config(1_000, 3_000, 5_000);
+    let (server, client) = pair(64 * 1024).await;
+    let mut client = client.into_inner();
+    let started = Instant::now();
+    let ending = run(server, &hub(4), &config, &CancellationToken::new()).await;
+    assert_eq!(ending, Ending::IdleTimeout);
+    // Detected on the third ping tick, then at most LINGER spent closing.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited <= Duration::from_secs(3) + LINGER,
+        "{waited:?}"
+    );
+
+    // Read what the server wrote as raw frames: a WebSocket client would answer the pings.
+    let mut wire = Vec::new();
+    client.read_to_end(&mut wire).await.unwrap();
+    let opcodes: Vec<(u8, Vec<u8>)> = raw_frames(&wire);
+    let kinds: Vec<u8> = opcodes.iter().map(|(op, _)| *op).collect();
+    // WELCOME, pings at 1 s and 2 s (at 3 s the peer is already overdue), then close 1001.
+    assert_eq!(kinds, [0x1, 0x9, 0x9, 0x8]);
+    assert_eq!(opcodes[3].1[..2], 1001u16.to_be_bytes());
+}
+
+/// Splits unmasked server frames into (opcode, payload).
+fn raw_frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while wire.len() >= 2 {
+        let (opcode, len7) = (wire[0] & 0x0f, (wire[1] & 0x7f) as usize);
+        let (len, header) = match len7 {
+            126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n, 2),
+        };
+        frames.push((opcode, wire[header..header + len].to_vec()));
+        wire = &wire[header + len..];
+    }
+    frames
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_answers_pings_stays_connected() {
+    let config = config(1_000, 3_000, 5_000);
+    let (server, mut client) = pair(64 * 1024).await;
+    // Reading is enough: the client's WebSocket answers each ping with a pong.
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = client.next().await {} });
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        stop.cancel();
+    });
+    assert_eq!(
+        run(server, &hub(4), &config, &shutdown).await,
+        Ending::Shutdown
+    );
+    reader.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_does_not_read_is_dropped_after_the_send_timeout() {
+    let config = config(60_000, 120_000, 2_000);
+    // Smaller than the WELCOME frame: the first send cannot complete.
+    let (server, _client) = pair(128).await;
+    let started = Instant::now();
+    assert_eq!(
+        run(server, &hub(4), &config, &CancellationToken::new()).await,
+        Ending::Stalled
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_client_that_falls_more_than_its_queue_behind_gets_1008() {
+    let config = config(60_000, 120_000, 60_000);
+    let (server, mut client) = pair(128).await;
+    let hub = hub(2);
+    let task = {
+        let hub = hub.clone();
+        tokio::spawn(async move { run(server, &hub, &config, &CancellationToken::new()).await })
+    };
+    while hub.subscribers() == 0 {
+        tokio::task::yield_now().await;
+    }
+    // The WELCOME is stuck in the pipe; meanwhile more snapshots than the queue holds go by.
+    for _ in 0..5 {
+        hub.publish(packet_data());
+    }
+    assert!(
+        matches!(client.next().await, Some(Ok(Message::Text(t))) if t.starts_with(r#"{"type":"WELCOME","seq":0,"#))
+    );
+    match client.next().await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Policy),
+        other => panic!("expected close 1008, got {other:?}"),
+    }
+    drop(client);
+    assert_eq!(task.await.unwrap(), Ending::TooSlow(3));
+}
