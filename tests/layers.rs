@@ -1,0 +1,185 @@
+//! The shape of the code, checked: data flows one way (input → hub → edge, with config, metrics,
+//! os and contract below everything), and no module imports, directly or through others, a
+//! module that imports it back. Reads the sources under `src/` and follows every `crate::`,
+//! `super::` and `self::` path in the code that is not a test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Which layers a layer may use besides itself. `lib` (the entry point that wires them) and
+/// `main` may use any.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("config", &[]),
+    ("metrics", &[]),
+    ("os", &[]),
+    ("contract", &[]),
+    ("demo", &[]),
+    ("hub", &["config", "metrics", "os"]),
+    ("input", &["hub", "config", "metrics", "os"]),
+    ("edge", &["hub", "config", "metrics", "os", "contract"]),
+];
+
+/// Every module of the library: its path (`edge::session`) → the file it lives in.
+fn modules() -> BTreeMap<String, PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = BTreeMap::new();
+    let mut dirs = vec![src.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(&src).unwrap().with_extension("");
+            let rel = rel.to_str().unwrap();
+            if !path.extension().is_some_and(|e| e == "rs")
+                || rel == "main"
+                || rel.ends_with("_tests")
+            {
+                continue;
+            }
+            let name = match rel {
+                "lib" => String::new(),
+                _ => rel.trim_end_matches("/mod").replace('/', "::"),
+            };
+            found.insert(name, path);
+        }
+    }
+    found
+}
+
+/// The code of a file without its comments and its test module.
+fn code(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let text = match text.find("#[cfg(test)]\nmod ") {
+        Some(at) => &text[..at],
+        None => &text[..],
+    };
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The modules `module`'s code refers to, by `crate::`, `super::` or `self::` paths.
+fn uses(module: &str, code: &str, known: &BTreeMap<String, PathBuf>) -> BTreeSet<String> {
+    let is_dir_module = known[module].ends_with("mod.rs") || module.is_empty();
+    let own: Vec<&str> = module.split("::").filter(|s| !s.is_empty()).collect();
+    let mut out = BTreeSet::new();
+    for (at, _) in code.match_indices("::") {
+        // The whole path this `::` belongs to, from its first segment.
+        let start = code[..at]
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |i| i + 1);
+        let end = at
+            + code[at..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(code.len() - at);
+        let path: Vec<&str> = code[start..end].split("::").filter(|s| !s.is_empty()).collect();
+        let base: Vec<&str> = match path.first() {
+            Some(&"crate") => Vec::new(),
+            // In `a/mod.rs`, `self` is `a` and `super` is a's parent; in `a/b.rs`, `super` is `a`.
+            Some(&"self") => own.clone(),
+            Some(&"super") if is_dir_module => own[..own.len().saturating_sub(1)].to_vec(),
+            Some(&"super") => own[..own.len() - 1].to_vec(),
+            _ => continue,
+        };
+        let full: Vec<&str> = base.into_iter().chain(path[1..].iter().copied()).collect();
+        // The longest prefix that is a module: `hub::packet::Telemetry` → `hub::packet`.
+        let target = (0..=full.len())
+            .rev()
+            .map(|n| full[..n].join("::"))
+            .find(|m| known.contains_key(m))
+            .unwrap();
+        if target != module {
+            out.insert(target);
+        }
+    }
+    out
+}
+
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let known = modules();
+    known
+        .iter()
+        .map(|(module, path)| (module.clone(), uses(module, &code(path), &known)))
+        .collect()
+}
+
+fn layer(module: &str) -> &str {
+    module.split("::").next().unwrap()
+}
+
+#[test]
+fn layers_only_use_the_layers_below_them() {
+    let graph = graph();
+    assert!(graph.len() > 20, "the sources were not found: {graph:?}");
+    let mut wrong = Vec::new();
+    for (module, uses) in &graph {
+        if module.is_empty() {
+            continue;
+        }
+        let allowed = ALLOWED
+            .iter()
+            .find(|(l, _)| *l == layer(module))
+            .unwrap_or_else(|| panic!("{module} is in no known layer: add it to ALLOWED"))
+            .1;
+        for used in uses {
+            let to = layer(used);
+            if to != layer(module) && !allowed.contains(&to) {
+                wrong.push(format!("{module} uses {used}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "against the flow: {wrong:#?}");
+}
+
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    let graph = graph();
+    // Depth-first search for a back edge, reporting the circle it closes.
+    fn visit(
+        module: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|m| m == module) {
+            let mut circle = path[at..].to_vec();
+            circle.push(module.to_owned());
+            return Some(circle);
+        }
+        if done.contains(module) {
+            return None;
+        }
+        path.push(module.to_owned());
+        for next in &graph[module] {
+            if let Some(circle) = visit(next, graph, path, done) {
+                return Some(circle);
+            }
+        }
+        path.pop();
+        done.insert(module.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for module in graph.keys() {
+        if let Some(circle) = visit(module, &graph, &mut Vec::new(), &mut done) {
+            panic!("import circle: {}", circle.join(" → "));
+        }
+    }
+}
+
+/// The checker itself finds what it is for, so the two tests above cannot pass by seeing nothing.
+#[test]
+fn the_checker_resolves_paths_and_sees_the_known_edges() {
+    let graph = graph();
+    assert!(graph["edge::session"].contains("hub"));
+    assert!(graph["edge::session"].contains("edge::socket"));
+    assert!(graph["input::poller"].contains("hub"));
+    assert!(graph["input::normalize"].contains("input::normalize::fields"));
+    assert!(graph["config::validate"].contains("config"));
+    assert!(graph["hub"].contains("hub::packet"));
+    assert!(graph[""].contains("edge"));
+}
