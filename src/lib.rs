@@ -2,16 +2,17 @@
 //! TELEMETRY packet, and pushes it over WebSocket to every connected dashboard.
 //!
 //! Data flows one way, through three layers, each a folder:
-//! - [`input`]: where snapshots come from. The engine's HTTP API (client, normaliser,
-//!   aggregation) and the fixed-rate poller that drives it; other inputs (a pub/sub
-//!   subscriber, a feed shared by several daemons) go beside the poller.
+//! - [`input`]: where snapshots come from. The normaliser and aggregation of the engine's
+//!   answers and the fixed-rate poller that drives them; other inputs (a pub/sub subscriber, a
+//!   feed shared by several daemons) go beside the poller.
 //! - [`hub`]: the only place packets come from. The packet types, the frames serialized once
 //!   per snapshot, the latest snapshot for newcomers and the fan-out; a resume history goes here.
 //! - [`edge`]: what dashboards touch. The listener, HTTP routes, the WebSocket handshake and its
 //!   checks, and each connection's session; client commands and channel subscriptions go here.
 //!
-//! Below them, used by all and using none of them: [`config`] (`bff.toml`), [`metrics`] (the
-//! Prometheus metrics), [`os`] (file limits, the listening socket) and [`contract`] (the
+//! Below them, used by all and using none of them: [`config`] (`bff.toml`), [`engine`] (the
+//! engine's HTTP API: the sources the poller reads and the actions commands send), [`metrics`]
+//! (the Prometheus metrics), [`os`] (file limits, the listening socket) and [`contract`] (the
 //! published JSON Schema). [`demo`] is an engine simulator on its own, for `--demo`.
 //!
 //! The wire contract is written down in `docs/PROTOCOL.md`.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod contract;
 pub mod demo;
 pub mod edge;
+pub mod engine;
 pub mod hub;
 pub mod input;
 pub mod metrics;
@@ -41,7 +43,7 @@ use crate::edge::Context;
 use crate::edge::admission::Admission;
 use crate::hub::Hub;
 use crate::hub::packet::Telemetry;
-use crate::input::engine::{Engine, SourceKind};
+use crate::engine::{Engine, SourceKind};
 use crate::input::poller;
 use crate::metrics::Metrics;
 

@@ -13,10 +13,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("metrics", &[]),
     ("os", &[]),
     ("contract", &[]),
+    ("engine", &["config"]),
     ("demo", &[]),
     ("hub", &["config", "metrics", "os"]),
-    ("input", &["hub", "config", "metrics", "os"]),
-    ("edge", &["hub", "config", "metrics", "os", "contract"]),
+    ("input", &["hub", "engine", "config", "metrics", "os"]),
+    ("edge", &["hub", "engine", "config", "metrics", "os", "contract"]),
 ];
 
 /// Every module of the library: its path (`edge::session`) → the file it lives in.

@@ -39,6 +39,15 @@ const DEFAULT_MAX_MESSAGE_BYTES: usize = 4096;
 const DEFAULT_MESSAGES_PER_SECOND: u32 = 10;
 const DEFAULT_MESSAGE_BURST: u32 = 20;
 const DEFAULT_MAX_LOGS: usize = 50;
+const DEFAULT_HALT: &str = "/api/actions/halt";
+const DEFAULT_RESUME: &str = "/api/actions/resume";
+const DEFAULT_REBALANCE: &str = "/api/actions/rebalance";
+const DEFAULT_EXPORT_LOGS: &str = "/api/actions/export-logs";
+const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_COMMANDS_PER_MINUTE: u32 = 10;
+const DEFAULT_COMMAND_BURST: u32 = 3;
+const DEFAULT_REPEAT_WINDOW_MS: u64 = 60_000;
+const DEFAULT_COMMANDS_IN_FLIGHT: usize = 4;
 
 /// Everything the daemon can be told; every field has a default, so an empty file is valid.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -54,6 +63,8 @@ pub struct Config {
     pub packet: PacketConfig,
     /// `[auth]`: dashboard tokens.
     pub auth: AuthConfig,
+    /// `[commands]`: actions dashboards may ask of the engine.
+    pub commands: CommandConfig,
 }
 
 /// Who may connect, beyond the origin check.
@@ -62,6 +73,29 @@ pub struct Config {
 pub struct AuthConfig {
     /// HS256 secret that dashboard tokens are signed with; empty turns authentication off.
     pub secret: Secret,
+    /// A file holding the secret instead (surrounding whitespace ignored), read at start-up
+    /// and on every reload; `bff token --secret-file` signs with the same file.
+    pub secret_file: Option<PathBuf>,
+}
+
+/// How commands from dashboards reach the engine. Every command needs a token allowing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandConfig {
+    /// Let commands through without a token, from loopback peers only; for a demo or a
+    /// single-user machine. Logged as a warning at start-up and on every use.
+    pub allow_without_auth: bool,
+    /// Deadline for the engine to answer one command.
+    pub timeout_ms: u64,
+    /// Commands one token subject may send per minute, sustained.
+    pub per_minute: u32,
+    /// Commands one subject may send at once before the rate applies.
+    pub burst: u32,
+    /// A command repeating an `id` seen within this window is answered from the first result
+    /// and not sent again (a double-click must not act twice).
+    pub repeat_window_ms: u64,
+    /// Commands one connection may have waiting for the engine at once.
+    pub max_in_flight: usize,
 }
 
 /// Where and how the engine is polled.
@@ -82,6 +116,14 @@ pub struct EngineConfig {
     pub timeout_ms: u64,
     /// Largest answer accepted, enforced while the body streams in.
     pub max_body_bytes: usize,
+    /// The `halt` action: a path under `url`, or a full URL, POSTed to; empty turns it off.
+    pub halt: String,
+    /// The `resume` action, likewise.
+    pub resume: String,
+    /// The `rebalance` action, likewise.
+    pub rebalance: String,
+    /// The `export-logs` action, likewise.
+    pub export_logs: String,
 }
 
 /// The listening socket and who may connect.
@@ -142,6 +184,10 @@ impl Default for EngineConfig {
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            halt: DEFAULT_HALT.into(),
+            resume: DEFAULT_RESUME.into(),
+            rebalance: DEFAULT_REBALANCE.into(),
+            export_logs: DEFAULT_EXPORT_LOGS.into(),
         }
     }
 }
@@ -172,6 +218,19 @@ impl Default for ClientConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             message_burst: DEFAULT_MESSAGE_BURST,
+        }
+    }
+}
+
+impl Default for CommandConfig {
+    fn default() -> Self {
+        Self {
+            allow_without_auth: false,
+            timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
+            per_minute: DEFAULT_COMMANDS_PER_MINUTE,
+            burst: DEFAULT_COMMAND_BURST,
+            repeat_window_ms: DEFAULT_REPEAT_WINDOW_MS,
+            max_in_flight: DEFAULT_COMMANDS_IN_FLIGHT,
         }
     }
 }
@@ -236,6 +295,28 @@ impl Config {
         Ok((config, path.display().to_string()))
     }
 
+    /// Reads `auth.secret_file`, when one is named, into `auth.secret`. `origin` is where the
+    /// config came from, for the message when both are set.
+    pub fn read_secret_file(&mut self, origin: &str) -> Result<(), ConfigError> {
+        let Some(path) = &self.auth.secret_file else {
+            return Ok(());
+        };
+        if !self.auth.secret.expose().is_empty() {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems: vec![
+                    "auth.secret_file: auth.secret is set too; keep one of the two".to_owned(),
+                ],
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        self.auth.secret = Secret::new(text.trim());
+        Ok(())
+    }
+
     /// Parses TOML text; the message names the line and key of the first error.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| {
@@ -253,7 +334,8 @@ impl Config {
     }
 
     /// The keys that differ between this running config and `next` but cannot change without
-    /// a restart: the listening address, and the queue every connection shares.
+    /// a restart: the listening address, the queue every connection shares, and the command
+    /// rate every subject shares.
     pub fn restart_needed(&self, next: &Config) -> Vec<&'static str> {
         let mut keys = Vec::new();
         if self.server.listen != next.server.listen {
@@ -261,6 +343,11 @@ impl Config {
         }
         if self.clients.queue_size != next.clients.queue_size {
             keys.push("clients.queue_size");
+        }
+        if (self.commands.per_minute, self.commands.burst)
+            != (next.commands.per_minute, next.commands.burst)
+        {
+            keys.push("commands.per_minute");
         }
         keys
     }

@@ -20,6 +20,19 @@ impl Config {
                 bad(key, msg);
             }
         }
+        // An empty action path turns that action off.
+        for (key, value) in [
+            ("engine.halt", &e.halt),
+            ("engine.resume", &e.resume),
+            ("engine.rebalance", &e.rebalance),
+            ("engine.export_logs", &e.export_logs),
+        ] {
+            if !value.is_empty()
+                && let Err(msg) = endpoint(&e.url, value)
+            {
+                bad(key, msg);
+            }
+        }
         if e.poll_interval_ms < 10 {
             bad(
                 "engine.poll_interval_ms",
@@ -114,6 +127,17 @@ impl Config {
                 "clients.max_message_bytes",
                 format!("{} is too small; use at least 64", c.max_message_bytes),
             );
+        }
+        let m = &self.commands;
+        for (key, value) in [
+            ("commands.timeout_ms", m.timeout_ms),
+            ("commands.per_minute", m.per_minute.into()),
+            ("commands.burst", m.burst.into()),
+            ("commands.max_in_flight", m.max_in_flight as u64),
+        ] {
+            if value == 0 {
+                bad(key, "must be above 0".into());
+            }
         }
         if problems.is_empty() {
             Ok(())

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::aggregate::{self, Change, Inputs};
-use super::engine::{Engine, SourceKind};
+use crate::engine::{Engine, SourceKind};
 use super::normalize;
 use crate::config::Config;
 use crate::hub::Hub;
