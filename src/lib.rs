@@ -41,9 +41,10 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::Config;
 use crate::edge::Context;
 use crate::edge::admission::Admission;
+use crate::edge::command::Commands;
+use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
 use crate::hub::packet::Telemetry;
-use crate::engine::{Engine, SourceKind};
 use crate::input::poller;
 use crate::metrics::Metrics;
 
@@ -85,9 +86,17 @@ pub async fn run(
         )
         .instrument(info_span!("poller")),
     );
+    let commands = Arc::new(Commands::new(&config, metrics.clone(), hub.clone()));
+    if config.commands.allow_without_auth {
+        warn!(
+            "commands.allow_without_auth is on: loopback peers may halt, resume, rebalance and \
+             export logs without a token"
+        );
+    }
     let ctx = Arc::new(Context {
         settings,
         admission: Admission::default(),
+        commands,
         hub,
         metrics,
         shutdown,

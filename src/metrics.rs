@@ -58,6 +58,12 @@ struct DisconnectLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    action: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
     status: u16,
 }
@@ -79,6 +85,7 @@ pub struct Metrics {
     poll_errors: Family<PollErrorLabels, Counter>,
     ticks: Counter,
     last_good_age: Family<SourceLabel, Gauge<f64, AtomicU64>>,
+    commands: Family<CommandLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -165,8 +172,15 @@ impl Metrics {
             "Seconds since each source last answered well (absent until it first does)",
             Family::default(),
         );
+        let commands = register(
+            &mut registry,
+            "commands",
+            "Commands from dashboards, by action (unknown for a name the engine has not) and outcome",
+            Family::default(),
+        );
         Self {
             registry,
+            commands,
             connections,
             connects,
             disconnects,
@@ -225,6 +239,14 @@ impl Metrics {
                 .get_or_create(&PollErrorLabels { source, kind })
                 .inc();
         }
+    }
+
+    /// A command for `action` ended with `outcome` (ok, engine_refused, engine_error, timeout,
+    /// unreachable, unauthorized, forbidden, rate_limited, unknown_action, repeat, busy, shutdown).
+    pub fn command(&self, action: &'static str, outcome: &'static str) {
+        self.commands
+            .get_or_create(&CommandLabels { action, outcome })
+            .inc();
     }
 
     /// A packet was published.

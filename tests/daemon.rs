@@ -160,7 +160,7 @@ async fn ping_gets_pong_and_garbage_is_ignored() {
         "not json",
         "{\"type\": 5}",
         "{\"type\":\"DANCE\"}",
-        "{\"type\":\"HALT\"}",
+        "{\"type\":\"UNSUBSCRIBE\"}",
         "[]",
     ] {
         send_text(&mut ws, garbage).await;

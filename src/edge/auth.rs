@@ -1,14 +1,22 @@
-//! Optional token authentication for dashboards. When `auth.secret` is set, a handshake must
+//! Token authentication for dashboards and commands. When `auth.secret` is set, a handshake must
 //! carry an HS256 JWT signed with it and not expired, either as the WebSocket subprotocol pair
 //! `token, <JWT>` (what a browser can send; the daemon echoes `token` back, as browsers require)
-//! or as `Authorization: Bearer <JWT>`.
+//! or as `Authorization: Bearer <JWT>`. The token's claims say which engine actions its bearer
+//! may send (`"actions": [...]`, or `"role": "operator"` for all); a token without them watches.
 
+use chrono::Utc;
 use hyper::header::{AUTHORIZATION, HeaderMap, SEC_WEBSOCKET_PROTOCOL};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use crate::engine::action::Action;
 
 /// The subprotocol name that announces a token in the next list item.
 pub const TOKEN_SUBPROTOCOL: &str = "token";
+
+/// The role that may send every action.
+pub const OPERATOR: &str = "operator";
 
 /// Verifies dashboard tokens against the configured secret.
 pub struct Auth {
@@ -19,6 +27,61 @@ pub struct Auth {
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Auth(HS256, secret ***)")
+    }
+}
+
+/// What a verified token says about its bearer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// Who the token was issued to (`sub`); logs and the command rate go by it.
+    pub subject: Option<String>,
+    /// When it expires, in seconds since the epoch (`exp`).
+    pub expires: i64,
+    /// `role`; `operator` may send every action.
+    pub role: Option<String>,
+    /// `actions`: the actions it may send besides.
+    pub actions: Vec<String>,
+}
+
+impl Claims {
+    /// Reads the claims the daemon uses, leniently: a claim of the wrong type counts as absent.
+    fn from_json(claims: &Value) -> Self {
+        Self {
+            subject: claims["sub"].as_str().map(str::to_owned),
+            expires: claims["exp"].as_i64().unwrap_or(0),
+            role: claims["role"].as_str().map(str::to_owned),
+            actions: claims["actions"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether the token allows `action`.
+    pub fn allows(&self, action: Action) -> bool {
+        self.role.as_deref() == Some(OPERATOR)
+            || self
+                .actions
+                .iter()
+                .any(|a| Action::parse(a) == Some(action))
+    }
+
+    /// The actions the token allows, in their usual order.
+    pub fn allowed(&self) -> Vec<Action> {
+        Action::ALL
+            .into_iter()
+            .filter(|a| self.allows(*a))
+            .collect()
+    }
+
+    /// Whether it has expired by now: a connection outlives its token, its commands do not.
+    pub fn expired(&self) -> bool {
+        self.expires <= Utc::now().timestamp()
     }
 }
 
@@ -37,11 +100,20 @@ impl Auth {
         })
     }
 
-    /// Checks the handshake's token; the error is a reason fit for a log line (never the token).
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), &'static str> {
-        let token = token(headers).ok_or("no token")?;
-        jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
-            .map(drop)
+    /// Checks the handshake's token (subprotocol or bearer); the error is a reason fit for a
+    /// log line and an answer (never the token).
+    pub fn check(&self, headers: &HeaderMap) -> Result<Claims, &'static str> {
+        self.verify(token(headers).ok_or("no token")?)
+    }
+
+    /// Checks `Authorization: Bearer <JWT>`, as HTTP commands carry it.
+    pub fn check_bearer(&self, headers: &HeaderMap) -> Result<Claims, &'static str> {
+        self.verify(bearer(headers).ok_or("no token")?)
+    }
+
+    fn verify(&self, token: &str) -> Result<Claims, &'static str> {
+        jsonwebtoken::decode::<Value>(token, &self.key, &self.validation)
+            .map(|data| Claims::from_json(&data.claims))
             .map_err(|err| match err.kind() {
                 ErrorKind::ExpiredSignature => "token expired",
                 ErrorKind::InvalidSignature => "token signature does not match",
@@ -73,10 +145,49 @@ fn token(headers: &HeaderMap) -> Option<&str> {
     if let (Some(_), Some(jwt)) = (offered.next(), offered.next()) {
         return Some(jwt);
     }
+    bearer(headers)
+}
+
+/// The token from `Authorization: Bearer <JWT>`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(AUTHORIZATION)?
         .to_str()
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_may_do_everything_others_what_they_are_given() {
+        let claims = |role: Option<&str>, actions: &[&str]| Claims {
+            role: role.map(str::to_owned),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+            ..Claims::default()
+        };
+        assert_eq!(claims(Some("operator"), &[]).allowed(), Action::ALL);
+        assert_eq!(
+            claims(Some("viewer"), &["HALT", "export_logs", "liquidate"]).allowed(),
+            [Action::Halt, Action::ExportLogs]
+        );
+        assert!(claims(None, &[]).allowed().is_empty());
+    }
+
+    #[test]
+    fn claims_of_the_wrong_type_count_as_absent() {
+        let claims = Claims::from_json(&serde_json::json!({
+            "sub": 7, "exp": 99, "role": ["operator"], "actions": "halt"
+        }));
+        assert_eq!(
+            claims,
+            Claims {
+                expires: 99,
+                ..Claims::default()
+            }
+        );
+    }
 }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admission::Admission;
+use super::command::Commands;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -24,6 +25,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Open connections, in total and per IP.
     pub admission: Admission,
+    /// Decides and sends commands, for sessions and HTTP routes alike.
+    pub commands: Arc<Commands>,
     /// Cancelled once, at shutdown; every loop selects on it.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for their close frames to go out.

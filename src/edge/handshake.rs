@@ -15,7 +15,9 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::admission::Refusal;
 use super::auth::{self, Auth};
+use super::command::{Caller, Token};
 use super::context::Context;
+use super::origin::origin_allowed;
 use super::reply::{Body, text};
 use super::session::{self, Endpoint};
 use crate::config::Config;
@@ -42,16 +44,18 @@ pub fn websocket(
             "Origin not allowed: add it to server.allowed_origins.\n",
         );
     }
-    if let Some(auth) = Auth::new(config.auth.secret.expose())
-        && let Err(reason) = auth.check(req.headers())
-    {
-        warn!(%peer, reason, "Client refused: unauthorized");
-        return text(
-            StatusCode::UNAUTHORIZED,
-            "A valid token is required: send `Sec-WebSocket-Protocol: token, <JWT>` or \
-             `Authorization: Bearer <JWT>`.\n",
-        );
-    }
+    let token = match Auth::new(config.auth.secret.expose()).map(|a| a.check(req.headers())) {
+        None => Token::Absent,
+        Some(Ok(claims)) => Token::Valid(claims),
+        Some(Err(reason)) => {
+            warn!(%peer, reason, "Client refused: unauthorized");
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "A valid token is required: send `Sec-WebSocket-Protocol: token, <JWT>` or \
+                 `Authorization: Bearer <JWT>`.\n",
+            );
+        }
+    };
     let echo_token = auth::offers_token_subprotocol(req.headers());
     let limits = &config.server;
     let permit = match ctx.admission.admit(
@@ -68,11 +72,13 @@ pub fn websocket(
         async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
+                    let caller = Caller { token, peer };
                     session::run(
                         upgraded,
                         permit,
                         Endpoint::Stream,
-                        &config.clients,
+                        caller,
+                        &config,
                         &task_ctx,
                     )
                     .await
@@ -161,17 +167,6 @@ fn check_handshake(method: &Method, headers: &HeaderMap) -> Result<String, Respo
     }
 }
 
-/// An empty list allows any origin; a request without `Origin` is not from a browser page, which
-/// is what the list guards against, so it is allowed too.
-fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
-    match origin {
-        Some(origin) if !allowed.is_empty() => {
-            allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
-        }
-        _ => true,
-    }
-}
-
 fn refuse(peer: SocketAddr, refusal: Refusal) -> Response<Body> {
     let (status, message) = match refusal {
         Refusal::PerIp(limit) => (
@@ -191,18 +186,4 @@ fn refuse(peer: SocketAddr, refusal: Refusal) -> Response<Body> {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origins() {
-        let list = vec!["https://dash.example.com".to_string()];
-        assert!(origin_allowed(&[], Some("https://evil.example")));
-        assert!(origin_allowed(&list, Some("https://DASH.example.com")));
-        assert!(!origin_allowed(&list, Some("https://evil.example")));
-        assert!(origin_allowed(&list, None));
-    }
 }

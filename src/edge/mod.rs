@@ -5,18 +5,21 @@
 //! - [`server`] accepts TCP connections and serves HTTP on each; [`routes`] answers the plain
 //!   requests (page, health, metrics, schema) and hands WebSocket paths to [`handshake`], which
 //!   checks the request, the origin, the token ([`auth`]) and the limits ([`admission`]).
+//! - [`command`] decides and sends engine actions for sessions and for HTTP callers.
 //! - [`session`] is one connection's life over its [`socket`] ([`inbound`] is the read half
 //!   tungstenite parses), with what clients may send in [`message`] and every way it can end in
-//!   [`ending`]. Commands from dashboards and relay-channel subscriptions belong beside them.
+//!   [`ending`]. Relay-channel subscriptions belong beside them.
 //! - [`context`] is what all of them share; [`reply`] builds the plain HTTP answers.
 
 pub mod admission;
 pub mod auth;
+pub mod command;
 pub mod context;
 pub mod ending;
 pub mod handshake;
 pub mod inbound;
 pub mod message;
+pub mod origin;
 pub mod reply;
 pub mod routes;
 pub mod server;

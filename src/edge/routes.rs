@@ -10,6 +10,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use super::command;
 use super::context::Context;
 use super::handshake;
 use super::reply::{Body, ok, text};
@@ -29,6 +30,7 @@ pub async fn handle(
         "/health" => health(&ctx),
         "/metrics" => metrics(&ctx),
         "/schema.json" => ok(contract::SCHEMA, "application/schema+json"),
+        _ if command::http::serves(path) => command::http::handle(req, peer, &ctx).await,
         // A browser asking for `/` gets the live page; a WebSocket handshake on `/` still works.
         "/" if read && !upgrade => page(&config.server.ws_paths),
         _ if config.server.ws_paths.iter().any(|p| p == path) => {

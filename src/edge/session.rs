@@ -17,17 +17,19 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::admission::Permit;
+use super::command::{Caller, CommandResult, Link};
 use super::context::Context;
 use super::ending::Ending;
 use super::message::{self, ClientMessage};
 use super::socket::{Outbox, Socket};
-use crate::config::ClientConfig;
+use crate::config::Config;
 use crate::hub::frame::{self, PING};
 use crate::hub::packet::PONG;
 use crate::hub::{Hub, Subscription};
@@ -44,12 +46,14 @@ pub enum Endpoint {
 }
 
 /// Runs one upgraded client from WELCOME to close, holding its admission slot throughout, and
-/// counts and logs its coming and going.
+/// counts and logs its coming and going. `config` is the config it was admitted under; its
+/// `[clients]` settings hold for its whole life.
 pub async fn run(
     upgraded: Upgraded,
     permit: Permit,
     endpoint: Endpoint,
-    config: &ClientConfig,
+    caller: Caller,
+    config: &Config,
     ctx: &Context,
 ) {
     // Take the TCP socket back from hyper so frames can be written to it directly.
@@ -64,8 +68,16 @@ pub async fn run(
     let (read, write) = io.into_inner().into_split();
     ctx.metrics.connected();
     info!(clients = ctx.admission.open(), "Client Connected");
-    let socket = Socket::new(read, write, leftover, config, ctx.metrics.clone()).await;
+    let socket = Socket::new(read, write, leftover, &config.clients, ctx.metrics.clone()).await;
+    let link = Link {
+        commands: ctx.commands.clone(),
+        caller,
+        settings: ctx.settings.clone(),
+        tracker: ctx.tracker.clone(),
+        shutdown: ctx.shutdown.clone(),
+    };
     let ending = Session::new(socket, endpoint, config)
+        .with_commands(link)
         .run(&ctx.hub, &ctx.shutdown)
         .await;
     let code = ending.code();
@@ -89,6 +101,12 @@ pub struct Session<R, W> {
     limiter: DefaultDirectRateLimiter,
     ping_every: Duration,
     idle_timeout: Duration,
+    /// How this connection sends commands; `None` where it cannot (tests over pipes).
+    commands: Option<Link>,
+    /// Results of this connection's commands, written as they come; bounded by
+    /// `commands.max_in_flight`, the number it may have running.
+    results: (mpsc::Sender<CommandResult>, mpsc::Receiver<CommandResult>),
+    in_flight: usize,
 }
 
 impl<R, W> Session<R, W>
@@ -96,18 +114,28 @@ where
     R: AsyncRead + Unpin,
     W: Outbox,
 {
-    /// A session on `socket` under the client settings it started with.
-    pub fn new(socket: Socket<R, W>, endpoint: Endpoint, config: &ClientConfig) -> Self {
+    /// A session on `socket` under the settings it started with.
+    pub fn new(socket: Socket<R, W>, endpoint: Endpoint, config: &Config) -> Self {
+        let clients = &config.clients;
         Self {
             socket,
             endpoint,
             limiter: RateLimiter::direct(
-                Quota::per_second(validated_non_zero(config.messages_per_second))
-                    .allow_burst(validated_non_zero(config.message_burst)),
+                Quota::per_second(validated_non_zero(clients.messages_per_second))
+                    .allow_burst(validated_non_zero(clients.message_burst)),
             ),
-            ping_every: Duration::from_millis(config.ping_interval_ms),
-            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            ping_every: Duration::from_millis(clients.ping_interval_ms),
+            idle_timeout: Duration::from_millis(clients.idle_timeout_ms),
+            commands: None,
+            results: mpsc::channel(config.commands.max_in_flight),
+            in_flight: 0,
         }
+    }
+
+    /// Lets the session send commands through `link`.
+    pub fn with_commands(mut self, link: Link) -> Self {
+        self.commands = Some(link);
+        self
     }
 
     /// Serves the connection until it ends, and says how it ended.
@@ -139,6 +167,10 @@ where
                     }
                     Err(RecvError::Lagged(missed)) => Some(Ending::TooSlow(missed)),
                     Err(RecvError::Closed) => Some(Ending::Shutdown),
+                },
+                Some(result) = self.results.1.recv() => {
+                    self.in_flight -= 1;
+                    self.send_result(&result).await.err()
                 },
                 frame = self.socket.next() => {
                     last_heard = Instant::now();
@@ -192,6 +224,7 @@ where
     async fn answer(&mut self, text: &str) -> Result<(), Ending> {
         match message::parse(text) {
             Ok(ClientMessage::Ping) => self.socket.write(&PONG_FRAME, Frame::Reply).await,
+            Ok(ClientMessage::Command { action, id }) => self.command(action, id).await,
             Ok(ClientMessage::Reserved(kind)) => {
                 debug!(kind, "Reserved command ignored: not implemented yet");
                 Ok(())
@@ -208,6 +241,51 @@ where
     }
 }
 
+impl<R, W> Session<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: Outbox,
+{
+    /// Starts one command apart from this loop, or answers at once when it cannot start.
+    async fn command(&mut self, action: String, id: Option<String>) -> Result<(), Ending> {
+        let Some(link) = &self.commands else {
+            let result = CommandResult::refused(
+                id,
+                &action,
+                503,
+                "unavailable",
+                "commands are not available on this connection".into(),
+            );
+            return self.send_result(&result).await;
+        };
+        if self.in_flight >= self.results.1.max_capacity() {
+            let result = CommandResult::refused(
+                id,
+                &action,
+                429,
+                "busy",
+                format!(
+                    "{} commands are already waiting for the engine on this connection",
+                    self.in_flight
+                ),
+            );
+            link.commands.count(&result);
+            return self.send_result(&result).await;
+        }
+        self.in_flight += 1;
+        link.start(action, id, self.results.0.clone());
+        Ok(())
+    }
+
+    /// Writes one COMMAND_RESULT.
+    async fn send_result(&mut self, result: &CommandResult) -> Result<(), Ending> {
+        let json = serde_json::to_string(result).expect("a CommandResult always serializes");
+        self.socket
+            .write(&frame::text_frame(&json), Frame::Reply)
+            .await
+    }
+}
+
 /// `Config::validate` refuses a zero rate or burst.
 fn validated_non_zero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).expect("a validated rate is above 0")
@@ -215,13 +293,13 @@ fn validated_non_zero(n: u32) -> NonZeroU32 {
 
 /// Builds a session over in-memory halves, for the tests of this module.
 #[cfg(test)]
-async fn over<R, W>(read: R, write: W, config: &ClientConfig) -> Session<R, W>
+async fn over<R, W>(read: R, write: W, config: &Config) -> Session<R, W>
 where
     R: AsyncRead + Unpin,
     W: Outbox,
 {
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-    let socket = Socket::new(read, write, Vec::new(), config, metrics).await;
+    let socket = Socket::new(read, write, Vec::new(), &config.clients, metrics).await;
     Session::new(socket, Endpoint::Stream, config)
 }
 

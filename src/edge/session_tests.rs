@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 use super::over;
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Config};
 use crate::edge::ending::Ending;
 use crate::edge::socket::LINGER;
 use crate::hub::Hub;
@@ -45,7 +45,7 @@ async fn pair(
 async fn run(
     server: (ReadHalf<DuplexStream>, WriteHalf<DuplexStream>),
     hub: &Hub,
-    config: &ClientConfig,
+    config: &Config,
     shutdown: &CancellationToken,
 ) -> Ending {
     over(server.0, server.1, config)
@@ -54,12 +54,16 @@ async fn run(
         .await
 }
 
-fn config(ping_ms: u64, idle_ms: u64, send_ms: u64) -> ClientConfig {
-    ClientConfig {
+fn config(ping_ms: u64, idle_ms: u64, send_ms: u64) -> Config {
+    let clients = ClientConfig {
         ping_interval_ms: ping_ms,
         idle_timeout_ms: idle_ms,
         send_timeout_ms: send_ms,
         ..ClientConfig::default()
+    };
+    Config {
+        clients,
+        ..Config::default()
     }
 }
 

@@ -13,7 +13,7 @@ pub mod packet;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 use self::packet::Telemetry;
 
@@ -47,6 +47,9 @@ struct Shared {
     /// more than its capacity behind is told it lagged (and is disconnected) instead of holding
     /// memory or slowing the producer.
     tx: broadcast::Sender<Arc<Snapshot>>,
+    /// Raised when a consumer needs a fresh snapshot sooner than the next tick (a command
+    /// changed the engine's state); the producer takes it as a cue to poll at once.
+    refresh: Notify,
 }
 
 /// A connection's feed: the snapshot to welcome it with and the receiver for what follows.
@@ -77,6 +80,7 @@ impl Hub {
             shared: Arc::new(Shared {
                 latest: Mutex::new(Arc::new(snapshot(0, initial, &body))),
                 tx,
+                refresh: Notify::new(),
             }),
         }
     }
@@ -142,6 +146,17 @@ impl Hub {
             .lock()
             .expect("hub lock poisoned")
             .clone()
+    }
+
+    /// Asks the producer for a fresh snapshot now rather than at its next tick. Requests made
+    /// before the producer gets to them count once.
+    pub fn request_refresh(&self) {
+        self.shared.refresh.notify_one();
+    }
+
+    /// Resolves when a fresh snapshot was asked for (see [`Hub::request_refresh`]).
+    pub async fn refresh_requested(&self) {
+        self.shared.refresh.notified().await;
     }
 
     /// Connections currently subscribed.

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::aggregate::{self, Change, Inputs};
-use crate::engine::{Engine, SourceKind};
 use super::normalize;
 use crate::config::Config;
+use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -55,6 +55,9 @@ pub async fn run(
                 config = next;
             }
             _ = ticks.tick() => tick(&engine, &hub, &metrics, &mut inputs, config.packet.max_logs).await,
+            // A command changed the engine's state: show it now, not at the next tick. The
+            // fixed-rate clock keeps its phase.
+            _ = hub.refresh_requested() => tick(&engine, &hub, &metrics, &mut inputs, config.packet.max_logs).await,
         }
     }
 }

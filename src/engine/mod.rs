@@ -1,5 +1,9 @@
 //! The engine's HTTP API as the daemon sees it: three JSON endpoints fetched with a deadline
-//! and a body cap, each failure turned into a short reason a dashboard can show.
+//! and a body cap, each failure turned into a short reason a dashboard can show, and the
+//! actions ([`action`]) commands send. Below the layers: the poller reads through it and the
+//! command path acts through it.
+
+pub mod action;
 
 use std::time::Duration;
 
@@ -75,6 +79,8 @@ impl FetchError {
 pub struct Engine {
     client: Client,
     urls: [Url; 3],
+    /// One per [`action::Action`], `None` where its setting is empty (the action is off).
+    actions: [Option<Url>; 4],
     timeout: Duration,
     max_body: usize,
 }
@@ -92,12 +98,27 @@ impl Engine {
         let url = |kind| {
             endpoint(config, kind).map_err(|e| anyhow::anyhow!("engine.{}: {e}", kind.name()))
         };
+        let action = |action: action::Action| {
+            let value = action.setting(config);
+            if value.is_empty() {
+                return Ok(None);
+            }
+            resolve(&config.url, value)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("engine.{}: {e}", action.key()))
+        };
         Ok(Self {
             client,
             urls: [
                 url(SourceKind::State)?,
                 url(SourceKind::Agents)?,
                 url(SourceKind::Models)?,
+            ],
+            actions: [
+                action(action::Action::Halt)?,
+                action(action::Action::Resume)?,
+                action(action::Action::Rebalance)?,
+                action(action::Action::ExportLogs)?,
             ],
             timeout: Duration::from_millis(config.timeout_ms),
             max_body: config.max_body_bytes,
@@ -127,26 +148,29 @@ impl Engine {
         if !response.status().is_success() {
             return Err(FetchError::Status(response.status()));
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.max_body as u64)
-        {
-            return Err(FetchError::TooLarge(self.max_body));
-        }
-        // Read chunk by chunk so an endless or huge body is refused as soon as it passes the cap.
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| FetchError::Body(root_cause(&e)))?
-        {
-            if body.len() + chunk.len() > self.max_body {
-                return Err(FetchError::TooLarge(self.max_body));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(&mut response, self.max_body).await?;
         serde_json::from_slice(&body).map_err(|e| FetchError::Json(e.to_string()))
     }
+}
+
+/// Reads a whole body chunk by chunk, so an endless or huge one is refused as soon as it passes
+/// `max` bytes (and up front when its `Content-Length` says so).
+async fn read_capped(response: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, FetchError> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(FetchError::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| FetchError::Body(root_cause(&e)))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(FetchError::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The full URL polled for `kind`: its setting as is when absolute, else joined to `engine.url`.
@@ -156,9 +180,14 @@ pub fn endpoint(config: &EngineConfig, kind: SourceKind) -> Result<Url, String> 
         SourceKind::Agents => &config.agents,
         SourceKind::Models => &config.models,
     };
+    resolve(&config.url, value)
+}
+
+/// `value` as is when it is a full URL, else joined to `base`.
+fn resolve(base: &str, value: &str) -> Result<Url, String> {
     let parse = |text: &str| Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e})"));
     if value.starts_with('/') {
-        parse(&config.url)?
+        parse(base)?
             .join(value)
             .map_err(|e| format!("{value:?} cannot be joined to engine.url: {e}"))
     } else {

@@ -1,0 +1,206 @@
+//! Commands over HTTP, for scripts and for frontends written against the gateway bff replaces:
+//! `POST /api/actions/<action>` and that gateway's `POST /trade/force` (a rebalance), each with
+//! `Authorization: Bearer <JWT>` and an optional `{"id": "…"}` body (or an `Idempotency-Key`
+//! header); `GET /api/actions` says which actions the caller's token allows, so a page can
+//! show only the buttons that will work. Answers are JSON with the same fields as a
+//! COMMAND_RESULT. Browsers are held to the origin allow-list, and an allowed origin gets the
+//! CORS headers its page needs.
+
+use std::net::SocketAddr;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::{Caller, Token};
+use crate::config::Config;
+use crate::edge::auth::Auth;
+use crate::edge::context::Context;
+use crate::edge::origin::origin_allowed;
+use crate::edge::reply::{Body, ok, text};
+use crate::engine::action::Action;
+
+/// Where the actions are served.
+pub const PREFIX: &str = "/api/actions";
+
+/// The old gateway's route, which rebalanced.
+pub const TRADE_FORCE: &str = "/trade/force";
+
+/// The largest request body read (it holds at most an id).
+const MAX_BODY_BYTES: usize = 4096;
+
+/// Whether `path` is one of the command routes.
+pub fn serves(path: &str) -> bool {
+    path == TRADE_FORCE || path == PREFIX || path.starts_with("/api/actions/")
+}
+
+/// Answers a request on a command route. Never fails: every problem is an HTTP answer.
+pub async fn handle(req: Request<Incoming>, peer: SocketAddr, ctx: &Context) -> Response<Body> {
+    let config = ctx.config();
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_owned);
+    if !origin_allowed(&config.server.allowed_origins, origin.as_deref()) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "Origin not allowed: add it to server.allowed_origins.\n",
+        );
+    }
+    let path = req.uri().path().to_owned();
+    let mut response = match (req.method(), path.as_str()) {
+        (&Method::OPTIONS, _) => preflight(),
+        (&Method::GET | &Method::HEAD, PREFIX) => allowed(req.headers(), peer, &config),
+        (&Method::POST, TRADE_FORCE) => command(req, peer, "rebalance".into(), ctx, &config).await,
+        (&Method::POST, path) if path.starts_with("/api/actions/") => {
+            let action = path["/api/actions/".len()..].to_owned();
+            command(req, peer, action, ctx, &config).await
+        }
+        _ => {
+            let allow = if path == PREFIX {
+                "GET, HEAD, OPTIONS"
+            } else {
+                "POST, OPTIONS"
+            };
+            let mut response = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{path} answers {allow}.\n"),
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            response
+        }
+    };
+    // A page on another allowed origin may read the answer (an empty list allows none here:
+    // a listed origin is a deliberate choice, a missing list is not).
+    if let Some(origin) = origin
+        && config
+            .server
+            .allowed_origins
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&origin))
+    {
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&origin) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        }
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+/// The caller's token, checked: from `Authorization: Bearer` when a secret is set.
+fn token(headers: &HeaderMap, config: &Config) -> Token {
+    match Auth::new(config.auth.secret.expose()).map(|auth| auth.check_bearer(headers)) {
+        None | Some(Err("no token")) => Token::Absent,
+        Some(Ok(claims)) => Token::Valid(claims),
+        Some(Err(reason)) => Token::Invalid(reason),
+    }
+}
+
+/// `POST` on an action: decided and sent by the shared service.
+async fn command(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    action: String,
+    ctx: &Context,
+    config: &Config,
+) -> Response<Body> {
+    let caller = Caller {
+        token: token(req.headers(), config),
+        peer,
+    };
+    let header_id = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await;
+    let body_id = match body.map(|b| b.to_bytes()) {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => None,
+        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(fields)) => match fields.get("id") {
+                Some(Value::String(id)) => Some(id.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            },
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "The body, when there is one, is a JSON object such as {\"id\": \"c-42\"}.\n",
+                );
+            }
+        },
+        Err(_) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("The body holds at most an id: {MAX_BODY_BYTES} bytes.\n"),
+            );
+        }
+    };
+    let result = ctx
+        .commands
+        .run(&caller, &action, body_id.or(header_id), config)
+        .await;
+    let mut response = ok(
+        serde_json::to_string(&result).expect("a CommandResult always serializes"),
+        "application/json",
+    );
+    *response.status_mut() = StatusCode::from_u16(result.http_status).unwrap_or(StatusCode::OK);
+    if result.http_status == 401 {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// `GET /api/actions`: which actions this caller's token allows, and every action there is.
+fn allowed(headers: &HeaderMap, peer: SocketAddr, config: &Config) -> Response<Body> {
+    let names = |actions: Vec<Action>| actions.iter().map(|a| a.name()).collect::<Vec<_>>();
+    let (allowed, why) = match token(headers, config) {
+        Token::Valid(claims) if !claims.expired() => (names(claims.allowed()), None),
+        Token::Valid(_) => (Vec::new(), Some("token expired")),
+        Token::Invalid(reason) => (Vec::new(), Some(reason)),
+        Token::Absent
+            if config.auth.secret.expose().is_empty()
+                && config.commands.allow_without_auth
+                && peer.ip().is_loopback() =>
+        {
+            (names(Action::ALL.to_vec()), None)
+        }
+        Token::Absent => (Vec::new(), Some("no token")),
+    };
+    let body = json!({
+        "allowed": allowed,
+        "actions": names(Action::ALL.to_vec()),
+        "error": why,
+    });
+    ok(body.to_string(), "application/json")
+}
+
+/// The answer to a browser's CORS preflight: POST with a bearer token and a JSON body.
+fn preflight() -> Response<Body> {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type, idempotency-key"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    response
+}
