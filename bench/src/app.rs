@@ -1,7 +1,9 @@
-//! The command line and the run: connect phase, steady window, teardown, report.
+//! The run: starts the runtime, sets up what the clients share, then goes through the connect
+//! phase ([`crate::connect`]), the steady window and the teardown, sampling the daemon and this
+//! process at each step, and hands what was recorded to [`crate::report`].
+//!
+//! The options come from [`crate::cli`]; the clients themselves are [`crate::client`].
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,77 +11,22 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout_at};
-use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::{self, Cli};
 use crate::client::{self, Client, Shared};
-use crate::net::{self, now_ns};
+use crate::connect;
+use crate::net::now_ns;
 use crate::report::{self, DaemonSamples, Run};
 use crate::sys;
 
-/// Ephemeral ports one source address can use towards one server (net.ipv4.ip_local_port_range
-/// is 32768–60999 by default).
-const PORTS_PER_SOURCE: usize = 28_000;
-
-/// The most memory the per-packet receive records may take.
-const MAX_RECORD_BYTES: u64 = 2 << 30;
-
-/// Opens many WebSocket dashboards against a bff daemon and measures how it serves them.
-#[derive(Debug, Parser)]
-#[command(name = "bff-load", version)]
-struct Cli {
-    /// WebSocket URL of the daemon
-    #[arg(long, default_value = "ws://127.0.0.1:3000/")]
-    url: String,
-    /// Number of clients
-    #[arg(long, default_value_t = 100)]
-    clients: usize,
-    /// Seconds of steady state, counted from the moment every client is connected
-    #[arg(long, default_value_t = 60)]
-    duration: u64,
-    /// New connections per second; 0 opens them all at once (a connect storm)
-    #[arg(long, default_value_t = 2000)]
-    connect_rate: u32,
-    /// Spread clients over this many loopback source addresses 127.0.0.1…, round robin
-    /// (0: let the kernel pick; only for a loopback server)
-    #[arg(long, default_value_t = 32)]
-    source_ips: u32,
-    /// The first M clients stop reading right after their WELCOME (stalled dashboards)
-    #[arg(long, default_value_t = 0, value_name = "M")]
-    stall: usize,
-    /// SO_RCVBUF of stalled clients, bytes
-    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
-    stall_rcvbuf: u32,
-    /// The daemon's process id, for its CPU and memory figures
-    #[arg(long, value_name = "PID")]
-    daemon_pid: Option<u32>,
-    /// Also write the JSON report to this file
-    #[arg(long, value_name = "PATH")]
-    json: Option<PathBuf>,
-    /// Seconds one client may take to connect and receive its WELCOME
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
-    connect_timeout: u64,
-    /// Cap on the whole connect phase, seconds [default: clients/connect-rate + connect-timeout]
-    #[arg(long, value_name = "SECS")]
-    connect_phase_cap: Option<u64>,
-    /// Runtime worker threads for the load generator; 1 runs everything on one thread, leaving
-    /// the other cores to the daemon
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-}
-
-/// Where to connect, from `--url`.
-struct Target {
-    url: String,
-    addr: SocketAddr,
-}
-
+/// Parses the command line, raises the open-file limit and runs on a runtime of `--threads`
+/// workers; the exit code says whether any client connected (2 for a bad command line).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(why) = check(&cli) {
+    if let Err(why) = cli::check(&cli) {
         eprintln!("bff-load: {why}");
         return ExitCode::from(2);
     }
@@ -118,92 +65,18 @@ pub fn main() -> ExitCode {
     runtime.block_on(run(cli, nofile))
 }
 
-fn check(cli: &Cli) -> Result<(), String> {
-    if cli.clients == 0 {
-        return Err("--clients must be at least 1".into());
-    }
-    if cli.stall > cli.clients {
-        return Err("--stall cannot exceed --clients".into());
-    }
-    if cli.duration == 0 {
-        return Err("--duration must be at least 1 second".into());
-    }
-    // Every packet at every client is kept (16 bytes) until the report.
-    let record_bytes = (cli.clients as u64).saturating_mul(cli.duration + 60) * 16;
-    if record_bytes > MAX_RECORD_BYTES {
-        return Err(format!(
-            "--clients {} × --duration {} would keep {} MiB of receive records; shorten the run",
-            cli.clients,
-            cli.duration,
-            record_bytes >> 20
-        ));
-    }
-    if cli.connect_timeout == 0 {
-        return Err("--connect-timeout must be at least 1 second".into());
-    }
-    if let Some(pid) = cli.daemon_pid
-        && sys::sample(pid).is_err()
-    {
-        return Err(format!(
-            "--daemon-pid {pid}: no such process readable in /proc"
-        ));
-    }
-    Ok(())
-}
-
-async fn target(url: &str) -> Result<Target, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("--url {url}: {e}"))?;
-    if uri.scheme_str() != Some("ws") {
-        return Err(format!("--url {url}: only ws:// URLs are supported"));
-    }
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("--url {url}: no host"))?
-        .trim_matches(['[', ']']);
-    let port = uri.port_u16().unwrap_or(80);
-    let addr = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("--url {url}: cannot resolve {host}: {e}"))?
-        .find(SocketAddr::is_ipv4)
-        .ok_or_else(|| format!("--url {url}: {host} has no IPv4 address"))?;
-    Ok(Target {
-        url: url.to_string(),
-        addr,
-    })
-}
-
+/// One run, from resolving `--url` to the report; the exit code as [`main`] describes it.
 async fn run(cli: Cli, nofile: u64) -> ExitCode {
-    let target = match target(&cli.url).await {
+    let target = match cli::target(&cli.url).await {
         Ok(t) => t,
         Err(why) => {
             eprintln!("bff-load: {why}");
             return ExitCode::from(2);
         }
     };
-    let sources = match (cli.source_ips, target.addr.ip()) {
-        (0, _) => 0,
-        (k, IpAddr::V4(ip)) if ip.is_loopback() => k,
-        (_, ip) => {
-            eprintln!(
-                "bff-load: warning: {ip} is not a loopback address; ignoring --source-ips (the kernel picks the source)"
-            );
-            0
-        }
-    };
-    let per_source = cli.clients.div_ceil(sources.max(1) as usize);
-    if per_source > PORTS_PER_SOURCE {
-        eprintln!(
-            "bff-load: warning: {per_source} connections per source address may exhaust ephemeral ports; raise --source-ips"
-        );
-    }
+    let sources = connect::sources(cli.source_ips, target.addr.ip(), cli.clients);
     let connect_timeout = Duration::from_secs(cli.connect_timeout);
-    let phase_cap = Duration::from_secs(cli.connect_phase_cap.unwrap_or_else(|| {
-        cli.clients
-            .checked_div(cli.connect_rate as usize)
-            .unwrap_or(0) as u64
-            + 1
-            + cli.connect_timeout
-    }));
+    let phase_cap = cli.phase_cap();
 
     let shared = Arc::new(Shared {
         url: target.url.clone(),
@@ -239,39 +112,9 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
     );
 
     // Connect phase.
-    let spawned = Arc::new(AtomicUsize::new(0));
-    let spawner = tokio::spawn(spawn_clients(
-        shared.clone(),
-        cli.clients,
-        cli.stall,
-        cli.connect_rate,
-        sources,
-        spawned.clone(),
-    ));
-    let phase_deadline = run_started + phase_cap;
-    let mut next_progress = Instant::now() + Duration::from_secs(1);
-    while shared.settled.load(Ordering::Relaxed) < cli.clients {
-        if Instant::now() >= phase_deadline {
-            eprintln!(
-                "bff-load: the connect phase cap ({}s) was reached; starting the steady window anyway",
-                phase_cap.as_secs()
-            );
-            break;
-        }
-        sleep(Duration::from_millis(20)).await;
-        if Instant::now() >= next_progress {
-            next_progress += Duration::from_secs(1);
-            eprintln!(
-                "bff-load: connecting: {} started, {} connected, {} settled",
-                spawned.load(Ordering::Relaxed),
-                shared.connected.load(Ordering::Relaxed),
-                shared.settled.load(Ordering::Relaxed)
-            );
-        }
-    }
-    shared.connect_cutoff.cancel();
-    let connect_phase = run_started.elapsed();
-    let connected_at_start = shared.connected.load(Ordering::Relaxed);
+    let connected = connect::phase(&shared, &cli, sources, run_started).await;
+    let connect_phase = connected.phase;
+    let connected_at_start = connected.connected;
 
     // Steady window.
     let steady_start = now_ns();
@@ -311,7 +154,7 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
     // Teardown.
     shared.stop.cancel();
     eprintln!("bff-load: closing clients");
-    let handles = spawner.await.unwrap_or_default();
+    let handles = connected.spawner.await.unwrap_or_default();
     let not_started = cli.clients - handles.len();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut clients: Vec<Client> = Vec::with_capacity(handles.len());
@@ -411,42 +254,4 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
         eprintln!("bff-load: no client could connect");
         ExitCode::FAILURE
     }
-}
-
-/// Starts `n` clients at `rate` per second (all at once when 0), round robin over `sources`
-/// loopback addresses; the first `stall` are stalled. Stops starting new ones when the connect
-/// phase is cut off.
-async fn spawn_clients(
-    shared: Arc<Shared>,
-    n: usize,
-    stall: usize,
-    rate: u32,
-    sources: u32,
-    spawned: Arc<AtomicUsize>,
-) -> Vec<JoinHandle<Client>> {
-    let started = Instant::now();
-    let mut handles = Vec::with_capacity(n);
-    for i in 0..n {
-        if rate > 0 {
-            let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
-            if due > Instant::now() + Duration::from_millis(1) {
-                tokio::select! {
-                    _ = shared.connect_cutoff.cancelled() => break,
-                    _ = sleep_until(due) => {}
-                }
-            }
-        }
-        if shared.connect_cutoff.is_cancelled() {
-            break;
-        }
-        let source = (sources > 0).then(|| net::source_ip(i as u32 % sources));
-        handles.push(tokio::spawn(client::run(
-            i,
-            shared.clone(),
-            source,
-            i < stall,
-        )));
-        spawned.fetch_add(1, Ordering::Relaxed);
-    }
-    handles
 }

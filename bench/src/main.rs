@@ -27,11 +27,23 @@
 //!
 //! Linux only: it relies on `recvmsg` control messages, `/proc`, `sock_diag` and loopback
 //! source addresses.
+//!
+//! The modules: [`cli`] (the options) and [`app`] (the run, phase by phase); [`connect`] starts
+//! the clients; [`client`] is one dashboard, with its stalled variant in `client::stalled`;
+//! [`frames`] reads what the daemon sends; [`net`] (sockets with kernel timestamps) and [`sys`]
+//! (`/proc`, `getrusage`, `sock_diag`) are the system underneath; [`report`] turns the records
+//! into the table and the JSON.
 
 #[cfg(target_os = "linux")]
 mod app;
 #[cfg(target_os = "linux")]
+mod cli;
+#[cfg(target_os = "linux")]
 mod client;
+#[cfg(target_os = "linux")]
+mod connect;
+#[cfg(target_os = "linux")]
+mod frames;
 #[cfg(target_os = "linux")]
 mod net;
 #[cfg(target_os = "linux")]

@@ -1,0 +1,181 @@
+//! The command line: the options ([`Cli`]), the checks they must pass before anything starts
+//! ([`check`]), the defaults that depend on other options, and the server `--url` names
+//! ([`target`]).
+//!
+//! [`crate::app`] parses it and runs with it; nothing here opens a connection.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio_tungstenite::tungstenite::http::Uri;
+
+use crate::sys;
+
+/// The most memory the per-packet receive records may take.
+const MAX_RECORD_BYTES: u64 = 2 << 30;
+
+/// Opens many WebSocket dashboards against a bff daemon and measures how it serves them.
+#[derive(Debug, Parser)]
+#[command(name = "bff-load", version)]
+pub struct Cli {
+    /// WebSocket URL of the daemon
+    #[arg(long, default_value = "ws://127.0.0.1:3000/")]
+    pub url: String,
+    /// Number of clients
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// Seconds of steady state, counted from the moment every client is connected
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// New connections per second; 0 opens them all at once (a connect storm)
+    #[arg(long, default_value_t = 2000)]
+    pub connect_rate: u32,
+    /// Spread clients over this many loopback source addresses 127.0.0.1…, round robin
+    /// (0: let the kernel pick; only for a loopback server)
+    #[arg(long, default_value_t = 32)]
+    pub source_ips: u32,
+    /// The first M clients stop reading right after their WELCOME (stalled dashboards)
+    #[arg(long, default_value_t = 0, value_name = "M")]
+    pub stall: usize,
+    /// SO_RCVBUF of stalled clients, bytes
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    pub stall_rcvbuf: u32,
+    /// The daemon's process id, for its CPU and memory figures
+    #[arg(long, value_name = "PID")]
+    pub daemon_pid: Option<u32>,
+    /// Also write the JSON report to this file
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Seconds one client may take to connect and receive its WELCOME
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub connect_timeout: u64,
+    /// Cap on the whole connect phase, seconds [default: clients/connect-rate + connect-timeout]
+    #[arg(long, value_name = "SECS")]
+    pub connect_phase_cap: Option<u64>,
+    /// Runtime worker threads for the load generator; 1 runs everything on one thread, leaving
+    /// the other cores to the daemon
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+impl Cli {
+    /// `--connect-phase-cap`, or by default the time the paced connects take plus one client's
+    /// timeout (and a second to spare), so the last client started still gets its full timeout.
+    pub fn phase_cap(&self) -> Duration {
+        Duration::from_secs(self.connect_phase_cap.unwrap_or_else(|| {
+            self.clients
+                .checked_div(self.connect_rate as usize)
+                .unwrap_or(0) as u64
+                + 1
+                + self.connect_timeout
+        }))
+    }
+}
+
+/// Where to connect, from `--url`.
+pub struct Target {
+    /// The URL as given, sent in the upgrade request.
+    pub url: String,
+    /// Its host resolved to an IPv4 address: the sockets connect there, and stalled clients are
+    /// looked up by it in `sock_diag`.
+    pub addr: SocketAddr,
+}
+
+/// Rejects option combinations that cannot make a run, before any socket is opened, so that a
+/// mistake costs an error message rather than a connect storm.
+pub fn check(cli: &Cli) -> Result<(), String> {
+    if cli.clients == 0 {
+        return Err("--clients must be at least 1".into());
+    }
+    if cli.stall > cli.clients {
+        return Err("--stall cannot exceed --clients".into());
+    }
+    if cli.duration == 0 {
+        return Err("--duration must be at least 1 second".into());
+    }
+    // Every packet at every client is kept (16 bytes) until the report.
+    let record_bytes = (cli.clients as u64).saturating_mul(cli.duration + 60) * 16;
+    if record_bytes > MAX_RECORD_BYTES {
+        return Err(format!(
+            "--clients {} × --duration {} would keep {} MiB of receive records; shorten the run",
+            cli.clients,
+            cli.duration,
+            record_bytes >> 20
+        ));
+    }
+    if cli.connect_timeout == 0 {
+        return Err("--connect-timeout must be at least 1 second".into());
+    }
+    if let Some(pid) = cli.daemon_pid
+        && sys::sample(pid).is_err()
+    {
+        return Err(format!(
+            "--daemon-pid {pid}: no such process readable in /proc"
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves `--url` once, up front: every client connects to the same address, and only plain
+/// `ws://` to an IPv4 address is supported (the client sockets are IPv4).
+pub async fn target(url: &str) -> Result<Target, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("--url {url}: {e}"))?;
+    if uri.scheme_str() != Some("ws") {
+        return Err(format!("--url {url}: only ws:// URLs are supported"));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("--url {url}: no host"))?
+        .trim_matches(['[', ']']);
+    let port = uri.port_u16().unwrap_or(80);
+    let addr = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("--url {url}: cannot resolve {host}: {e}"))?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| format!("--url {url}: {host} has no IPv4 address"))?;
+    Ok(Target {
+        url: url.to_string(),
+        addr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("bff-load").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn the_options_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_defaults_pass_and_impossible_runs_do_not() {
+        assert_eq!(check(&cli(&[])), Ok(()));
+        for args in [
+            &["--clients", "0"][..],
+            &["--clients", "2", "--stall", "3"],
+            &["--duration", "0"],
+            &["--connect-timeout", "0"],
+            &["--clients", "1000000", "--duration", "3600"],
+        ] {
+            assert!(check(&cli(args)).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_connect_phase_cap_defaults_to_the_pacing_plus_a_timeout() {
+        let paced = cli(&["--clients", "10000", "--connect-rate", "2000"]);
+        assert_eq!(paced.phase_cap(), Duration::from_secs(5 + 1 + 30));
+        let storm = cli(&["--clients", "10000", "--connect-rate", "0"]);
+        assert_eq!(storm.phase_cap(), Duration::from_secs(1 + 30));
+        let capped = cli(&["--connect-phase-cap", "7"]);
+        assert_eq!(capped.phase_cap(), Duration::from_secs(7));
+    }
+}
