@@ -1,7 +1,8 @@
 //! `--demo`: an embedded engine simulator on a loopback port. It answers the three endpoints over
 //! real HTTP in the real engine's loose shapes (naive timestamps, enum-style status words, log
 //! strings, raw agent call records, raw model records) with values that move every second, so
-//! the daemon polls it exactly as it would poll an engine.
+//! the daemon polls it exactly as it would poll an engine. It takes the engine's actions too:
+//! `halt` really stops its trading until `resume`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -15,7 +16,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -90,11 +91,14 @@ async fn answer(
     req: Request<Incoming>,
     sim: Arc<Mutex<Simulation>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let sim = sim.lock().expect("demo lock poisoned");
-    let body = match req.uri().path() {
-        "/api/system/state/current" => sim.state(),
-        "/api/system/metrics/agents" => sim.agents(),
-        "/api/system/metrics/models" => sim.models(),
+    let mut sim = sim.lock().expect("demo lock poisoned");
+    let body = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/api/system/state/current") => sim.state(),
+        (&Method::GET, "/api/system/metrics/agents") => sim.agents(),
+        (&Method::GET, "/api/system/metrics/models") => sim.models(),
+        (&Method::POST, path) if path.starts_with("/api/actions/") => {
+            sim.act(&path["/api/actions/".len()..])
+        }
         _ => {
             let mut response = Response::new(Full::from("not found"));
             *response.status_mut() = StatusCode::NOT_FOUND;
@@ -121,6 +125,8 @@ struct Simulation {
     day_open_nav: f64,
     position: f64,
     confidence: f64,
+    /// Halted by an operator's `halt`, until `resume`.
+    operator_halt: bool,
     logs: VecDeque<String>,
     agent_calls: Vec<VecDeque<Value>>,
     model_calls: Vec<VecDeque<Value>>,
@@ -140,6 +146,7 @@ impl Simulation {
             day_open_nav: 100_000.0,
             position: 0.0,
             confidence: 0.5,
+            operator_halt: false,
             logs: VecDeque::new(),
             agent_calls: vec![VecDeque::new(); AGENTS.len()],
             model_calls: vec![VecDeque::new(); MODELS.len()],
@@ -232,9 +239,31 @@ impl Simulation {
         self.nav / self.peak_nav - 1.0
     }
 
-    /// The engine halts trading in the critical regime or past a 3% drawdown.
+    /// The engine halts trading when told to, in the critical regime, or past a 3% drawdown.
     fn halted(&self) -> bool {
-        self.regime() == "Critical" || self.drawdown() < -0.03
+        self.operator_halt || self.regime() == "Critical" || self.drawdown() < -0.03
+    }
+
+    /// One of the engine's actions, answered as the engine does: `{success, message}`.
+    fn act(&mut self, action: &str) -> Value {
+        let (success, message) = match action {
+            "halt" if self.operator_halt => (false, "Already halted".to_owned()),
+            "halt" => {
+                self.operator_halt = true;
+                self.position = 0.0;
+                (true, "Trading halted".to_owned())
+            }
+            "resume" if !self.operator_halt => (false, "Not halted".to_owned()),
+            "resume" => {
+                self.operator_halt = false;
+                (true, "Trading resumed".to_owned())
+            }
+            "rebalance" => (true, "Rebalance Started".to_owned()),
+            "export-logs" => (true, format!("Exported {} log lines", self.logs.len())),
+            other => (false, format!("Unknown action {other}")),
+        };
+        self.log(format!("Action {action}: {message}"));
+        json!({"success": success, "message": message})
     }
 
     fn side(&self) -> &'static str {
@@ -357,5 +386,20 @@ mod tests {
         assert_eq!(agents["risk"].invocations, Some(WINDOW as u64));
         let models = normalize::models(&sim.models()).unwrap();
         assert_eq!(models["finbert"].invocations, Some(WINDOW as u64));
+    }
+
+    #[test]
+    fn halt_stops_trading_until_resume() {
+        let mut sim = Simulation::new(7);
+        assert_eq!(sim.act("halt"), json!({"success": true, "message": "Trading halted"}));
+        assert_eq!(sim.act("halt")["success"], false);
+        for _ in 0..5 {
+            sim.step();
+        }
+        let state = normalize::state(&sim.state()).unwrap().sections;
+        assert_eq!(state.status, crate::hub::packet::Status::Halt);
+        assert_eq!(state.governance.approved_size, Some(0.0));
+        assert_eq!(sim.act("resume")["success"], true);
+        assert!(!sim.operator_halt);
     }
 }

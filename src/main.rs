@@ -28,6 +28,9 @@ struct Cli {
     /// Engine base URL, overriding engine.url (relative endpoint paths are joined to it)
     #[arg(long, global = true, value_name = "URL")]
     engine_url: Option<String>,
+    /// File holding the token secret, overriding auth.secret_file (see `bff token`)
+    #[arg(long, global = true, value_name = "PATH")]
+    auth_secret_file: Option<PathBuf>,
     /// Poll an embedded engine simulator instead of a real engine
     #[arg(long)]
     demo: bool,
@@ -54,6 +57,25 @@ enum Command {
         #[arg(long = "on", value_name = "ADDR", default_value = "127.0.0.1:8000")]
         addr: SocketAddr,
     },
+    /// Print a token (an HS256 JWT) signed with the secret in a file, creating the file with a
+    /// random secret when it does not exist yet
+    Token {
+        /// The secret's file, the same the daemon reads (auth.secret_file, --auth-secret-file)
+        #[arg(long, value_name = "PATH")]
+        secret_file: PathBuf,
+        /// Who the token is for: logs and the command rate go by it
+        #[arg(long, default_value = "operator")]
+        sub: String,
+        /// `operator` may send every action
+        #[arg(long)]
+        role: Option<String>,
+        /// Actions it may send (halt, resume, rebalance, export-logs), comma-separated
+        #[arg(long, value_delimiter = ',')]
+        actions: Vec<String>,
+        /// How long it is valid: 90s, 30m, 1h, 7d
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: i64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +84,22 @@ fn main() -> ExitCode {
     if cli.demo && cli.engine_url.is_some() {
         eprintln!("bff: --demo polls the built-in simulator; drop --engine-url or --demo");
         return ExitCode::from(2);
+    }
+    if let Some(Command::Token {
+        secret_file,
+        sub,
+        role,
+        actions,
+        ttl,
+    }) = &cli.command
+    {
+        return match token(secret_file, sub, role.as_deref(), actions, *ttl) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("bff: {err:#}");
+                ExitCode::from(2)
+            }
+        };
     }
     if let Some(Command::DemoEngine { addr }) = cli.command {
         return match demo_engine(addr) {
@@ -118,9 +156,81 @@ fn load(cli: &Cli) -> Result<Config, ConfigError> {
     if let Some(url) = &cli.engine_url {
         config.engine.url = url.clone();
     }
+    if let Some(path) = &cli.auth_secret_file {
+        config.auth.secret_file = Some(path.clone());
+    }
+    config.read_secret_file(&origin)?;
     config.validate(&origin)?;
     info!(config = %origin, "Config loaded");
     Ok(config)
+}
+
+/// `bff token`: prints a token signed with the secret in `secret_file`, which it creates (32
+/// random bytes, hex, readable by its owner only) when it does not exist.
+fn token(
+    secret_file: &std::path::Path,
+    sub: &str,
+    role: Option<&str>,
+    actions: &[String],
+    ttl_s: i64,
+) -> anyhow::Result<()> {
+    if !secret_file.exists() {
+        let mut bytes = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)
+            .context("reading /dev/urandom for a new secret")?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(secret_file)
+            .with_context(|| format!("cannot create {}", secret_file.display()))?;
+        std::io::Write::write_all(&mut file, format!("{hex}\n").as_bytes())?;
+        eprintln!(
+            "bff: created {} with a new random secret; start the daemon with \
+             --auth-secret-file {0} (or auth.secret_file) to accept this token",
+            secret_file.display()
+        );
+    }
+    let secret = std::fs::read_to_string(secret_file)
+        .with_context(|| format!("cannot read {}", secret_file.display()))?;
+    let secret = secret.trim();
+    if secret.len() < 32 {
+        anyhow::bail!(
+            "{} holds {} bytes; a secret needs at least 32",
+            secret_file.display(),
+            secret.len()
+        );
+    }
+    for action in actions {
+        if bff::engine::action::Action::parse(action).is_none() {
+            anyhow::bail!(
+                "--actions: {action:?} is not an action; use halt, resume, rebalance, export-logs"
+            );
+        }
+    }
+    println!(
+        "{}",
+        bff::edge::auth::mint(secret, sub, ttl_s, role, actions)
+    );
+    Ok(())
+}
+
+/// A duration for `--ttl`: a number with `s`, `m`, `h` or `d`, in seconds.
+fn parse_ttl(text: &str) -> Result<i64, String> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err("write a number and a unit: 90s, 30m, 1h, 7d".into()),
+    };
+    match number.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n * scale),
+        _ => Err("write a number and a unit: 90s, 30m, 1h, 7d".into()),
+    }
 }
 
 /// `bff demo-engine`: the simulator alone, until SIGINT or SIGTERM.
@@ -144,6 +254,15 @@ async fn daemon(cli: Cli, config: Config) -> anyhow::Result<()> {
             .await
             .context("starting the demo engine")?;
         info!(%addr, "Demo engine simulator running");
+        if config.auth.secret.expose().is_empty() && !config.commands.allow_without_auth {
+            info!(
+                "Commands (HALT, RESUME) need a token. To try them: \
+                 `bff token --secret-file demo.secret --role operator --ttl 1h` prints one \
+                 (and creates demo.secret); restart with `--demo --auth-secret-file demo.secret` \
+                 and open http://{}/?token=<the token>",
+                config.server.listen
+            );
+        }
         Some(addr)
     } else {
         None
