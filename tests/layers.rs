@@ -33,7 +33,7 @@ fn modules() -> BTreeMap<String, PathBuf> {
             }
             let rel = path.strip_prefix(&src).unwrap().with_extension("");
             let rel = rel.to_str().unwrap();
-            if !path.extension().is_some_and(|e| e == "rs")
+            if path.extension().is_none_or(|e| e != "rs")
                 || rel == "main"
                 || rel.ends_with("_tests")
             {
@@ -76,7 +76,10 @@ fn uses(module: &str, code: &str, known: &BTreeMap<String, PathBuf>) -> BTreeSet
             + code[at..]
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
                 .unwrap_or(code.len() - at);
-        let path: Vec<&str> = code[start..end].split("::").filter(|s| !s.is_empty()).collect();
+        let path: Vec<&str> = code[start..end]
+            .split("::")
+            .filter(|s| !s.is_empty())
+            .collect();
         let base: Vec<&str> = match path.first() {
             Some(&"crate") => Vec::new(),
             // In `a/mod.rs`, `self` is `a` and `super` is a's parent; in `a/b.rs`, `super` is `a`.
