@@ -3,50 +3,27 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{BffProcess, KillOnDrop};
 use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bff");
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Long enough for the page's backoff (1, 2, 4, 8 s) to come round after a restart.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A child process, killed when the test ends however it ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `bff --demo` on `addr`, once it has logged that it listens there.
-fn daemon(addr: SocketAddr) -> Process {
-    let mut child = Command::new(BIN)
-        .args(["--demo", "--listen", &addr.to_string()])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = stdout.lines();
-    assert!(
-        lines.any(|line| line.unwrap().contains("Listening")),
-        "the daemon did not start"
-    );
-    // Keep draining the log so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Process(child)
+fn daemon(addr: SocketAddr) -> BffProcess {
+    let bff = BffProcess::start(&["--demo", "--listen", &addr.to_string()], &[]);
+    assert_eq!(bff.addr(), addr);
+    bff
 }
 
 fn free_port() -> SocketAddr {
@@ -66,9 +43,9 @@ fn browser_installed() -> bool {
 }
 
 /// chromedriver on a free port, and a headless Chromium session through it.
-async fn browser() -> (Process, Client) {
+async fn browser() -> (KillOnDrop, Client) {
     let port = free_port().port();
-    let driver = Process(
+    let driver = KillOnDrop(
         Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -159,11 +136,9 @@ async fn the_live_page_streams_shows_disconnected_and_reconnects() {
     eprintln!("screenshot: {}", shot.display());
 
     // The daemon goes away: the page says so and counts down to its next try.
-    Command::new("kill")
-        .args(["-TERM", &bff.0.id().to_string()])
-        .status()
-        .unwrap();
-    bff.0.wait().unwrap();
+    bff.signal(libc::SIGTERM);
+    let exit = bff.wait_exit();
+    assert!(exit.success(), "{exit:?}");
     wait_text(&client, "conn", "Disconnected", |t| t == "Disconnected").await;
     // Each failed try doubles the wait: 1 s, then 2 s, then 4 s (capped at 30 s).
     for wait in [1, 2, 4] {

@@ -3,16 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-use common::{next_packet, within};
-
-const BIN: &str = env!("CARGO_BIN_EXE_bff");
+use common::process::{BIN, BffProcess};
+use common::{next_packet, refused, within};
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -99,85 +95,15 @@ fn check_config_names_an_unknown_key_and_its_line() {
     );
 }
 
-/// The daemon binary, killed if the test fails before it stops it.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-impl Running {
-    /// The next log line containing `needle`.
-    fn line_containing(&self, needle: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(common::PATIENCE)
-                .unwrap_or_else(|_| panic!("no log line containing {needle:?}"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-/// Starts `bff --demo --listen 127.0.0.1:0` and reads the bound address from its log.
-fn start_demo() -> Running {
-    start_demo_with(&[])
-}
-
-/// [`start_demo`] with more arguments.
-fn start_demo_with(args: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["--demo", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, lines) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
-    let addr = loop {
-        let line = lines
-            .recv_timeout(common::PATIENCE)
-            .expect("a Listening line");
-        if let Some(rest) = line.split("Listening addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    Running { child, addr, lines }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_streams_on_a_port_it_picked_and_sigterm_closes_with_1001() {
-    let mut daemon = start_demo();
+    let mut daemon = BffProcess::demo(&[]);
     assert_ne!(
-        daemon.addr.port(),
+        daemon.addr().port(),
         0,
         "the bound port is logged, not the requested 0"
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/", daemon.addr))
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/", daemon.addr()))
         .await
         .unwrap();
     let welcome = next_packet(&mut ws).await;
@@ -205,17 +131,9 @@ async fn demo_streams_on_a_port_it_picked_and_sigterm_closes_with_1001() {
         "{telemetry_line}"
     );
 
-    daemon.signal("-TERM");
+    daemon.signal(libc::SIGTERM);
     assert_eq!(common::close_code(&mut ws).await, 1001);
-    let exit = within("the process to exit", async {
-        loop {
-            if let Some(status) = daemon.child.try_wait().unwrap() {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let exit = daemon.wait_exit();
     assert!(exit.success(), "{exit:?}");
 }
 
@@ -235,7 +153,7 @@ fn a_javascript_client_reading_type_and_data_works_unchanged() {
         .unwrap()
         .parse()
         .unwrap();
-    let daemon = start_demo();
+    let daemon = BffProcess::demo(&[]);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.js");
     let mut node = Command::new("node");
     if major < 22 {
@@ -243,7 +161,7 @@ fn a_javascript_client_reading_type_and_data_works_unchanged() {
     }
     let out = node
         .arg(script)
-        .arg(format!("ws://localhost:{}", daemon.addr.port()))
+        .arg(format!("ws://localhost:{}", daemon.addr().port()))
         .arg("3")
         .output()
         .unwrap();
@@ -262,89 +180,45 @@ fn a_javascript_client_reading_type_and_data_works_unchanged() {
     assert_eq!(lines[3], "closed code=1000");
 }
 
-/// A child process that is killed if the test fails before it exits.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `bff | head` closes the daemon's output; logging must not break it, and SIGTERM still works.
-#[test]
-fn a_closed_stdout_and_stderr_do_not_stop_the_daemon_or_its_shutdown() {
-    let mut child = KillOnDrop(
-        Command::new(BIN)
-            .args(["--demo", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("Listening") {
-        line.clear();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "no Listening line"
-        );
-    }
-    let addr: SocketAddr = line
-        .split("Listening addr=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_and_stderr_do_not_stop_the_daemon_or_its_shutdown() {
+    let mut daemon = BffProcess::demo(&[]);
+    daemon.close_output();
+    let health = format!("http://{}/health", daemon.addr());
+    let closed_at = common::reqwest_get(&health).await.1["seq"]
+        .as_u64()
         .unwrap();
-    drop(stdout);
-    drop(child.0.stderr.take());
-    // Two ticks' log lines now meet a closed pipe.
-    std::thread::sleep(Duration::from_millis(2500));
-    let (status, health) = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(common::reqwest_get(&format!("http://{addr}/health")));
-    assert_eq!(status, 200);
-    assert!(
-        health["seq"].as_u64().unwrap() >= 2,
-        "still polling: {health}"
-    );
-    Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    for _ in 0..500 {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}");
-            return;
+    // Each tick publishes, then logs; once tick `closed_at + 3` is out, the log lines of ticks
+    // `closed_at + 1` and `closed_at + 2` have met the closed pipe.
+    within("two ticks logged into the closed pipe", async {
+        loop {
+            let (status, health) = common::reqwest_get(&health).await;
+            assert_eq!(status, 200, "{health}");
+            if health["seq"].as_u64().unwrap() >= closed_at + 3 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the daemon did not exit on SIGTERM with its output closed");
+    })
+    .await;
+    daemon.signal(libc::SIGTERM);
+    let exit = daemon.wait_exit();
+    assert!(
+        exit.success(),
+        "the daemon did not exit cleanly on SIGTERM with its output closed: {exit:?}"
+    );
 }
 
 /// `bff demo-engine` serves the simulator alone, in the engine's own shapes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_engine_serves_the_engine_api_alone() {
-    let mut child = KillOnDrop(
-        Command::new(BIN)
-            .args(["demo-engine", "--on", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let engine = BffProcess::start_until(
+        &["demo-engine", "--on", "127.0.0.1:0"],
+        &[],
+        "Demo engine simulator running",
     );
-    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("Demo engine simulator running") {
-        line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "no start line");
-    }
-    let addr = line.split("addr=").nth(1).unwrap().trim().to_owned();
+    let addr = engine.addr();
     let (status, state) =
         common::reqwest_get(&format!("http://{addr}/api/system/state/current")).await;
     assert_eq!(status, 200);
@@ -365,8 +239,8 @@ async fn demo_engine_serves_the_engine_api_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_config_without_dropping_clients() {
     let path = temp_file("reload.toml", "[server]\nmax_connections_per_ip = 5\n");
-    let daemon = start_demo_with(&["--config", path.to_str().unwrap()]);
-    let url = format!("ws://{}/", daemon.addr);
+    let mut daemon = BffProcess::demo(&["--config", path.to_str().unwrap()]);
+    let url = format!("ws://{}/", daemon.addr());
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     let before = common::packet_where(&mut ws, "two log lines", |p| {
         p["data"]["logs"].as_array().unwrap().len() >= 2
@@ -378,7 +252,7 @@ async fn sighup_reloads_the_config_without_dropping_clients() {
         "[server]\nmax_connections_per_ip = 1\n[packet]\nmax_logs = 1\n",
     )
     .unwrap();
-    daemon.signal("-HUP");
+    daemon.signal(libc::SIGHUP);
     daemon.line_containing("Config reloaded");
     let mut seq = before["seq"].as_u64().unwrap();
     let after = loop {
@@ -389,17 +263,16 @@ async fn sighup_reloads_the_config_without_dropping_clients() {
             break packet;
         }
     };
-    match tokio_tungstenite::connect_async(&url).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 429, "the new per-IP limit of 1 applies")
-        }
-        other => panic!("expected 429, got {:?}", other.map(|_| ())),
-    }
+    assert_eq!(
+        refused(&url).await,
+        429,
+        "the new per-IP limit of 1 applies"
+    );
 
     std::fs::write(&path, "[server]\nmax_conections = 3\n").unwrap();
-    daemon.signal("-HUP");
-    let refused = daemon.line_containing("Config not reloaded");
-    assert!(refused.contains("max_conections"), "{refused}");
+    daemon.signal(libc::SIGHUP);
+    let not_reloaded = daemon.line_containing("Config not reloaded");
+    assert!(not_reloaded.contains("max_conections"), "{not_reloaded}");
     let next = next_packet(&mut ws).await;
     assert_eq!(next["seq"].as_u64(), after["seq"].as_u64().map(|s| s + 1));
     assert_eq!(
@@ -445,48 +318,36 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
 #[test]
 fn log_formats_are_json_lines_or_plain_text() {
     for (format, json) in [("json", true), ("pretty", false)] {
-        let mut child = KillOnDrop(
-            Command::new(BIN)
-                .args(["--demo", "--listen", "127.0.0.1:0", "--log-format", format])
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let stdout = BufReader::new(child.0.stdout.take().unwrap());
-        let mut telemetry_seen = false;
-        for line in stdout.lines() {
-            let line = line.unwrap();
+        let mut daemon = BffProcess::demo(&["--log-format", format]);
+        let telemetry = daemon.line_containing("Telemetry published");
+        for line in daemon.log() {
             assert!(
                 !line.contains('\u{1b}'),
-                "no colour codes in a pipe: {line:?}"
+                "{format}: no colour codes in a pipe: {line:?}"
             );
             if json {
-                let event: serde_json::Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                let event: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
                 assert!(
                     event["timestamp"].is_string() && event["level"].is_string(),
                     "{line}"
                 );
-                if event["message"] == "Telemetry published" {
-                    assert!(event["seq"].as_u64() >= Some(1), "{line}");
-                    assert!(
-                        event["clients"].is_u64() && event["bytes"].is_u64(),
-                        "{line}"
-                    );
-                    telemetry_seen = true;
-                    break;
-                }
-            } else if line.contains("Telemetry published") {
-                assert!(line.contains(" INFO ") && line.contains("seq="), "{line}");
-                telemetry_seen = true;
-                break;
             }
         }
-        assert!(
-            telemetry_seen,
-            "{format}: no Telemetry line before the output ended"
-        );
+        if json {
+            let event: serde_json::Value = serde_json::from_str(&telemetry).unwrap();
+            assert_eq!(event["message"], "Telemetry published", "{telemetry}");
+            assert!(event["seq"].as_u64() >= Some(1), "{telemetry}");
+            assert!(
+                event["clients"].is_u64() && event["bytes"].is_u64(),
+                "{telemetry}"
+            );
+        } else {
+            assert!(
+                telemetry.contains(" INFO ") && telemetry.contains("seq="),
+                "{telemetry}"
+            );
+        }
     }
 }
 
@@ -505,11 +366,11 @@ fn the_python_client_prints_the_stream() {
     ) {
         return;
     }
-    let daemon = start_demo();
+    let daemon = BffProcess::demo(&[]);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.py");
     let out = Command::new("python3")
         .arg(script)
-        .arg(format!("ws://127.0.0.1:{}/", daemon.addr.port()))
+        .arg(format!("ws://127.0.0.1:{}/", daemon.addr().port()))
         .arg("3")
         .output()
         .unwrap();

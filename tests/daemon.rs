@@ -4,7 +4,7 @@ mod common;
 
 use common::{
     Answer, CONTRACT_KEYS, Daemon, FakeEngine, Frame, config, next_frame, next_packet,
-    packet_where, send_text, source_ok, within,
+    packet_where, refused, send_text, source_ok, within,
 };
 use futures_util::SinkExt;
 use serde_json::Value;
@@ -206,10 +206,7 @@ async fn per_ip_and_total_limits_refuse_before_the_upgrade() {
     let mut watcher = daemon.watcher().await;
     let _a = daemon.connect().await;
     let _b = daemon.connect().await;
-    let refused = tokio_tungstenite::connect_async(daemon.url("/"))
-        .await
-        .unwrap_err();
-    assert_http_status(refused, 429);
+    assert_eq!(refused(daemon.url("/")).await, 429);
     drop(_a);
     daemon
         .wait_health("a slot freed (the watcher holds another)", |h| {
@@ -223,10 +220,7 @@ async fn per_ip_and_total_limits_refuse_before_the_upgrade() {
     cfg.server.max_connections = 1;
     let full = Daemon::start(cfg).await;
     let _only = full.connect().await;
-    let refused = tokio_tungstenite::connect_async(full.url("/"))
-        .await
-        .unwrap_err();
-    assert_http_status(refused, 503);
+    assert_eq!(refused(full.url("/")).await, 503);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,10 +237,7 @@ async fn a_disallowed_origin_is_refused() {
             .insert("Origin", HeaderValue::from_static(origin));
         request
     };
-    let refused = tokio_tungstenite::connect_async(with_origin("https://evil.example"))
-        .await
-        .unwrap_err();
-    assert_http_status(refused, 403);
+    assert_eq!(refused(with_origin("https://evil.example")).await, 403);
     let (mut ws, _) = tokio_tungstenite::connect_async(with_origin("https://dash.example.com"))
         .await
         .unwrap();
@@ -391,15 +382,6 @@ async fn shutdown_closes_every_client_with_1001_and_returns() {
         .unwrap()
         .unwrap();
     assert!(matches!(next_frame(&mut a).await, Frame::Ended(_)));
-}
-
-fn assert_http_status(err: tokio_tungstenite::tungstenite::Error, want: u16) {
-    match err {
-        tokio_tungstenite::tungstenite::Error::Http(response) => {
-            assert_eq!(response.status().as_u16(), want)
-        }
-        other => panic!("expected HTTP {want}, got {other}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,8 @@
 //! through its library entry point on 127.0.0.1:0, and a real WebSocket client.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
@@ -325,6 +328,26 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(PATIENCE, fut)
         .await
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// The HTTP status a WebSocket handshake to `request` (a URL, or a request with headers) was
+/// refused with. Fails the test if the handshake succeeds, or fails without an HTTP answer.
+pub async fn refused(request: impl IntoClientRequest + Unpin) -> u16 {
+    match within(
+        "the handshake's answer",
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Ok((_, response)) => panic!(
+            "expected the handshake to be refused, it was accepted with {}",
+            response.status()
+        ),
+        Err(other) => {
+            panic!("expected the handshake to be refused with an HTTP status, got {other}")
+        }
+    }
 }
 
 /// What a client read next, skipping WebSocket pings and pongs.
