@@ -391,7 +391,10 @@ mod tests {
     #[test]
     fn halt_stops_trading_until_resume() {
         let mut sim = Simulation::new(7);
-        assert_eq!(sim.act("halt"), json!({"success": true, "message": "Trading halted"}));
+        assert_eq!(
+            sim.act("halt"),
+            json!({"success": true, "message": "Trading halted"})
+        );
         assert_eq!(sim.act("halt")["success"], false);
         for _ in 0..5 {
             sim.step();

@@ -176,3 +176,122 @@ async fn the_browser_snippet_shows_the_stream() {
     assert!(text(&client, "price").await.parse::<f64>().is_ok());
     client.close().await.unwrap();
 }
+
+/// `bff token` with these arguments: the token it prints.
+fn token(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_bff"))
+        .arg("token")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Whether the element with `id` is hidden.
+async fn hidden(client: &Client, id: &str) -> bool {
+    let script = "return document.getElementById(arguments[0]).hidden;";
+    client.execute(script, vec![json!(id)]).await.unwrap() == json!(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_offers_halt_and_resume_only_to_a_token_that_allows_them() {
+    if !browser_installed() {
+        return;
+    }
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("page-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("demo.secret");
+    let _ = std::fs::remove_file(&secret);
+    let file = secret.to_str().unwrap();
+    // The first call creates the secret file; both tokens are signed with it.
+    let operator = token(&["--secret-file", file, "--role", "operator", "--ttl", "10m"]);
+    let viewer = token(&["--secret-file", file, "--sub", "viewer"]);
+    let addr = free_port();
+    let bff = BffProcess::start(
+        &[
+            "--demo",
+            "--listen",
+            &addr.to_string(),
+            "--auth-secret-file",
+            file,
+        ],
+        &[],
+    );
+    assert_eq!(bff.addr(), addr);
+    let (_driver, client) = browser().await;
+
+    client
+        .goto(&format!("http://{addr}/?token={viewer}"))
+        .await
+        .unwrap();
+    wait_text(&client, "conn", "the viewer's page to connect", |t| {
+        t == "Live"
+    })
+    .await;
+    let loaded = "return Array.isArray(window.bff.allowed);";
+    assert_eq!(client.execute(loaded, vec![]).await.unwrap(), json!(true));
+    assert!(hidden(&client, "halt").await && hidden(&client, "resume").await);
+
+    client
+        .goto(&format!("http://{addr}/?token={operator}"))
+        .await
+        .unwrap();
+    wait_text(&client, "conn", "the operator's page to connect", |t| {
+        t == "Live"
+    })
+    .await;
+    let started = Instant::now();
+    while hidden(&client, "halt").await {
+        assert!(started.elapsed() < PATIENCE, "the HALT button never showed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!hidden(&client, "resume").await);
+    // HALT asks first: declined, nothing is sent.
+    client
+        .execute("window.confirm = () => false;", vec![])
+        .await
+        .unwrap();
+    client
+        .find(fantoccini::Locator::Id("halt"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text(&client, "command-result").await, "");
+    client
+        .execute("window.confirm = () => true;", vec![])
+        .await
+        .unwrap();
+    client
+        .find(fantoccini::Locator::Id("halt"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&client, "command-result", "the halt's result", |t| {
+        t == "halt: Trading halted"
+    })
+    .await;
+    // The demo engine really halts, and the page shows it without waiting for the next tick.
+    wait_text(&client, "status", "HALT on screen", |t| t == "HALT").await;
+    client
+        .find(fantoccini::Locator::Id("resume"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&client, "command-result", "the resume's result", |t| {
+        t == "resume: Trading resumed"
+    })
+    .await;
+    client.close().await.unwrap();
+}

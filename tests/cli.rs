@@ -421,3 +421,57 @@ fn a_port_in_use_is_named_with_what_to_do() {
     );
     drop(taken);
 }
+
+#[test]
+fn token_creates_a_secret_and_prints_a_token_the_daemon_accepts() {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("ops.secret");
+    let _ = std::fs::remove_file(&secret);
+    let out = Command::new(BIN)
+        .args(["token", "--secret-file"])
+        .arg(&secret)
+        .args(["--sub", "ann", "--actions", "halt,resume", "--ttl", "30m"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("created"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only its owner may read the secret");
+    let key = std::fs::read_to_string(&secret).unwrap();
+    let token = String::from_utf8(out.stdout).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.leeway = 0;
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        token.trim(),
+        &jsonwebtoken::DecodingKey::from_secret(key.trim().as_bytes()),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["sub"], "ann");
+    assert_eq!(claims["actions"], serde_json::json!(["halt", "resume"]));
+    let ttl = claims["exp"].as_i64().unwrap() - chrono::Utc::now().timestamp();
+    assert!((1790..=1800).contains(&ttl), "{ttl}");
+
+    // A made-up action or a bad duration is refused with the flag's name.
+    for (flag, value) in [("--actions", "liquidate"), ("--ttl", "soon")] {
+        let out = Command::new(BIN)
+            .args(["token", "--secret-file"])
+            .arg(&secret)
+            .args([flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(flag),
+            "{flag}"
+        );
+    }
+}

@@ -83,6 +83,8 @@ pub enum Answer {
 pub struct FakeEngine {
     pub addr: SocketAddr,
     answers: Arc<Mutex<HashMap<String, Answer>>>,
+    /// Requests received, by path.
+    hits: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl FakeEngine {
@@ -96,13 +98,21 @@ impl FakeEngine {
                 ("/agents".to_string(), agents),
                 ("/models".to_string(), models),
             ]))),
+            hits: Arc::default(),
         };
-        let answers = engine.answers.clone();
+        let (answers, hits) = (engine.answers.clone(), engine.hits.clone());
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
-                let answers = answers.clone();
-                let service = service_fn(move |req| respond(req, answers.clone()));
+                let (answers, hits) = (answers.clone(), hits.clone());
+                let service = service_fn(move |req| {
+                    *hits
+                        .lock()
+                        .unwrap()
+                        .entry(req.uri().path().to_owned())
+                        .or_default() += 1;
+                    respond(req, answers.clone())
+                });
                 tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
             }
         });
@@ -119,7 +129,13 @@ impl FakeEngine {
         .await
     }
 
-    /// Changes what one endpoint (`state`, `agents`, `models`) answers from now on.
+    /// Requests received on `path` (`/state`, `/api/actions/halt`, …) so far.
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// Changes what one endpoint (`state`, `agents`, `models`, or an action such as
+    /// `api/actions/halt`) answers from now on.
     pub fn set(&self, source: &str, answer: Answer) {
         self.answers
             .lock()

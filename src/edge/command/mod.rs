@@ -439,3 +439,55 @@ impl Link {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(token: Token, peer: &str) -> Caller {
+        Caller {
+            token,
+            peer: peer.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn without_a_token_only_a_loopback_peer_acts_and_only_when_told_to() {
+        let mut config = Config::default();
+        let refusal = |config: &Config, peer| {
+            authorize(&caller(Token::Absent, peer), Action::Halt, config)
+                .map_err(|(s, o, _)| (s, o))
+        };
+        assert_eq!(
+            refusal(&config, "127.0.0.1:5000"),
+            Err((403, "unauthorized"))
+        );
+        config.commands.allow_without_auth = true;
+        assert_eq!(refusal(&config, "127.0.0.1:5000"), Ok(()));
+        assert_eq!(refusal(&config, "[::1]:5000"), Ok(()));
+        assert_eq!(refusal(&config, "10.0.0.7:5000"), Err((403, "forbidden")));
+        // With a secret set, a missing token is missing, whatever the exception says.
+        config.auth.secret = crate::config::Secret::new("0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            refusal(&config, "127.0.0.1:5000"),
+            Err((401, "unauthorized"))
+        );
+    }
+
+    #[test]
+    fn a_valid_token_acts_within_its_claims() {
+        let config = Config::default();
+        let claims = Claims {
+            subject: Some("ann".into()),
+            expires: i64::MAX,
+            role: None,
+            actions: vec!["resume".into()],
+        };
+        let ann = caller(Token::Valid(claims), "10.0.0.7:5000");
+        assert_eq!(authorize(&ann, Action::Resume, &config), Ok(()));
+        let (status, outcome, why) = authorize(&ann, Action::Halt, &config).unwrap_err();
+        assert_eq!((status, outcome), (403, "forbidden"));
+        assert!(why.starts_with("the token does not allow halt"), "{why}");
+        assert_eq!(ann.subject(), "ann");
+    }
+}

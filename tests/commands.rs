@@ -1,0 +1,550 @@
+//! Commands from dashboards to the engine: nobody acts without a token allowing it, every
+//! refusal says why and sends nothing, a repeated id acts once, a hung engine never holds the
+//! stream, a halt shows at once, and no token reaches the log.
+
+mod common;
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use bff::config::{Config, Secret};
+use bff::edge::auth::mint;
+use common::{
+    Answer, Captured, Daemon, FakeEngine, Frame, Ws, config, next_frame, next_packet, packet_where,
+    send_text, within,
+};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+/// Every log line of this test binary.
+static LOGS: LazyLock<Captured> = LazyLock::new(Captured::install);
+
+fn operator() -> String {
+    mint(SECRET, "olga", 3600, Some("operator"), &[])
+}
+
+fn watcher() -> String {
+    mint(SECRET, "wanda", 3600, None, &[])
+}
+
+/// This engine's config with tokens checked against [`SECRET`].
+fn secured(engine: &FakeEngine) -> Config {
+    let mut cfg = config(engine);
+    cfg.auth.secret = Secret::new(SECRET);
+    cfg
+}
+
+/// An engine whose actions all answer `{"success": true, …}`.
+async fn engine_with_actions() -> FakeEngine {
+    let engine = FakeEngine::samples().await;
+    for (action, message) in [
+        ("halt", "Trading halted"),
+        ("resume", "Trading resumed"),
+        ("rebalance", "Rebalance Started"),
+        ("export-logs", "Exported"),
+    ] {
+        engine.set(
+            &format!("api/actions/{action}"),
+            Answer::Body(json!({"success": true, "message": message}).to_string()),
+        );
+    }
+    engine
+}
+
+fn posts(engine: &FakeEngine) -> usize {
+    ["halt", "resume", "rebalance", "export-logs"]
+        .iter()
+        .map(|a| engine.hits(&format!("/api/actions/{a}")))
+        .sum()
+}
+
+/// A WebSocket client presenting `token` as a browser does, past its WELCOME.
+async fn client(daemon: &Daemon, token: Option<&str>) -> Ws {
+    let mut request = daemon.url("/").into_client_request().unwrap();
+    if let Some(token) = token {
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(&format!("token, {token}")).unwrap(),
+        );
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(next_packet(&mut ws).await["type"], "WELCOME");
+    ws
+}
+
+/// Sends `command` and reads up to its COMMAND_RESULT, skipping packets.
+async fn command(ws: &mut Ws, command: Value) -> Value {
+    send_text(ws, &command.to_string()).await;
+    packet_where(ws, "a COMMAND_RESULT", |p| p["type"] == "COMMAND_RESULT").await
+}
+
+/// `POST path` with an optional bearer token and body: the status and the JSON answer.
+async fn post(daemon: &Daemon, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}{path}", daemon.addr))
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn error(result: &Value) -> &str {
+    result["error"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_secret_nobody_acts() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    let mut ws = client(&daemon, None).await;
+    let result = command(&mut ws, json!({"type": "HALT", "id": "h-1"})).await;
+    assert_eq!(
+        (
+            &result["ok"],
+            &result["id"],
+            &result["action"],
+            &result["status"]
+        ),
+        (&json!(false), &json!("h-1"), &json!("halt"), &Value::Null)
+    );
+    assert!(error(&result).contains("no auth.secret"), "{result}");
+    let (status, answer) = post(&daemon, "/api/actions/halt", None, "").await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(error(&answer).contains("no auth.secret"), "{answer}");
+    assert_eq!(posts(&engine), 0, "nothing reached the engine");
+    // The connection stays and keeps streaming.
+    assert_eq!(next_packet(&mut ws).await["type"], "TELEMETRY");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_says_why_and_sends_nothing() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    let mut cfg = secured(&engine);
+    cfg.commands.per_minute = 1;
+    cfg.commands.burst = 2;
+    let daemon = Daemon::start(cfg).await;
+
+    // A token that only watches can still watch, but not act.
+    let mut ws = client(&daemon, Some(&watcher())).await;
+    let result = command(&mut ws, json!({"type": "COMMAND", "action": "halt"})).await;
+    assert!(error(&result).contains("does not allow halt"), "{result}");
+    let result = command(
+        &mut ws,
+        json!({"type": "COMMAND", "action": "liquidate", "id": 1}),
+    )
+    .await;
+    assert_eq!(result["id"], "1");
+    assert!(
+        error(&result).starts_with("unknown action \"liquidate\""),
+        "{result}"
+    );
+
+    let expired = mint(SECRET, "olga", -10, Some("operator"), &[]);
+    let forged = mint(
+        "another-secret-another-secret-00",
+        "olga",
+        60,
+        Some("operator"),
+        &[],
+    );
+    let only_export = mint(SECRET, "erin", 60, None, &["export-logs".into()]);
+    for (path, token, status, why) in [
+        ("/api/actions/halt", None, 401, "no token"),
+        (
+            "/api/actions/halt",
+            Some(expired.as_str()),
+            401,
+            "token expired",
+        ),
+        (
+            "/api/actions/halt",
+            Some(forged.as_str()),
+            401,
+            "token signature does not match",
+        ),
+        (
+            "/api/actions/halt",
+            Some(only_export.as_str()),
+            403,
+            "does not allow halt",
+        ),
+        (
+            "/api/actions/liquidate",
+            Some(operator().as_str()),
+            404,
+            "unknown action",
+        ),
+    ] {
+        let (got, answer) = post(&daemon, path, token, "").await;
+        assert_eq!(got, status, "{path}: {answer}");
+        assert_eq!(answer["ok"], false);
+        assert!(
+            error(&answer).contains(why),
+            "{path}: expected {why:?} in {answer}"
+        );
+    }
+    assert_eq!(posts(&engine), 0, "no refused command reached the engine");
+
+    // The rate: a burst of 2 for one subject, then refused; another subject is not held back.
+    let erin = only_export.as_str();
+    for _ in 0..2 {
+        assert_eq!(
+            post(&daemon, "/api/actions/export-logs", Some(erin), "")
+                .await
+                .0,
+            200
+        );
+    }
+    let (status, answer) = post(&daemon, "/api/actions/export-logs", Some(erin), "").await;
+    assert_eq!(status, 429, "{answer}");
+    assert!(error(&answer).starts_with("rate limit"), "{answer}");
+    assert_eq!(engine.hits("/api/actions/export-logs"), 2);
+    let (status, _) = post(&daemon, "/api/actions/export-logs", Some(&operator()), "").await;
+    assert_eq!(status, 200);
+
+    let (samples, _) = daemon.metrics().await;
+    for (labels, count) in [
+        (r#"action="halt",outcome="forbidden""#, 2.0),
+        (r#"action="halt",outcome="unauthorized""#, 3.0),
+        (r#"action="unknown",outcome="unknown_action""#, 2.0),
+        (r#"action="export-logs",outcome="rate_limited""#, 1.0),
+        (r#"action="export-logs",outcome="ok""#, 3.0),
+    ] {
+        let key = format!("bff_commands_total{{{labels}}}");
+        assert_eq!(samples.get(&key), Some(&count), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_on_an_open_connection_stops_acting() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    let daemon = Daemon::start(secured(&engine)).await;
+    let short = mint(SECRET, "olga", 1, Some("operator"), &[]);
+    let mut ws = client(&daemon, Some(&short)).await;
+    // Its `exp` is a whole second: wait past it (the connection itself stays open).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let result = command(&mut ws, json!({"type": "RESUME"})).await;
+    assert_eq!(error(&result), "token expired");
+    assert_eq!(posts(&engine), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_id_acts_once() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    let daemon = Daemon::start(secured(&engine)).await;
+    let mut ws = client(&daemon, Some(&operator())).await;
+    let twice = json!({"type": "COMMAND", "action": "rebalance", "id": "c-42"});
+    // Both sent before either is answered: the second waits for the first's answer.
+    send_text(&mut ws, &twice.to_string()).await;
+    let second = command(&mut ws, twice.clone()).await;
+    let first = packet_where(&mut ws, "the other result", |p| {
+        p["type"] == "COMMAND_RESULT"
+    })
+    .await;
+    let expected = json!({
+        "type": "COMMAND_RESULT", "id": "c-42", "action": "rebalance", "ok": true,
+        "status": 200, "message": "Rebalance Started", "error": null
+    });
+    assert_eq!((first, second), (expected.clone(), expected));
+    // Later, and over HTTP with the same subject: still the first result.
+    let (status, answer) = post(
+        &daemon,
+        "/api/actions/rebalance",
+        Some(&operator()),
+        r#"{"id":"c-42"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["message"].as_str()),
+        (200, Some("Rebalance Started"))
+    );
+    assert_eq!(
+        engine.hits("/api/actions/rebalance"),
+        1,
+        "the engine saw one rebalance"
+    );
+    // A new id is a new command.
+    command(
+        &mut ws,
+        json!({"type": "COMMAND", "action": "rebalance", "id": "c-43"}),
+    )
+    .await;
+    assert_eq!(engine.hits("/api/actions/rebalance"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_engine_never_delays_the_stream() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    engine.set("api/actions/rebalance", Answer::Hang);
+    let mut cfg = secured(&engine);
+    cfg.commands.timeout_ms = 1500;
+    let daemon = Daemon::start(cfg).await;
+    let mut ws = client(&daemon, Some(&operator())).await;
+    let mut seq = next_packet(&mut ws).await["seq"].as_u64().unwrap();
+    send_text(
+        &mut ws,
+        &json!({"type": "COMMAND", "action": "rebalance", "id": "r"}).to_string(),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let mut ticks_while_waiting = 0;
+    let result = within("the timeout's COMMAND_RESULT", async {
+        loop {
+            let packet = next_packet(&mut ws).await;
+            if packet["type"] == "COMMAND_RESULT" {
+                return packet;
+            }
+            // Every tick arrives, in order, while the engine hangs.
+            seq += 1;
+            assert_eq!(
+                packet["seq"], seq,
+                "a tick was missed while the command waited"
+            );
+            ticks_while_waiting += 1;
+        }
+    })
+    .await;
+    assert_eq!(result["ok"], false);
+    assert_eq!(
+        error(&result),
+        "the engine did not answer: timed out after 1500 ms"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // At 150 ms a tick, 1.5 s of waiting holds several ticks, all of which came through.
+    assert!(
+        ticks_while_waiting >= 3,
+        "{ticks_while_waiting} ticks while waiting"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_shows_at_once_not_at_the_next_tick() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    let mut cfg = secured(&engine);
+    // The next regular tick is half a minute away, far beyond the test's patience.
+    cfg.engine.poll_interval_ms = 30_000;
+    let daemon = Daemon::start(cfg).await;
+    let mut ws = client(&daemon, Some(&operator())).await;
+    daemon
+        .wait_health("the first poll", |h| h["seq"] == 1)
+        .await;
+    let mut halted =
+        serde_json::from_str::<Value>(&common::fixture_text("state-current.json")).unwrap();
+    halted["status"] = json!("HALTED");
+    engine.set("state", Answer::Body(halted.to_string()));
+    send_text(&mut ws, &json!({"type": "HALT"}).to_string()).await;
+    // The command's result and the fresh packet, in whichever order they come.
+    let (mut result, mut packet) = (None, None);
+    within("the result and the packet after the HALT", async {
+        while result.is_none() || packet.is_none() {
+            match next_frame(&mut ws).await {
+                Frame::Packet(p) if p["type"] == "COMMAND_RESULT" => {
+                    assert!(result.replace(p).is_none(), "one result per command");
+                }
+                // Packets of the first poll may still be on their way.
+                Frame::Packet(p) if p["type"] == "TELEMETRY" && p["seq"].as_u64() > Some(1) => {
+                    packet.get_or_insert(p);
+                }
+                Frame::Packet(p) if p["type"] == "TELEMETRY" => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(result.unwrap()["ok"], true);
+    let packet = packet.unwrap();
+    assert_eq!(
+        (packet["seq"].as_u64(), &packet["data"]["status"]),
+        (Some(2), &json!("HALT"))
+    );
+    assert_eq!(engine.hits("/api/actions/halt"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_failures_come_back_readable() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    engine.set(
+        "api/actions/halt",
+        Answer::Body(json!({"success": false, "message": "Already halted"}).to_string()),
+    );
+    engine.set("api/actions/resume", Answer::Status(500));
+    engine.set("api/actions/rebalance", Answer::Drop);
+    engine.set(
+        "api/actions/export-logs",
+        Answer::Html("<html>proxy</html>".into()),
+    );
+    let mut cfg = secured(&engine);
+    cfg.commands.burst = 10;
+    let daemon = Daemon::start(cfg).await;
+    let mut ws = client(&daemon, Some(&operator())).await;
+    for (action, status, why) in [
+        ("halt", json!(200), "the engine refused: Already halted"),
+        ("resume", json!(500), "the engine answered HTTP 500"),
+        (
+            "rebalance",
+            Value::Null,
+            "the engine could not be reached: request failed",
+        ),
+        (
+            "export-logs",
+            Value::Null,
+            "the engine could not be reached: invalid JSON",
+        ),
+    ] {
+        let result = command(&mut ws, json!({"type": "COMMAND", "action": action})).await;
+        assert_eq!(
+            (&result["ok"], &result["status"]),
+            (&json!(false), &status),
+            "{result}"
+        );
+        assert!(error(&result).starts_with(why), "{action}: {result}");
+    }
+    assert_eq!(
+        next_packet(&mut ws).await["type"],
+        "TELEMETRY",
+        "the connection stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_gateway_route_rebalances_and_other_methods_are_refused() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    let mut cfg = secured(&engine);
+    cfg.server.allowed_origins = vec!["https://dash.example.com".into()];
+    let daemon = Daemon::start(cfg).await;
+    let (status, answer) = post(&daemon, "/trade/force", Some(&operator()), "").await;
+    assert_eq!(
+        (status, &answer["action"], &answer["message"]),
+        (200, &json!("rebalance"), &json!("Rebalance Started"))
+    );
+    assert_eq!(engine.hits("/api/actions/rebalance"), 1);
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", daemon.addr);
+    let response = http.get(url("/api/actions/halt")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST, OPTIONS");
+    // A browser page from an origin not on the list is refused; one on it may read the answer.
+    let response = http
+        .post(url("/api/actions/halt"))
+        .bearer_auth(operator())
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(engine.hits("/api/actions/halt"), 0);
+    let response = http
+        .get(url("/api/actions"))
+        .bearer_auth(operator())
+        .header("Origin", "https://dash.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://dash.example.com"
+    );
+    let allowed: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(
+        allowed["allowed"],
+        json!(["halt", "resume", "rebalance", "export-logs"])
+    );
+    let response = http
+        .get(url("/api/actions"))
+        .bearer_auth(watcher())
+        .send()
+        .await
+        .unwrap();
+    let watch_only: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(watch_only["allowed"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_may_act_without_a_token_only_when_told_to_and_it_is_logged() {
+    let logs = &*LOGS;
+    let engine = engine_with_actions().await;
+    let mut cfg = config(&engine);
+    cfg.commands.allow_without_auth = true;
+    let daemon = Daemon::start(cfg).await;
+    let mut ws = client(&daemon, None).await;
+    let result = command(
+        &mut ws,
+        json!({"type": "COMMAND", "action": "export-logs", "id": "x-1"}),
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(engine.hits("/api/actions/export-logs"), 1);
+    assert!(
+        logs.count(&["WARN", "allow_without_auth is on"]) >= 1,
+        "a warning at start-up"
+    );
+    assert!(
+        logs.count(&["WARN", "Command allowed without a token"]) >= 1,
+        "a warning on use"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_command_is_one_log_line_and_no_token_is_logged() {
+    let logs = &*LOGS;
+    let engine = engine_with_actions().await;
+    let daemon = Daemon::start(secured(&engine)).await;
+    let token = mint(SECRET, "lena", 3600, None, &["halt".into()]);
+    let mut ws = client(&daemon, Some(&token)).await;
+    command(&mut ws, json!({"type": "HALT", "id": "log-1"})).await;
+    command(&mut ws, json!({"type": "RESUME", "id": "log-2"})).await;
+    post(
+        &daemon,
+        "/api/actions/halt",
+        Some(&token),
+        r#"{"id":"log-3"}"#,
+    )
+    .await;
+    let forged = mint("another-secret-another-secret-00", "lena", 60, None, &[]);
+    post(&daemon, "/api/actions/halt", Some(&forged), "").await;
+    let mine: Vec<String> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("Command") && l.contains("lena"))
+        .collect();
+    assert_eq!(mine.len(), 3, "one line per command: {mine:#?}");
+    for (id, outcome) in [("log-1", "ok"), ("log-2", "forbidden"), ("log-3", "ok")] {
+        let line = mine.iter().find(|l| l.contains(id)).unwrap();
+        for field in [
+            "action=",
+            "peer=127.0.0.1:",
+            &format!("outcome=\"{outcome}\""),
+            "duration_ms=",
+        ] {
+            assert!(line.contains(field), "{field} missing from {line}");
+        }
+    }
+    for secret in [&token, &forged, &SECRET.to_owned()] {
+        assert_eq!(
+            logs.count(&[secret]),
+            0,
+            "a token or the secret reached the log"
+        );
+    }
+}
