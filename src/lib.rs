@@ -86,7 +86,13 @@ pub async fn run(
         )
         .instrument(info_span!("poller")),
     );
-    let commands = Arc::new(Commands::new(&config, metrics.clone(), hub.clone()));
+    let commands = Arc::new(Commands::new(
+        settings.clone(),
+        metrics.clone(),
+        hub.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    ));
     if config.commands.allow_without_auth {
         warn!(
             "commands.allow_without_auth is on: loopback peers may halt, resume, rebalance and \

@@ -46,7 +46,7 @@ pub fn websocket(
     }
     let token = match Auth::new(config.auth.secret.expose()).map(|a| a.check(req.headers())) {
         None => Token::Absent,
-        Some(Ok(claims)) => Token::Valid(claims),
+        Some(Ok(claims)) => Token::Valid(Box::new(claims)),
         Some(Err(reason)) => {
             warn!(%peer, reason, "Client refused: unauthorized");
             return text(

@@ -7,7 +7,7 @@
 //! subscriptions, and a second kind of endpoint with other rules, are fields and variants here.
 
 use std::num::NonZeroU32;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::admission::Permit;
-use super::command::{Caller, CommandResult, Link};
+use super::command::{Caller, CommandResult, Commands};
 use super::context::Context;
 use super::ending::Ending;
 use super::message::{self, ClientMessage};
@@ -69,15 +69,8 @@ pub async fn run(
     ctx.metrics.connected();
     info!(clients = ctx.admission.open(), "Client Connected");
     let socket = Socket::new(read, write, leftover, &config.clients, ctx.metrics.clone()).await;
-    let link = Link {
-        commands: ctx.commands.clone(),
-        caller,
-        settings: ctx.settings.clone(),
-        tracker: ctx.tracker.clone(),
-        shutdown: ctx.shutdown.clone(),
-    };
     let ending = Session::new(socket, endpoint, config)
-        .with_commands(link)
+        .with_commands(ctx.commands.clone(), caller)
         .run(&ctx.hub, &ctx.shutdown)
         .await;
     let code = ending.code();
@@ -101,11 +94,14 @@ pub struct Session<R, W> {
     limiter: DefaultDirectRateLimiter,
     ping_every: Duration,
     idle_timeout: Duration,
-    /// How this connection sends commands; `None` where it cannot (tests over pipes).
-    commands: Option<Link>,
+    /// The command service and who this connection is; `None` where it cannot send commands
+    /// (tests over pipes).
+    commands: Option<(Arc<Commands>, Caller)>,
     /// Results of this connection's commands, written as they come; bounded by
-    /// `commands.max_in_flight`, the number it may have running.
-    results: (mpsc::Sender<CommandResult>, mpsc::Receiver<CommandResult>),
+    /// `commands.max_in_flight`, the number it may have running. Made at the first command:
+    /// most connections never send one, and a channel costs a few KB.
+    results: Option<(mpsc::Sender<CommandResult>, mpsc::Receiver<CommandResult>)>,
+    max_in_flight: usize,
     in_flight: usize,
 }
 
@@ -127,14 +123,15 @@ where
             ping_every: Duration::from_millis(clients.ping_interval_ms),
             idle_timeout: Duration::from_millis(clients.idle_timeout_ms),
             commands: None,
-            results: mpsc::channel(config.commands.max_in_flight),
+            results: None,
+            max_in_flight: config.commands.max_in_flight,
             in_flight: 0,
         }
     }
 
-    /// Lets the session send commands through `link`.
-    pub fn with_commands(mut self, link: Link) -> Self {
-        self.commands = Some(link);
+    /// Lets the session send commands, as `caller`.
+    pub fn with_commands(mut self, commands: Arc<Commands>, caller: Caller) -> Self {
+        self.commands = Some((commands, caller));
         self
     }
 
@@ -168,9 +165,10 @@ where
                     Err(RecvError::Lagged(missed)) => Some(Ending::TooSlow(missed)),
                     Err(RecvError::Closed) => Some(Ending::Shutdown),
                 },
-                Some(result) = self.results.1.recv() => {
+                Some(result) = next_result(&mut self.results) => {
                     self.in_flight -= 1;
-                    self.send_result(&result).await.err()
+                    // Boxed, like starting one: rare paths must not grow every session's future.
+                    Box::pin(self.send_result(&result)).await.err()
                 },
                 frame = self.socket.next() => {
                     last_heard = Instant::now();
@@ -224,7 +222,7 @@ where
     async fn answer(&mut self, text: &str) -> Result<(), Ending> {
         match message::parse(text) {
             Ok(ClientMessage::Ping) => self.socket.write(&PONG_FRAME, Frame::Reply).await,
-            Ok(ClientMessage::Command { action, id }) => self.command(action, id).await,
+            Ok(ClientMessage::Command { action, id }) => Box::pin(self.command(action, id)).await,
             Ok(ClientMessage::Reserved(kind)) => {
                 debug!(kind, "Reserved command ignored: not implemented yet");
                 Ok(())
@@ -248,7 +246,7 @@ where
 {
     /// Starts one command apart from this loop, or answers at once when it cannot start.
     async fn command(&mut self, action: String, id: Option<String>) -> Result<(), Ending> {
-        let Some(link) = &self.commands else {
+        let Some((commands, caller)) = &self.commands else {
             let result = CommandResult::refused(
                 id,
                 &action,
@@ -258,7 +256,7 @@ where
             );
             return self.send_result(&result).await;
         };
-        if self.in_flight >= self.results.1.max_capacity() {
+        if self.in_flight >= self.max_in_flight {
             let result = CommandResult::refused(
                 id,
                 &action,
@@ -269,11 +267,13 @@ where
                     self.in_flight
                 ),
             );
-            link.commands.count(&result);
+            commands.count(&result);
             return self.send_result(&result).await;
         }
         self.in_flight += 1;
-        link.start(action, id, self.results.0.clone());
+        let max = self.max_in_flight;
+        let (results, _) = self.results.get_or_insert_with(|| mpsc::channel(max));
+        commands.start(caller.clone(), action, id, results.clone());
         Ok(())
     }
 
@@ -283,6 +283,16 @@ where
         self.socket
             .write(&frame::text_frame(&json), Frame::Reply)
             .await
+    }
+}
+
+/// The next command result, once there is a channel for them; until then, never.
+async fn next_result(
+    results: &mut Option<(mpsc::Sender<CommandResult>, mpsc::Receiver<CommandResult>)>,
+) -> Option<CommandResult> {
+    match results {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -298,7 +308,7 @@ where
     R: AsyncRead + Unpin,
     W: Outbox,
 {
-    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let socket = Socket::new(read, write, Vec::new(), &config.clients, metrics).await;
     Session::new(socket, Endpoint::Stream, config)
 }

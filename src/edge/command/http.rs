@@ -97,7 +97,7 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, ctx: &Context) -> 
 fn token(headers: &HeaderMap, config: &Config) -> Token {
     match Auth::new(config.auth.secret.expose()).map(|auth| auth.check_bearer(headers)) {
         None | Some(Err("no token")) => Token::Absent,
-        Some(Ok(claims)) => Token::Valid(claims),
+        Some(Ok(claims)) => Token::Valid(Box::new(claims)),
         Some(Err(reason)) => Token::Invalid(reason),
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! Every command ends in one [`CommandResult`], one `Command` log line and one count in
 //! `bff_commands_total{action,outcome}`. Sessions run commands in tasks of their own
-//! ([`Link`]), so a slow engine never holds a connection's packets.
+//! ([`Commands::start`]), so a slow engine never holds a connection's packets.
 
 pub mod http;
 pub mod repeats;
@@ -58,8 +58,8 @@ pub struct Caller {
 pub enum Token {
     /// None was presented (or no secret is set to check one against).
     Absent,
-    /// A valid token, with its claims.
-    Valid(Claims),
+    /// A valid token, with its claims (boxed: every connection carries a token, few use it).
+    Valid(Box<Claims>),
     /// One was presented and refused, for this reason.
     Invalid(&'static str),
 }
@@ -200,6 +200,12 @@ pub struct Commands {
     engine: Mutex<Option<(EngineConfig, Engine)>>,
     metrics: Arc<Metrics>,
     hub: Hub,
+    /// The running config, read when each command starts.
+    settings: watch::Receiver<Arc<Config>>,
+    /// Command tasks join the connection tasks, so shutdown waits for them.
+    tracker: TaskTracker,
+    /// Ends a command task at shutdown.
+    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for Commands {
@@ -209,9 +215,17 @@ impl std::fmt::Debug for Commands {
 }
 
 impl Commands {
-    /// The service under `config` (its rate is fixed until a restart); a successful `halt` or
-    /// `resume` asks `hub` for a fresh poll.
-    pub fn new(config: &Config, metrics: Arc<Metrics>, hub: Hub) -> Self {
+    /// The service under `settings` (its rate is fixed until a restart); a successful `halt`
+    /// or `resume` asks `hub` for a fresh poll. Tasks it starts join `tracker` and end with
+    /// `shutdown`.
+    pub fn new(
+        settings: watch::Receiver<Arc<Config>>,
+        metrics: Arc<Metrics>,
+        hub: Hub,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let config = settings.borrow().clone();
         let non_zero = |n: u32| NonZeroU32::new(n).expect("a validated rate is above 0");
         let quota = Quota::per_minute(non_zero(config.commands.per_minute))
             .allow_burst(non_zero(config.commands.burst));
@@ -221,7 +235,37 @@ impl Commands {
             engine: Mutex::new(None),
             metrics,
             hub,
+            settings,
+            tracker,
+            shutdown,
         }
+    }
+
+    /// Runs one command for `caller` in a task of its own, under the config of the moment,
+    /// and sends its result to `results`.
+    pub fn start(
+        self: &Arc<Self>,
+        caller: Caller,
+        action: String,
+        id: Option<String>,
+        results: mpsc::Sender<CommandResult>,
+    ) {
+        let commands = self.clone();
+        let span = info_span!("command", action = %action);
+        self.tracker.spawn(
+            async move {
+                let config = commands.settings.borrow().clone();
+                let result = tokio::select! {
+                    result = commands.run(&caller, &action, id.clone(), &config) => result,
+                    _ = commands.shutdown.cancelled() => CommandResult::refused(
+                        id, &action, 503, "shutdown", "the daemon is shutting down".into(),
+                    ),
+                };
+                // The session may have ended meanwhile; the result is logged either way.
+                let _ = results.send(result).await;
+            }
+            .instrument(span),
+        );
     }
 
     /// Decides and, if allowed, sends one command; always answers, and logs and counts it.
@@ -404,42 +448,6 @@ fn authorize(
     }
 }
 
-/// One connection's way to send commands: who it is, and what it needs to run them apart from
-/// its own loop. Results come back on the session's channel.
-#[derive(Clone)]
-pub struct Link {
-    /// The shared service.
-    pub commands: Arc<Commands>,
-    /// Who the connection is.
-    pub caller: Caller,
-    /// The running config, read when each command starts.
-    pub settings: watch::Receiver<Arc<Config>>,
-    /// Command tasks join the connection tasks, so shutdown waits for them.
-    pub tracker: TaskTracker,
-    /// Ends a command task at shutdown.
-    pub shutdown: CancellationToken,
-}
-
-impl Link {
-    /// Runs one command in a task of its own and sends its result to `results`.
-    pub fn start(&self, action: String, id: Option<String>, results: mpsc::Sender<CommandResult>) {
-        let link = self.clone();
-        let span = info_span!("command", action = %action);
-        self.tracker.spawn(
-            async move {
-                let config = link.settings.borrow().clone();
-                let result = tokio::select! {
-                    result = link.commands.run(&link.caller, &action, id.clone(), &config) => result,
-                    _ = link.shutdown.cancelled() => CommandResult::refused(id, &action, 503, "shutdown", "the daemon is shutting down".into()),
-                };
-                // The session may have ended meanwhile; the result is logged either way.
-                let _ = results.send(result).await;
-            }
-            .instrument(span),
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,7 +491,7 @@ mod tests {
             role: None,
             actions: vec!["resume".into()],
         };
-        let ann = caller(Token::Valid(claims), "10.0.0.7:5000");
+        let ann = caller(Token::Valid(Box::new(claims)), "10.0.0.7:5000");
         assert_eq!(authorize(&ann, Action::Resume, &config), Ok(()));
         let (status, outcome, why) = authorize(&ann, Action::Halt, &config).unwrap_err();
         assert_eq!((status, outcome), (403, "forbidden"));
