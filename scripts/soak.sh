@@ -44,7 +44,7 @@ sample() {
   local rss fds tasks
   rss=$(awk '/^VmRSS/ {print $2}' "/proc/$DAEMON/status")
   fds=$(ls "/proc/$DAEMON/fd" | wc -l)
-  tasks=$(curl -s "http://127.0.0.1:$PORT/health" | python3 -c 'import json,sys; h=json.load(sys.stdin); print(h["tasks"], h["connections"], h["status"])')
+  tasks=$(curl -s "http://127.0.0.1:$PORT/health" | python3 -c 'import json,sys; h=json.load(sys.stdin); print(h["tasks"], h["connections"], h["state"])')
   echo "$1 t=${SECONDS}s rss_kb=$rss fds=$fds tasks/connections/status=$tasks" | tee -a "$OUT/samples.txt"
 }
 

@@ -33,6 +33,8 @@ pub enum Frame {
     Ping,
     /// A PONG, a pong or a close reply: an answer to something the client sent.
     Reply,
+    /// A relayed message from a Redis channel.
+    Update,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -77,7 +79,7 @@ pub struct Metrics {
     disconnects: Family<DisconnectLabels, Counter>,
     refused: Family<StatusLabel, Counter>,
     /// One counter per [`Frame`], resolved once so a write costs one atomic add.
-    frames: [Counter; 4],
+    frames: [Counter; 5],
     bytes: Counter,
     send_failures: Counter,
     slow_disconnects: Counter,
@@ -125,10 +127,10 @@ impl Metrics {
         let frame_family: Family<KindLabel, Counter> = register(
             &mut registry,
             "frames_sent",
-            "Frames written to clients, by kind (welcome, telemetry, ping, reply)",
+            "Frames written to clients, by kind (welcome, telemetry, ping, reply, update)",
             Family::default(),
         );
-        let frames = ["welcome", "telemetry", "ping", "reply"]
+        let frames = ["welcome", "telemetry", "ping", "reply", "update"]
             .map(|kind| frame_family.get_or_create(&KindLabel { kind }).clone());
         let bytes = register(
             &mut registry,

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod redis;
 mod secret;
 mod validate;
 
+pub use redis::{RedisConfig, RedisUrl, is_pattern, matches};
 pub use secret::Secret;
 
 /// The file read when `--config` is not given, if it exists.
@@ -27,6 +29,8 @@ const DEFAULT_TIMEOUT_MS: u64 = 750;
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 const DEFAULT_WS_PATHS: &[&str] = &["/", "/ws/stream"];
+const DEFAULT_BRIDGE_PATHS: &[&str] = &["/ws"];
+const DEFAULT_MAX_CHANNELS: usize = 32;
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 10;
 const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
@@ -65,6 +69,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[commands]`: actions dashboards may ask of the engine.
     pub commands: CommandConfig,
+    /// `[redis]`: the engine's events, merged and pushed, and channels relayed to dashboards.
+    pub redis: RedisConfig,
 }
 
 /// Who may connect, beyond the origin check.
@@ -134,6 +140,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Paths that accept WebSocket upgrades.
     pub ws_paths: Vec<String>,
+    /// Paths that speak the dialect of a Redis-to-WebSocket bridge: nothing until the client
+    /// subscribes, lowercase messages.
+    pub bridge_paths: Vec<String>,
     /// Browser origins allowed to connect (`https://dash.example.com`); empty allows any.
     pub allowed_origins: Vec<String>,
     /// Open WebSocket connections allowed in total; beyond it the handshake gets 503.
@@ -164,6 +173,8 @@ pub struct ClientConfig {
     pub messages_per_second: u32,
     /// Messages a client may send at once before the rate applies.
     pub message_burst: u32,
+    /// Relay channels (and patterns) one client may be subscribed to at once.
+    pub max_channels: usize,
 }
 
 /// The shape of the packet itself.
@@ -199,6 +210,7 @@ impl Default for ServerConfig {
                 .parse()
                 .expect("the default listen address parses"),
             ws_paths: DEFAULT_WS_PATHS.iter().map(|p| p.to_string()).collect(),
+            bridge_paths: DEFAULT_BRIDGE_PATHS.iter().map(|p| p.to_string()).collect(),
             allowed_origins: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -218,6 +230,7 @@ impl Default for ClientConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             message_burst: DEFAULT_MESSAGE_BURST,
+            max_channels: DEFAULT_MAX_CHANNELS,
         }
     }
 }
@@ -343,6 +356,12 @@ impl Config {
         }
         if self.clients.queue_size != next.clients.queue_size {
             keys.push("clients.queue_size");
+        }
+        if self.redis.url != next.redis.url {
+            keys.push("redis.url");
+        }
+        if self.redis.relay != next.redis.relay {
+            keys.push("redis.relay");
         }
         if (self.commands.per_minute, self.commands.burst)
             != (next.commands.per_minute, next.commands.burst)

@@ -128,6 +128,64 @@ impl Config {
                 format!("{} is too small; use at least 64", c.max_message_bytes),
             );
         }
+        for path in &s.bridge_paths {
+            if !path.starts_with('/') || RESERVED_PATHS.contains(&path.as_str()) {
+                bad(
+                    "server.bridge_paths",
+                    format!("{path:?} must start with '/' and not be one of {RESERVED_PATHS:?}"),
+                );
+            } else if s.ws_paths.contains(path) {
+                bad(
+                    "server.bridge_paths",
+                    format!("{path:?} is in server.ws_paths too; a path speaks one dialect"),
+                );
+            }
+        }
+        if c.max_channels == 0 {
+            bad("clients.max_channels", "must be at least 1".into());
+        }
+        let r = &self.redis;
+        if r.enabled() {
+            let scheme = Url::parse(r.url.expose()).map(|u| u.scheme().to_owned());
+            if !matches!(scheme.as_deref(), Ok("redis" | "rediss")) {
+                bad(
+                    "redis.url",
+                    format!(
+                        "{} is not a redis:// URL; write e.g. \"redis://127.0.0.1:6379\"",
+                        r.url.masked()
+                    ),
+                );
+            }
+        }
+        if !(1..=100).contains(&r.max_push_hz) {
+            bad(
+                "redis.max_push_hz",
+                format!("{} must be between 1 and 100", r.max_push_hz),
+            );
+        }
+        if r.silence_ms < 1_500 {
+            bad(
+                "redis.silence_ms",
+                format!(
+                    "{} is too short: the heartbeat goes once a second; use at least 1500",
+                    r.silence_ms
+                ),
+            );
+        }
+        if r.max_message_bytes < 1024 {
+            bad(
+                "redis.max_message_bytes",
+                format!("{} is too small; use at least 1024", r.max_message_bytes),
+            );
+        }
+        for channel in &r.relay {
+            if channel.is_empty() || channel.contains(char::is_whitespace) {
+                bad(
+                    "redis.relay",
+                    format!("{channel:?} is not a channel name or pattern"),
+                );
+            }
+        }
         let m = &self.commands;
         for (key, value) in [
             ("commands.timeout_ms", m.timeout_ms),
@@ -149,6 +207,15 @@ impl Config {
         }
     }
 }
+
+/// Paths the daemon answers itself, so no WebSocket path may take them.
+const RESERVED_PATHS: &[&str] = &[
+    "/health",
+    "/metrics",
+    "/schema.json",
+    "/api/actions",
+    "/trade/force",
+];
 
 /// Whether an endpoint setting can be polled: a path needs an http(s) `engine.url` to be joined
 /// to, anything else must be an http(s) URL itself. Joining is the engine client's business.

@@ -26,6 +26,7 @@ use crate::config::Config;
 pub fn websocket(
     mut req: Request<Incoming>,
     peer: SocketAddr,
+    endpoint: Endpoint,
     config: Arc<Config>,
     ctx: &Arc<Context>,
 ) -> Response<Body> {
@@ -73,15 +74,7 @@ pub fn websocket(
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let caller = Caller { token, peer };
-                    session::run(
-                        upgraded,
-                        permit,
-                        Endpoint::Stream,
-                        caller,
-                        &config,
-                        &task_ctx,
-                    )
-                    .await
+                    session::run(upgraded, permit, endpoint, caller, config, &task_ctx).await
                 }
                 Err(err) => debug!(%err, "Upgrade did not complete"),
             }

@@ -1,6 +1,7 @@
-//! What a dashboard may send (`docs/PROTOCOL.md` §3): `PING`, and the commands `HALT`, `RESUME`
-//! and `COMMAND`; `SUBSCRIBE` and `UNSUBSCRIBE` are reserved. Parsing is separate from the
-//! connection so it can be tested and fuzzed alone.
+//! What a dashboard may send (`docs/PROTOCOL.md` §3, §8, §9): `PING`, `SUBSCRIBE` and
+//! `UNSUBSCRIBE` for relay channels, and the commands `HALT`, `RESUME` and `COMMAND`. Types are
+//! read in any case; a reply's type follows the request's (`ping` → `pong`). Parsing is
+//! separate from the connection so it can be tested and fuzzed alone.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -8,8 +9,26 @@ use serde_json::Value;
 /// A client message the daemon understands the type of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMessage {
-    /// `{"type": "PING"}` in any case; answered with PONG.
-    Ping,
+    /// `{"type": "PING"}` in any case; answered with PONG (`pong` to `ping`).
+    Ping {
+        /// The request was lowercase, so is the reply.
+        lowercase: bool,
+    },
+    /// `{"type": "SUBSCRIBE", "channels": [...]}`, or the older `{"type": "SUBSCRIBE",
+    /// "symbol": "AAPL"}` for `market.tick.AAPL`.
+    Subscribe {
+        /// The channels (or patterns) asked for, as sent; entries that are not strings are `""`.
+        channels: Vec<String>,
+        /// The request was lowercase, so is the reply.
+        lowercase: bool,
+    },
+    /// `{"type": "UNSUBSCRIBE", "channels": [...]}`.
+    Unsubscribe {
+        /// The channels (or patterns) to leave.
+        channels: Vec<String>,
+        /// The request was lowercase, so is the reply.
+        lowercase: bool,
+    },
     /// An engine action: `{"type": "HALT"}`, `{"type": "RESUME"}`, or
     /// `{"type": "COMMAND", "action": "…"}`, each with an optional `id`. Answered with one
     /// COMMAND_RESULT, whatever happens; the action is not checked here.
@@ -19,8 +38,6 @@ pub enum ClientMessage {
         /// The client's id for it (a string, or a number written as one).
         id: Option<String>,
     },
-    /// A message reserved for later (`SUBSCRIBE`, `UNSUBSCRIBE`); ignored for now.
-    Reserved(String),
     /// A well-formed message of a type nobody defined; ignored.
     Unknown(String),
 }
@@ -33,6 +50,12 @@ struct Envelope {
     action: Value,
     #[serde(default)]
     id: Value,
+    #[serde(default)]
+    channels: Value,
+    #[serde(default)]
+    channel: Value,
+    #[serde(default)]
+    symbol: Value,
 }
 
 /// Reads one text frame; `Err` says why it is not a message, for the debug log.
@@ -48,12 +71,29 @@ pub fn parse(text: &str) -> Result<ClientMessage, String> {
         action: action.to_owned(),
         id: id.clone(),
     };
+    let lowercase = envelope.kind == envelope.kind.to_ascii_lowercase();
+    let channels = match (&envelope.channels, &envelope.channel, &envelope.symbol) {
+        (Value::Array(list), _, _) => list
+            .iter()
+            .map(|c| c.as_str().unwrap_or_default().to_owned())
+            .collect(),
+        (_, Value::String(one), _) => vec![one.clone()],
+        (_, _, Value::String(symbol)) => vec![format!("market.tick.{symbol}")],
+        _ => Vec::new(),
+    };
     Ok(match kind.as_str() {
-        "PING" => ClientMessage::Ping,
+        "PING" => ClientMessage::Ping { lowercase },
+        "SUBSCRIBE" => ClientMessage::Subscribe {
+            channels,
+            lowercase,
+        },
+        "UNSUBSCRIBE" => ClientMessage::Unsubscribe {
+            channels,
+            lowercase,
+        },
         "HALT" => command("halt"),
         "RESUME" => command("resume"),
         "COMMAND" => command(envelope.action.as_str().unwrap_or_default()),
-        "SUBSCRIBE" | "UNSUBSCRIBE" => ClientMessage::Reserved(kind),
         _ => ClientMessage::Unknown(envelope.kind),
     })
 }
@@ -63,12 +103,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ping_in_any_case() {
-        assert_eq!(parse(r#"{"type":"ping"}"#), Ok(ClientMessage::Ping));
+    fn ping_in_any_case_and_the_reply_follows_lowercase() {
+        assert_eq!(
+            parse(r#"{"type":"ping"}"#),
+            Ok(ClientMessage::Ping { lowercase: true })
+        );
         assert_eq!(
             parse(r#"{"type":"PiNg","extra":1}"#),
-            Ok(ClientMessage::Ping)
+            Ok(ClientMessage::Ping { lowercase: false })
         );
+    }
+
+    #[test]
+    fn subscriptions_in_their_forms() {
+        let subscribe = |channels: &[&str], lowercase| ClientMessage::Subscribe {
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+            lowercase,
+        };
+        assert_eq!(
+            parse(r#"{"type":"SUBSCRIBE","channels":["trade.results","market.tick.*"]}"#),
+            Ok(subscribe(&["trade.results", "market.tick.*"], false))
+        );
+        assert_eq!(
+            parse(r#"{"type":"subscribe","channels":["risk.state", 7]}"#),
+            Ok(subscribe(&["risk.state", ""], true))
+        );
+        assert_eq!(
+            parse(r#"{"type":"SUBSCRIBE","symbol":"AAPL"}"#),
+            Ok(subscribe(&["market.tick.AAPL"], false))
+        );
+        assert_eq!(
+            parse(r#"{"type":"unsubscribe","channel":"risk.state"}"#),
+            Ok(ClientMessage::Unsubscribe {
+                channels: vec!["risk.state".into()],
+                lowercase: true
+            })
+        );
+        assert_eq!(parse(r#"{"type":"SUBSCRIBE"}"#), Ok(subscribe(&[], false)));
     }
 
     #[test]
@@ -95,11 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn reserved_unknown_and_malformed() {
-        assert_eq!(
-            parse(r#"{"type":"subscribe"}"#),
-            Ok(ClientMessage::Reserved("SUBSCRIBE".into()))
-        );
+    fn unknown_and_malformed() {
         assert_eq!(
             parse(r#"{"type":"dance"}"#),
             Ok(ClientMessage::Unknown("dance".into()))

@@ -13,6 +13,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod channels;
 pub mod command;
 pub mod context;
 pub mod ending;

@@ -14,6 +14,8 @@ use super::command;
 use super::context::Context;
 use super::handshake;
 use super::reply::{Body, ok, text};
+use super::session::Endpoint;
+use crate::config::Config;
 use crate::contract;
 
 /// Routes one request. Never fails: every problem is an HTTP answer.
@@ -26,15 +28,15 @@ pub async fn handle(
     let config = ctx.config();
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
-    let response = match path {
-        "/health" => health(&ctx),
-        "/metrics" => metrics(&ctx),
-        "/schema.json" => ok(contract::SCHEMA, "application/schema+json"),
+    let response = match (path, endpoint(&config, path)) {
+        ("/health", _) => health(&ctx),
+        ("/metrics", _) => metrics(&ctx),
+        ("/schema.json", _) => ok(contract::SCHEMA, "application/schema+json"),
         _ if command::http::serves(path) => command::http::handle(req, peer, &ctx).await,
         // A browser asking for `/` gets the live page; a WebSocket handshake on `/` still works.
-        "/" if read && !upgrade => page(&config.server.ws_paths),
-        _ if config.server.ws_paths.iter().any(|p| p == path) => {
-            let response = handshake::websocket(req, peer, config.clone(), &ctx);
+        ("/", _) if read && !upgrade => page(&config.server.ws_paths),
+        (_, Some(endpoint)) => {
+            let response = handshake::websocket(req, peer, endpoint, config.clone(), &ctx);
             if response.status() != StatusCode::SWITCHING_PROTOCOLS {
                 ctx.metrics.refused(response.status().as_u16());
             }
@@ -49,6 +51,17 @@ pub async fn handle(
     Ok(response)
 }
 
+/// The kind of WebSocket path `path` is, if it is one.
+fn endpoint(config: &Config, path: &str) -> Option<Endpoint> {
+    if config.server.ws_paths.iter().any(|p| p == path) {
+        Some(Endpoint::Stream)
+    } else if config.server.bridge_paths.iter().any(|p| p == path) {
+        Some(Endpoint::Bridge)
+    } else {
+        None
+    }
+}
+
 /// `GET /health`: the process, its connections and each source's freshness, as JSON.
 fn health(ctx: &Context) -> Response<Body> {
     let latest = ctx.hub.latest();
@@ -57,15 +70,22 @@ fn health(ctx: &Context) -> Response<Body> {
     for source in [&mut sources.state, &mut sources.agents, &mut sources.models] {
         source.age_ms = source.updated.map(|t| t.age_ms(now));
     }
-    let status = if latest.seq == 0 {
-        "starting"
-    } else if sources.state.ok && sources.agents.ok && sources.models.ok {
-        "ok"
-    } else {
-        "degraded"
+    let stale: Vec<&str> = sources
+        .named()
+        .into_iter()
+        .filter(|(_, health)| !health.ok)
+        .map(|(name, _)| name)
+        .collect();
+    let state = match (latest.seq, stale.is_empty()) {
+        (0, _) => "starting",
+        (_, true) => "ok",
+        (_, false) => "degraded",
     };
     let body = json!({
-        "status": status,
+        // Up and serving, as a bridge's health check expects; how fresh the data is says `state`.
+        "status": "healthy",
+        "state": state,
+        "stale": stale,
         "seq": latest.seq,
         "connections": ctx.admission.open(),
         // Every task in the daemon's runtime: connections, HTTP requests, the poller. A number

@@ -9,8 +9,9 @@
 
 pub mod frame;
 pub mod packet;
+pub mod relay;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, broadcast};
@@ -28,6 +29,23 @@ pub struct Snapshot {
     pub telemetry: Bytes,
     /// The framed `{"type":"WELCOME",…}`, for clients that connect while this is the latest.
     pub welcome: Bytes,
+    /// The serialized `data`, kept for the frames made on demand.
+    body: Bytes,
+    /// `{"type":"update","channel":"telemetry","data":…}` framed, for bridge clients that
+    /// subscribed to the packet; made by the first that needs it.
+    bridge: OnceLock<Bytes>,
+}
+
+impl Snapshot {
+    /// The packet as a bridge-dialect update on the `telemetry` channel, framed once.
+    pub fn bridge_frame(&self) -> &Bytes {
+        self.bridge.get_or_init(|| {
+            let body = std::str::from_utf8(&self.body).expect("a serialized body is UTF-8");
+            frame::text_frame(&format!(
+                r#"{{"type":"update","channel":"telemetry","data":{body}}}"#
+            ))
+        })
+    }
 }
 
 /// A cheap, cloneable handle to the hub.
@@ -47,6 +65,8 @@ struct Shared {
     /// more than its capacity behind is told it lagged (and is disconnected) instead of holding
     /// memory or slowing the producer.
     tx: broadcast::Sender<Arc<Snapshot>>,
+    /// Messages relayed from Redis channels to the dashboards that subscribed.
+    relay: relay::Relay,
     /// Raised when a consumer needs a fresh snapshot sooner than the next tick (a command
     /// changed the engine's state); the producer takes it as a cue to poll at once.
     refresh: Notify,
@@ -78,8 +98,9 @@ impl Hub {
         let body = packet::body(&initial);
         Self {
             shared: Arc::new(Shared {
-                latest: Mutex::new(Arc::new(snapshot(0, initial, &body))),
+                latest: Mutex::new(Arc::new(snapshot(0, initial, body))),
                 tx,
+                relay: relay::Relay::default(),
                 refresh: Notify::new(),
             }),
         }
@@ -89,7 +110,7 @@ impl Hub {
     /// returns it.
     pub fn publish(&self, data: Telemetry) -> Arc<Snapshot> {
         let body = packet::body(&data);
-        self.release(None, data, &body)
+        self.release(None, data, body)
             .expect("the hub's own numbering is always in order")
     }
 
@@ -103,14 +124,14 @@ impl Hub {
         body: Option<String>,
     ) -> Result<Arc<Snapshot>, OutOfOrder> {
         let body = body.unwrap_or_else(|| packet::body(&data));
-        self.release(Some(seq), data, &body)
+        self.release(Some(seq), data, body)
     }
 
     fn release(
         &self,
         seq: Option<u64>,
         data: Telemetry,
-        body: &str,
+        body: String,
     ) -> Result<Arc<Snapshot>, OutOfOrder> {
         let mut latest = self.shared.latest.lock().expect("hub lock poisoned");
         let seq = match seq {
@@ -159,19 +180,26 @@ impl Hub {
         self.shared.refresh.notified().await;
     }
 
+    /// The relay channels: the Redis input publishes to them, sessions subscribe.
+    pub fn relay(&self) -> &relay::Relay {
+        &self.shared.relay
+    }
+
     /// Connections currently subscribed.
     pub fn subscribers(&self) -> usize {
         self.shared.tx.receiver_count()
     }
 }
 
-fn snapshot(seq: u64, data: Telemetry, body: &str) -> Snapshot {
-    let (telemetry, welcome) = packet::frames(seq, body);
+fn snapshot(seq: u64, data: Telemetry, body: String) -> Snapshot {
+    let (telemetry, welcome) = packet::frames(seq, &body);
     Snapshot {
         seq,
         data,
         telemetry: frame::text_frame(&telemetry),
         welcome: frame::text_frame(&welcome),
+        body: body.into(),
+        bridge: OnceLock::new(),
     }
 }
 

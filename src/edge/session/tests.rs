@@ -48,9 +48,9 @@ async fn run(
     config: &Config,
     shutdown: &CancellationToken,
 ) -> Ending {
-    over(server.0, server.1, config)
+    over(server.0, server.1, config.clone(), hub)
         .await
-        .run(hub, shutdown)
+        .run(shutdown)
         .await
 }
 

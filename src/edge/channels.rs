@@ -1,0 +1,358 @@
+//! One connection's relay-channel subscriptions (`docs/PROTOCOL.md` §8): which it may have
+//! (the `redis.relay` allow-list, at most `clients.max_channels`), the receivers it reads them
+//! from, and the `SUBSCRIBED` / `UNSUBSCRIBED` answers with a reason for each refusal.
+//!
+//! A pattern may be subscribed only as the allow-list writes it; an exact channel when any entry
+//! matches it. An exact channel already covered by a pattern the client holds is refused, and a
+//! pattern replaces the exact channels it covers, so no message arrives twice. On a bridge path
+//! `telemetry` is a channel too: the packet itself.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio_stream::StreamExt;
+use tokio_stream::StreamMap;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::config::{Config, is_pattern, matches};
+use crate::hub::relay::{Relay, Update};
+
+/// The channel that carries the packet itself, on bridge paths.
+pub const TELEMETRY: &str = "telemetry";
+
+/// A channel a client asked for and did not get.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
+pub struct Rejected {
+    /// The channel (or pattern) as asked.
+    pub channel: String,
+    /// Why not, readable by a person.
+    pub reason: String,
+}
+
+/// The answer to `SUBSCRIBE` (`subscribed` in the bridge dialect) and `UNSUBSCRIBE`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
+pub struct Subscribed {
+    /// `SUBSCRIBED` or `UNSUBSCRIBED`, lowercase when the request was.
+    #[serde(rename = "type")]
+    #[cfg_attr(
+        test,
+        ts(
+            rename = "type",
+            type = "\"SUBSCRIBED\" | \"UNSUBSCRIBED\" | \"subscribed\" | \"unsubscribed\""
+        )
+    )]
+    #[cfg_attr(test, schemars(with = "String"))]
+    pub kind: &'static str,
+    /// The channels now subscribed (or left) by this request.
+    pub channels: Vec<String>,
+    /// Those refused, each with its reason.
+    pub rejected: Vec<Rejected>,
+}
+
+/// One relayed message as a stream-path client receives it.
+#[cfg(test)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, ts_rs::TS)]
+pub struct UpdateMessage {
+    /// Always `UPDATE` (`update` on bridge paths, which carry no `offset`).
+    #[serde(rename = "type")]
+    #[ts(rename = "type", type = "\"UPDATE\"")]
+    #[schemars(with = "String")]
+    pub kind: &'static str,
+    /// The channel it was published on.
+    pub channel: String,
+    /// Grows by one per message on that channel: a gap is a loss.
+    pub offset: u64,
+    /// The message as published; text that is not JSON comes as `{"raw": "<text>"}`.
+    #[ts(type = "unknown")]
+    pub data: serde_json::Value,
+}
+
+/// What a relayed receiver gave: a message, or how many it skipped for falling behind.
+pub type Heard = Result<Arc<Update>, u64>;
+
+/// A connection's subscriptions.
+#[derive(Default)]
+pub struct Channels {
+    topics: StreamMap<String, BroadcastStream<Arc<Update>>>,
+    /// Bridge only: the packet, as the `telemetry` channel.
+    pub telemetry: bool,
+}
+
+impl Channels {
+    /// Subscriptions held now (`telemetry` included).
+    pub fn len(&self) -> usize {
+        self.topics.len() + usize::from(self.telemetry)
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Subscribes to what was `asked`, as far as `config` allows; `bridge` when on a bridge
+    /// path (where `telemetry` is a channel). `lowercase` sets the answer's case.
+    pub fn subscribe(
+        &mut self,
+        asked: Vec<String>,
+        config: &Config,
+        relay: &Relay,
+        bridge: bool,
+        lowercase: bool,
+    ) -> Subscribed {
+        let mut answer = Subscribed {
+            kind: if lowercase {
+                "subscribed"
+            } else {
+                "SUBSCRIBED"
+            },
+            channels: Vec::new(),
+            rejected: Vec::new(),
+        };
+        for channel in asked {
+            match self.admit(&channel, config, bridge) {
+                Err(reason) => answer.rejected.push(Rejected { channel, reason }),
+                Ok(()) if bridge && channel == TELEMETRY => {
+                    self.telemetry = true;
+                    answer.channels.push(channel);
+                }
+                Ok(()) => {
+                    if is_pattern(&channel) {
+                        // The pattern covers these now: keep one way in for each message.
+                        let covered: Vec<String> = self
+                            .topics
+                            .keys()
+                            .filter(|t| !is_pattern(t) && matches(&channel, t))
+                            .cloned()
+                            .collect();
+                        for topic in covered {
+                            self.topics.remove(&topic);
+                        }
+                    }
+                    let rx = relay.subscribe(&channel);
+                    self.topics
+                        .insert(channel.clone(), BroadcastStream::new(rx));
+                    answer.channels.push(channel);
+                }
+            }
+        }
+        answer
+    }
+
+    /// Whether `channel` may be added; `Err` says why not.
+    fn admit(&self, channel: &str, config: &Config, bridge: bool) -> Result<(), String> {
+        if channel.is_empty() || channel.contains(char::is_whitespace) {
+            return Err("not a channel name".into());
+        }
+        if self.topics.contains_key(channel) || (bridge && channel == TELEMETRY && self.telemetry) {
+            return Err("already subscribed".into());
+        }
+        if self.len() >= config.clients.max_channels {
+            return Err(format!(
+                "at most {} subscriptions per connection (clients.max_channels)",
+                config.clients.max_channels
+            ));
+        }
+        if bridge && channel == TELEMETRY {
+            return Ok(());
+        }
+        if !config.redis.enabled() {
+            return Err("channels are off here: redis.url is not set".into());
+        }
+        let allowed = if is_pattern(channel) {
+            config.redis.relay.iter().any(|entry| entry == channel)
+        } else {
+            config
+                .redis
+                .relay
+                .iter()
+                .any(|entry| matches(entry, channel))
+        };
+        if !allowed {
+            return Err(if is_pattern(channel) {
+                "a pattern must be one of redis.relay as written".into()
+            } else {
+                "not relayed: no entry of redis.relay matches it".into()
+            });
+        }
+        if let Some(pattern) = self
+            .topics
+            .keys()
+            .find(|t| is_pattern(t) && !is_pattern(channel) && matches(t, channel))
+        {
+            return Err(format!("already covered by {pattern}"));
+        }
+        Ok(())
+    }
+
+    /// Leaves what was `asked`; the answer lists what was held and is no more.
+    pub fn unsubscribe(&mut self, asked: Vec<String>, lowercase: bool) -> Subscribed {
+        let mut answer = Subscribed {
+            kind: if lowercase {
+                "unsubscribed"
+            } else {
+                "UNSUBSCRIBED"
+            },
+            channels: Vec::new(),
+            rejected: Vec::new(),
+        };
+        for channel in asked {
+            let held = if channel == TELEMETRY && self.telemetry {
+                self.telemetry = false;
+                true
+            } else {
+                self.topics.remove(&channel).is_some()
+            };
+            if held {
+                answer.channels.push(channel);
+            } else {
+                answer.rejected.push(Rejected {
+                    channel,
+                    reason: "not subscribed".into(),
+                });
+            }
+        }
+        answer
+    }
+
+    /// The next relayed message on any subscription; never, while there is none.
+    pub async fn next(&mut self) -> Heard {
+        if self.topics.is_empty() {
+            return std::future::pending().await;
+        }
+        match self.topics.next().await {
+            Some((_, Ok(update))) => Ok(update),
+            Some((_, Err(BroadcastStreamRecvError::Lagged(skipped)))) => Err(skipped),
+            // A topic's sender never goes away while the relay lives.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let mut config = Config::default();
+        config.redis.url = crate::config::RedisUrl::new("redis://127.0.0.1:6379");
+        config.clients.max_channels = 3;
+        config
+    }
+
+    fn names(list: &[Rejected]) -> Vec<(&str, &str)> {
+        list.iter()
+            .map(|r| (r.channel.as_str(), r.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn the_allow_list_and_the_cap_decide_and_each_refusal_says_why() {
+        let (relay, config) = (Relay::default(), config());
+        let mut channels = Channels::default();
+        let asked = [
+            "trade.results",
+            "market.tick.SPY",
+            "secret.keys",
+            "market.*",
+            "",
+            "trade.results",
+        ];
+        let answer = channels.subscribe(
+            asked.map(String::from).to_vec(),
+            &config,
+            &relay,
+            false,
+            false,
+        );
+        assert_eq!(answer.kind, "SUBSCRIBED");
+        assert_eq!(answer.channels, ["trade.results", "market.tick.SPY"]);
+        assert_eq!(
+            names(&answer.rejected),
+            [
+                (
+                    "secret.keys",
+                    "not relayed: no entry of redis.relay matches it"
+                ),
+                (
+                    "market.*",
+                    "a pattern must be one of redis.relay as written"
+                ),
+                ("", "not a channel name"),
+                ("trade.results", "already subscribed"),
+            ]
+        );
+        // A pattern replaces the exact channels it covers, then covers them.
+        let answer = channels.subscribe(vec!["market.tick.*".into()], &config, &relay, false, true);
+        assert_eq!((answer.kind, answer.channels.len()), ("subscribed", 1));
+        assert_eq!(channels.len(), 2);
+        let answer = channels.subscribe(
+            vec![
+                "market.tick.AAPL".into(),
+                "risk.state".into(),
+                "agent.updates".into(),
+            ],
+            &config,
+            &relay,
+            false,
+            false,
+        );
+        assert_eq!(answer.channels, ["risk.state"]);
+        assert_eq!(
+            names(&answer.rejected),
+            [
+                ("market.tick.AAPL", "already covered by market.tick.*"),
+                (
+                    "agent.updates",
+                    "at most 3 subscriptions per connection (clients.max_channels)"
+                ),
+            ]
+        );
+        let answer = channels.unsubscribe(vec!["risk.state".into(), "risk.state".into()], false);
+        assert_eq!(
+            (answer.kind, answer.channels.clone()),
+            ("UNSUBSCRIBED", vec!["risk.state".to_owned()])
+        );
+        assert_eq!(names(&answer.rejected), [("risk.state", "not subscribed")]);
+    }
+
+    #[test]
+    fn without_redis_only_the_bridge_telemetry_channel_exists() {
+        let relay = Relay::default();
+        let config = Config::default();
+        let mut channels = Channels::default();
+        let answer = channels.subscribe(
+            vec!["telemetry".into(), "risk.state".into()],
+            &config,
+            &relay,
+            true,
+            true,
+        );
+        assert_eq!(answer.channels, ["telemetry"]);
+        assert_eq!(
+            names(&answer.rejected),
+            [("risk.state", "channels are off here: redis.url is not set")]
+        );
+        assert!(channels.telemetry);
+        let answer = channels.subscribe(vec!["telemetry".into()], &config, &relay, false, false);
+        assert_eq!(
+            answer.rejected.len(),
+            1,
+            "telemetry is a channel on bridge paths only"
+        );
+    }
+
+    #[tokio::test]
+    async fn subscribed_channels_deliver_in_order() {
+        let (relay, config) = (Relay::default(), config());
+        let mut channels = Channels::default();
+        channels.subscribe(vec!["market.tick.*".into()], &config, &relay, false, false);
+        relay.publish("market.tick.SPY", b"1");
+        relay.publish("risk.state", b"2");
+        relay.publish("market.tick.SPY", b"3");
+        assert_eq!(channels.next().await.unwrap().offset, 1);
+        assert_eq!(channels.next().await.unwrap().offset, 2);
+    }
+}

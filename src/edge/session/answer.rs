@@ -1,0 +1,85 @@
+//! What a session answers to what its client says: PING, SUBSCRIBE and UNSUBSCRIBE here;
+//! commands are started in `command`. A reply's type follows the request's case, and a bridge
+//! path speaks lowercase only.
+
+use serde::Serialize;
+use tokio::io::AsyncRead;
+use tracing::debug;
+
+use super::{Endpoint, Session};
+use crate::edge::channels::TELEMETRY;
+use crate::edge::ending::Ending;
+use crate::edge::message::{self, ClientMessage};
+use crate::edge::socket::Outbox;
+use crate::hub::frame;
+use crate::metrics::Frame;
+
+impl<R, W> Session<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: Outbox,
+{
+    /// Answers one text frame from the client.
+    pub(super) async fn answer(&mut self, text: &str) -> Result<(), Ending> {
+        let bridge = self.endpoint == Endpoint::Bridge;
+        match message::parse(text) {
+            Ok(ClientMessage::Ping { lowercase }) => {
+                let pong = if lowercase || bridge {
+                    r#"{"type":"pong"}"#
+                } else {
+                    r#"{"type":"PONG"}"#
+                };
+                self.socket
+                    .write(&frame::text_frame(pong), Frame::Reply)
+                    .await
+            }
+            Ok(ClientMessage::Subscribe {
+                channels,
+                lowercase,
+            }) => {
+                let answer = self.channels.subscribe(
+                    channels,
+                    &self.config,
+                    self.hub.relay(),
+                    bridge,
+                    lowercase || bridge,
+                );
+                let joined_telemetry =
+                    self.feed.is_none() && answer.channels.iter().any(|c| c == TELEMETRY);
+                self.send_json(&answer).await?;
+                if joined_telemetry {
+                    // A bridge dashboard gets the latest packet at once, then every one.
+                    self.follow(Frame::Update).await?;
+                }
+                Ok(())
+            }
+            Ok(ClientMessage::Unsubscribe {
+                channels,
+                lowercase,
+            }) => {
+                let answer = self.channels.unsubscribe(channels, lowercase || bridge);
+                if bridge && !self.channels.telemetry {
+                    self.feed = None;
+                }
+                self.send_json(&answer).await
+            }
+            Ok(ClientMessage::Command { action, id }) => Box::pin(self.command(action, id)).await,
+            Ok(ClientMessage::Unknown(kind)) => {
+                debug!(kind, "Unknown message type ignored");
+                Ok(())
+            }
+            Err(why) => {
+                debug!(%why, bytes = text.len(), "Malformed message ignored");
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes one answer as a JSON text frame.
+    pub(super) async fn send_json(&mut self, answer: &impl Serialize) -> Result<(), Ending> {
+        let json = serde_json::to_string(answer).expect("an answer always serializes");
+        self.socket
+            .write(&frame::text_frame(&json), Frame::Reply)
+            .await
+    }
+}
