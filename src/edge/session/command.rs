@@ -56,13 +56,3 @@ where
         self.send_json(result).await
     }
 }
-
-/// The next command result, once there is a channel for them; until then, never.
-pub(super) async fn next_result(
-    results: &mut Option<(mpsc::Sender<CommandResult>, mpsc::Receiver<CommandResult>)>,
-) -> Option<CommandResult> {
-    match results {
-        Some((_, rx)) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}

@@ -27,7 +27,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use self::command::next_result;
 use super::admission::Permit;
 use super::channels::Channels;
 use super::command::{Caller, CommandResult, Commands};
@@ -260,6 +259,16 @@ where
             // Pings: tungstenite has queued the pong, which the loop sends next.
             Some(Ok(_)) => None,
         }
+    }
+}
+
+/// The next command result, once there is a channel for them; until then, never.
+async fn next_result(
+    results: &mut Option<(mpsc::Sender<CommandResult>, mpsc::Receiver<CommandResult>)>,
+) -> Option<CommandResult> {
+    match results {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
