@@ -1,0 +1,713 @@
+//! Reads one Redis message into the [`Event`] it means for the packet, or says why it was dropped.
+//!
+//! Only the merged channels ([`MERGED`]) are read; every other channel is relayed elsewhere and
+//! is `Ok(None)` here. Values are read the way the poll reads the engine's answers (the readers of
+//! [`crate::input::normalize::fields`]): numbers may be strings, timestamps may lack a zone,
+//! unknown words are `None`. A message that is not JSON, or not the shape its channel needs, is a
+//! [`Dropped`] with a short reason, never a panic. Pure: no I/O, no clock.
+
+use serde_json::{Map, Value};
+
+use crate::hub::packet::{Side, Status, Timestamp};
+use crate::input::normalize::fields::{number, side, string, timestamp};
+
+/// The channel patterns whose messages are merged into the packet, as given to `PSUBSCRIBE`.
+pub const MERGED: &[&str] = &[
+    "market.tick.*",
+    "physics.forces",
+    "strategy.signals",
+    "forecast.signals",
+    "system_events",
+];
+
+/// The prefix of the per-symbol tick channels (`market.tick.SPY`).
+const TICK_PREFIX: &str = "market.tick.";
+
+/// What one merged message says, read and normalised; `at` is the message's own time when it
+/// gave a readable one (the overlay uses the time it was received otherwise).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `market.tick.<SYMBOL>`: the last trade price of a symbol.
+    Tick {
+        /// The symbol the channel names (the message's `symbol` when the channel has none).
+        symbol: String,
+        /// The trade price.
+        price: f64,
+        /// The message's `timestamp`.
+        at: Option<Timestamp>,
+    },
+    /// `physics.forces`: the engine's physics vector for a symbol.
+    Physics {
+        /// The symbol the vector is about, when it names one.
+        symbol: Option<String>,
+        /// `alpha_coefficient`: the tail index that also gives the regime.
+        alpha: Option<f64>,
+        /// The price the vector was computed at.
+        price: Option<f64>,
+        /// The message's `timestamp` (the vector's when the envelope has none).
+        at: Option<Timestamp>,
+    },
+    /// `physics.forces` after a failed calculation: the all-zero placeholder, shown only as a
+    /// warning.
+    PhysicsError {
+        /// The symbol the failed vector is about, when it names one.
+        symbol: Option<String>,
+        /// The engine's error message.
+        error: String,
+        /// The message's `timestamp` (the vector's when the envelope has none).
+        at: Option<Timestamp>,
+    },
+    /// `strategy.signals`: the strategy's current signal, which replaces the packet's as a whole.
+    Signal {
+        /// `side`, mapped like the state's (`HOLD` is FLAT).
+        side: Option<Side>,
+        /// `strength`.
+        confidence: Option<f64>,
+        /// `meta.reasoning`, or the compact JSON of `meta` when it has none.
+        reasoning: Option<String>,
+        /// The message's `timestamp`.
+        at: Option<Timestamp>,
+    },
+    /// `forecast.signals`: the `forecast` section of the packet,
+    /// `{p10, p50, p90, horizon, confidence, is_synthetic, timestamp}`.
+    Forecast {
+        /// Exactly those seven keys, each a number, a boolean, a timestamp string or `null`.
+        section: Map<String, Value>,
+        /// The message's `timestamp`.
+        at: Option<Timestamp>,
+    },
+    /// `system_events`: the engine halted or resumed.
+    System {
+        /// HALT or ACTIVE.
+        status: Status,
+        /// Why, as the engine said it (`Manual Kill Switch`).
+        reason: Option<String>,
+        /// The message's `timestamp`, when it has one (the engine's usually do not).
+        at: Option<Timestamp>,
+    },
+}
+
+/// Why a message of a merged channel was dropped: a short, fixed reason (`not JSON`, `no price`),
+/// fit for a metric label and a debug line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Dropped(pub &'static str);
+
+/// Whether messages of `channel` are merged into the packet (and so read by [`parse`]).
+pub fn is_merged(channel: &str) -> bool {
+    Channel::of(channel).is_some()
+}
+
+/// Reads one message of `channel`. `Ok(None)`: a channel that is not merged, or a message that
+/// merges nothing (a system event other than halt or resume). `Err`: a message to count and drop.
+pub fn parse(channel: &str, payload: &[u8]) -> Result<Option<Event>, Dropped> {
+    let Some(channel) = Channel::of(channel) else {
+        return Ok(None);
+    };
+    let value: Value = serde_json::from_slice(payload).map_err(|_| Dropped("not JSON"))?;
+    let Value::Object(message) = &value else {
+        return Err(Dropped("expected an object"));
+    };
+    match channel {
+        Channel::Tick(symbol) => tick(symbol, message),
+        Channel::Physics => physics(message),
+        Channel::Signal => signal(message),
+        Channel::Forecast => forecast(message),
+        Channel::System => system(message),
+    }
+}
+
+/// The merged channels, recognised by name.
+#[derive(Debug, Clone, Copy)]
+enum Channel<'a> {
+    /// A tick, with what the channel name says after `market.tick.`.
+    Tick(&'a str),
+    Physics,
+    Signal,
+    Forecast,
+    System,
+}
+
+impl<'a> Channel<'a> {
+    fn of(name: &'a str) -> Option<Self> {
+        if let Some(symbol) = name.strip_prefix(TICK_PREFIX) {
+            return Some(Channel::Tick(symbol));
+        }
+        match name {
+            "physics.forces" => Some(Channel::Physics),
+            "strategy.signals" => Some(Channel::Signal),
+            "forecast.signals" => Some(Channel::Forecast),
+            "system_events" => Some(Channel::System),
+            _ => None,
+        }
+    }
+}
+
+/// A symbol: a string with something in it, trimmed.
+fn symbol(value: Option<&Value>) -> Option<String> {
+    named(value?.as_str()?)
+}
+
+fn named(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn own_time(message: &Map<String, Value>) -> Option<Timestamp> {
+    message.get("timestamp").and_then(timestamp)
+}
+
+fn tick(channel_symbol: &str, message: &Map<String, Value>) -> Result<Option<Event>, Dropped> {
+    let symbol = named(channel_symbol)
+        .or_else(|| symbol(message.get("symbol")))
+        .ok_or(Dropped("no symbol"))?;
+    let price = number(message.get("price")).ok_or(Dropped("no price"))?;
+    Ok(Some(Event::Tick {
+        symbol,
+        price,
+        at: own_time(message),
+    }))
+}
+
+fn physics(message: &Map<String, Value>) -> Result<Option<Event>, Dropped> {
+    // Current publishers nest the figures under `vectors`; an older one sends them flat.
+    let vectors = match message.get("vectors") {
+        None | Some(Value::Null) => message,
+        Some(Value::Object(vectors)) => vectors,
+        Some(_) => return Err(Dropped("vectors is not an object")),
+    };
+    let symbol = symbol(message.get("symbol")).or_else(|| symbol(vectors.get("symbol")));
+    let at = own_time(message).or_else(|| own_time(vectors));
+    // After a failed calculation the engine sends a neutral all-zero vector with an `error`.
+    match message.get("error") {
+        None | Some(Value::Null) => {}
+        Some(error) => {
+            let error = match error {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            return Ok(Some(Event::PhysicsError { symbol, error, at }));
+        }
+    }
+    let alpha = number(vectors.get("alpha_coefficient"));
+    let price = number(vectors.get("price"));
+    if alpha.is_none() && price.is_none() {
+        return Err(Dropped("no alpha or price"));
+    }
+    Ok(Some(Event::Physics {
+        symbol,
+        alpha,
+        price,
+        at,
+    }))
+}
+
+fn signal(message: &Map<String, Value>) -> Result<Option<Event>, Dropped> {
+    let reasoning = match message.get("meta") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(meta)) => {
+            Some(string(meta.get("reasoning")).unwrap_or_else(|| compact(meta)))
+        }
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(other) => Some(other.to_string()),
+    };
+    let side = message.get("side").and_then(Value::as_str).and_then(side);
+    let confidence = number(message.get("strength"));
+    if side.is_none() && confidence.is_none() && reasoning.is_none() {
+        return Err(Dropped("no side, strength or meta"));
+    }
+    Ok(Some(Event::Signal {
+        side,
+        confidence,
+        reasoning,
+        at: own_time(message),
+    }))
+}
+
+/// `meta` as one line of JSON, for a signal whose meta has no words of its own.
+fn compact(meta: &Map<String, Value>) -> String {
+    Value::Object(meta.clone()).to_string()
+}
+
+/// The figures of a forecast; at least one of the three quantiles must be readable.
+const QUANTILES: [&str; 3] = ["p10", "p50", "p90"];
+
+fn forecast(message: &Map<String, Value>) -> Result<Option<Event>, Dropped> {
+    let mut section = Map::new();
+    for key in QUANTILES.into_iter().chain(["horizon", "confidence"]) {
+        section.insert(key.to_owned(), figure(message.get(key)));
+    }
+    if QUANTILES.iter().all(|key| section[*key].is_null()) {
+        return Err(Dropped("no p10, p50 or p90"));
+    }
+    section.insert("is_synthetic".to_owned(), flag(message.get("is_synthetic")));
+    let at = own_time(message);
+    section.insert(
+        "timestamp".to_owned(),
+        at.map_or(Value::Null, |t| serde_json::to_value(t).unwrap_or_default()),
+    );
+    Ok(Some(Event::Forecast { section, at }))
+}
+
+/// A number as JSON: a JSON number as written (`10` stays whole), a string holding one as that
+/// number, anything else `null`.
+fn figure(value: Option<&Value>) -> Value {
+    match value {
+        Some(Value::Number(n)) => Value::Number(n.clone()),
+        other => number(other).map_or(Value::Null, Value::from),
+    }
+}
+
+/// A boolean, or the string `true` / `false` in any case; anything else `null`.
+fn flag(value: Option<&Value>) -> Value {
+    match value {
+        Some(Value::Bool(b)) => Value::Bool(*b),
+        Some(Value::String(text)) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::Null,
+        },
+        _ => Value::Null,
+    }
+}
+
+fn system(message: &Map<String, Value>) -> Result<Option<Event>, Dropped> {
+    let name = message
+        .get("event")
+        .and_then(Value::as_str)
+        .ok_or(Dropped("no event"))?;
+    let status = match name.trim().to_ascii_uppercase().as_str() {
+        "SYSTEM_HALT" => Status::Halt,
+        "SYSTEM_RESUME" => Status::Active,
+        _ => return Ok(None),
+    };
+    let reason = message
+        .get("data")
+        .and_then(Value::as_object)
+        .and_then(|data| string(data.get("reason")))
+        .or_else(|| string(message.get("reason")));
+    Ok(Some(Event::System {
+        status,
+        reason,
+        at: own_time(message),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use serde_json::json;
+
+    macro_rules! fixture {
+        ($file:literal) => {
+            include_str!(concat!("../../../fixtures/redis/", $file)).as_bytes()
+        };
+    }
+
+    fn at(rfc3339: &str) -> Option<Timestamp> {
+        Some(Timestamp(
+            DateTime::parse_from_rfc3339(rfc3339)
+                .unwrap()
+                .with_timezone(&Utc),
+        ))
+    }
+
+    fn read(channel: &str, payload: Value) -> Result<Option<Event>, Dropped> {
+        parse(channel, payload.to_string().as_bytes())
+    }
+
+    #[test]
+    fn every_merged_fixture_reads_as_its_event() {
+        let cases: [(&str, &[u8], Event); 8] = [
+            (
+                "market.tick.SPY",
+                fixture!("market.tick.SPY.json"),
+                Event::Tick {
+                    symbol: "SPY".into(),
+                    price: 450.41,
+                    at: at("2025-12-21T12:00:00.123456Z"),
+                },
+            ),
+            (
+                "physics.forces",
+                fixture!("physics.forces.json"),
+                Event::Physics {
+                    symbol: Some("SPY".into()),
+                    alpha: Some(1.72),
+                    price: Some(450.41),
+                    at: at("2025-12-21T12:00:00.123456Z"),
+                },
+            ),
+            (
+                "physics.forces",
+                fixture!("physics.forces-flat.json"),
+                Event::Physics {
+                    symbol: Some("SPY".into()),
+                    alpha: Some(2.31),
+                    price: Some(450.38),
+                    at: at("2025-12-21T12:00:01Z"),
+                },
+            ),
+            (
+                "physics.forces",
+                fixture!("physics.forces-error.json"),
+                Event::PhysicsError {
+                    symbol: Some("SPY".into()),
+                    error: "float division by zero".into(),
+                    // The envelope's timestamp is null: the vector's is used.
+                    at: at("2025-12-21T12:00:02Z"),
+                },
+            ),
+            (
+                "strategy.signals",
+                fixture!("strategy.signals.json"),
+                Event::Signal {
+                    side: Some(Side::Flat),
+                    confidence: Some(0.35),
+                    reasoning: Some("Momentum fading in a Levy regime".into()),
+                    at: at("2025-12-21T12:00:00.3Z"),
+                },
+            ),
+            (
+                "forecast.signals",
+                fixture!("forecast.signals.json"),
+                Event::Forecast {
+                    section: json!({
+                        "p10": 449.8, "p50": 450.6, "p90": 451.5, "horizon": 10,
+                        "confidence": 0.62, "is_synthetic": false,
+                        "timestamp": "2025-12-21T12:00:00.200Z"
+                    })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                    at: at("2025-12-21T12:00:00.2Z"),
+                },
+            ),
+            (
+                "system_events",
+                fixture!("system_events-halt.json"),
+                Event::System {
+                    status: Status::Halt,
+                    reason: Some("Manual Kill Switch".into()),
+                    at: None,
+                },
+            ),
+            (
+                "system_events",
+                fixture!("system_events-resume.json"),
+                Event::System {
+                    status: Status::Active,
+                    reason: Some("Manual Resume".into()),
+                    at: None,
+                },
+            ),
+        ];
+        for (channel, payload, want) in cases {
+            assert_eq!(parse(channel, payload), Ok(Some(want)), "{channel}");
+        }
+    }
+
+    #[test]
+    fn relayed_channels_are_not_merged() {
+        let cases: [(&str, &[u8]); 5] = [
+            ("agent.updates", fixture!("agent.updates.json")),
+            ("risk.state", fixture!("risk.state.json")),
+            ("trade.results", fixture!("trade.results.json")),
+            ("market.quote.SPY", fixture!("market.quote.SPY.json")),
+            // Junk on a relayed channel is the relay's business, not a merge drop.
+            ("agent.updates", fixture!("garbage.txt")),
+        ];
+        for (channel, payload) in cases {
+            assert_eq!(parse(channel, payload), Ok(None), "{channel}");
+            assert!(!is_merged(channel), "{channel}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_not_json_on_every_merged_channel() {
+        for channel in [
+            "market.tick.SPY",
+            "physics.forces",
+            "strategy.signals",
+            "forecast.signals",
+            "system_events",
+        ] {
+            assert!(is_merged(channel), "{channel}");
+            assert_eq!(
+                parse(channel, fixture!("garbage.txt")),
+                Err(Dropped("not JSON")),
+                "{channel}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_subscription_patterns_are_the_merged_channels() {
+        for pattern in MERGED {
+            assert!(is_merged(&pattern.replace('*', "QQQ")), "{pattern}");
+        }
+        assert!(!is_merged("market.ticks"));
+        assert!(!is_merged("physics.forces.SPY"));
+    }
+
+    #[test]
+    fn nested_and_flat_physics_read_the_same() {
+        let figures = json!({"mass": 12.5, "momentum": 0.0031, "friction": 0.02,
+                             "price": "450.41", "alpha_coefficient": 1.72});
+        let mut flat = figures.clone();
+        flat["symbol"] = json!("SPY");
+        flat["timestamp"] = json!("2025-12-21T12:00:00.123456");
+        let nested = json!({"symbol": "SPY", "timestamp": "2025-12-21T12:00:00.123456",
+                            "vectors": figures});
+        let want = Ok(Some(Event::Physics {
+            symbol: Some("SPY".into()),
+            alpha: Some(1.72),
+            price: Some(450.41),
+            at: at("2025-12-21T12:00:00.123456Z"),
+        }));
+        assert_eq!(read("physics.forces", flat), want);
+        assert_eq!(read("physics.forces", nested), want);
+    }
+
+    #[test]
+    fn loose_values_are_read_like_the_poll_reads_them() {
+        let cases = [
+            (
+                "market.tick.SPY",
+                json!({"price": " 450.5 ", "timestamp": "yesterday"}),
+                Event::Tick {
+                    symbol: "SPY".into(),
+                    price: 450.5,
+                    at: None,
+                },
+            ),
+            (
+                // A channel without a symbol: the message's own.
+                "market.tick.",
+                json!({"symbol": "QQQ", "price": 389, "timestamp": "2025-12-21T14:00:00+02:00"}),
+                Event::Tick {
+                    symbol: "QQQ".into(),
+                    price: 389.0,
+                    at: at("2025-12-21T12:00:00Z"),
+                },
+            ),
+            (
+                "physics.forces",
+                json!({"vectors": {"alpha_coefficient": "NaN", "price": 0.0}}),
+                Event::Physics {
+                    symbol: None,
+                    alpha: None,
+                    price: Some(0.0),
+                    at: None,
+                },
+            ),
+            (
+                "strategy.signals",
+                json!({"side": "Side.LONG", "strength": "0.7",
+                       "meta": {"score": 0.4, "physics_veto": true}}),
+                Event::Signal {
+                    side: Some(Side::Buy),
+                    confidence: Some(0.7),
+                    reasoning: Some(r#"{"physics_veto":true,"score":0.4}"#.into()),
+                    at: None,
+                },
+            ),
+            (
+                "strategy.signals",
+                json!({"side": "sideways", "strength": 0.2, "meta": {"reasoning": 3}}),
+                Event::Signal {
+                    side: None,
+                    confidence: Some(0.2),
+                    reasoning: Some(r#"{"reasoning":3}"#.into()),
+                    at: None,
+                },
+            ),
+            (
+                "strategy.signals",
+                json!({"side": "SELL", "strength": 1, "meta": null}),
+                Event::Signal {
+                    side: Some(Side::Sell),
+                    confidence: Some(1.0),
+                    reasoning: None,
+                    at: None,
+                },
+            ),
+            (
+                "system_events",
+                json!({"event": " system_halt ", "reason": "drawdown", "timestamp": "2025-12-21 12:00:00"}),
+                Event::System {
+                    status: Status::Halt,
+                    reason: Some("drawdown".into()),
+                    at: at("2025-12-21T12:00:00Z"),
+                },
+            ),
+            (
+                "system_events",
+                json!({"event": "SYSTEM_RESUME", "data": {"reason": 7}}),
+                Event::System {
+                    status: Status::Active,
+                    reason: None,
+                    at: None,
+                },
+            ),
+        ];
+        for (channel, payload, want) in cases {
+            assert_eq!(read(channel, payload.clone()), Ok(Some(want)), "{payload}");
+        }
+    }
+
+    #[test]
+    fn a_forecast_keeps_exactly_its_seven_keys() {
+        let payload = json!({"p10": "449.8", "p50": 450.6, "p90": "high", "horizon": "10",
+                             "confidence": null, "is_synthetic": " TRUE ",
+                             "timestamp": "2025-12-21 12:00:00.5", "symbol": "SPY", "model": "x"});
+        let Ok(Some(Event::Forecast { section, at: when })) = read("forecast.signals", payload)
+        else {
+            panic!("not a forecast");
+        };
+        assert_eq!(
+            Value::Object(section),
+            json!({"p10": 449.8, "p50": 450.6, "p90": null, "horizon": 10.0, "confidence": null,
+                   "is_synthetic": true, "timestamp": "2025-12-21T12:00:00.500Z"})
+        );
+        assert_eq!(when, at("2025-12-21T12:00:00.5Z"));
+
+        let Ok(Some(Event::Forecast { section, at: when })) = read(
+            "forecast.signals",
+            json!({"p50": 1, "timestamp": 5, "is_synthetic": 1}),
+        ) else {
+            panic!("not a forecast");
+        };
+        assert_eq!(
+            Value::Object(section),
+            json!({"p10": null, "p50": 1, "p90": null, "horizon": null, "confidence": null,
+                   "is_synthetic": null, "timestamp": null})
+        );
+        assert_eq!(when, None);
+    }
+
+    #[test]
+    fn other_system_events_merge_nothing() {
+        assert_eq!(
+            read(
+                "system_events",
+                json!({"event": "SYSTEM_STARTUP", "data": {}})
+            ),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn junk_shapes_are_dropped_with_a_reason() {
+        let merged = [
+            "market.tick.SPY",
+            "physics.forces",
+            "strategy.signals",
+            "forecast.signals",
+            "system_events",
+        ];
+        for channel in merged {
+            for payload in [
+                json!([1, 2]),
+                json!("SPY"),
+                json!(450.41),
+                json!(null),
+                json!(true),
+            ] {
+                assert_eq!(
+                    read(channel, payload.clone()),
+                    Err(Dropped("expected an object")),
+                    "{channel} {payload}"
+                );
+            }
+            for payload in [
+                &b""[..],
+                b"NaN",
+                b"{\"price\": NaN}",
+                b"\xff\xfe{}",
+                b"{} {}",
+            ] {
+                assert_eq!(
+                    parse(channel, payload),
+                    Err(Dropped("not JSON")),
+                    "{channel} {payload:?}"
+                );
+            }
+        }
+        let cases = [
+            ("market.tick.SPY", json!({}), "no price"),
+            ("market.tick.SPY", json!({"price": "abc"}), "no price"),
+            ("market.tick.SPY", json!({"price": "NaN"}), "no price"),
+            ("market.tick.SPY", json!({"price": "inf"}), "no price"),
+            ("market.tick.SPY", json!({"price": null}), "no price"),
+            ("market.tick.SPY", json!({"price": [450.41]}), "no price"),
+            ("market.tick.", json!({"price": 1.0}), "no symbol"),
+            (
+                "market.tick. ",
+                json!({"symbol": "", "price": 1.0}),
+                "no symbol",
+            ),
+            ("physics.forces", json!({}), "no alpha or price"),
+            (
+                "physics.forces",
+                json!({"vectors": {"mass": 1.0}}),
+                "no alpha or price",
+            ),
+            (
+                "physics.forces",
+                json!({"vectors": [1.72]}),
+                "vectors is not an object",
+            ),
+            (
+                "physics.forces",
+                json!({"vectors": "1.72"}),
+                "vectors is not an object",
+            ),
+            ("strategy.signals", json!({}), "no side, strength or meta"),
+            (
+                "strategy.signals",
+                json!({"side": "up", "strength": "x"}),
+                "no side, strength or meta",
+            ),
+            ("forecast.signals", json!({}), "no p10, p50 or p90"),
+            (
+                "forecast.signals",
+                json!({"p50": "abc", "horizon": 10}),
+                "no p10, p50 or p90",
+            ),
+            ("system_events", json!({}), "no event"),
+            ("system_events", json!({"event": 1}), "no event"),
+            (
+                "system_events",
+                json!({"data": {"status": "HALTED"}}),
+                "no event",
+            ),
+        ];
+        for (channel, payload, reason) in cases {
+            assert_eq!(
+                read(channel, payload.clone()),
+                Err(Dropped(reason)),
+                "{channel} {payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_a_crash() {
+        let depth = 10_000;
+        let arrays = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let inside = format!(r#"{{"price": {arrays}}}"#);
+        for payload in [arrays, inside] {
+            assert_eq!(
+                parse("market.tick.SPY", payload.as_bytes()),
+                Err(Dropped("not JSON"))
+            );
+        }
+    }
+
+    #[test]
+    fn a_dropped_message_says_why() {
+        assert_eq!(Dropped("no price").to_string(), "no price");
+    }
+}
