@@ -1,8 +1,10 @@
 //! Test harness: a real HTTP engine answering from `fixtures/engine/`, the real daemon started
-//! through its library entry point on 127.0.0.1:0, and a real WebSocket client.
+//! through its library entry point on 127.0.0.1:0, and a real WebSocket client; `process` runs the
+//! `bff` binary, `redis` a real `redis-server`.
 #![allow(dead_code)]
 
 pub mod process;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
