@@ -1,5 +1,7 @@
-// The packets bff sends: `import type { Packet } from './packet';`
+// What bff sends: `import type { ServerMessage, Packet } from './packet';`
 // Generated from the daemon's Rust types; do not edit (see src/contract.rs).
+
+export type ServerMessage = Packet | UpdateMessage | Subscribed | CommandResult | Pong;
 
 export type Packet = { 
 /**
@@ -183,7 +185,11 @@ agents: SourceHealth,
 /**
  * The model-metrics endpoint.
  */
-models: SourceHealth, };
+models: SourceHealth, 
+/**
+ * The Redis subscription, present only when `redis.url` is set.
+ */
+redis?: SourceHealth, };
 
 export type SourceHealth = { 
 /**
@@ -204,3 +210,81 @@ age_ms: number | null,
 error: string | null, };
 
 export type Timestamp = string;
+
+export type UpdateMessage = { 
+/**
+ * Always `UPDATE` (`update` on bridge paths, which carry no `offset`).
+ */
+type: "UPDATE", 
+/**
+ * The channel it was published on.
+ */
+channel: string, 
+/**
+ * Grows by one per message on that channel: a gap is a loss.
+ */
+offset: number, 
+/**
+ * The message as published; text that is not JSON comes as `{"raw": "<text>"}`.
+ */
+data: unknown, };
+
+export type Subscribed = { 
+/**
+ * `SUBSCRIBED` or `UNSUBSCRIBED`, lowercase when the request was.
+ */
+type: "SUBSCRIBED" | "UNSUBSCRIBED" | "subscribed" | "unsubscribed", 
+/**
+ * The channels now subscribed (or left) by this request.
+ */
+channels: Array<string>, 
+/**
+ * Those refused, each with its reason.
+ */
+rejected: Array<Rejected>, };
+
+export type Rejected = { 
+/**
+ * The channel (or pattern) as asked.
+ */
+channel: string, 
+/**
+ * Why not, readable by a person.
+ */
+reason: string, };
+
+export type CommandResult = { 
+/**
+ * Always `COMMAND_RESULT`.
+ */
+type: "COMMAND_RESULT", 
+/**
+ * The command's `id`, as sent; `null` when it had none.
+ */
+id: string | null, 
+/**
+ * The action, as the daemon names it (or as sent, when it is unknown).
+ */
+action: string, 
+/**
+ * Whether the engine did it.
+ */
+ok: boolean, 
+/**
+ * The engine's HTTP status; `null` when the command was not sent or got no answer.
+ */
+status: number | null, 
+/**
+ * The engine's `message`, if it gave one.
+ */
+message: string | null, 
+/**
+ * Why it did not happen, readable by a person; `null` when `ok`.
+ */
+error: string | null, };
+
+export type Pong = { 
+/**
+ * `PONG` or `pong`.
+ */
+type: "PONG" | "pong", };

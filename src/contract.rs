@@ -1,12 +1,13 @@
-//! The published contract of the packets: a JSON Schema (served at `GET /schema.json`) and
-//! TypeScript types, both generated from the types in [`crate::hub::packet`] and checked in under
-//! `docs/` for frontends to use.
+//! The published contract of what the daemon sends: a JSON Schema (served at `GET
+//! /schema.json`) and TypeScript types, both generated from the types in [`crate::hub::packet`]
+//! (the packets) and the edge's answers (`UPDATE`, `SUBSCRIBED`, `COMMAND_RESULT`, `PONG`), and
+//! checked in under `docs/` for frontends to use.
 //!
 //! The generators (schemars, ts-rs) run only in this module's tests, which fail when a checked-in
 //! file differs from what the types generate; `BFF_UPDATE_CONTRACT=1 cargo test --lib contract`
 //! rewrites them. The daemon embeds the checked-in schema, so it carries no generator.
 
-/// The JSON Schema of a WELCOME or TELEMETRY packet (draft 2020-12).
+/// The JSON Schema of every message the daemon sends (draft 2020-12).
 pub const SCHEMA: &str = include_str!("../docs/packet.schema.json");
 
 #[cfg(test)]
@@ -14,20 +15,55 @@ mod tests {
     use std::path::Path;
 
     use schemars::generate::SchemaSettings;
+    use serde::Serialize;
     use ts_rs::TS;
+
+    use crate::edge::channels::{Rejected, Subscribed, UpdateMessage};
+    use crate::edge::command::CommandResult;
 
     use crate::hub::packet::{
         AgentStats, Governance, Level, LogEntry, Market, ModelStats, Packet, PacketType, Portfolio,
         Side, Signal, SourceHealth, Sources, Status, Telemetry, Timestamp,
     };
 
-    /// The schema as the packet types describe what they serialize to.
+    /// The answer to a PING: `{"type": "PONG"}` (`pong` to a lowercase `ping`).
+    #[derive(Serialize, schemars::JsonSchema, TS)]
+    struct Pong {
+        /// `PONG` or `pong`.
+        #[serde(rename = "type")]
+        #[ts(rename = "type", type = "\"PONG\" | \"pong\"")]
+        kind: PongType,
+    }
+
+    #[derive(Serialize, schemars::JsonSchema, TS)]
+    #[allow(dead_code)]
+    enum PongType {
+        #[serde(rename = "PONG")]
+        Upper,
+        #[serde(rename = "pong")]
+        Lower,
+    }
+
+    /// Any message the daemon sends: a packet, a relayed update, the answer to a subscription,
+    /// a command's result, a pong. `type` tells which.
+    #[derive(Serialize, schemars::JsonSchema, TS)]
+    #[serde(untagged)]
+    #[allow(dead_code, clippy::large_enum_variant)]
+    enum ServerMessage {
+        Packet(Packet),
+        Update(UpdateMessage),
+        Subscribed(Subscribed),
+        CommandResult(CommandResult),
+        Pong(Pong),
+    }
+
+    /// The schema as the types describe what they serialize to.
     fn schema() -> String {
         let mut schema = SchemaSettings::draft2020_12()
             .for_serialize()
             .into_generator()
-            .into_root_schema_for::<Packet>();
-        schema.insert("title".into(), "bff packet".into());
+            .into_root_schema_for::<ServerMessage>();
+        schema.insert("title".into(), "bff message".into());
         serde_json::to_string_pretty(&schema).unwrap() + "\n"
     }
 
@@ -36,6 +72,7 @@ mod tests {
         // `JSON.parse` gives numbers, whatever their size.
         let cfg = ts_rs::Config::new().with_large_int("number");
         let decls = [
+            ServerMessage::decl(&cfg),
             Packet::decl(&cfg),
             PacketType::decl(&cfg),
             // The engine's extra sections, typed `unknown` so they do not blur the known ones.
@@ -54,9 +91,14 @@ mod tests {
             Sources::decl(&cfg),
             SourceHealth::decl(&cfg),
             Timestamp::decl(&cfg),
+            UpdateMessage::decl(&cfg),
+            Subscribed::decl(&cfg),
+            Rejected::decl(&cfg),
+            CommandResult::decl(&cfg),
+            Pong::decl(&cfg),
         ];
         let mut out = String::from(
-            "// The packets bff sends: `import type { Packet } from './packet';`\n\
+            "// What bff sends: `import type { ServerMessage, Packet } from './packet';`\n\
              // Generated from the daemon's Rust types; do not edit (see src/contract.rs).\n",
         );
         for decl in decls {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
@@ -45,8 +45,13 @@ use crate::edge::command::Commands;
 use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
 use crate::hub::packet::Telemetry;
-use crate::input::poller;
+use crate::input::poller::{self, Events};
+use crate::input::redis::subscriber::{self, SharedHealth, Subscriber};
 use crate::metrics::Metrics;
+
+/// Engine events heard but not yet merged; past it the Redis reading waits for the poller
+/// (a burst of ten thousand a second is merged well within it).
+const EVENT_QUEUE: usize = 4096;
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then closes every client with
 /// 1001 and waits (at most `server.shutdown_grace_ms`) for them to go.
@@ -72,16 +77,34 @@ pub async fn run(
         state = %engine.url(SourceKind::State),
         agents = %engine.url(SourceKind::Agents),
         models = %engine.url(SourceKind::Models),
+        redis = %config.redis.url.masked(),
         "Listening"
     );
     let metrics = Arc::new(Metrics::new());
     let tracker = TaskTracker::new();
+    let events = config.redis.enabled().then(|| {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let health = SharedHealth::default();
+        subscriber::spawn(
+            Subscriber {
+                config: config.redis.clone(),
+                hub: hub.clone(),
+                metrics: metrics.clone(),
+                events: tx,
+                health: health.clone(),
+                shutdown: shutdown.clone(),
+            },
+            &tracker,
+        );
+        Events { rx, health }
+    });
     tracker.spawn(
         poller::run(
             engine,
             hub.clone(),
             metrics.clone(),
             settings.clone(),
+            events,
             shutdown.clone(),
         )
         .instrument(info_span!("poller")),

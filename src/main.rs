@@ -28,6 +28,10 @@ struct Cli {
     /// Engine base URL, overriding engine.url (relative endpoint paths are joined to it)
     #[arg(long, global = true, value_name = "URL")]
     engine_url: Option<String>,
+    /// Redis URL, overriding redis.url: merge the engine's events and relay channels (with
+    /// --demo, the simulator publishes its events there too)
+    #[arg(long, global = true, value_name = "URL")]
+    redis_url: Option<String>,
     /// File holding the token secret, overriding auth.secret_file (see `bff token`)
     #[arg(long, global = true, value_name = "PATH")]
     auth_secret_file: Option<PathBuf>,
@@ -155,6 +159,9 @@ fn load(cli: &Cli) -> Result<Config, ConfigError> {
     }
     if let Some(url) = &cli.engine_url {
         config.engine.url = url.clone();
+    }
+    if let Some(url) = &cli.redis_url {
+        config.redis.url = bff::config::RedisUrl::new(url.clone());
     }
     if let Some(path) = &cli.auth_secret_file {
         config.auth.secret_file = Some(path.clone());

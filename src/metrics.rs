@@ -66,6 +66,11 @@ struct CommandLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
     status: u16,
 }
@@ -88,6 +93,12 @@ pub struct Metrics {
     ticks: Counter,
     last_good_age: Family<SourceLabel, Gauge<f64, AtomicU64>>,
     commands: Family<CommandLabels, Counter>,
+    redis_connected: Gauge,
+    redis_messages: Counter,
+    redis_merged: Counter,
+    redis_pushes: Counter,
+    redis_dropped: Family<ReasonLabel, Counter>,
+    redis_reconnects: Counter,
 }
 
 impl Default for Metrics {
@@ -180,9 +191,51 @@ impl Metrics {
             "Commands from dashboards, by action (unknown for a name the engine has not) and outcome",
             Family::default(),
         );
+        let redis_connected = register(
+            &mut registry,
+            "redis_connected",
+            "1 while the Redis subscription is up and hearing, 0 otherwise (absent without redis.url)",
+            Gauge::default(),
+        );
+        let redis_messages = register(
+            &mut registry,
+            "redis_messages",
+            "Messages heard on Redis channels (the daemon's own heartbeat not counted)",
+            Counter::default(),
+        );
+        let redis_merged = register(
+            &mut registry,
+            "redis_merged",
+            "Engine events merged into the packet",
+            Counter::default(),
+        );
+        let redis_pushes = register(
+            &mut registry,
+            "redis_pushes",
+            "Packets published because of engine events, between the regular ticks",
+            Counter::default(),
+        );
+        let redis_dropped = register(
+            &mut registry,
+            "redis_dropped",
+            "Redis messages not merged, by reason (not_json, shape, too_large)",
+            Family::default(),
+        );
+        let redis_reconnects = register(
+            &mut registry,
+            "redis_reconnects",
+            "Times the Redis subscription was lost (or could not be made) and made again",
+            Counter::default(),
+        );
         Self {
             registry,
             commands,
+            redis_connected,
+            redis_messages,
+            redis_merged,
+            redis_pushes,
+            redis_dropped,
+            redis_reconnects,
             connections,
             connects,
             disconnects,
@@ -249,6 +302,38 @@ impl Metrics {
         self.commands
             .get_or_create(&CommandLabels { action, outcome })
             .inc();
+    }
+
+    /// The Redis subscription came up (`true`) or went down.
+    pub fn redis_connected(&self, up: bool) {
+        self.redis_connected.set(i64::from(up));
+    }
+
+    /// A message was heard on a Redis channel.
+    pub fn redis_message(&self) {
+        self.redis_messages.inc();
+    }
+
+    /// An engine event was merged into the packet.
+    pub fn redis_merged(&self) {
+        self.redis_merged.inc();
+    }
+
+    /// A packet was pushed because of engine events.
+    pub fn redis_pushed(&self) {
+        self.redis_pushes.inc();
+    }
+
+    /// A Redis message was dropped for `reason`.
+    pub fn redis_dropped(&self, reason: &'static str) {
+        self.redis_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// The Redis subscription was lost or could not be made.
+    pub fn redis_reconnect(&self) {
+        self.redis_reconnects.inc();
     }
 
     /// A packet was published.

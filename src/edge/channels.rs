@@ -44,12 +44,36 @@ pub struct Subscribed {
             type = "\"SUBSCRIBED\" | \"UNSUBSCRIBED\" | \"subscribed\" | \"unsubscribed\""
         )
     )]
-    #[cfg_attr(test, schemars(with = "String"))]
+    #[cfg_attr(test, schemars(with = "SubscribedType"))]
     pub kind: &'static str,
     /// The channels now subscribed (or left) by this request.
     pub channels: Vec<String>,
     /// Those refused, each with its reason.
     pub rejected: Vec<Rejected>,
+}
+
+/// The `type` of a [`Subscribed`], for the schema.
+#[cfg(test)]
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+enum SubscribedType {
+    #[schemars(rename = "SUBSCRIBED")]
+    Subscribed,
+    #[schemars(rename = "UNSUBSCRIBED")]
+    Unsubscribed,
+    #[schemars(rename = "subscribed")]
+    SubscribedLower,
+    #[schemars(rename = "unsubscribed")]
+    UnsubscribedLower,
+}
+
+/// The `type` of an [`UpdateMessage`], for the schema.
+#[cfg(test)]
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+enum UpdateType {
+    #[schemars(rename = "UPDATE")]
+    Update,
 }
 
 /// One relayed message as a stream-path client receives it.
@@ -59,7 +83,7 @@ pub struct UpdateMessage {
     /// Always `UPDATE` (`update` on bridge paths, which carry no `offset`).
     #[serde(rename = "type")]
     #[ts(rename = "type", type = "\"UPDATE\"")]
-    #[schemars(with = "String")]
+    #[schemars(with = "UpdateType")]
     pub kind: &'static str,
     /// The channel it was published on.
     pub channel: String,

@@ -137,6 +137,7 @@ fn metrics(ctx: &Context) -> Response<Body> {
         .data
         .sources
         .named()
+        .into_iter()
         .map(|(name, health)| (name, health.updated.map(|t| t.0)));
     let body = ctx
         .metrics

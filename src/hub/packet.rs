@@ -210,16 +210,25 @@ pub struct Sources {
     pub agents: SourceHealth,
     /// The model-metrics endpoint.
     pub models: SourceHealth,
+    /// The Redis subscription, present only when `redis.url` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub redis: Option<SourceHealth>,
 }
 
 impl Sources {
-    /// All three with their names, in the order they are polled and serialized.
-    pub fn named(&self) -> [(&'static str, &SourceHealth); 3] {
-        [
+    /// Every source with its name, in the order they are serialized: the three endpoints, then
+    /// Redis when it is on.
+    pub fn named(&self) -> Vec<(&'static str, &SourceHealth)> {
+        let mut all = vec![
             ("state", &self.state),
             ("agents", &self.agents),
             ("models", &self.models),
-        ]
+        ];
+        if let Some(redis) = &self.redis {
+            all.push(("redis", redis));
+        }
+        all
     }
 }
 

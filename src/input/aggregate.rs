@@ -98,6 +98,7 @@ impl Inputs {
             state: self.state.health(now),
             agents: self.agents.health(now),
             models: self.models.health(now),
+            redis: None,
         }
     }
 }

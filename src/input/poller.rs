@@ -1,64 +1,266 @@
 //! The poller: on a fixed-rate clock, fetches the three endpoints at once, folds the answers into
-//! the [`Inputs`], builds the packet and hands it to the hub. One log line per tick.
+//! the [`Inputs`], builds the packet and hands it to the hub; one log line per tick. With Redis
+//! on, it also folds the engine's events in as they come ([`crate::input::redis`]) and pushes a
+//! packet at once, at most `redis.max_push_hz` a second: events in between fold into the next.
+//!
+//! A fetch runs apart from the loop, so events keep being merged and pushed while the engine
+//! takes its time; the poll stays the authority over what it answers.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use tokio::sync::watch;
-use tokio::time::{Interval, MissedTickBehavior, interval};
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Interval, MissedTickBehavior, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::aggregate::{self, Change, Inputs};
-use super::normalize;
+use super::normalize::{self, EngineState};
+use super::redis::merge::{Overlay, answer_time};
+use super::redis::subscriber::{Heard, SharedHealth};
 use crate::config::Config;
 use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
+use crate::hub::packet::{Agents, Models, Telemetry};
 use crate::metrics::Metrics;
 
-/// Polls until `shutdown` is cancelled. A new config from `settings` (a reload) applies from
-/// the next tick: a changed `[engine]` gets a new client, a changed period a new clock. The
-/// sources' last good values are kept across a reload.
+/// The poller's side of the Redis input: the events it hears and how it is doing.
+pub struct Events {
+    /// The engine's events, in the order heard.
+    pub rx: mpsc::Receiver<Heard>,
+    /// The subscriber's health, for `sources.redis`.
+    pub health: SharedHealth,
+}
+
+/// What one poll of the three endpoints gave.
+struct Polled {
+    state: Result<EngineState, String>,
+    agents: Result<Agents, String>,
+    models: Result<Models, String>,
+    /// The slowest of the three fetches.
+    took: Duration,
+}
+
+type Polling = Pin<Box<dyn Future<Output = Polled> + Send>>;
+
+/// The poller's state between ticks.
+struct Poller {
+    engine: Engine,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    config: Arc<Config>,
+    inputs: Inputs,
+    overlay: Overlay,
+    health: Option<SharedHealth>,
+    /// An event arrived since the last packet.
+    dirty: bool,
+    /// When the last packet went out, ticks and pushes alike.
+    last_publish: tokio::time::Instant,
+    /// Pushes since the last tick, for its log line.
+    pushed: u32,
+}
+
+/// Polls until `shutdown` is cancelled, folding in `events` when Redis is on. A new config from
+/// `settings` (a reload) applies from the next tick: a changed `[engine]` gets a new client, a
+/// changed period a new clock. The sources' last good values are kept across a reload.
 pub async fn run(
-    mut engine: Engine,
+    engine: Engine,
     hub: Hub,
     metrics: Arc<Metrics>,
     mut settings: watch::Receiver<Arc<Config>>,
+    events: Option<Events>,
     shutdown: CancellationToken,
 ) {
-    let mut config = settings.borrow_and_update().clone();
-    let mut inputs = Inputs::default();
+    let config = settings.borrow_and_update().clone();
     let mut ticks = clock(&config);
+    let (mut rx, health) = match events {
+        Some(Events { rx, health }) => (Some(rx), Some(health)),
+        None => (None, None),
+    };
+    let mut poller = Poller {
+        engine,
+        hub,
+        metrics,
+        config,
+        inputs: Inputs::default(),
+        overlay: Overlay::default(),
+        health,
+        dirty: false,
+        last_publish: tokio::time::Instant::now(),
+        pushed: 0,
+    };
+    let mut polling: Option<Polling> = None;
+    // A refresh asked for while a poll was already on its way: poll again once it is back.
+    let mut again = false;
     loop {
+        let push_at = poller.last_publish + poller.push_gap();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             Ok(()) = settings.changed() => {
                 let next = settings.borrow_and_update().clone();
-                if next.engine != config.engine {
-                    match Engine::new(&next.engine) {
-                        Ok(rebuilt) => engine = rebuilt,
-                        Err(err) => {
-                            warn!(%err, "Engine settings not applied: keeping the running ones");
-                            continue;
-                        }
-                    }
-                    if next.engine.poll_interval_ms != config.engine.poll_interval_ms {
-                        ticks = clock(&next);
-                    }
-                    info!(
-                        state = %engine.url(SourceKind::State),
-                        poll_interval_ms = next.engine.poll_interval_ms,
-                        "Poller reconfigured"
-                    );
+                if poller.reconfigure(next) {
+                    ticks = clock(&poller.config);
                 }
-                config = next;
             }
-            _ = ticks.tick() => tick(&engine, &hub, &metrics, &mut inputs, config.packet.max_logs).await,
+            _ = ticks.tick() => start(&mut polling, &poller),
             // A command changed the engine's state: show it now, not at the next tick. The
             // fixed-rate clock keeps its phase.
-            _ = hub.refresh_requested() => tick(&engine, &hub, &metrics, &mut inputs, config.packet.max_logs).await,
+            _ = poller.hub.refresh_requested() => {
+                again = polling.is_some();
+                start(&mut polling, &poller);
+            }
+            polled = finished(&mut polling) => {
+                polling = None;
+                poller.tick(polled);
+                if std::mem::take(&mut again) {
+                    start(&mut polling, &poller);
+                }
+            }
+            Some(heard) = next_event(&mut rx) => poller.merge(heard),
+            _ = sleep_until(push_at), if poller.dirty => poller.push(),
         }
+    }
+}
+
+/// Starts a poll unless one is on its way (a late one is not doubled: the clock skips).
+fn start(polling: &mut Option<Polling>, poller: &Poller) {
+    if polling.is_none() {
+        *polling = Some(Box::pin(fetch_all(
+            poller.engine.clone(),
+            poller.metrics.clone(),
+        )));
+    } else {
+        debug!("A poll is still on its way; this tick is skipped");
+    }
+}
+
+/// The running poll's result; never, while none runs.
+async fn finished(polling: &mut Option<Polling>) -> Polled {
+    match polling {
+        Some(poll) => poll.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next engine event; never, without Redis.
+async fn next_event(rx: &mut Option<mpsc::Receiver<Heard>>) -> Option<Heard> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Poller {
+    /// Applies a reloaded config; whether the clock must change.
+    fn reconfigure(&mut self, next: Arc<Config>) -> bool {
+        let mut new_clock = false;
+        if next.engine != self.config.engine {
+            match Engine::new(&next.engine) {
+                Ok(rebuilt) => self.engine = rebuilt,
+                Err(err) => {
+                    warn!(%err, "Engine settings not applied: keeping the running ones");
+                    return false;
+                }
+            }
+            new_clock = next.engine.poll_interval_ms != self.config.engine.poll_interval_ms;
+            info!(
+                state = %self.engine.url(SourceKind::State),
+                poll_interval_ms = next.engine.poll_interval_ms,
+                "Poller reconfigured"
+            );
+        }
+        self.config = next;
+        new_clock
+    }
+
+    /// The least time between two packets pushed for events.
+    fn push_gap(&self) -> Duration {
+        Duration::from_secs(1) / self.config.redis.max_push_hz.max(1)
+    }
+
+    /// The packet as of `now`: the polls, the events newer than them, and each source's health.
+    fn packet(&self, now: DateTime<Utc>) -> Telemetry {
+        let max_logs = self.config.packet.max_logs;
+        let mut packet = aggregate::build(&self.inputs, now, max_logs);
+        if let Some(health) = &self.health {
+            self.overlay
+                .merge_into(&mut packet, answer_time(&self.inputs), max_logs);
+            let health = health.lock().expect("redis health lock poisoned").clone();
+            packet.sources.redis = Some(health.source(now));
+        }
+        packet
+    }
+
+    /// One event: folded in; the packet goes out at once, or at the next free slot.
+    fn merge(&mut self, heard: Heard) {
+        self.overlay.apply(heard.event, heard.received);
+        self.metrics.redis_merged();
+        self.dirty = true;
+    }
+
+    /// A packet for the events heard since the last one.
+    fn push(&mut self) {
+        let snapshot = self.hub.publish(self.packet(Utc::now()));
+        self.metrics.published();
+        self.metrics.redis_pushed();
+        self.dirty = false;
+        self.last_publish = tokio::time::Instant::now();
+        self.pushed += 1;
+        debug!(seq = snapshot.seq, "Telemetry pushed for engine events");
+    }
+
+    /// One poll's answers: folded in, published, logged.
+    fn tick(&mut self, polled: Polled) {
+        let now = Utc::now();
+        let changes = [
+            self.inputs.state.record(polled.state, now),
+            self.inputs.agents.record(polled.agents, now),
+            self.inputs.models.record(polled.models, now),
+        ];
+        self.overlay.polled(answer_time(&self.inputs));
+        let sources = self.inputs.sources(now);
+        let mut stale = Vec::new();
+        for ((kind, change), (_, health)) in SourceKind::ALL
+            .into_iter()
+            .zip(changes)
+            .zip(sources.named())
+        {
+            let url = self.engine.url(kind).as_str();
+            match change {
+                Change::Failed => warn!(
+                    source = kind.name(),
+                    url,
+                    error = health.error.as_deref().unwrap_or_default(),
+                    "Source stale: keeping its last good value until it answers again"
+                ),
+                Change::Recovered => info!(source = kind.name(), url, "Source recovered"),
+                Change::None => {}
+            }
+            if !health.ok {
+                stale.push(kind.name());
+            }
+        }
+        let packet = self.packet(now);
+        if packet.sources.redis.as_ref().is_some_and(|r| !r.ok) {
+            stale.push("redis");
+        }
+        let snapshot = self.hub.publish(packet);
+        self.metrics.published();
+        self.dirty = false;
+        self.last_publish = tokio::time::Instant::now();
+        info!(
+            seq = snapshot.seq,
+            clients = self.hub.subscribers(),
+            bytes = snapshot.telemetry.len(),
+            poll_ms = polled.took.as_millis() as u64,
+            status = snapshot.data.state.status.as_str(),
+            stale = %stale.join(","),
+            pushed = std::mem::take(&mut self.pushed),
+            "Telemetry published"
+        );
     }
 }
 
@@ -70,54 +272,20 @@ fn clock(config: &Config) -> Interval {
     ticks
 }
 
-/// One poll: fetch, fold in, publish, log.
-async fn tick(engine: &Engine, hub: &Hub, metrics: &Metrics, inputs: &mut Inputs, max_logs: usize) {
+/// Fetches all three endpoints at once.
+async fn fetch_all(engine: Engine, metrics: Arc<Metrics>) -> Polled {
     let started = Instant::now();
     let (state, agents, models) = tokio::join!(
-        poll(engine, metrics, SourceKind::State, normalize::state),
-        poll(engine, metrics, SourceKind::Agents, normalize::agents),
-        poll(engine, metrics, SourceKind::Models, normalize::models),
+        poll(&engine, &metrics, SourceKind::State, normalize::state),
+        poll(&engine, &metrics, SourceKind::Agents, normalize::agents),
+        poll(&engine, &metrics, SourceKind::Models, normalize::models),
     );
-    let poll_ms = started.elapsed().as_millis() as u64;
-    let now = Utc::now();
-    let changes = [
-        inputs.state.record(state, now),
-        inputs.agents.record(agents, now),
-        inputs.models.record(models, now),
-    ];
-    let sources = inputs.sources(now);
-    let mut stale = Vec::new();
-    for ((kind, change), (_, health)) in SourceKind::ALL
-        .into_iter()
-        .zip(changes)
-        .zip(sources.named())
-    {
-        let url = engine.url(kind).as_str();
-        match change {
-            Change::Failed => warn!(
-                source = kind.name(),
-                url,
-                error = health.error.as_deref().unwrap_or_default(),
-                "Source stale: keeping its last good value until it answers again"
-            ),
-            Change::Recovered => info!(source = kind.name(), url, "Source recovered"),
-            Change::None => {}
-        }
-        if !health.ok {
-            stale.push(kind.name());
-        }
+    Polled {
+        state,
+        agents,
+        models,
+        took: started.elapsed(),
     }
-    let snapshot = hub.publish(aggregate::build(inputs, now, max_logs));
-    metrics.published();
-    info!(
-        seq = snapshot.seq,
-        clients = hub.subscribers(),
-        bytes = snapshot.telemetry.len(),
-        poll_ms,
-        status = snapshot.data.state.status.as_str(),
-        stale = %stale.join(","),
-        "Telemetry published"
-    );
 }
 
 /// Fetches and reads one endpoint, and records the outcome in the metrics. Both kinds of failure

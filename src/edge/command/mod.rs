@@ -81,7 +81,7 @@ pub struct CommandResult {
     /// Always `COMMAND_RESULT`.
     #[serde(rename = "type")]
     #[cfg_attr(test, ts(rename = "type", type = "\"COMMAND_RESULT\""))]
-    #[cfg_attr(test, schemars(with = "String"))]
+    #[cfg_attr(test, schemars(with = "ResultType"))]
     pub kind: &'static str,
     /// The command's `id`, as sent; `null` when it had none.
     pub id: Option<String>,
@@ -189,6 +189,15 @@ impl CommandResult {
             outcome,
         }
     }
+}
+
+/// The `type` of a [`CommandResult`], for the schema.
+#[cfg(test)]
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+enum ResultType {
+    #[schemars(rename = "COMMAND_RESULT")]
+    CommandResult,
 }
 
 /// The command service every session and HTTP route shares.

@@ -93,6 +93,17 @@ pub enum Event {
 #[error("{0}")]
 pub struct Dropped(pub &'static str);
 
+impl Dropped {
+    /// The reason as a metrics label: `not_json`, or `shape` for JSON that does not fit.
+    pub fn label(self) -> &'static str {
+        if self.0 == "not JSON" {
+            "not_json"
+        } else {
+            "shape"
+        }
+    }
+}
+
 /// Whether messages of `channel` are merged into the packet (and so read by [`parse`]).
 pub fn is_merged(channel: &str) -> bool {
     Channel::of(channel).is_some()
