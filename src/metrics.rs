@@ -212,7 +212,7 @@ impl Metrics {
         let redis_pushes = register(
             &mut registry,
             "redis_pushes",
-            "Packets published because of engine events, between the regular ticks",
+            "Packets published between the regular ticks, for engine events or a change in the Redis subscription",
             Counter::default(),
         );
         let redis_dropped = register(

@@ -194,10 +194,13 @@ impl Poller {
         packet
     }
 
-    /// One event: folded in; the packet goes out at once, or at the next free slot.
+    /// One event folded in, or Redis's health changed: the packet goes out at once, or at the
+    /// next free slot.
     fn merge(&mut self, heard: Heard) {
-        self.overlay.apply(heard.event, heard.received);
-        self.metrics.redis_merged();
+        if let Heard::Event(event, received) = heard {
+            self.overlay.apply(event, received);
+            self.metrics.redis_merged();
+        }
         self.dirty = true;
     }
 

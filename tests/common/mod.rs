@@ -205,6 +205,14 @@ pub fn fixture_text(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The text of `fixtures/redis/NAME`: a real message of a Redis channel.
+pub fn redis_fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/redis")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A config for tests: this engine, a fast poll, and everything else at its default.
 pub fn config(engine: &FakeEngine) -> Config {
     let mut config = Config::default();

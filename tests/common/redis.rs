@@ -492,3 +492,34 @@ fn spawn(port: u16, dir: &Path, log: File) -> KillOnDrop {
         .unwrap_or_else(|e| panic!("cannot run {SERVER}: {e}"));
     KillOnDrop(child)
 }
+
+/// One command on a new connection to the server at `addr`, from a thread that holds no
+/// `RedisServer` (a blocking task of an async test).
+pub fn command_at(addr: SocketAddr, args: &[&[u8]]) -> Resp {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.write_all(&encode_command(args)).unwrap();
+    read_reply(&mut BufReader::new(stream)).unwrap()
+}
+
+/// `PUBLISH channel payload` to the server at `addr`: how many subscribers got it.
+pub fn publish_to(addr: SocketAddr, channel: &str, payload: &[u8]) -> i64 {
+    command_at(addr, &[b"PUBLISH", channel.as_bytes(), payload]).integer()
+}
+
+/// Publishes every payload on `channel`, pipelined on one connection (as fast as Redis takes
+/// them), and reads every reply.
+pub fn publish_many(addr: SocketAddr, channel: &str, payloads: &[Vec<u8>]) {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut out = Vec::new();
+    for payload in payloads {
+        out.extend(encode_command(&[b"PUBLISH", channel.as_bytes(), payload]));
+    }
+    stream.write_all(&out).unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in payloads {
+        read_reply(&mut reader).unwrap().integer();
+    }
+}

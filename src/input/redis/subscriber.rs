@@ -32,13 +32,13 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(
 /// How often the daemon proves the subscription alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
-/// One engine event as heard: what it says and when it arrived.
+/// What the subscriber tells the poller.
 #[derive(Debug)]
-pub struct Heard {
-    /// The event.
-    pub event: Event,
-    /// When it arrived, for events that carry no time of their own.
-    pub received: DateTime<Utc>,
+pub enum Heard {
+    /// One engine event, and when it arrived (for events that carry no time of their own).
+    Event(Event, DateTime<Utc>),
+    /// The subscription came up or went down: `sources.redis` changed, worth a packet now.
+    Health,
 }
 
 /// How the Redis input is doing, for `sources.redis`, `/health` and `/metrics`.
@@ -219,7 +219,7 @@ impl Subscriber {
         match event::parse(channel, payload) {
             Ok(Some(event)) => {
                 // The poller gone means the daemon is stopping.
-                let _ = self.events.send(Heard { event, received }).await;
+                let _ = self.events.send(Heard::Event(event, received)).await;
             }
             Ok(None) => {}
             Err(dropped) => {
@@ -241,13 +241,20 @@ impl Subscriber {
         health.up = true;
         health.error = None;
         self.metrics.redis_connected(true);
+        drop(health);
+        let _ = self.events.try_send(Heard::Health);
     }
 
     fn set_down(&self, why: Lost) {
         let mut health = self.health.lock().expect("redis health lock poisoned");
+        let changed = health.up || health.error.as_deref() != Some(why.as_str());
         health.up = false;
         health.error = Some(why);
         self.metrics.redis_connected(false);
+        drop(health);
+        if changed {
+            let _ = self.events.try_send(Heard::Health);
+        }
     }
 }
 
