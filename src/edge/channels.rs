@@ -1,4 +1,4 @@
-//! One connection's relay-channel subscriptions (`docs/PROTOCOL.md` §8): which it may have
+//! One connection's relay-channel subscriptions (`docs/PROTOCOL.md` §9): which it may have
 //! (the `redis.relay` allow-list, at most `clients.max_channels`), the receivers it reads them
 //! from, and the `SUBSCRIBED` / `UNSUBSCRIBED` answers with a reason for each refusal.
 //!

@@ -1,4 +1,4 @@
-//! What a dashboard may send (`docs/PROTOCOL.md` §3, §8, §9): `PING`, `SUBSCRIBE` and
+//! What a dashboard may send (`docs/PROTOCOL.md` §3, §9, §10): `PING`, `SUBSCRIBE` and
 //! `UNSUBSCRIBE` for relay channels, and the commands `HALT`, `RESUME` and `COMMAND`. Types are
 //! read in any case; a reply's type follows the request's (`ping` → `pong`). Parsing is
 //! separate from the connection so it can be tested and fuzzed alone.

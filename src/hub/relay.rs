@@ -1,5 +1,5 @@
 //! Relay channels: messages heard on Redis, passed as they are to the dashboards that subscribed
-//! to their channel (`docs/PROTOCOL.md` §8). Each message gets the next `offset` of its channel
+//! to their channel (`docs/PROTOCOL.md` §9). Each message gets the next `offset` of its channel
 //! and is framed once per dialect (`UPDATE` on the stream paths, `update` on the bridge paths);
 //! every subscriber writes those same bytes.
 //!

@@ -1,4 +1,4 @@
-//! Commands: a dashboard asking the engine to act (`docs/PROTOCOL.md` §9). One service, shared
+//! Commands: a dashboard asking the engine to act (`docs/PROTOCOL.md` §10). One service, shared
 //! by the WebSocket sessions and the HTTP routes ([`http`]), decides and sends every command:
 //!
 //! 1. the action must be one the engine has ([`Action`]) and is not turned off;

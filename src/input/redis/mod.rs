@@ -1,5 +1,5 @@
 //! The Redis input: the engine's pub/sub events, merged into the polled packet between polls
-//! (`docs/PROTOCOL.md` §8.1).
+//! (`docs/PROTOCOL.md` §8).
 //!
 //! [`subscriber`] holds the connection: it subscribes to the engine's channels and the relay
 //! list, hands every relayed message to the hub's relay, and each engine event to the poller,
