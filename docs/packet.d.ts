@@ -15,7 +15,17 @@ seq: number,
 /**
  * The snapshot.
  */
-data: Telemetry, };
+data: Telemetry, 
+/**
+ * Changes only when the sequence starts again (a restarted daemon, a new cluster
+ * sequence): a lower `seq` under another epoch is a new count, not time going back.
+ */
+epoch: string, 
+/**
+ * On a WELCOME to a client that asked to resume (`?since=…&epoch=…`): whether the packets
+ * it missed follow (`true`), or it starts afresh (`false`). Absent otherwise.
+ */
+resumed?: boolean, };
 
 export type PacketType = "WELCOME" | "TELEMETRY";
 

@@ -69,6 +69,7 @@ pub async fn run(
     let hub = Hub::new(
         Telemetry::initializing(Utc::now()),
         config.clients.queue_size,
+        config.clients.resume_history,
     );
     let addr = listener.local_addr()?;
     info!(

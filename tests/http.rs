@@ -182,7 +182,9 @@ async fn packets_validate_against_the_served_schema() {
     for entry in std::fs::read_dir(cases).unwrap() {
         let case: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
-        check(&serde_json::json!({"type": "TELEMETRY", "seq": 7, "data": case["expected"]}));
+        check(
+            &serde_json::json!({"type": "TELEMETRY", "seq": 7, "epoch": "0123456789abcdef", "data": case["expected"]}),
+        );
     }
 
     let mut broken = telemetry.clone();

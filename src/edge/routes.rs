@@ -67,7 +67,10 @@ fn health(ctx: &Context) -> Response<Body> {
     let latest = ctx.hub.latest();
     let now = Utc::now();
     let mut sources = latest.data.sources.clone();
-    for source in [&mut sources.state, &mut sources.agents, &mut sources.models] {
+    for source in [&mut sources.state, &mut sources.agents, &mut sources.models]
+        .into_iter()
+        .chain(sources.redis.as_mut())
+    {
         source.age_ms = source.updated.map(|t| t.age_ms(now));
     }
     let stale: Vec<&str> = sources

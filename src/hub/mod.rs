@@ -2,51 +2,24 @@
 //! producer gives), serializes it once, keeps the latest for newcomers, and fans the same shared
 //! bytes out to every connection.
 //!
-//! Producers (`crate::input`: today the poller) call [`Hub::publish`] or
-//! [`Hub::publish_numbered`]; connections (`crate::edge`) only ever call [`Hub::subscribe`], so
-//! either side can change without touching the other. What a client may ask for beyond the
-//! live stream (a resume history, other encodings) belongs here too.
+//! Producers (`crate::input`: the poller) call [`Hub::publish`] or [`Hub::publish_numbered`];
+//! connections (`crate::edge`) only ever call [`Hub::subscribe`] or [`Hub::subscribe_from`], so
+//! either side can change without touching the other. Each snapshot belongs to an epoch, and
+//! the last `clients.resume_history` are kept, so a client that reconnects with where it left
+//! off gets what it missed.
 
 pub mod frame;
 pub mod packet;
 pub mod relay;
+pub mod snapshot;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use tokio::sync::{Notify, broadcast};
 
 use self::packet::Telemetry;
-
-/// One published snapshot: its number, its data, and its two WebSocket frames ready to write.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// Grows by one per snapshot; 0 is the INITIALIZING snapshot before the first poll.
-    pub seq: u64,
-    /// The typed data, for `/health` and logs.
-    pub data: Telemetry,
-    /// The framed `{"type":"TELEMETRY",…}`, written as is by every connection.
-    pub telemetry: Bytes,
-    /// The framed `{"type":"WELCOME",…}`, for clients that connect while this is the latest.
-    pub welcome: Bytes,
-    /// The serialized `data`, kept for the frames made on demand.
-    body: Bytes,
-    /// `{"type":"update","channel":"telemetry","data":…}` framed, for bridge clients that
-    /// subscribed to the packet; made by the first that needs it.
-    bridge: OnceLock<Bytes>,
-}
-
-impl Snapshot {
-    /// The packet as a bridge-dialect update on the `telemetry` channel, framed once.
-    pub fn bridge_frame(&self) -> &Bytes {
-        self.bridge.get_or_init(|| {
-            let body = std::str::from_utf8(&self.body).expect("a serialized body is UTF-8");
-            frame::text_frame(&format!(
-                r#"{{"type":"update","channel":"telemetry","data":{body}}}"#
-            ))
-        })
-    }
-}
+pub use self::snapshot::Snapshot;
 
 /// A cheap, cloneable handle to the hub.
 #[derive(Debug, Clone)]
@@ -56,11 +29,11 @@ pub struct Hub {
 
 #[derive(Debug)]
 struct Shared {
-    /// The latest snapshot. A mutex rather than a lock-free cell because publish and subscribe
-    /// must each be atomic with the broadcast: a subscriber gets exactly the snapshots after the
-    /// one it is welcomed with, no gap and no repeat. The data is serialized before it is taken,
-    /// so it is held only to copy that body into the two envelopes and swap a pointer.
-    latest: Mutex<Arc<Snapshot>>,
+    /// The latest snapshot and the ones before it. A mutex rather than a lock-free cell because
+    /// publish and subscribe must each be atomic with the broadcast: a subscriber gets exactly
+    /// the snapshots after the one it is welcomed with, no gap and no repeat. The data is
+    /// serialized before it is taken, so it is held only to frame that body and swap pointers.
+    state: Mutex<State>,
     /// A bounded ring shared by all connections: each reads at its own pace, and one that falls
     /// more than its capacity behind is told it lagged (and is disconnected) instead of holding
     /// memory or slowing the producer.
@@ -72,12 +45,43 @@ struct Shared {
     refresh: Notify,
 }
 
-/// A connection's feed: the snapshot to welcome it with and the receiver for what follows.
+#[derive(Debug)]
+struct State {
+    latest: Arc<Snapshot>,
+    /// The last snapshots, oldest first (the latest included), for clients that resume.
+    history: VecDeque<Arc<Snapshot>>,
+    /// How many `history` keeps.
+    keep: usize,
+    /// The epoch of the snapshots this hub numbers itself: new for every daemon process.
+    local_epoch: Arc<str>,
+}
+
+/// A connection's feed: what to welcome it with, what it missed, and the receiver for what
+/// follows.
 pub struct Subscription {
-    /// The latest snapshot when the connection subscribed.
+    /// The snapshot to send first, as WELCOME.
     pub welcome: Arc<Snapshot>,
-    /// Every snapshot published after `welcome`, in order.
+    /// For a client that resumed: the snapshots after `welcome` it missed, in order.
+    pub missed: Vec<Arc<Snapshot>>,
+    /// For a client that asked to resume: whether it could (`Some(true)`), else `Some(false)`;
+    /// `None` when it did not ask.
+    pub resumed: Option<bool>,
+    /// Every snapshot published after those, in order.
     pub rx: broadcast::Receiver<Arc<Snapshot>>,
+}
+
+/// Where a reconnecting client left off: the last `seq` it got, and that `seq`'s epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// The last `seq` received.
+    pub since: u64,
+    /// Its epoch.
+    pub epoch: String,
+}
+
+/// A fresh epoch: 16 random hex digits, so two daemons (or two runs of one) never share one.
+pub fn new_epoch() -> Arc<str> {
+    format!("{:016x}", fastrand::u64(..)).into()
 }
 
 /// A producer's numbered snapshot that would have made `seq` go backwards or repeat.
@@ -92,13 +96,20 @@ pub struct OutOfOrder {
 
 impl Hub {
     /// A hub whose latest snapshot is `initial` (seq 0); `queue_size` is how many snapshots a
-    /// connection may fall behind.
-    pub fn new(initial: Telemetry, queue_size: usize) -> Self {
+    /// connection may fall behind, `history` how many a reconnecting client may get back.
+    pub fn new(initial: Telemetry, queue_size: usize, history: usize) -> Self {
         let (tx, _) = broadcast::channel(queue_size);
+        let local_epoch = new_epoch();
         let body = packet::body(&initial);
+        let latest = Arc::new(Snapshot::new(0, local_epoch.clone(), initial, body));
         Self {
             shared: Arc::new(Shared {
-                latest: Mutex::new(Arc::new(snapshot(0, initial, body))),
+                state: Mutex::new(State {
+                    history: VecDeque::from([latest.clone()]),
+                    latest,
+                    keep: history.max(1),
+                    local_epoch,
+                }),
                 tx,
                 relay: relay::Relay::default(),
                 refresh: Notify::new(),
@@ -106,46 +117,59 @@ impl Hub {
         }
     }
 
-    /// Numbers (one after the latest), serializes and sends one snapshot to every connection;
-    /// returns it.
+    /// Numbers (one after the latest, in this daemon's own epoch), serializes and sends one
+    /// snapshot to every connection; returns it.
     pub fn publish(&self, data: Telemetry) -> Arc<Snapshot> {
         let body = packet::body(&data);
         self.release(None, data, body)
             .expect("the hub's own numbering is always in order")
     }
 
-    /// Sends one snapshot numbered by its producer (a sequence several daemons share), with
-    /// `body` its data already serialized when the producer has it (else it is serialized here).
-    /// A `seq` not above the latest is refused, so no client sees one go backwards or repeat.
+    /// Sends one snapshot numbered by its producer: `seq` of `epoch` (a sequence several
+    /// daemons share), with `body` its data already serialized when the producer has it. A
+    /// `seq` not above the latest of the same epoch is refused, so no client sees one go
+    /// backwards or repeat within an epoch; another epoch starts a new count.
     pub fn publish_numbered(
         &self,
+        epoch: &str,
         seq: u64,
         data: Telemetry,
         body: Option<String>,
     ) -> Result<Arc<Snapshot>, OutOfOrder> {
         let body = body.unwrap_or_else(|| packet::body(&data));
-        self.release(Some(seq), data, body)
+        self.release(Some((epoch, seq)), data, body)
     }
 
     fn release(
         &self,
-        seq: Option<u64>,
+        numbered: Option<(&str, u64)>,
         data: Telemetry,
         body: String,
     ) -> Result<Arc<Snapshot>, OutOfOrder> {
-        let mut latest = self.shared.latest.lock().expect("hub lock poisoned");
-        let seq = match seq {
-            None => latest.seq + 1,
-            Some(given) if given > latest.seq => given,
-            Some(given) => {
+        let mut state = self.shared.state.lock().expect("hub lock poisoned");
+        let latest = &state.latest;
+        let (epoch, seq) = match numbered {
+            // Back to this daemon's own count (after another epoch, it carries on from there).
+            None => (state.local_epoch.clone(), latest.seq + 1),
+            Some((epoch, given)) if *latest.epoch != *epoch => (Arc::from(epoch), given),
+            Some((_, given)) if given > latest.seq => (latest.epoch.clone(), given),
+            Some((_, given)) => {
                 return Err(OutOfOrder {
                     given,
                     latest: latest.seq,
                 });
             }
         };
-        let next = Arc::new(snapshot(seq, data, body));
-        *latest = next.clone();
+        let next = Arc::new(Snapshot::new(seq, epoch, data, body));
+        if next.epoch != state.latest.epoch {
+            // A new count: the old one's packets cannot be resumed into it.
+            state.history.clear();
+        }
+        if state.history.len() == state.keep {
+            state.history.pop_front();
+        }
+        state.history.push_back(next.clone());
+        state.latest = next.clone();
         // An error only means nobody is connected right now.
         let _ = self.shared.tx.send(next.clone());
         Ok(next)
@@ -153,19 +177,65 @@ impl Hub {
 
     /// Joins the feed: the latest snapshot now, then every later one.
     pub fn subscribe(&self) -> Subscription {
-        let latest = self.shared.latest.lock().expect("hub lock poisoned");
+        self.subscribe_from(None)
+    }
+
+    /// Joins the feed where a client left off, when the history reaches back to `resume`
+    /// (same epoch, its next snapshot still kept): the first missed snapshot as WELCOME, the
+    /// rest after it, then every later one. Otherwise as [`Hub::subscribe`], saying it could
+    /// not resume.
+    pub fn subscribe_from(&self, resume: Option<&Resume>) -> Subscription {
+        let state = self.shared.state.lock().expect("hub lock poisoned");
+        let rx = self.shared.tx.subscribe();
+        let latest = state.latest.clone();
+        let Some(resume) = resume else {
+            return Subscription {
+                welcome: latest,
+                missed: Vec::new(),
+                resumed: None,
+                rx,
+            };
+        };
+        let reaches = *latest.epoch == *resume.epoch
+            && resume.since <= latest.seq
+            && state
+                .history
+                .front()
+                .is_some_and(|oldest| oldest.seq <= resume.since + 1);
+        if !reaches {
+            return Subscription {
+                welcome: latest,
+                missed: Vec::new(),
+                resumed: Some(false),
+                rx,
+            };
+        }
+        let mut missed: Vec<_> = state
+            .history
+            .iter()
+            .filter(|s| s.seq > resume.since)
+            .cloned()
+            .collect();
+        let welcome = if missed.is_empty() {
+            latest
+        } else {
+            missed.remove(0)
+        };
         Subscription {
-            rx: self.shared.tx.subscribe(),
-            welcome: latest.clone(),
+            welcome,
+            missed,
+            resumed: Some(true),
+            rx,
         }
     }
 
     /// The latest snapshot.
     pub fn latest(&self) -> Arc<Snapshot> {
         self.shared
-            .latest
+            .state
             .lock()
             .expect("hub lock poisoned")
+            .latest
             .clone()
     }
 
@@ -188,18 +258,6 @@ impl Hub {
     /// Connections currently subscribed.
     pub fn subscribers(&self) -> usize {
         self.shared.tx.receiver_count()
-    }
-}
-
-fn snapshot(seq: u64, data: Telemetry, body: String) -> Snapshot {
-    let (telemetry, welcome) = packet::frames(seq, &body);
-    Snapshot {
-        seq,
-        data,
-        telemetry: frame::text_frame(&telemetry),
-        welcome: frame::text_frame(&welcome),
-        body: body.into(),
-        bridge: OnceLock::new(),
     }
 }
 
@@ -226,10 +284,15 @@ mod tests {
 
     #[test]
     fn a_subscriber_gets_exactly_the_snapshots_after_its_welcome() {
-        let hub = Hub::new(data(), 4);
+        let hub = Hub::new(data(), 4, 10);
         hub.publish(data());
-        let Subscription { welcome, mut rx } = hub.subscribe();
-        assert_eq!(welcome.seq, 1);
+        let Subscription {
+            welcome,
+            missed,
+            resumed,
+            mut rx,
+        } = hub.subscribe();
+        assert_eq!((welcome.seq, missed.len(), resumed), (1, 0, None));
         hub.publish(data());
         hub.publish(data());
         assert_eq!(rx.try_recv().unwrap().seq, 2);
@@ -238,8 +301,8 @@ mod tests {
     }
 
     #[test]
-    fn both_frames_carry_the_same_seq_and_data() {
-        let hub = Hub::new(data(), 4);
+    fn both_frames_carry_the_same_seq_epoch_and_data() {
+        let hub = Hub::new(data(), 4, 10);
         let snapshot = hub.publish(data());
         let (telemetry, welcome) = (json(&snapshot.telemetry), json(&snapshot.welcome));
         assert_eq!(
@@ -250,41 +313,96 @@ mod tests {
             (telemetry["seq"].as_u64(), welcome["seq"].as_u64()),
             (Some(1), Some(1))
         );
+        assert_eq!(telemetry["epoch"], welcome["epoch"]);
+        assert_eq!(telemetry["epoch"].as_str().unwrap().len(), 16);
         assert_eq!(telemetry["data"], welcome["data"]);
         assert_eq!(
             telemetry["data"],
             serde_json::to_value(&snapshot.data).unwrap()
         );
+        assert_eq!(json(&snapshot.welcome_resumed(true))["resumed"], true);
     }
 
     #[test]
-    fn a_producers_numbers_are_kept_and_never_go_back() {
-        let hub = Hub::new(data(), 4);
+    fn a_producers_numbers_are_kept_and_never_go_back_within_an_epoch() {
+        let hub = Hub::new(data(), 4, 10);
         let Subscription { mut rx, .. } = hub.subscribe();
         let body = packet::body(&data());
         let given = hub
-            .publish_numbered(41, data(), Some(body.clone()))
+            .publish_numbered("cluster-1", 41, data(), Some(body.clone()))
             .unwrap();
-        assert_eq!(given.seq, 41);
+        assert_eq!((given.seq, &*given.epoch), (41, "cluster-1"));
         // The producer's serialized body is what goes out.
         assert!(
             json(&given.telemetry)["data"]
                 == serde_json::from_str::<serde_json::Value>(&body).unwrap()
         );
         assert_eq!(
-            hub.publish_numbered(41, data(), None).unwrap_err(),
+            hub.publish_numbered("cluster-1", 41, data(), None)
+                .unwrap_err(),
             OutOfOrder {
                 given: 41,
                 latest: 41
             }
         );
         assert_eq!(
-            hub.publish_numbered(7, data(), None).unwrap_err().latest,
+            hub.publish_numbered("cluster-1", 7, data(), None)
+                .unwrap_err()
+                .latest,
             41
         );
-        // The hub's own numbering carries on from the producer's.
-        assert_eq!(hub.publish(data()).seq, 42);
+        // Another epoch is a new count.
+        assert_eq!(
+            hub.publish_numbered("cluster-2", 3, data(), None)
+                .unwrap()
+                .seq,
+            3
+        );
+        // The hub's own numbering carries on from there, in its own epoch.
+        let own = hub.publish(data());
+        assert_eq!(own.seq, 4);
+        assert_ne!(&*own.epoch, "cluster-2");
         let seqs: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok().map(|s| s.seq)).collect();
-        assert_eq!(seqs, [41, 42]);
+        assert_eq!(seqs, [41, 3, 4]);
+    }
+
+    #[test]
+    fn a_client_resumes_from_the_history_when_it_reaches_back() {
+        let hub = Hub::new(data(), 8, 5);
+        for _ in 0..9 {
+            hub.publish(data());
+        }
+        let epoch = hub.latest().epoch.to_string();
+        let resume = |since: u64, epoch: &str| Resume {
+            since,
+            epoch: epoch.into(),
+        };
+        let seqs = |sub: &Subscription| {
+            std::iter::once(sub.welcome.seq)
+                .chain(sub.missed.iter().map(|s| s.seq))
+                .collect::<Vec<_>>()
+        };
+        // The history keeps 5..=9: a client that had 6 gets 7, 8, 9.
+        let sub = hub.subscribe_from(Some(&resume(6, &epoch)));
+        assert_eq!((seqs(&sub), sub.resumed), (vec![7, 8, 9], Some(true)));
+        // One that had 4 misses 5 at least: it is kept, so 5..=9.
+        let sub = hub.subscribe_from(Some(&resume(4, &epoch)));
+        assert_eq!((seqs(&sub), sub.resumed), (vec![5, 6, 7, 8, 9], Some(true)));
+        // Nothing missed: the latest again, resumed.
+        let sub = hub.subscribe_from(Some(&resume(9, &epoch)));
+        assert_eq!((seqs(&sub), sub.resumed), (vec![9], Some(true)));
+        // Too far back, another epoch, or a seq from the future: the latest, not resumed.
+        for (since, epoch) in [(3, epoch.as_str()), (6, "another"), (12, epoch.as_str())] {
+            let sub = hub.subscribe_from(Some(&resume(since, epoch)));
+            assert_eq!(
+                (seqs(&sub), sub.resumed),
+                (vec![9], Some(false)),
+                "{since} {epoch}"
+            );
+        }
+        // Then the live stream, with no gap after what was sent.
+        let mut sub = hub.subscribe_from(Some(&resume(8, &epoch)));
+        hub.publish(data());
+        assert_eq!(sub.rx.try_recv().unwrap().seq, 10);
     }
 }

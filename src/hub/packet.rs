@@ -340,6 +340,14 @@ pub struct Packet {
     pub seq: u64,
     /// The snapshot.
     pub data: Telemetry,
+    /// Changes only when the sequence starts again (a restarted daemon, a new cluster
+    /// sequence): a lower `seq` under another epoch is a new count, not time going back.
+    pub epoch: String,
+    /// On a WELCOME to a client that asked to resume (`?since=…&epoch=…`): whether the packets
+    /// it missed follow (`true`), or it starts afresh (`false`). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub resumed: Option<bool>,
 }
 
 /// The JSON of `data`, written once per snapshot and then copied into both envelopes.
@@ -347,22 +355,26 @@ pub fn body(data: &Telemetry) -> String {
     serde_json::to_string(data).expect("a Telemetry always serializes")
 }
 
-/// The TELEMETRY and WELCOME frames around one serialized `data`; only `type` differs.
-pub fn frames(seq: u64, body: &str) -> (String, String) {
-    (
-        envelope("TELEMETRY", seq, body),
-        envelope("WELCOME", seq, body),
-    )
-}
-
-fn envelope(kind: &str, seq: u64, data: &str) -> String {
-    let mut out = String::with_capacity(data.len() + 48);
+/// The envelope around one serialized `data`: `{"type":…,"seq":…,"data":…,"epoch":…}`, with
+/// `"resumed"` last when given. `data` comes before `epoch` so the head of every packet reads
+/// as it always has.
+pub fn envelope(kind: &str, seq: u64, epoch: &str, data: &str, resumed: Option<bool>) -> String {
+    let mut out = String::with_capacity(data.len() + 96);
     out.push_str(r#"{"type":""#);
     out.push_str(kind);
     out.push_str(r#"","seq":"#);
     out.push_str(&seq.to_string());
     out.push_str(r#","data":"#);
     out.push_str(data);
+    out.push_str(r#","epoch":"#);
+    out.push_str(&serde_json::to_string(epoch).expect("a string serializes"));
+    if let Some(resumed) = resumed {
+        out.push_str(if resumed {
+            r#","resumed":true"#
+        } else {
+            r#","resumed":false"#
+        });
+    }
     out.push('}');
     out
 }
@@ -379,17 +391,24 @@ mod tests {
     #[test]
     fn the_envelope_is_the_packet_type_serialized() {
         let data = Telemetry::initializing(Utc::now());
-        let (telemetry, welcome) = frames(3, &body(&data));
-        for (frame, kind) in [
-            (telemetry, PacketType::Telemetry),
-            (welcome, PacketType::Welcome),
+        let body = body(&data);
+        for (kind, name, resumed) in [
+            (PacketType::Telemetry, "TELEMETRY", None),
+            (PacketType::Welcome, "WELCOME", None),
+            (PacketType::Welcome, "WELCOME", Some(true)),
+            (PacketType::Welcome, "WELCOME", Some(false)),
         ] {
             let packet = Packet {
                 kind,
                 seq: 3,
                 data: data.clone(),
+                epoch: "e-\"1\"".into(),
+                resumed,
             };
-            assert_eq!(frame, serde_json::to_string(&packet).unwrap());
+            assert_eq!(
+                envelope(name, 3, "e-\"1\"", &body, resumed),
+                serde_json::to_string(&packet).unwrap()
+            );
         }
     }
 }

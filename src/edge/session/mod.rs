@@ -35,7 +35,7 @@ use super::ending::Ending;
 use super::socket::{Outbox, Socket};
 use crate::config::Config;
 use crate::hub::frame::PING;
-use crate::hub::{Hub, Snapshot, Subscription};
+use crate::hub::{Hub, Resume, Snapshot, Subscription};
 use crate::metrics::Frame;
 
 /// The kind of path a connection came in on, which decides what it is sent and how it talks.
@@ -47,17 +47,30 @@ pub enum Endpoint {
     Bridge,
 }
 
+/// What the handshake decided about a client it let in.
+pub struct Admitted {
+    /// Its slot among the open connections, given back when it ends.
+    pub permit: Permit,
+    /// The kind of path it came in on.
+    pub endpoint: Endpoint,
+    /// Who it is, for its commands.
+    pub caller: Caller,
+    /// Where it left off, when it reconnected with `?since=…&epoch=…`.
+    pub resume: Option<Resume>,
+    /// The config it was admitted under; its `[clients]` settings hold for its whole life.
+    pub config: Arc<Config>,
+}
+
 /// Runs one upgraded client until it ends, holding its admission slot throughout, and counts
-/// and logs its coming and going. `config` is the config it was admitted under; its `[clients]`
-/// settings hold for its whole life.
-pub async fn run(
-    upgraded: Upgraded,
-    permit: Permit,
-    endpoint: Endpoint,
-    caller: Caller,
-    config: Arc<Config>,
-    ctx: &Context,
-) {
+/// and logs its coming and going.
+pub async fn run(upgraded: Upgraded, admitted: Admitted, ctx: &Context) {
+    let Admitted {
+        permit,
+        endpoint,
+        caller,
+        resume,
+        config,
+    } = admitted;
     // Take the TCP socket back from hyper so frames can be written to it directly.
     let Ok(Parts { io, read_buf, .. }) = upgraded.downcast::<TokioIo<TcpStream>>() else {
         warn!("Upgraded connection is not a TCP stream; dropping it");
@@ -77,6 +90,7 @@ pub async fn run(
     let socket = Socket::new(read, write, leftover, &config.clients, ctx.metrics.clone()).await;
     let ending = Session::new(socket, endpoint, config, ctx.hub.clone())
         .with_commands(ctx.commands.clone(), caller)
+        .resuming(resume)
         .run(&ctx.shutdown)
         .await;
     let code = ending.code();
@@ -102,8 +116,11 @@ pub struct Session<R, W> {
     /// The packets: from the start on a stream path; on a bridge path once it subscribes to
     /// `telemetry`.
     feed: Option<broadcast::Receiver<Arc<Snapshot>>>,
-    /// The last packet sent, so none is sent twice or out of order.
+    /// The last packet sent and its epoch, so none is sent twice or out of order.
     last_seq: u64,
+    epoch: Option<Arc<str>>,
+    /// Where the client left off, when it reconnected asking to resume.
+    resume: Option<Resume>,
     /// Its relay-channel subscriptions.
     channels: Channels,
     /// Client messages beyond this rate (pongs excluded) end the connection with 1008.
@@ -137,12 +154,20 @@ where
             hub,
             feed: None,
             last_seq: 0,
+            epoch: None,
+            resume: None,
             channels: Channels::default(),
             limiter,
             commands: None,
             results: None,
             in_flight: 0,
         }
+    }
+
+    /// Resumes the client's stream where it left off, when the history reaches back.
+    pub fn resuming(mut self, resume: Option<Resume>) -> Self {
+        self.resume = resume;
+        self
     }
 
     /// Lets the session send commands, as `caller`.
@@ -168,10 +193,13 @@ where
             ending = tokio::select! {
                 _ = shutdown.cancelled() => Some(Ending::Shutdown),
                 next = next_snapshot(&mut self.feed) => match next {
-                    // Snapshots already covered by the WELCOME are skipped.
-                    Ok(snapshot) if snapshot.seq <= self.last_seq => None,
+                    // Snapshots already sent (with the WELCOME, or as missed ones) are skipped;
+                    // another epoch is a new count.
+                    Ok(snapshot) if snapshot.seq <= self.last_seq
+                        && self.epoch.as_ref() == Some(&snapshot.epoch) => None,
                     Ok(snapshot) => {
                         self.last_seq = snapshot.seq;
+                        self.epoch = Some(snapshot.epoch.clone());
                         let frame = match self.endpoint {
                             Endpoint::Stream => &snapshot.telemetry,
                             Endpoint::Bridge => snapshot.bridge_frame(),
@@ -222,16 +250,35 @@ where
     }
 
     /// Joins the hub's feed and sends the latest snapshot as `kind`: the WELCOME of a stream
-    /// path, or the first `telemetry` update of a bridge path.
+    /// path, or the first `telemetry` update of a bridge path. A stream client that asked to
+    /// resume gets the first packet it missed as WELCOME (`"resumed": true`) and the rest after
+    /// it, when the history reaches back; else the latest, with `"resumed": false`.
     async fn follow(&mut self, kind: Frame) -> Result<(), Ending> {
-        let Subscription { welcome, rx } = self.hub.subscribe();
+        let resume = self.resume.take();
+        let Subscription {
+            welcome,
+            missed,
+            resumed,
+            rx,
+        } = self.hub.subscribe_from(resume.as_ref());
         self.feed = Some(rx);
         self.last_seq = welcome.seq;
-        let frame = match self.endpoint {
-            Endpoint::Stream => &welcome.welcome,
-            Endpoint::Bridge => welcome.bridge_frame(),
-        };
-        self.socket.write(frame, kind).await
+        self.epoch = Some(welcome.epoch.clone());
+        match (self.endpoint, resumed) {
+            (Endpoint::Stream, None) => self.socket.write(&welcome.welcome, kind).await?,
+            (Endpoint::Stream, Some(resumed)) => {
+                let frame = welcome.welcome_resumed(resumed);
+                self.socket.write(&frame, kind).await?
+            }
+            (Endpoint::Bridge, _) => self.socket.write(welcome.bridge_frame(), kind).await?,
+        }
+        for snapshot in missed {
+            self.last_seq = snapshot.seq;
+            self.socket
+                .write(&snapshot.telemetry, Frame::Telemetry)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Acts on one frame (or the end) from the client; `Some` when the connection is over.

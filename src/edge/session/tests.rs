@@ -21,7 +21,7 @@ use crate::hub::Hub;
 use crate::hub::packet::Telemetry;
 
 fn hub(queue_size: usize) -> Hub {
-    Hub::new(Telemetry::initializing(Utc::now()), queue_size)
+    Hub::new(Telemetry::initializing(Utc::now()), queue_size, 10)
 }
 
 fn packet_data() -> Telemetry {

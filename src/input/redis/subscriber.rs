@@ -97,10 +97,14 @@ impl Subscriber {
         let mut wait = BACKOFF[0];
         let mut down_since: Option<Instant> = None;
         loop {
-            let lost = tokio::select! {
+            let (lost, subscribed) = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 lost = self.connection(&topics, &heartbeat, &mut down_since) => lost,
             };
+            if subscribed {
+                // It was up: the next outage starts its backoff afresh.
+                wait = BACKOFF[0];
+            }
             self.metrics.redis_reconnect();
             if down_since.is_none() {
                 warn!(
@@ -118,27 +122,39 @@ impl Subscriber {
                 _ = sleep(wait) => {}
             }
             wait = (wait * 2).min(BACKOFF[1]);
-            if down_since.is_none() {
-                wait = BACKOFF[0];
-            }
         }
     }
 
-    /// One connection, from connect to loss; returns why it was lost.
+    /// One connection, from connect to loss; returns why it was lost, and whether it had got
+    /// as far as subscribing.
     async fn connection(
         &self,
         topics: &[String],
         heartbeat: &str,
         down_since: &mut Option<Instant>,
-    ) -> Lost {
+    ) -> (Lost, bool) {
+        match self.subscribe(topics, heartbeat, down_since).await {
+            Ok(lost) => (lost, true),
+            Err(lost) => (lost, false),
+        }
+    }
+
+    /// Connects and subscribes (`Err` when that fails), then listens until the connection is
+    /// lost (`Ok` with why).
+    async fn subscribe(
+        &self,
+        topics: &[String],
+        heartbeat: &str,
+        down_since: &mut Option<Instant>,
+    ) -> Result<Lost, Lost> {
         let client = match redis::Client::open(self.config.url.expose()) {
             Ok(client) => client,
-            Err(err) => return format!("bad redis.url: {err}"),
+            Err(err) => return Err(format!("bad redis.url: {err}")),
         };
         let mut pubsub = match timeout(STEP_TIMEOUT, client.get_async_pubsub()).await {
             Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(err)) => return format!("cannot connect: {err}"),
-            Err(_) => return "connecting timed out".into(),
+            Ok(Err(err)) => return Err(format!("cannot connect: {err}")),
+            Err(_) => return Err("connecting timed out".into()),
         };
         for topic in topics {
             let subscribed = if is_pattern(topic) {
@@ -148,15 +164,15 @@ impl Subscriber {
             };
             match subscribed {
                 Ok(Ok(())) => {}
-                Ok(Err(err)) => return format!("cannot subscribe to {topic}: {err}"),
-                Err(_) => return format!("subscribing to {topic} timed out"),
+                Ok(Err(err)) => return Err(format!("cannot subscribe to {topic}: {err}")),
+                Err(_) => return Err(format!("subscribing to {topic} timed out")),
             }
         }
         let publisher = match timeout(STEP_TIMEOUT, client.get_multiplexed_async_connection()).await
         {
             Ok(Ok(connection)) => connection,
-            Ok(Err(err)) => return format!("cannot connect: {err}"),
-            Err(_) => return "connecting timed out".into(),
+            Ok(Err(err)) => return Err(format!("cannot connect: {err}")),
+            Err(_) => return Err("connecting timed out".into()),
         };
         if let Some(since) = down_since.take() {
             info!(
@@ -177,12 +193,12 @@ impl Subscriber {
         loop {
             let message = match timeout(silence, stream.next()).await {
                 Err(_) => {
-                    return format!(
+                    return Ok(format!(
                         "nothing heard for {} ms, not even the heartbeat: Redis is not answering",
                         self.config.silence_ms
-                    );
+                    ));
                 }
-                Ok(None) => return "connection closed".into(),
+                Ok(None) => return Ok("connection closed".into()),
                 Ok(Some(message)) => message,
             };
             let received = Utc::now();

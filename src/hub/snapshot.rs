@@ -1,0 +1,76 @@
+//! One published snapshot: its number and epoch, its typed data, and the frames every
+//! connection writes as they are. The TELEMETRY and WELCOME frames are made once, when it is
+//! published; the rarer ones (a bridge's `telemetry` update, a resumed WELCOME) when first
+//! needed.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+
+use super::frame;
+use super::packet::{self, Telemetry};
+
+/// One published snapshot.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Grows by one per snapshot within an epoch; 0 is the INITIALIZING snapshot before the
+    /// first poll.
+    pub seq: u64,
+    /// The sequence this `seq` belongs to; a new one means the count started again.
+    pub epoch: Arc<str>,
+    /// The typed data, for `/health` and logs.
+    pub data: Telemetry,
+    /// The framed `{"type":"TELEMETRY",…}`, written as is by every connection.
+    pub telemetry: Bytes,
+    /// The framed `{"type":"WELCOME",…}`, for clients that connect while this is the latest.
+    pub welcome: Bytes,
+    /// The serialized `data`, for the frames made on demand.
+    body: Bytes,
+    /// `{"type":"update","channel":"telemetry","data":…}` framed, for bridge clients that
+    /// subscribed to the packet; made by the first that needs it.
+    bridge: OnceLock<Bytes>,
+}
+
+impl Snapshot {
+    /// Frames `data` (serialized as `body`) as snapshot `seq` of `epoch`.
+    pub fn new(seq: u64, epoch: Arc<str>, data: Telemetry, body: String) -> Self {
+        let telemetry = packet::envelope("TELEMETRY", seq, &epoch, &body, None);
+        let welcome = packet::envelope("WELCOME", seq, &epoch, &body, None);
+        Self {
+            seq,
+            telemetry: frame::text_frame(&telemetry),
+            welcome: frame::text_frame(&welcome),
+            epoch,
+            data,
+            body: body.into(),
+            bridge: OnceLock::new(),
+        }
+    }
+
+    /// The serialized `data`.
+    pub fn body(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("a serialized body is UTF-8")
+    }
+
+    /// The WELCOME for a client that asked to resume: it says whether what it missed follows.
+    /// Made for that one client.
+    pub fn welcome_resumed(&self, resumed: bool) -> Bytes {
+        frame::text_frame(&packet::envelope(
+            "WELCOME",
+            self.seq,
+            &self.epoch,
+            self.body(),
+            Some(resumed),
+        ))
+    }
+
+    /// The packet as a bridge-dialect update on the `telemetry` channel, framed once.
+    pub fn bridge_frame(&self) -> &Bytes {
+        self.bridge.get_or_init(|| {
+            frame::text_frame(&format!(
+                r#"{{"type":"update","channel":"telemetry","data":{}}}"#,
+                self.body()
+            ))
+        })
+    }
+}
