@@ -45,6 +45,7 @@ use crate::edge::command::Commands;
 use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
 use crate::hub::packet::Telemetry;
+use crate::input::cluster::Cluster;
 use crate::input::poller::{self, Events};
 use crate::input::redis::subscriber::{self, SharedHealth, Subscriber};
 use crate::metrics::Metrics;
@@ -79,6 +80,7 @@ pub async fn run(
         agents = %engine.url(SourceKind::Agents),
         models = %engine.url(SourceKind::Models),
         redis = %config.redis.url.masked(),
+        cluster = %config.cluster.url.masked(),
         "Listening"
     );
     let metrics = Arc::new(Metrics::new());
@@ -99,6 +101,16 @@ pub async fn run(
         );
         Events { rx, health }
     });
+    let cluster = config.cluster.enabled().then(|| {
+        Cluster::start(
+            config.cluster.clone(),
+            hub.clone(),
+            metrics.clone(),
+            config.clients.resume_history,
+            &tracker,
+            shutdown.clone(),
+        )
+    });
     tracker.spawn(
         poller::run(
             engine,
@@ -106,6 +118,7 @@ pub async fn run(
             metrics.clone(),
             settings.clone(),
             events,
+            cluster,
             shutdown.clone(),
         )
         .instrument(info_span!("poller")),

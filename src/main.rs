@@ -32,6 +32,9 @@ struct Cli {
     /// --demo, the simulator publishes its events there too)
     #[arg(long, global = true, value_name = "URL")]
     redis_url: Option<String>,
+    /// Redis shared by several daemons, overriding cluster.url: one of them polls, all serve
+    #[arg(long, global = true, value_name = "URL")]
+    cluster: Option<String>,
     /// File holding the token secret, overriding auth.secret_file (see `bff token`)
     #[arg(long, global = true, value_name = "PATH")]
     auth_secret_file: Option<PathBuf>,
@@ -162,6 +165,9 @@ fn load(cli: &Cli) -> Result<Config, ConfigError> {
     }
     if let Some(url) = &cli.redis_url {
         config.redis.url = bff::config::RedisUrl::new(url.clone());
+    }
+    if let Some(url) = &cli.cluster {
+        config.cluster.url = bff::config::RedisUrl::new(url.clone());
     }
     if let Some(path) = &cli.auth_secret_file {
         config.auth.secret_file = Some(path.clone());

@@ -66,6 +66,11 @@ struct CommandLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -99,6 +104,7 @@ pub struct Metrics {
     redis_pushes: Counter,
     redis_dropped: Family<ReasonLabel, Counter>,
     redis_reconnects: Counter,
+    cluster_role: Family<RoleLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -227,8 +233,15 @@ impl Metrics {
             "Times the Redis subscription was lost (or could not be made) and made again",
             Counter::default(),
         );
+        let cluster_role = register(
+            &mut registry,
+            "cluster_role",
+            "1 for this daemon's role in its cluster now (joining, leader, follower, fallback), 0 for the others; absent without [cluster]",
+            Family::default(),
+        );
         Self {
             registry,
+            cluster_role,
             commands,
             redis_connected,
             redis_messages,
@@ -334,6 +347,15 @@ impl Metrics {
     /// The Redis subscription was lost or could not be made.
     pub fn redis_reconnect(&self) {
         self.redis_reconnects.inc();
+    }
+
+    /// This daemon's role in its cluster is now `role`.
+    pub fn cluster_role(&self, role: &'static str) {
+        for known in ["joining", "leader", "follower", "fallback"] {
+            self.cluster_role
+                .get_or_create(&RoleLabel { role: known })
+                .set(i64::from(known == role));
+        }
     }
 
     /// A packet was published.

@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod cluster;
 mod redis;
 mod secret;
 mod validate;
 
+pub use cluster::ClusterConfig;
 pub use redis::{RedisConfig, RedisUrl, is_pattern, matches};
 pub use secret::Secret;
 
@@ -72,6 +74,8 @@ pub struct Config {
     pub commands: CommandConfig,
     /// `[redis]`: the engine's events, merged and pushed, and channels relayed to dashboards.
     pub redis: RedisConfig,
+    /// `[cluster]`: several daemons sharing one poll.
+    pub cluster: ClusterConfig,
 }
 
 /// Who may connect, beyond the origin check.
@@ -369,6 +373,9 @@ impl Config {
         }
         if self.redis.relay != next.redis.relay {
             keys.push("redis.relay");
+        }
+        if self.cluster != next.cluster {
+            keys.push("cluster");
         }
         if (self.commands.per_minute, self.commands.burst)
             != (next.commands.per_minute, next.commands.burst)

@@ -186,6 +186,34 @@ impl Config {
                 );
             }
         }
+        let k = &self.cluster;
+        if k.enabled() {
+            let scheme = Url::parse(k.url.expose()).map(|u| u.scheme().to_owned());
+            if !matches!(scheme.as_deref(), Ok("redis" | "rediss")) {
+                bad(
+                    "cluster.url",
+                    format!(
+                        "{} is not a redis:// URL; write e.g. \"redis://127.0.0.1:6379\"",
+                        k.url.masked()
+                    ),
+                );
+            }
+        }
+        if k.name.is_empty() || k.name.contains(char::is_whitespace) {
+            bad(
+                "cluster.name",
+                format!("{:?} must be a word, e.g. \"bff\"", k.name),
+            );
+        }
+        if k.lease_ms < 500 || k.lease_ms <= self.engine.timeout_ms {
+            bad(
+                "cluster.lease_ms",
+                format!(
+                    "{} must be at least 500 and longer than engine.timeout_ms ({})",
+                    k.lease_ms, self.engine.timeout_ms
+                ),
+            );
+        }
         let m = &self.commands;
         for (key, value) in [
             ("commands.timeout_ms", m.timeout_ms),

@@ -88,6 +88,8 @@ fn health(ctx: &Context) -> Response<Body> {
         // Up and serving, as a bridge's health check expects; how fresh the data is says `state`.
         "status": "healthy",
         "state": state,
+        // Where the packets come from: this daemon alone, or its role in a cluster.
+        "mode": ctx.hub.mode(),
         "stale": stale,
         "seq": latest.seq,
         "connections": ctx.admission.open(),

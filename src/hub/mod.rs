@@ -43,6 +43,9 @@ struct Shared {
     /// Raised when a consumer needs a fresh snapshot sooner than the next tick (a command
     /// changed the engine's state); the producer takes it as a cue to poll at once.
     refresh: Notify,
+    /// Where the snapshots come from now (`single`, `leader`, `follower`, `fallback`), for
+    /// `/health`. A lock read per health check and written on a change.
+    mode: Mutex<&'static str>,
 }
 
 #[derive(Debug)]
@@ -113,6 +116,7 @@ impl Hub {
                 tx,
                 relay: relay::Relay::default(),
                 refresh: Notify::new(),
+                mode: Mutex::new("single"),
             }),
         }
     }
@@ -248,6 +252,17 @@ impl Hub {
     /// Resolves when a fresh snapshot was asked for (see [`Hub::request_refresh`]).
     pub async fn refresh_requested(&self) {
         self.shared.refresh.notified().await;
+    }
+
+    /// Says where the snapshots come from now.
+    pub fn set_mode(&self, mode: &'static str) {
+        *self.shared.mode.lock().expect("hub lock poisoned") = mode;
+    }
+
+    /// Where the snapshots come from now: `single` (this daemon alone), or in a cluster
+    /// `joining`, `leader`, `follower`, `fallback` (Redis unreachable: polling alone).
+    pub fn mode(&self) -> &'static str {
+        *self.shared.mode.lock().expect("hub lock poisoned")
     }
 
     /// The relay channels: the Redis input publishes to them, sessions subscribe.

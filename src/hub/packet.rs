@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 /// An instant in UTC, written as RFC 3339 with milliseconds and `Z` (`2025-12-21T11:59:59.812Z`).
@@ -27,6 +27,16 @@ impl Serialize for Timestamp {
     }
 }
 
+/// Read back from what [`Serialize`] wrote, as a daemon receiving another's packet does.
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| Timestamp(t.with_timezone(&Utc)))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 impl schemars::JsonSchema for Timestamp {
     fn schema_name() -> std::borrow::Cow<'static, str> {
@@ -44,7 +54,7 @@ impl schemars::JsonSchema for Timestamp {
 }
 
 /// The trading status; the engine's many words are mapped onto these three only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
@@ -68,7 +78,7 @@ impl Status {
 }
 
 /// The direction of the current signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Side {
@@ -81,7 +91,7 @@ pub enum Side {
 }
 
 /// A log line's severity; other levels are folded into these three.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Level {
@@ -94,7 +104,7 @@ pub enum Level {
 }
 
 /// `data.market`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Market {
     /// The traded symbol (`SPY`).
@@ -112,7 +122,7 @@ pub struct Market {
 }
 
 /// `data.portfolio`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Portfolio {
     /// Net asset value.
@@ -126,7 +136,7 @@ pub struct Portfolio {
 }
 
 /// `data.signal`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Signal {
     /// Which way the engine would trade.
@@ -138,7 +148,7 @@ pub struct Signal {
 }
 
 /// `data.governance`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Governance {
     /// The position size risk governance approved, 0 to 0.20.
@@ -146,7 +156,7 @@ pub struct Governance {
 }
 
 /// One entry of `data.logs`; `timestamp` is `null` when the engine sent a bare string.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct LogEntry {
     /// The severity, folded onto three.
@@ -158,7 +168,7 @@ pub struct LogEntry {
 }
 
 /// One agent's performance, whatever shape the engine reported it in.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct AgentStats {
     /// Mean latency of a call.
@@ -170,7 +180,7 @@ pub struct AgentStats {
 }
 
 /// One model's performance, whatever shape the engine reported it in.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct ModelStats {
     /// Mean latency of an inference.
@@ -187,7 +197,7 @@ pub type Agents = BTreeMap<String, AgentStats>;
 pub type Models = BTreeMap<String, ModelStats>;
 
 /// How fresh one input is, so a UI can grey out a stale panel.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct SourceHealth {
     /// The last fetch succeeded.
@@ -201,7 +211,7 @@ pub struct SourceHealth {
 }
 
 /// `data.sources`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Sources {
     /// The state endpoint.
@@ -233,7 +243,7 @@ impl Sources {
 }
 
 /// What the engine's state endpoint contributes to a packet: everything but the timestamp.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct StateSections {
     /// The trading status.
@@ -270,7 +280,7 @@ impl Default for StateSections {
 }
 
 /// The `data` of a WELCOME or TELEMETRY packet. `timestamp` is written first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 pub struct Telemetry {
     /// The engine's state timestamp when it gave one, else the poll time.
@@ -410,5 +420,32 @@ mod tests {
                 serde_json::to_string(&packet).unwrap()
             );
         }
+    }
+
+    /// A packet read back is the packet: a daemon that receives another's packet (several
+    /// daemons, one poll) shows the same data.
+    #[test]
+    fn a_packet_reads_back_as_it_was_written() {
+        let mut data = Telemetry::initializing(Utc::now());
+        data.state.status = Status::Halt;
+        data.state.market.price = Some(450.32);
+        data.state.logs.push(LogEntry {
+            level: Level::Warning,
+            message: "Chronos slow".into(),
+            timestamp: Some(Timestamp(Utc::now())),
+        });
+        data.state
+            .extra
+            .insert("sentiment".into(), serde_json::json!({"label": "Bullish"}));
+        data.agents.insert("risk".into(), AgentStats::default());
+        data.sources.redis = Some(SourceHealth::default());
+        let written = body(&data);
+        let read: Telemetry = serde_json::from_str(&written).unwrap();
+        assert_eq!(body(&read), written);
+        assert_eq!(
+            read.state.extra.len(),
+            1,
+            "only the engine's own sections are extra"
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! Another input (a feed shared by several daemons) lives here beside the poller.
 
 pub mod aggregate;
+pub mod cluster;
 pub mod normalize;
 pub mod poller;
 pub mod redis;

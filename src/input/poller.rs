@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::aggregate::{self, Change, Inputs};
+use super::cluster::{Cluster, Role};
 use super::normalize::{self, EngineState};
 use super::redis::merge::{Overlay, answer_time};
 use super::redis::subscriber::{Heard, SharedHealth};
@@ -61,6 +62,16 @@ struct Poller {
     last_publish: tokio::time::Instant,
     /// Pushes since the last tick, for its log line.
     pushed: u32,
+    /// This daemon's cluster, when it is one of several.
+    cluster: Option<Cluster>,
+    /// Publishing for the cluster failed: the packets go out here alone until it works again.
+    cluster_failing: bool,
+}
+
+/// What went out for one packet, for the tick's log line.
+struct Published {
+    seq: u64,
+    bytes: usize,
 }
 
 /// Polls until `shutdown` is cancelled, folding in `events` when Redis is on. A new config from
@@ -72,6 +83,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     mut settings: watch::Receiver<Arc<Config>>,
     events: Option<Events>,
+    cluster: Option<Cluster>,
     shutdown: CancellationToken,
 ) {
     let config = settings.borrow_and_update().clone();
@@ -91,6 +103,8 @@ pub async fn run(
         dirty: false,
         last_publish: tokio::time::Instant::now(),
         pushed: 0,
+        cluster,
+        cluster_failing: false,
     };
     let mut polling: Option<Polling> = None;
     // A refresh asked for while a poll was already on its way: poll again once it is back.
@@ -114,19 +128,23 @@ pub async fn run(
             }
             polled = finished(&mut polling) => {
                 polling = None;
-                poller.tick(polled);
+                poller.tick(polled).await;
                 if std::mem::take(&mut again) {
                     start(&mut polling, &poller);
                 }
             }
             Some(heard) = next_event(&mut rx) => poller.merge(heard),
-            _ = sleep_until(push_at), if poller.dirty => poller.push(),
+            _ = sleep_until(push_at), if poller.dirty => poller.push().await,
         }
     }
 }
 
-/// Starts a poll unless one is on its way (a late one is not doubled: the clock skips).
+/// Starts a poll unless one is on its way (a late one is not doubled: the clock skips), or
+/// another daemon of the cluster polls.
 fn start(polling: &mut Option<Polling>, poller: &Poller) {
+    if !poller.polls() {
+        return;
+    }
     if polling.is_none() {
         *polling = Some(Box::pin(fetch_all(
             poller.engine.clone(),
@@ -176,6 +194,51 @@ impl Poller {
         new_clock
     }
 
+    /// Whether this daemon polls now: alone, or as its cluster's leader (or cut off from it).
+    fn polls(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.role().polls())
+    }
+
+    /// Sends one packet out: through the cluster when this daemon leads it (every daemon, this
+    /// one too, takes it back from there), else to this daemon's own clients. When publishing
+    /// for the cluster fails, it goes out here under this daemon's own epoch: Redis trouble
+    /// never blanks a dashboard.
+    async fn publish(&mut self, packet: Telemetry) -> Option<Published> {
+        if let Some(cluster) = &self.cluster {
+            match cluster.role() {
+                Role::Leader => {
+                    let body = crate::hub::packet::body(&packet);
+                    match cluster.publish(&body).await {
+                        Ok(Some((_, seq))) => {
+                            if std::mem::take(&mut self.cluster_failing) {
+                                info!("Publishing through the cluster again");
+                            }
+                            return Some(Published {
+                                seq,
+                                bytes: body.len(),
+                            });
+                        }
+                        // The lease lapsed: another daemon publishes now.
+                        Ok(None) => return None,
+                        Err(err) => {
+                            if !self.cluster_failing {
+                                warn!(%err, "Cannot publish through the cluster: publishing here alone");
+                                self.cluster_failing = true;
+                            }
+                        }
+                    }
+                }
+                Role::Alone => {}
+                Role::Joining | Role::Follower => return None,
+            }
+        }
+        let snapshot = self.hub.publish(packet);
+        Some(Published {
+            seq: snapshot.seq,
+            bytes: snapshot.telemetry.len(),
+        })
+    }
+
     /// The least time between two packets pushed for events.
     fn push_gap(&self) -> Duration {
         Duration::from_secs(1) / self.config.redis.max_push_hz.max(1)
@@ -205,18 +268,23 @@ impl Poller {
     }
 
     /// A packet for the events heard since the last one.
-    fn push(&mut self) {
-        let snapshot = self.hub.publish(self.packet(Utc::now()));
-        self.metrics.published();
-        self.metrics.redis_pushed();
+    async fn push(&mut self) {
         self.dirty = false;
         self.last_publish = tokio::time::Instant::now();
-        self.pushed += 1;
-        debug!(seq = snapshot.seq, "Telemetry pushed for engine events");
+        if !self.polls() {
+            return;
+        }
+        let packet = self.packet(Utc::now());
+        if let Some(published) = self.publish(packet).await {
+            self.metrics.published();
+            self.metrics.redis_pushed();
+            self.pushed += 1;
+            debug!(seq = published.seq, "Telemetry pushed for engine events");
+        }
     }
 
     /// One poll's answers: folded in, published, logged.
-    fn tick(&mut self, polled: Polled) {
+    async fn tick(&mut self, polled: Polled) {
         let now = Utc::now();
         let changes = [
             self.inputs.state.record(polled.state, now),
@@ -250,16 +318,19 @@ impl Poller {
         if packet.sources.redis.as_ref().is_some_and(|r| !r.ok) {
             stale.push("redis");
         }
-        let snapshot = self.hub.publish(packet);
-        self.metrics.published();
+        let status = packet.state.status.as_str();
         self.dirty = false;
         self.last_publish = tokio::time::Instant::now();
+        let Some(published) = self.publish(packet).await else {
+            return;
+        };
+        self.metrics.published();
         info!(
-            seq = snapshot.seq,
+            seq = published.seq,
             clients = self.hub.subscribers(),
-            bytes = snapshot.telemetry.len(),
+            bytes = published.bytes,
             poll_ms = polled.took.as_millis() as u64,
-            status = snapshot.data.state.status.as_str(),
+            status,
             stale = %stale.join(","),
             pushed = std::mem::take(&mut self.pushed),
             "Telemetry published"

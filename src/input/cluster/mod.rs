@@ -1,0 +1,331 @@
+//! Several daemons, one poll (`docs/PROTOCOL.md` §11). Every daemon of a cluster shares one
+//! Redis. Exactly one holds the lease there and polls the engine; it publishes each packet
+//! through a fenced script ([`scripts`]) that numbers it from the cluster's `seq`, and every
+//! daemon, that one included, takes the packets from the channel and fans them out to its own
+//! clients. So the engine sees one poll whatever the number of daemons, and every client sees
+//! the same `seq` for the same packet.
+//!
+//! [`Role`] says what this daemon does now. A daemon that cannot reach Redis polls alone under
+//! a local epoch (its clients see the change), and joins again when Redis is back: Redis makes
+//! the engine's load constant, it never blanks a dashboard. The poll loop asks
+//! [`Cluster::role`] before polling and publishes through [`Cluster::publish`].
+
+pub mod scripts;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{Notify, watch};
+use tokio::time::{Instant, sleep, timeout};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use self::scripts::{Failed, Keys, RELEASED};
+use crate::config::ClusterConfig;
+use crate::hub::packet::Telemetry;
+use crate::hub::{Hub, new_epoch};
+use crate::metrics::Metrics;
+
+/// Time a connection to the cluster's Redis may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What this daemon does in its cluster now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Started, not yet heard from Redis: it waits (a moment) rather than poll with the others.
+    Joining,
+    /// Holds the lease: polls the engine and publishes for everyone.
+    Leader,
+    /// Another holds the lease: fans out what it publishes.
+    Follower,
+    /// Redis cannot be reached: polls the engine itself, under a local epoch.
+    Alone,
+}
+
+impl Role {
+    /// The name in `/health`, `/metrics` and the logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Joining => "joining",
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Alone => "fallback",
+        }
+    }
+
+    /// Whether this daemon polls the engine.
+    pub fn polls(self) -> bool {
+        matches!(self, Role::Leader | Role::Alone)
+    }
+}
+
+/// A cheap handle to this daemon's place in the cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: ClusterConfig,
+    keys: Keys,
+    /// This daemon's lease token: random, so no two daemons (or two runs) share one.
+    token: String,
+    role: watch::Sender<Role>,
+    /// The command connection, made again after a failure. A mutex held only to clone it out.
+    redis: Mutex<Option<MultiplexedConnection>>,
+    /// Packets the cluster's history keeps for resuming clients.
+    history: usize,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    /// Raised when the leader lets go, so a follower takes over at once.
+    released: Notify,
+}
+
+impl Cluster {
+    /// Joins the cluster of `config`: starts the lease and the packet feed in tasks of
+    /// `tracker`, until `shutdown` (when the lease is released).
+    pub fn start(
+        config: ClusterConfig,
+        hub: Hub,
+        metrics: Arc<Metrics>,
+        history: usize,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let cluster = Self {
+            shared: Arc::new(Shared {
+                keys: Keys::new(&config.name),
+                token: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+                config,
+                role: watch::Sender::new(Role::Joining),
+                redis: Mutex::new(None),
+                history,
+                hub,
+                metrics,
+                released: Notify::new(),
+            }),
+        };
+        cluster.set_role(Role::Joining);
+        tracker.spawn(
+            cluster
+                .clone()
+                .hold_lease(shutdown.clone())
+                .instrument(info_span!("cluster")),
+        );
+        tracker.spawn(
+            cluster
+                .clone()
+                .follow(shutdown)
+                .instrument(info_span!("cluster")),
+        );
+        cluster
+    }
+
+    /// What this daemon does now.
+    pub fn role(&self) -> Role {
+        *self.shared.role.borrow()
+    }
+
+    /// Publishes one packet's data for the whole cluster, fenced by this daemon's lease: its
+    /// epoch and seq; `None` when the lease is no longer this daemon's (it is a follower now).
+    pub async fn publish(&self, body: &str) -> Result<Option<(String, u64)>, Failed> {
+        let mut redis = self.connection().await?;
+        let epoch = new_epoch();
+        let published = scripts::publish(
+            &mut redis,
+            &self.shared.keys,
+            &self.shared.token,
+            body,
+            self.shared.history,
+            &epoch,
+        )
+        .await;
+        match &published {
+            Ok(None) => {
+                warn!("Publish refused: this daemon's lease has lapsed; following");
+                self.set_role(Role::Follower);
+            }
+            Err(_) => self.forget_connection(),
+            Ok(Some(_)) => {}
+        }
+        published
+    }
+
+    fn set_role(&self, role: Role) {
+        let before = self.shared.role.send_replace(role);
+        self.shared.hub.set_mode(role.name());
+        self.shared.metrics.cluster_role(role.name());
+        if before != role {
+            info!(role = role.name(), was = before.name(), "Cluster role");
+        }
+    }
+
+    /// The command connection, made now if there is none.
+    async fn connection(&self) -> Result<MultiplexedConnection, Failed> {
+        if let Some(redis) = self
+            .shared
+            .redis
+            .lock()
+            .expect("cluster lock poisoned")
+            .clone()
+        {
+            return Ok(redis);
+        }
+        let client = redis::Client::open(self.shared.config.url.expose())
+            .map_err(|e| format!("bad cluster.url: {e}"))?;
+        let redis = match timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await
+        {
+            Ok(Ok(redis)) => redis,
+            Ok(Err(err)) => return Err(format!("cannot connect: {err}")),
+            Err(_) => return Err("connecting timed out".into()),
+        };
+        *self.shared.redis.lock().expect("cluster lock poisoned") = Some(redis.clone());
+        Ok(redis)
+    }
+
+    fn forget_connection(&self) {
+        *self.shared.redis.lock().expect("cluster lock poisoned") = None;
+    }
+
+    /// Takes the lease when it is free, renews it while held, and gives it up at shutdown.
+    /// A leader that cannot renew it before its own deadline stops publishing for the cluster,
+    /// whatever Redis may still say.
+    async fn hold_lease(self, shutdown: CancellationToken) {
+        let lease = Duration::from_millis(self.shared.config.lease_ms);
+        let every = lease / 4;
+        let mut deadline = Instant::now();
+        let mut unreachable = false;
+        loop {
+            let step = async {
+                let mut redis = self.connection().await?;
+                let keys = &self.shared.keys;
+                let token = &self.shared.token;
+                match self.role() {
+                    Role::Leader => match scripts::renew(&mut redis, keys, token, lease).await? {
+                        true => Ok::<_, Failed>(Role::Leader),
+                        false => {
+                            warn!("The poller lease was lost (it lapsed, or was taken); following");
+                            Ok(Role::Follower)
+                        }
+                    },
+                    _ => match scripts::acquire(&mut redis, keys, token, lease).await? {
+                        true => Ok::<_, Failed>(Role::Leader),
+                        false => Ok(Role::Follower),
+                    },
+                }
+            };
+            let started = Instant::now();
+            match step.await {
+                Ok(role) => {
+                    if role == Role::Leader {
+                        deadline = started + lease;
+                    }
+                    if unreachable {
+                        info!("Cluster Redis recovered: electing one poller again");
+                        unreachable = false;
+                    }
+                    self.set_role(role);
+                }
+                Err(err) => {
+                    self.forget_connection();
+                    if !unreachable {
+                        warn!(url = %self.shared.config.url.masked(), error = %err, "Cluster Redis unreachable: polling alone until it is back");
+                        unreachable = true;
+                    }
+                    // A leader keeps its role only until its own deadline: past it another may
+                    // hold the lease, so it polls for itself alone.
+                    if self.role() != Role::Leader || Instant::now() >= deadline {
+                        self.set_role(Role::Alone);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = sleep(every) => {}
+                _ = self.shared.released.notified(), if self.role() == Role::Follower => {}
+            }
+        }
+        if self.role() == Role::Leader
+            && let Ok(mut redis) = self.connection().await
+        {
+            match scripts::release(&mut redis, &self.shared.keys, &self.shared.token).await {
+                Ok(true) => info!("Poller lease released"),
+                Ok(false) => debug!("The lease was no longer ours to release"),
+                Err(err) => debug!(%err, "Lease not released; it lapses by itself"),
+            }
+        }
+    }
+
+    /// Takes every packet the leader publishes and fans it out here; reconnects with backoff.
+    async fn follow(self, shutdown: CancellationToken) {
+        let mut wait = Duration::from_millis(250);
+        loop {
+            let lost = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                lost = self.follow_once() => lost,
+            };
+            debug!(error = %lost, "Cluster feed lost; subscribing again");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn follow_once(&self) -> String {
+        let client = match redis::Client::open(self.shared.config.url.expose()) {
+            Ok(client) => client,
+            Err(err) => return format!("bad cluster.url: {err}"),
+        };
+        let mut pubsub = match timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(err)) => return format!("cannot connect: {err}"),
+            Err(_) => return "connecting timed out".into(),
+        };
+        if let Err(err) = pubsub.subscribe(&self.shared.keys.packets).await {
+            return format!("cannot subscribe: {err}");
+        }
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
+                continue;
+            };
+            if text == RELEASED {
+                self.shared.released.notify_one();
+                continue;
+            }
+            self.take(text);
+        }
+        "connection closed".into()
+    }
+
+    /// One packet from the channel, published here under the cluster's numbers. While alone,
+    /// this daemon's own count is the one its clients follow.
+    fn take(&self, packet: &str) {
+        if self.role() == Role::Alone {
+            return;
+        }
+        let Some((epoch, seq, body)) = scripts::parse(packet) else {
+            debug!("A message on the cluster channel that is not a packet; ignored");
+            return;
+        };
+        let data: Telemetry = match serde_json::from_str(body) {
+            Ok(data) => data,
+            Err(err) => {
+                warn!(%err, seq, "A cluster packet that does not read as a packet; ignored");
+                return;
+            }
+        };
+        if let Err(err) = self
+            .shared
+            .hub
+            .publish_numbered(epoch, seq, data, Some(body.to_owned()))
+        {
+            debug!(%err, "Cluster packet not published here");
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The cluster's state in Redis, changed only by these commands and scripts, so each change is
+//! atomic on the server and checks who makes it:
+//!
+//! - the lease: `SET <name>:lease <token> NX PX <ms>` takes it; renewing and releasing are
+//!   scripts that act only while the key still holds the caller's token;
+//! - the publish is fenced: one script checks the token, numbers the packet from
+//!   `<name>:seq` (starting a new `<name>:epoch` when the count is gone), appends it to the
+//!   capped stream `<name>:history` and publishes it on `<name>:packets`. A daemon whose lease
+//!   lapsed (paused, cut off, slow) is refused, whatever it believes.
+//!
+//! A packet on the channel, and in the history, is `<epoch> <seq> <data JSON>`.
+
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::MultiplexedConnection;
+use tokio::time::timeout;
+
+/// The keys and channel of one cluster.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    lease: String,
+    seq: String,
+    epoch: String,
+    history: String,
+    /// Where every packet (and the notice that the lease was released) is published.
+    pub packets: String,
+}
+
+impl Keys {
+    /// The keys of the cluster called `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            lease: format!("{name}:lease"),
+            seq: format!("{name}:seq"),
+            epoch: format!("{name}:epoch"),
+            history: format!("{name}:history"),
+            packets: format!("{name}:packets"),
+        }
+    }
+}
+
+/// What the packets channel carries when the poller lets go: the others take over at once.
+pub const RELEASED: &str = "released";
+
+/// Time one command or script may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+
+static RENEW: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+            return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          end
+          return 0",
+    )
+});
+
+static RELEASE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+            redis.call('DEL', KEYS[1])
+            redis.call('PUBLISH', ARGV[2], ARGV[3])
+            return 1
+          end
+          return 0",
+    )
+});
+
+static PUBLISH: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+          local epoch = redis.call('GET', KEYS[3])
+          if (not epoch) or redis.call('EXISTS', KEYS[2]) == 0 then
+            epoch = ARGV[5]
+            redis.call('SET', KEYS[3], epoch)
+            redis.call('DEL', KEYS[4])
+          end
+          local seq = redis.call('INCR', KEYS[2])
+          local packet = epoch .. ' ' .. seq .. ' ' .. ARGV[2]
+          redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[3], seq .. '-1', 'p', packet)
+          redis.call('PUBLISH', ARGV[4], packet)
+          return {epoch, seq}",
+    )
+});
+
+/// Why a command did not get an answer.
+pub type Failed = String;
+
+async fn bounded<T>(
+    what: &str,
+    command: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Failed> {
+    match timeout(COMMAND_TIMEOUT, command).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(err)) => Err(format!("{what}: {err}")),
+        Err(_) => Err(format!(
+            "{what}: no answer within {} ms",
+            COMMAND_TIMEOUT.as_millis()
+        )),
+    }
+}
+
+/// Takes the lease for `lease` if nobody holds it; whether it did.
+pub async fn acquire(
+    redis: &mut MultiplexedConnection,
+    keys: &Keys,
+    token: &str,
+    lease: Duration,
+) -> Result<bool, Failed> {
+    let mut set = redis::cmd("SET");
+    set.arg(&keys.lease)
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(lease.as_millis() as u64);
+    let answer: Option<String> = bounded("taking the lease", set.query_async(redis)).await?;
+    Ok(answer.is_some())
+}
+
+/// Extends the lease while it is still `token`'s; whether it was.
+pub async fn renew(
+    redis: &mut MultiplexedConnection,
+    keys: &Keys,
+    token: &str,
+    lease: Duration,
+) -> Result<bool, Failed> {
+    let mut renew = RENEW.prepare_invoke();
+    renew
+        .key(&keys.lease)
+        .arg(token)
+        .arg(lease.as_millis() as u64);
+    let answer: i64 = bounded("renewing the lease", renew.invoke_async(redis)).await?;
+    Ok(answer == 1)
+}
+
+/// Gives the lease up while it is still `token`'s, and tells the others.
+pub async fn release(
+    redis: &mut MultiplexedConnection,
+    keys: &Keys,
+    token: &str,
+) -> Result<bool, Failed> {
+    let mut release = RELEASE.prepare_invoke();
+    release
+        .key(&keys.lease)
+        .arg(token)
+        .arg(&keys.packets)
+        .arg(RELEASED);
+    let answer: i64 = bounded("releasing the lease", release.invoke_async(redis)).await?;
+    Ok(answer == 1)
+}
+
+/// Publishes one packet's data while the lease is `token`'s: its epoch and seq, or `None` when
+/// the lease is not (or no longer) `token`'s. `new_epoch` names the count if it must start
+/// again; `history` is how many packets the stream keeps.
+pub async fn publish(
+    redis: &mut MultiplexedConnection,
+    keys: &Keys,
+    token: &str,
+    body: &str,
+    history: usize,
+    new_epoch: &str,
+) -> Result<Option<(String, u64)>, Failed> {
+    let mut publish = PUBLISH.prepare_invoke();
+    publish
+        .key(&keys.lease)
+        .key(&keys.seq)
+        .key(&keys.epoch)
+        .key(&keys.history)
+        .arg(token)
+        .arg(body)
+        .arg(history)
+        .arg(&keys.packets)
+        .arg(new_epoch);
+    bounded("publishing", publish.invoke_async(redis)).await
+}
+
+/// Reads one packet as published: its epoch, seq and data JSON.
+pub fn parse(packet: &str) -> Option<(&str, u64, &str)> {
+    let mut parts = packet.splitn(3, ' ');
+    let epoch = parts.next()?;
+    let seq = parts.next()?.parse().ok()?;
+    let body = parts.next()?;
+    Some((epoch, seq, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packet_reads_as_published() {
+        assert_eq!(
+            parse(r#"e1 42 {"a":"b c"}"#),
+            Some(("e1", 42, r#"{"a":"b c"}"#))
+        );
+        assert_eq!(parse("released"), None);
+        assert_eq!(parse("e1 x {}"), None);
+    }
+}

@@ -1,0 +1,367 @@
+//! Several daemons, one poll: three real `bff` processes, a real `redis-server` and one test
+//! engine, all on free ports. One daemon polls and every daemon's clients see the same `seq`;
+//! the poller stopping or killed is replaced, a follower killed touches only its own clients;
+//! Redis gone makes each daemon poll alone and serve on, and one poller is elected again when it
+//! is back; a client resumes on another daemon exactly where it left off.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::process::BffProcess;
+use common::redis::RedisServer;
+use common::{FakeEngine, Ws, next_packet, within};
+use serde_json::Value;
+
+/// A config file for daemons polling `engine` every `poll_ms`.
+fn config_file(engine: &FakeEngine, name: &str, poll_ms: u64) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cluster-{name}-{}.toml", std::process::id()));
+    let text = format!(
+        "[engine]\nurl = \"http://{}\"\nstate = \"/state\"\nagents = \"/agents\"\nmodels = \"/models\"\n\
+         poll_interval_ms = {poll_ms}\ntimeout_ms = {}\n[cluster]\nlease_ms = 2000\n",
+        engine.addr,
+        poll_ms * 3 / 4
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Three daemons of the cluster at `redis`.
+fn three(config: &PathBuf, redis: &RedisServer) -> Vec<BffProcess> {
+    (0..3)
+        .map(|_| {
+            BffProcess::start(
+                &[
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--cluster",
+                    &redis.url(),
+                ],
+                &[],
+            )
+        })
+        .collect()
+}
+
+async fn health(daemon: &BffProcess) -> Value {
+    common::reqwest_get(&format!("http://{}/health", daemon.addr()))
+        .await
+        .1
+}
+
+/// The daemons' modes once exactly one leads and the rest follow; the leader's index.
+async fn one_leader(daemons: &[&BffProcess]) -> usize {
+    within("one leader and the rest following", async {
+        loop {
+            let mut modes = Vec::new();
+            for daemon in daemons {
+                modes.push(
+                    health(daemon).await["mode"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                );
+            }
+            let leaders = modes.iter().filter(|m| *m == "leader").count();
+            let followers = modes.iter().filter(|m| *m == "follower").count();
+            if leaders == 1 && followers == daemons.len() - 1 {
+                return modes.iter().position(|m| m == "leader").unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+async fn client(daemon: &BffProcess, query: &str) -> Ws {
+    let url = format!("ws://{}/{query}", daemon.addr());
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// Reads packets until one of the cluster's epoch with `seq` ≥ `from`.
+async fn packet_from(ws: &mut Ws, epoch: &str, from: u64) -> Value {
+    within("a cluster packet", async {
+        loop {
+            let p = next_packet(ws).await;
+            if p["epoch"] == epoch && p["seq"].as_u64() >= Some(from) {
+                return p;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_daemon_polls_and_every_client_sees_the_same_packets() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "one", 250);
+    let daemons = three(&config, &redis);
+    let refs: Vec<&BffProcess> = daemons.iter().collect();
+    one_leader(&refs).await;
+
+    let mut clients = Vec::new();
+    for daemon in &daemons {
+        let mut ws = client(daemon, "").await;
+        next_packet(&mut ws).await;
+        clients.push(ws);
+    }
+    let first = next_packet(&mut clients[0]).await;
+    let epoch = first["epoch"].as_str().unwrap().to_owned();
+    let seq = first["seq"].as_u64().unwrap() + 2;
+    let mut seen = Vec::new();
+    for ws in &mut clients {
+        seen.push(packet_from(ws, &epoch, seq).await);
+    }
+    for packet in &seen[1..] {
+        assert_eq!(packet["seq"], seen[0]["seq"]);
+        assert_eq!(
+            packet["data"], seen[0]["data"],
+            "the same packet everywhere"
+        );
+    }
+
+    // Over two seconds the engine is polled as by one daemon (every 250 ms), not three.
+    let before = engine.hits("/state");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polls = engine.hits("/state") - before;
+    assert!(
+        (6..=10).contains(&polls),
+        "{polls} polls in 2 s at 250 ms, three daemons"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches_only_its_own() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "failover", 1000);
+    let mut daemons = three(&config, &redis);
+    let leader = one_leader(&daemons.iter().collect::<Vec<_>>()).await;
+
+    // SIGTERM: the lease is released, another takes over; the followers' clients see every seq.
+    let mut watchers = Vec::new();
+    for (i, daemon) in daemons.iter().enumerate() {
+        if i != leader {
+            let mut ws = client(daemon, "").await;
+            next_packet(&mut ws).await;
+            watchers.push(ws);
+        }
+    }
+    let mut last = Vec::new();
+    for ws in &mut watchers {
+        last.push(next_packet(ws).await);
+    }
+    let epoch = last[0]["epoch"].as_str().unwrap().to_owned();
+    daemons[leader].signal(libc::SIGTERM);
+    assert!(daemons[leader].wait_exit().success());
+    let stopped = daemons.remove(leader);
+    drop(stopped);
+    let new_leader = one_leader(&daemons.iter().collect::<Vec<_>>()).await;
+    for (ws, last) in watchers.iter_mut().zip(&mut last) {
+        for _ in 0..3 {
+            let next = next_packet(ws).await;
+            assert_eq!(next["epoch"], epoch.as_str(), "the same count carries on");
+            assert_eq!(
+                next["seq"].as_u64(),
+                Some(last["seq"].as_u64().unwrap() + 1),
+                "no missed tick across a clean handover"
+            );
+            *last = next;
+        }
+    }
+
+    // SIGKILL: the lease lapses (2 s) and the other daemon takes over; seq still carries on.
+    let survivor = 1 - new_leader;
+    let mut ws = client(&daemons[survivor], "").await;
+    let mut last = next_packet(&mut ws).await;
+    let killed_at = Instant::now();
+    daemons[new_leader].signal(libc::SIGKILL);
+    daemons[new_leader].wait_exit();
+    let mut next = next_packet(&mut ws).await;
+    while next["seq"] == last["seq"] {
+        next = next_packet(&mut ws).await;
+    }
+    eprintln!(
+        "after SIGKILL of the leader: next packet after {:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(next["epoch"], epoch.as_str());
+    assert!(next["seq"].as_u64() > last["seq"].as_u64());
+    last = next;
+    let health = health(&daemons[survivor]).await;
+    assert_eq!(health["mode"], "leader");
+
+    // A third daemon joins as a follower; killing it leaves the others' clients untouched.
+    daemons.push(BffProcess::start(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--cluster",
+            &redis.url(),
+        ],
+        &[],
+    ));
+    let mut doomed = client(&daemons[2], "").await;
+    next_packet(&mut doomed).await;
+    daemons[2].signal(libc::SIGKILL);
+    daemons[2].wait_exit();
+    assert!(matches!(
+        common::next_frame(&mut doomed).await,
+        common::Frame::Ended(_)
+    ));
+    for _ in 0..2 {
+        let next = next_packet(&mut ws).await;
+        assert_eq!(
+            next["seq"].as_u64(),
+            Some(last["seq"].as_u64().unwrap() + 1)
+        );
+        last = next;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gone_each_daemon_serves_alone_then_one_poller_again() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "fallback", 500);
+    let daemons = three(&config, &redis);
+    let refs: Vec<&BffProcess> = daemons.iter().collect();
+    one_leader(&refs).await;
+    let mut ws = client(&daemons[0], "").await;
+    next_packet(&mut ws).await;
+    // A packet the leader published (the WELCOME may be this daemon's own first snapshot).
+    let cluster_epoch = next_packet(&mut ws).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    redis.stop();
+    // Every daemon falls back to polling alone, and its clients keep getting packets, under
+    // a local epoch (so they see the change).
+    within("every daemon in fallback", async {
+        loop {
+            let mut fallback = 0;
+            for daemon in &daemons {
+                if health(daemon).await["mode"] == "fallback" {
+                    fallback += 1;
+                }
+            }
+            if fallback == 3 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let local = common::packet_where(&mut ws, "a local packet", |p| {
+        p["epoch"] != cluster_epoch.as_str()
+    })
+    .await;
+    let next = next_packet(&mut ws).await;
+    assert_eq!(next["epoch"], local["epoch"]);
+    assert_eq!(
+        next["seq"].as_u64(),
+        Some(local["seq"].as_u64().unwrap() + 1)
+    );
+    let (samples, _) = {
+        let (_, text) = common::reqwest_get(&format!("http://{}/metrics", daemons[0].addr())).await;
+        (text.clone(), text)
+    };
+    assert!(
+        samples
+            .as_str()
+            .unwrap()
+            .contains(r#"bff_cluster_role{role="fallback"} 1"#)
+    );
+
+    // Redis back: one poller again, and the clients follow the cluster's count.
+    redis.restart();
+    one_leader(&refs).await;
+    common::packet_where(&mut ws, "a cluster packet again", |p| {
+        p["epoch"] != local["epoch"]
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_cannot_leave_two_pollers_publishing() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "fence", 500);
+    let daemons = three(&config, &redis);
+    let refs: Vec<&BffProcess> = daemons.iter().collect();
+    one_leader(&refs).await;
+    let mut ws = client(&daemons[1], "").await;
+    next_packet(&mut ws).await;
+    redis.pause();
+    // Past the lease and its deadline, nobody holds it for sure: each daemon serves alone.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    redis.resume();
+    one_leader(&refs).await;
+    // From here, one count: every packet one after the other, whoever published it.
+    let first = common::packet_where(&mut ws, "a cluster packet", |_| true).await;
+    let epoch = first["epoch"].as_str().unwrap().to_owned();
+    let start = packet_from(&mut ws, &epoch, 0).await;
+    let mut last = start["seq"].as_u64().unwrap();
+    for _ in 0..4 {
+        let next = next_packet(&mut ws).await;
+        if next["epoch"] != epoch.as_str() {
+            continue;
+        }
+        let seq = next["seq"].as_u64().unwrap();
+        assert_eq!(seq, last + 1, "one publisher, one count");
+        last = seq;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_daemon_where_it_left_off() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "resume", 250);
+    let daemons = three(&config, &redis);
+    let refs: Vec<&BffProcess> = daemons.iter().collect();
+    one_leader(&refs).await;
+    let mut ws = client(&daemons[0], "").await;
+    next_packet(&mut ws).await;
+    let left = next_packet(&mut ws).await;
+    let (since, epoch) = (
+        left["seq"].as_u64().unwrap(),
+        left["epoch"].as_str().unwrap().to_owned(),
+    );
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut ws = client(&daemons[2], &format!("?since={since}&epoch={epoch}")).await;
+    let welcome = next_packet(&mut ws).await;
+    assert_eq!(
+        (&welcome["resumed"], welcome["seq"].as_u64()),
+        (&Value::Bool(true), Some(since + 1))
+    );
+    let mut seq = since + 1;
+    for _ in 0..5 {
+        let next = next_packet(&mut ws).await;
+        seq += 1;
+        assert_eq!(
+            next["seq"].as_u64(),
+            Some(seq),
+            "exactly what it missed, in order, then live"
+        );
+    }
+}
