@@ -1,6 +1,7 @@
 //! The run: starts the runtime, sets up what the clients share, then goes through the connect
-//! phase ([`crate::connect`]), the steady window and the teardown, sampling the daemon and this
-//! process at each step, and hands what was recorded to [`crate::report`].
+//! phase ([`crate::connect`]), the steady window (with the [`crate::publisher`] publishing on
+//! Redis, if asked) and the teardown, sampling the daemon and this process at each step, and
+//! hands what was recorded to [`crate::report`].
 //!
 //! The options come from [`crate::cli`]; the clients themselves are [`crate::client`].
 
@@ -19,8 +20,13 @@ use crate::cli::{self, Cli};
 use crate::client::{self, Client, Shared};
 use crate::connect;
 use crate::net::now_ns;
+use crate::publisher;
 use crate::report::{self, DaemonSamples, Run};
 use crate::sys;
+
+/// The publisher stops this long before the steady window ends, so that its last tick has time
+/// to be pushed and to reach every client before they are stopped.
+const PUBLISH_MARGIN: Duration = Duration::from_secs(1);
 
 /// Parses the command line, raises the open-file limit and runs on a runtime of `--threads`
 /// workers; the exit code says whether any client connected (2 for a bad command line).
@@ -74,6 +80,27 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Redis is checked before any client connects: a publisher that cannot publish would make
+    // a run without its figures.
+    let redis = match &cli.redis {
+        Some(addr) if cli.publish_hz > 0 => {
+            let addr = match cli::redis(addr).await {
+                Ok(a) => a,
+                Err(why) => {
+                    eprintln!("bff-load: {why}");
+                    return ExitCode::from(2);
+                }
+            };
+            match publisher::Conn::open(addr).await {
+                Ok(conn) => Some((addr, conn)),
+                Err(why) => {
+                    eprintln!("bff-load: --redis: {why}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
     let sources = connect::sources(cli.source_ips, target.addr.ip(), cli.clients);
     let connect_timeout = Duration::from_secs(cli.connect_timeout);
     let phase_cap = cli.phase_cap();
@@ -92,6 +119,7 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
         connected: AtomicUsize::new(0),
         ended_early: AtomicUsize::new(0),
         stalled: Mutex::new(Vec::new()),
+        prices: redis.is_some(),
     });
 
     let daemon_before = cli.daemon_pid.and_then(|pid| sys::sample(pid).ok());
@@ -132,6 +160,22 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
     } else {
         steady_started + Duration::from_secs(cli.duration)
     };
+    let redis_addr = redis.as_ref().map(|(addr, _)| *addr);
+    let publishing = redis.and_then(|(addr, conn)| {
+        let until = steady_end_at
+            .checked_sub(PUBLISH_MARGIN)
+            .unwrap_or(steady_started)
+            .max(steady_started);
+        (until > steady_started).then(|| {
+            eprintln!(
+                "bff-load: publishing {} ticks/s on {} at {addr} for {:.0}s",
+                cli.publish_hz,
+                publisher::CHANNEL,
+                (until - steady_started).as_secs_f64()
+            );
+            tokio::spawn(publisher::run(conn, cli.publish_hz, until))
+        })
+    });
     let mut next_progress = Instant::now() + Duration::from_secs(5);
     while Instant::now() < steady_end_at {
         sleep_until(next_progress.min(steady_end_at)).await;
@@ -147,6 +191,25 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
     }
     let steady_end = now_ns();
     let window = steady_started.elapsed();
+    let publishes = match publishing {
+        Some(task) => match task.await {
+            Ok(p) => Some(p),
+            Err(err) => Some(publisher::Publishes {
+                hz: cli.publish_hz,
+                channel: publisher::CHANNEL.into(),
+                sent: Vec::new(),
+                error: Some(format!("the publisher task failed: {err}")),
+            }),
+        },
+        // Asked for, but the window was too short (or nobody connected): nothing published.
+        None if redis_addr.is_some() => Some(publisher::Publishes {
+            hz: cli.publish_hz,
+            channel: publisher::CHANNEL.into(),
+            sent: Vec::new(),
+            error: None,
+        }),
+        None => None,
+    };
     let daemon_end = cli.daemon_pid.and_then(|pid| sys::sample(pid).ok());
     let gen_cpu_steady_end = sys::self_cpu();
     let gen_rss_kb = sys::sample(std::process::id()).map_or(0, |s| s.rss_kb);
@@ -203,7 +266,7 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
         }
     };
     let stalls = shared.stalled.lock().expect("stall list poisoned").clone();
-    let config = json!({
+    let mut config = json!({
         "url": cli.url,
         "server": target.addr.to_string(),
         "clients": cli.clients,
@@ -218,6 +281,10 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
         "nofile": nofile,
         "daemon_pid": cli.daemon_pid,
     });
+    if let Some(addr) = redis_addr {
+        config["redis"] = json!(addr.to_string());
+        config["publish_hz"] = json!(cli.publish_hz);
+    }
     let run = Run {
         config,
         clients,
@@ -238,6 +305,7 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
         gen_maxrss_kb,
         gen_rss_kb,
         stalls,
+        publishes,
     };
     let (table, json) = report::build(&run);
     print!("{table}");

@@ -1,6 +1,6 @@
 //! The command line: the options ([`Cli`]), the checks they must pass before anything starts
 //! ([`check`]), the defaults that depend on other options, and the server `--url` names
-//! ([`target`]).
+//! ([`target`]) and the `--redis` the publisher writes to ([`redis`]).
 //!
 //! [`crate::app`] parses it and runs with it; nothing here opens a connection.
 
@@ -15,6 +15,9 @@ use crate::sys;
 
 /// The most memory the per-packet receive records may take.
 const MAX_RECORD_BYTES: u64 = 2 << 30;
+
+/// The most ticks a second `--publish-hz` may ask for.
+const MAX_PUBLISH_HZ: u32 = 1000;
 
 /// Opens many WebSocket dashboards against a bff daemon and measures how it serves them.
 #[derive(Debug, Parser)]
@@ -58,6 +61,13 @@ pub struct Cli {
     /// the other cores to the daemon
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Redis the daemon subscribes to (host:port), to publish ticks on with --publish-hz
+    #[arg(long, value_name = "HOST:PORT")]
+    pub redis: Option<String>,
+    /// Ticks a second to publish on market.tick.SPY during the steady window, each with its own
+    /// price, and measure from PUBLISH to each client's packet (0: no publisher)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub publish_hz: u32,
 }
 
 impl Cli {
@@ -95,8 +105,22 @@ pub fn check(cli: &Cli) -> Result<(), String> {
     if cli.duration == 0 {
         return Err("--duration must be at least 1 second".into());
     }
-    // Every packet at every client is kept (16 bytes) until the report.
-    let record_bytes = (cli.clients as u64).saturating_mul(cli.duration + 60) * 16;
+    match (&cli.redis, cli.publish_hz) {
+        (None, 0) => {}
+        (Some(_), 0) => return Err("--redis publishes nothing without --publish-hz".into()),
+        (None, _) => return Err("--publish-hz needs --redis HOST:PORT".into()),
+        (Some(_), hz) if hz > MAX_PUBLISH_HZ => {
+            return Err(format!("--publish-hz {hz}: at most {MAX_PUBLISH_HZ}"));
+        }
+        (Some(_), _) => {}
+    }
+    // Every packet at every client is kept (16 bytes, and 8 more for a publisher's price) until
+    // the report; a publisher may add a packet per publish to the tick's one a second.
+    let per_packet = if cli.publish_hz > 0 { 24 } else { 16 };
+    let record_bytes = (cli.clients as u64)
+        .saturating_mul(cli.duration + 60)
+        .saturating_mul(1 + u64::from(cli.publish_hz))
+        .saturating_mul(per_packet);
     if record_bytes > MAX_RECORD_BYTES {
         return Err(format!(
             "--clients {} × --duration {} would keep {} MiB of receive records; shorten the run",
@@ -141,6 +165,15 @@ pub async fn target(url: &str) -> Result<Target, String> {
     })
 }
 
+/// Resolves `--redis` (host:port) to the address the publisher connects to.
+pub async fn redis(addr: &str) -> Result<SocketAddr, String> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| format!("--redis {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--redis {addr}: no address"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,9 +197,36 @@ mod tests {
             &["--duration", "0"],
             &["--connect-timeout", "0"],
             &["--clients", "1000000", "--duration", "3600"],
+            &["--publish-hz", "5"],
+            &["--redis", "127.0.0.1:6379"],
+            &["--redis", "127.0.0.1:6379", "--publish-hz", "1001"],
+            // 10,000 clients for an hour is fine at 1 Hz, not with 5 pushes a second on top.
+            &[
+                "--clients",
+                "10000",
+                "--duration",
+                "3600",
+                "--redis",
+                "127.0.0.1:6379",
+                "--publish-hz",
+                "5",
+            ],
         ] {
             assert!(check(&cli(args)).is_err(), "{args:?}");
         }
+        assert_eq!(
+            check(&cli(&["--clients", "10000", "--duration", "3600"])),
+            Ok(())
+        );
+        let push = [
+            "--clients",
+            "10000",
+            "--redis",
+            "127.0.0.1:6379",
+            "--publish-hz",
+            "5",
+        ];
+        assert_eq!(check(&cli(&push)), Ok(()));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! One simulated dashboard: connects, checks that the first frame is WELCOME, then records the
-//! sequence number, kernel receive time and staleness of every packet until the run ends. A
-//! stalled client stops reading after its WELCOME and is only read again at the end; that part,
-//! and the watch on the daemon's side of it, is in [`stalled`].
+//! sequence number, kernel receive time and staleness of every packet until the run ends, and,
+//! when a publisher runs, which packets carry one of its prices. A stalled client stops reading
+//! after its WELCOME and is only read again at the end; that part, and the watch on the
+//! daemon's side of it, is in [`stalled`].
 //!
 //! What each frame says is read by [`crate::frames`]; the sockets come from [`crate::net`].
 //! [`crate::connect`] starts the clients, and [`crate::report`] turns their [`Client`] results
@@ -21,8 +22,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::frames::{Frame, classify};
+use crate::frames::{Frame, classify, market_price};
 use crate::net::{self, TsStream, now_ns};
+use crate::publisher;
 
 mod stalled;
 
@@ -48,6 +50,8 @@ pub struct Shared {
     pub ended_early: AtomicUsize,
     /// Stalled clients, watched on the server side through `sock_diag`.
     pub stalled: Mutex<Vec<StallWatch>>,
+    /// A publisher runs: look for its prices in every TELEMETRY (see [`Priced`]).
+    pub prices: bool,
 }
 
 /// One packet as a client saw it; 16 bytes, so 20,000 clients × 100 ticks stay small.
@@ -61,6 +65,16 @@ pub struct Rx {
 }
 
 pub const NO_STALENESS: i32 = i32::MIN;
+
+/// A packet that carried a publisher's price as `data.market.price`; 8 bytes, kept beside the
+/// [`Rx`] records, and only when a publisher runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priced {
+    /// The packet's index in [`Session::rx`].
+    pub rx: u32,
+    /// Which publish the price is from ([`publisher::key`]).
+    pub n: u32,
+}
 
 /// How a client's stream ended.
 #[derive(Debug, Clone)]
@@ -94,6 +108,8 @@ pub struct Session {
     pub welcome_first: bool,
     /// TELEMETRY packets after the first frame.
     pub rx: Vec<Rx>,
+    /// Those of them that carried a publisher's price, in the order received.
+    pub priced: Vec<Priced>,
     /// WELCOME frames after the first one.
     pub extra_welcomes: u32,
     /// Text frames that are neither TELEMETRY nor WELCOME.
@@ -203,6 +219,7 @@ async fn open(
         welcome_seq: 0,
         welcome_first: false,
         rx: Vec::with_capacity(if stalled { 0 } else { 96 }),
+        priced: Vec::new(),
         extra_welcomes: 0,
         other_text: 0,
         kernel_ts,
@@ -217,7 +234,7 @@ async fn open(
         }
         Frame::Telemetry { seq, ts_ms } => {
             session.welcome_seq = seq;
-            session.rx.push(rx(seq, ts_ms, at));
+            record(&mut session, shared, text.as_bytes(), rx(seq, ts_ms, at));
         }
         Frame::Other => session.other_text += 1,
     }
@@ -238,7 +255,9 @@ async fn read(mut ws: WebSocketStream<TsStream>, session: &mut Session, shared: 
             Some(Ok(Message::Text(text))) => {
                 let at = stamp(&ws, &mut session.kernel_ts, &mut session.fallback_ts);
                 match classify(text.as_bytes()) {
-                    Frame::Telemetry { seq, ts_ms } => session.rx.push(rx(seq, ts_ms, at)),
+                    Frame::Telemetry { seq, ts_ms } => {
+                        record(session, shared, text.as_bytes(), rx(seq, ts_ms, at));
+                    }
                     Frame::Welcome { .. } => session.extra_welcomes += 1,
                     Frame::Other => session.other_text += 1,
                 }
@@ -295,6 +314,19 @@ fn stamp(ws: &WebSocketStream<TsStream>, kernel: &mut u64, fallback: &mut u64) -
             now_ns()
         }
     }
+}
+
+/// Keeps a TELEMETRY packet's record, and notes its price if a publisher sent it.
+fn record(session: &mut Session, shared: &Shared, frame: &[u8], rx: Rx) {
+    if shared.prices
+        && let Some(n) = market_price(frame).and_then(publisher::key)
+    {
+        session.priced.push(Priced {
+            rx: session.rx.len().min(u32::MAX as usize) as u32,
+            n,
+        });
+    }
+    session.rx.push(rx);
 }
 
 fn rx(seq: u64, ts_ms: Option<i64>, at: i64) -> Rx {

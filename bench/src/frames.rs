@@ -1,6 +1,7 @@
 //! What the daemon's frames say, read without a JSON parser: [`classify`] takes a text frame's
 //! type, seq and `data.timestamp` (RFC 3339, parsed by hand) from the envelope's fixed opening,
-//! and [`raw_frame`] splits unmasked server frames off a byte stream.
+//! [`market_price`] reads `data.market.price` just after it (only when a publisher runs), and
+//! [`raw_frame`] splits unmasked server frames off a byte stream.
 //!
 //! Pure functions on bytes, below everything else here: [`crate::client`] classifies every packet
 //! a dashboard receives, and its stalled clients split what is left in their sockets with
@@ -46,6 +47,41 @@ pub fn classify(frame: &[u8]) -> Frame {
     } else {
         Frame::Welcome { seq, ts_ms }
     }
+}
+
+const MARKET: &[u8] = br#","market":{"symbol":"#;
+const PRICE: &[u8] = br#","price":"#;
+
+/// `data.market.price` of a TELEMETRY or WELCOME frame, `None` when it is `null` or the frame is
+/// not laid out as the daemon writes it. It follows the fixed opening [`classify`] reads:
+/// `…"timestamp":"…","status":"ACTIVE","market":{"symbol":"SPY","price":451.25,…` (the field
+/// order of `packet::Telemetry` and `packet::Market`), so only the first few dozen bytes are
+/// looked at.
+pub fn market_price(frame: &[u8]) -> Option<f64> {
+    // `"status"` is one of three short words: the market section starts within a few bytes.
+    let head = &frame[..frame.len().min(160)];
+    let start = head.windows(MARKET.len()).position(|w| w == MARKET)? + MARKET.len();
+    let rest = &frame[start..];
+    // The symbol: `null` or a JSON string, whose escapes are skipped over.
+    let after_symbol = if let Some(rest) = rest.strip_prefix(b"null") {
+        rest
+    } else {
+        let body = rest.strip_prefix(b"\"")?;
+        let mut i = 0;
+        loop {
+            match *body.get(i)? {
+                b'\\' => i += 2,
+                b'"' => break &body[i + 1..],
+                _ => i += 1,
+            }
+        }
+    };
+    let number = after_symbol.strip_prefix(PRICE)?;
+    let len = number
+        .iter()
+        .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        .count();
+    std::str::from_utf8(&number[..len]).ok()?.parse().ok()
 }
 
 /// `2025-12-21T11:59:59.812Z` → ms since the epoch; the daemon's only timestamp format.
@@ -166,5 +202,35 @@ mod tests {
             }
         );
         assert_eq!(classify(packet::PONG.as_bytes()), Frame::Other);
+    }
+
+    #[test]
+    fn the_market_price_is_read_from_the_daemons_own_frames() {
+        let mut data = aggregate::build(&Inputs::default(), Utc::now(), 50);
+        let (telemetry, welcome) = packet::frames(7, &packet::body(&data));
+        // Before any state: no symbol, no price.
+        assert_eq!(market_price(telemetry.as_bytes()), None);
+        assert_eq!(market_price(welcome.as_bytes()), None);
+        for (symbol, price) in [
+            (Some("SPY"), 1000.001),
+            (Some("S\"P\\Y,\"price\":1"), 451.25),
+            (None, 1e21),
+            (Some("SPY"), -0.5),
+        ] {
+            data.state.market.symbol = symbol.map(str::to_owned);
+            data.state.market.price = Some(price);
+            data.state.market.alpha = Some(2.5);
+            let (telemetry, welcome) = packet::frames(8, &packet::body(&data));
+            assert_eq!(
+                market_price(telemetry.as_bytes()),
+                Some(price),
+                "{telemetry}"
+            );
+            assert_eq!(market_price(welcome.as_bytes()), Some(price), "{welcome}");
+        }
+        data.state.market.price = None;
+        let (telemetry, _) = packet::frames(9, &packet::body(&data));
+        assert_eq!(market_price(telemetry.as_bytes()), None);
+        assert_eq!(market_price(packet::PONG.as_bytes()), None);
     }
 }

@@ -21,6 +21,9 @@
 //!   round to every socket. "upgrade request → WELCOME" is the daemon's share alone.
 //! - Staleness compares the receive time with `data.timestamp`; it needs both on one clock (same
 //!   host, or well synchronised ones).
+//! - With a publisher, push latency is a client's receive time of the first packet carrying a
+//!   publish's price minus the time just before that PUBLISH was written, both CLOCK_REALTIME on
+//!   this host; publishes overtaken by a later one before the daemon pushed are "coalesced".
 //! - Stalled clients are watched from the daemon's side with exact `sock_diag` lookups (both
 //!   ends are on this host), which show when the daemon closed its socket; at the end they are
 //!   read as raw frames (no pong is sent back) to see what was still on its way and how it ended.
@@ -30,7 +33,8 @@
 //!
 //! The modules: [`cli`] (the options) and [`app`] (the run, phase by phase); [`connect`] starts
 //! the clients; [`client`] is one dashboard, with its stalled variant in `client::stalled`;
-//! [`frames`] reads what the daemon sends; [`net`] (sockets with kernel timestamps) and [`sys`]
+//! [`frames`] reads what the daemon sends; [`publisher`] publishes ticks on Redis for the daemon
+//! to push (`--redis`, `--publish-hz`); [`net`] (sockets with kernel timestamps) and [`sys`]
 //! (`/proc`, `getrusage`, `sock_diag`) are the system underneath; [`report`] turns the records
 //! into the table and the JSON.
 
@@ -46,6 +50,8 @@ mod connect;
 mod frames;
 #[cfg(target_os = "linux")]
 mod net;
+#[cfg(target_os = "linux")]
+mod publisher;
 #[cfg(target_os = "linux")]
 mod report;
 #[cfg(target_os = "linux")]

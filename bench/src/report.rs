@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::client::{Client, StallWatch};
+use crate::publisher::Publishes;
 use crate::sys::ProcSample;
 
 mod figures;
@@ -46,6 +47,8 @@ pub struct Run {
     /// Our RSS at the end of the steady window, KiB.
     pub gen_rss_kb: u64,
     pub stalls: Vec<StallWatch>,
+    /// What the publisher sent, when one ran (`--publish-hz`).
+    pub publishes: Option<Publishes>,
 }
 
 /// Builds the human table and the JSON report.

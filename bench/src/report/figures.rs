@@ -1,7 +1,7 @@
 //! The figures of a run, computed from what the clients and the samples recorded and from
 //! nothing else (no clock, no I/O), as plain data for [`super::text`] and [`super::json`] to
 //! print. The connect, CPU and memory figures are computed here; the steady window's per-tick
-//! figures in [`ticks`], the stalled clients' in [`stalls`].
+//! figures in [`ticks`], the stalled clients' in [`stalls`], the publisher's in [`push`].
 
 use std::collections::HashMap;
 
@@ -10,12 +10,14 @@ use serde_json::Value;
 use super::Run;
 use crate::client::{Client, Session};
 
+mod push;
 mod stalls;
 mod ticks;
 
 #[cfg(test)]
 mod tests;
 
+pub use push::Push;
 pub use stalls::{StallRow, Stalls};
 pub use ticks::{Missed, Steady};
 
@@ -27,6 +29,8 @@ pub struct Figures {
     pub connect: Connect,
     pub steady: Steady,
     pub missed: Missed,
+    /// `None` without a publisher (`--publish-hz`).
+    pub push: Option<Push>,
     /// `None` when no stalled client connected.
     pub stalls: Option<Stalls>,
     /// `None` without `--daemon-pid`, or when the daemon could not be sampled.
@@ -177,6 +181,16 @@ pub fn compute(run: &Run) -> Figures {
         connect: connect(run, &sessions),
         steady,
         missed: ticks::missed(&normal, last_settled, run.steady_start),
+        push: run.publishes.as_ref().map(|p| {
+            push::compute(
+                p,
+                &normal,
+                &arrivals,
+                run.steady_start,
+                run.steady_end,
+                run.window_s,
+            )
+        }),
         stalls: stalls::compute(&stalled, &run.stalls, &arrivals.first_seen),
         daemon: daemon(run),
         load_generator: load_generator(run),

@@ -7,7 +7,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde_json::json;
 
 use super::{DaemonSamples, Run};
-use crate::client::{Client, Drain, End, NO_STALENESS, Rx, Session, StallWatch};
+use crate::client::{Client, Drain, End, NO_STALENESS, Priced, Rx, Session, StallWatch};
+use crate::publisher::{Published, Publishes};
 use crate::sys::ProcSample;
 
 /// The start of the steady window, ns since the epoch (2023-11-14T22:13:20Z).
@@ -39,6 +40,7 @@ pub fn session(welcome_seq: u64, rx: Vec<Rx>, end: End) -> Session {
         welcome_first: true,
         kernel_ts: rx.len() as u64 + 1,
         rx,
+        priced: Vec::new(),
         extra_welcomes: 0,
         other_text: 0,
         fallback_ts: 0,
@@ -205,6 +207,7 @@ pub fn busy_run() -> Run {
         gen_maxrss_kb: 12_000,
         gen_rss_kb: 11_000,
         stalls,
+        publishes: None,
     }
 }
 
@@ -245,5 +248,111 @@ pub fn empty_run() -> Run {
         gen_maxrss_kb: 3_000,
         gen_rss_kb: 2_900,
         stalls: Vec::new(),
+        publishes: None,
+    }
+}
+
+/// A run with a publisher at 5 Hz over 2.5 s: seven publishes, of which the second was
+/// overtaken by the third before a push and the seventh went to no subscriber; polls at seqs
+/// 101 and 105, pushes at 102–104, 106 and 107, and the poll at 108 still carrying publish 6.
+/// Clients 0–2 get pushes `k` ms and polls `2k` ms after client 0; client 2 misses seq 104, and
+/// client 3 (3 ms and 6 ms late) is lost after seq 103.
+pub fn push_run() -> Run {
+    // (seq, ms after T0 at client 0, publish carried, is a poll)
+    const PACKETS: [(u32, i64, Option<u32>, bool); 8] = [
+        (101, 1, None, true),
+        (102, 102, Some(1), false),
+        (103, 312, Some(3), false),
+        (104, 503, Some(4), false),
+        (105, 1_001, None, true),
+        (106, 1_203, Some(5), false),
+        (107, 1_405, Some(6), false),
+        (108, 2_001, Some(6), true),
+    ];
+    let client = |k: i64, seqs: &[u32], end: End| {
+        let mut rx = Vec::new();
+        let mut priced = Vec::new();
+        for &(seq, ms, carried, poll) in PACKETS.iter().filter(|p| seqs.contains(&p.0)) {
+            let late = if poll { 2 * k } else { k };
+            if let Some(n) = carried {
+                priced.push(Priced {
+                    rx: rx.len() as u32,
+                    n,
+                });
+            }
+            rx.push(Rx {
+                seq,
+                stale_us: 2_000,
+                at: at_ms(ms + late),
+            });
+        }
+        let mut s = session(100, rx, end);
+        s.priced = priced;
+        normal(k as usize, s)
+    };
+    let all: Vec<u32> = (101..=108).collect();
+    let lost = End::Lost {
+        at: at_ms(800),
+        why: "EOF".into(),
+    };
+    let clients = vec![
+        client(0, &all, End::Stopped),
+        client(1, &all, End::Stopped),
+        client(2, &[101, 102, 103, 105, 106, 107, 108], End::Stopped),
+        client(3, &[101, 102, 103], lost),
+    ];
+    let sent = [
+        (1, 100, 1),
+        (2, 300, 1),
+        (3, 310, 1),
+        (4, 500, 1),
+        (5, 1_200, 1),
+        (6, 1_400, 1),
+        (7, 2_100, 0),
+    ]
+    .into_iter()
+    .map(|(n, ms, receivers)| Published {
+        n,
+        at: at_ms(ms),
+        receivers,
+    })
+    .collect();
+    Run {
+        config: json!({
+            "url": "ws://127.0.0.1:3000/",
+            "server": "127.0.0.1:3000",
+            "clients": 4,
+            "stalled": 0,
+            "stall_rcvbuf": 4096,
+            "duration_s": 3,
+            "connect_rate": 2000,
+            "source_ips": 4,
+            "threads": 1,
+            "connect_timeout_s": 30,
+            "connect_phase_cap_s": 31,
+            "nofile": 1024,
+            "daemon_pid": null,
+            "redis": "127.0.0.1:6390",
+            "publish_hz": 5,
+        }),
+        clients,
+        not_started: 0,
+        unfinished: 0,
+        connected_at_start: 4,
+        connect_phase_s: 0.01,
+        window_s: 2.5,
+        steady_start: T0,
+        steady_end: at_ms(2_500),
+        daemon: None,
+        gen_cpu: [0.0, 0.01, 0.02, 0.03],
+        gen_maxrss_kb: 3_000,
+        gen_rss_kb: 2_900,
+        stalls: Vec::new(),
+        publishes: Some(Publishes {
+            hz: 5,
+            channel: "market.tick.SPY".into(),
+            sent,
+            error: None,
+        }),
     }
 }

@@ -1,11 +1,11 @@
-//! The report of two made-up runs, kept as the text and JSON it printed (`golden/`): any change
+//! The report of three made-up runs, kept as the text and JSON it printed (`golden/`): any change
 //! to a figure or to how it is printed shows up here as a diff. A change meant to alter the
 //! report rewrites those files with the new output.
 
 use serde_json::Value;
 
 use super::build;
-use super::fixtures::{busy_run, empty_run};
+use super::fixtures::{busy_run, empty_run, push_run};
 
 fn check(run: &super::Run, text: &str, json: &str) {
     let (got_text, got_json) = build(run);
@@ -32,5 +32,16 @@ fn the_report_of_a_run_where_nobody_connected_is_unchanged() {
         &empty_run(),
         include_str!("golden/empty.txt"),
         include_str!("golden/empty.json"),
+    );
+}
+
+/// The push section appears only with a publisher: the two runs above have none, and their
+/// report is the one printed before the publisher existed.
+#[test]
+fn a_push_runs_report_is_unchanged() {
+    check(
+        &push_run(),
+        include_str!("golden/push.txt"),
+        include_str!("golden/push.json"),
     );
 }

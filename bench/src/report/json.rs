@@ -4,13 +4,13 @@
 use serde_json::{Value, json};
 
 use super::figures::{
-    Connect, DaemonFigures, Dist, Figures, LoadGen, Missed, StallRow, Stalls, Steady, Tally,
+    Connect, DaemonFigures, Dist, Figures, LoadGen, Missed, Push, StallRow, Stalls, Steady, Tally,
 };
 use super::r3;
 
-/// The JSON report.
+/// The JSON report; `push` only when a publisher ran.
 pub fn render(f: &Figures) -> Value {
-    json!({
+    let mut report = json!({
         "config": f.config,
         "clock": f.clock.label(),
         "timestamps": {"kernel": f.clock.kernel, "fallback": f.clock.fallback},
@@ -21,7 +21,11 @@ pub fn render(f: &Figures) -> Value {
         "daemon": f.daemon.as_ref().map_or(Value::Null, daemon),
         "load_generator": load_generator(&f.load_generator),
         "unfinished_tasks": f.unfinished,
-    })
+    });
+    if let Some(p) = &f.push {
+        report["push"] = push(p);
+    }
+    report
 }
 
 fn dist(d: &Option<Dist>) -> Value {
@@ -85,6 +89,26 @@ fn missed(m: &Missed) -> Value {
         "ended_early": m.ended_early,
         "ended_early_first_s": m.ended_early_first_s.map(r3),
         "ended_early_reasons": tally(&m.ended_early_reasons, 5),
+    })
+}
+
+fn push(p: &Push) -> Value {
+    json!({
+        "hz": p.hz,
+        "channel": p.channel,
+        "published": p.published,
+        "no_subscriber": p.no_subscriber,
+        "appeared": p.appeared,
+        "coalesced": p.coalesced,
+        "clients": p.clients,
+        "reached_all": p.reached_all,
+        "latency_ms": dist(&p.latency_ms),
+        "first_client_ms": dist(&p.first_client_ms),
+        "push_spread_ms": dist(&p.push_spread_ms),
+        "poll_spread_ms": dist(&p.poll_spread_ms),
+        "latency_p99_over_poll_spread_p99": p.ratio.map(r3),
+        "packets_per_client_per_s": r3(p.packets_per_s),
+        "error": p.error,
     })
 }
 

@@ -5,7 +5,9 @@ use std::fmt::{self, Write as _};
 
 use serde_json::Value;
 
-use super::figures::{Connect, DaemonFigures, Dist, Figures, LoadGen, Missed, Stalls, Steady};
+use super::figures::{
+    Connect, DaemonFigures, Dist, Figures, LoadGen, Missed, Push, Stalls, Steady,
+};
 use super::r3;
 
 /// The table, ruled off above and below.
@@ -24,6 +26,10 @@ fn table(w: &mut String, f: &Figures) -> fmt::Result {
     writeln!(w, "{line}")?;
     steady(w, &f.steady)?;
     missed(w, &f.missed)?;
+    if let Some(p) = &f.push {
+        writeln!(w, "{line}")?;
+        push(w, p)?;
+    }
     if let Some(s) = &f.stalls {
         writeln!(w, "{line}")?;
         stalls(w, s)?;
@@ -173,6 +179,34 @@ fn missed(w: &mut String, m: &Missed) -> fmt::Result {
     )?;
     for (what, n) in m.ended_early_reasons.iter().take(5) {
         writeln!(w, "    ×{n}: {what}")?;
+    }
+    Ok(())
+}
+
+/// The ratio shows the JSON's number, rounded to thousandths before it is printed.
+fn push(w: &mut String, p: &Push) -> fmt::Result {
+    writeln!(
+        w,
+        "PUSH      {} Hz on {}   published {}   appeared {}   coalesced {}   no subscriber {}",
+        p.hz, p.channel, p.published, p.appeared, p.coalesced, p.no_subscriber
+    )?;
+    writeln!(
+        w,
+        "  reached all {} clients held to the end: {} of the {} that appeared",
+        p.clients, p.reached_all, p.appeared
+    )?;
+    dist_line(w, "publish → client (ms)", &p.latency_ms)?;
+    dist_line(w, "publish → first client (ms)", &p.first_client_ms)?;
+    dist_line(w, "push fan-out spread (ms)", &p.push_spread_ms)?;
+    dist_line(w, "poll fan-out spread (ms)", &p.poll_spread_ms)?;
+    writeln!(
+        w,
+        "  push latency p99 / poll fan-out p99: {}   packets per client per second: {:.2}",
+        p.ratio.map_or("n/a".into(), |r| format!("{:.2}", r3(r))),
+        r3(p.packets_per_s)
+    )?;
+    if let Some(why) = &p.error {
+        writeln!(w, "  publisher stopped early: {why}")?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use super::ticks::{self, Arrivals, Incomplete, Interval, SETTLE_NS, SeqWalk, Span, Tick};
 use super::{Dist, compute};
 use crate::client::{End, Rx, Session};
-use crate::report::fixtures::{T0, at_ms, busy_run, rx, session};
+use crate::report::fixtures::{T0, at_ms, busy_run, push_run, rx, session};
 
 /// The packets `(seq, ms after T0)`.
 fn packets(list: &[(u32, i64)]) -> Vec<Rx> {
@@ -288,4 +288,78 @@ fn a_busy_runs_figures() {
     assert_eq!(stalls.max_buffered, (3, 2_100));
     let d = f.daemon.expect("the daemon was sampled");
     assert_eq!((d.peak_rss_kb, d.kb_per_connection), (9_800, 625.0));
+}
+
+#[test]
+fn push_latency_runs_from_each_publish_to_the_first_packet_with_its_price() {
+    let p = compute(&push_run()).push.expect("a publisher ran");
+    assert_eq!((p.hz, p.channel.as_str()), (5, "market.tick.SPY"));
+    // 2 was overtaken by 3 before a push; 7 went to no subscriber.
+    assert_eq!((p.published, p.appeared, p.coalesced), (7, 5, 2));
+    assert_eq!(p.no_subscriber, 1);
+    // Client 2 missed the push of 4; client 3 ended early and is not held to any.
+    assert_eq!((p.clients, p.reached_all), (3, 4));
+    // 1 and 3 at 2, 3, 4, 5 ms (four clients), 4 at 3 and 4, 5 at 3, 4, 5, and 6 at 5, 6, 7
+    // (the poll that carried 6 again is not a second sample).
+    let latency = Dist {
+        n: 16,
+        p50: 4.0,
+        p99: 7.0,
+        max: 7.0,
+    };
+    assert_eq!(p.latency_ms, Some(latency));
+    let first = Dist {
+        n: 5,
+        p50: 3.0,
+        p99: 5.0,
+        max: 5.0,
+    };
+    assert_eq!(p.first_client_ms, Some(first));
+    // 1 and 3 reached the lost client 3 ms after the first; 5 and 6 the last held one 2 ms after.
+    let push_spread = Dist {
+        n: 4,
+        p50: 2.0,
+        p99: 3.0,
+        max: 3.0,
+    };
+    assert_eq!(p.push_spread_ms, Some(push_spread));
+    // Polls 101 (four clients, 6 ms) and 105 (three, 4 ms); 108 carried a published price.
+    let poll_spread = Dist {
+        n: 2,
+        p50: 4.0,
+        p99: 6.0,
+        max: 6.0,
+    };
+    assert_eq!(p.poll_spread_ms, Some(poll_spread));
+    assert_eq!(p.ratio, Some(7.0 / 6.0));
+    // 8 + 8 + 7 + 3 packets over four clients and 2.5 s.
+    assert_eq!(p.packets_per_s, 2.6);
+    assert_eq!(p.error, None);
+}
+
+#[test]
+fn a_publisher_whose_ticks_never_showed_has_only_counts() {
+    let mut run = push_run();
+    for c in &mut run.clients {
+        if let Ok(s) = &mut c.outcome {
+            s.priced.clear();
+        }
+    }
+    let publishes = run.publishes.as_mut().expect("a publisher ran");
+    publishes.error = Some("Redis closed the connection".into());
+    let p = compute(&run).push.expect("a publisher ran");
+    assert_eq!(
+        (p.published, p.appeared, p.coalesced, p.reached_all),
+        (7, 0, 7, 0)
+    );
+    assert_eq!(
+        (p.latency_ms, p.first_client_ms, p.push_spread_ms),
+        (None, None, None)
+    );
+    assert_eq!(p.ratio, None);
+    // Every complete tick is then a poll: 101, 102, 103, 105, 106, 107 and 108.
+    assert_eq!(p.poll_spread_ms.map(|d| d.n), Some(7));
+    assert_eq!(p.error.as_deref(), Some("Redis closed the connection"));
+    // Without a publisher there is no push section at all.
+    assert!(compute(&busy_run()).push.is_none());
 }
