@@ -29,7 +29,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     engine_url: Option<String>,
     /// Redis URL, overriding redis.url: merge the engine's events and relay channels (with
-    /// --demo, the simulator publishes its events there too)
+    /// --demo or demo-engine, the simulator publishes its events there too; a redis.url from
+    /// the config file never gets them)
     #[arg(long, global = true, value_name = "URL")]
     redis_url: Option<String>,
     /// Redis shared by several daemons, overriding cluster.url: one of them polls, all serve
@@ -109,7 +110,7 @@ fn main() -> ExitCode {
         };
     }
     if let Some(Command::DemoEngine { addr }) = cli.command {
-        return match demo_engine(addr) {
+        return match demo_engine(addr, cli.redis_url.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("bff: {err:#}");
@@ -246,14 +247,18 @@ fn parse_ttl(text: &str) -> Result<i64, String> {
     }
 }
 
-/// `bff demo-engine`: the simulator alone, until SIGINT or SIGTERM.
+/// `bff demo-engine`: the simulator alone, until SIGINT or SIGTERM; with `--redis-url`, it
+/// publishes its events there.
 #[tokio::main]
-async fn demo_engine(addr: SocketAddr) -> anyhow::Result<()> {
+async fn demo_engine(addr: SocketAddr, redis: Option<&str>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let bound = bff::demo::start(addr, shutdown.clone())
+    let bound = bff::demo::start(addr, redis, shutdown.clone())
         .await
         .with_context(|| format!("cannot serve the demo engine on {addr}"))?;
     info!(addr = %bound, "Demo engine simulator running");
+    if let Some(url) = redis {
+        log_demo_publishing(&bff::config::RedisUrl::new(url));
+    }
     bff::shutdown_signal().await;
     shutdown.cancel();
     Ok(())
@@ -263,10 +268,25 @@ async fn demo_engine(addr: SocketAddr) -> anyhow::Result<()> {
 async fn daemon(cli: Cli, config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let demo = if cli.demo {
-        let addr = bff::demo::start(([127, 0, 0, 1], 0).into(), shutdown.clone())
-            .await
-            .context("starting the demo engine")?;
+        // Only a Redis named on the command line gets the simulator's events: a redis.url in the
+        // config file may be a real engine's.
+        let publish_to = cli.redis_url.as_ref().map(|_| &config.redis.url);
+        let addr = bff::demo::start(
+            ([127, 0, 0, 1], 0).into(),
+            publish_to.map(|url| url.expose()),
+            shutdown.clone(),
+        )
+        .await
+        .context("starting the demo engine")?;
         info!(%addr, "Demo engine simulator running");
+        match publish_to {
+            Some(url) => log_demo_publishing(url),
+            None if config.redis.enabled() => info!(
+                "The demo engine publishes nothing to redis.url from the config file; \
+                 give --redis-url for it to publish its events"
+            ),
+            None => {}
+        }
         if config.auth.secret.expose().is_empty() && !config.commands.allow_without_auth {
             info!(
                 "Commands (HALT, RESUME) need a token. To try them: \
@@ -299,6 +319,17 @@ async fn daemon(cli: Cli, config: Config) -> anyhow::Result<()> {
     let hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(reload_on_hangup(hangups, cli, demo, settings));
     bff::run(running, listener, shutdown).await
+}
+
+/// The line that says where the demo engine publishes, and what.
+fn log_demo_publishing(url: &bff::config::RedisUrl) {
+    info!(
+        redis = %url.masked(),
+        "Demo engine publishing to Redis: market.tick.SPY {} times a second; physics.forces, \
+         strategy.signals, forecast.signals, agent.updates, risk.state, trade.results every \
+         second; system_events on HALT and RESUME",
+        bff::demo::TICKS_PER_STEP
+    );
 }
 
 /// `config` with its engine settings pointed at the demo simulator on `demo`, when there is one.

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::{BffProcess, KillOnDrop};
+use common::redis::RedisServer;
 use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
@@ -154,6 +155,125 @@ async fn the_live_page_streams_shows_disconnected_and_reconnects() {
         t != seq
     })
     .await;
+    client.close().await.unwrap();
+}
+
+/// Waits until `script` returns `true` in the page.
+async fn wait_script(client: &Client, script: &str, what: &str) {
+    let started = Instant::now();
+    while client.execute(script, vec![]).await.unwrap() != json!(true) {
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn click(client: &Client, id: &str) {
+    client
+        .find(fantoccini::Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_shows_pushed_prices_and_relayed_channels() {
+    if !browser_installed() {
+        return;
+    }
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let addr = free_port();
+    let _bff = BffProcess::start(
+        &[
+            "--demo",
+            "--listen",
+            &addr.to_string(),
+            "--redis-url",
+            &redis.url(),
+        ],
+        &[],
+    );
+    let (_driver, client) = browser().await;
+    client.goto(&format!("http://{addr}/")).await.unwrap();
+    wait_text(&client, "conn", "the page to connect", |t| t == "Live").await;
+    wait_script(
+        &client,
+        "return window.bff.packet?.data?.sources?.redis?.ok === true;",
+        "sources.redis.ok",
+    )
+    .await;
+    wait_text(&client, "sources", "redis in the sources list", |t| {
+        t.contains("redis")
+    })
+    .await;
+
+    // The demo publishes a tick every 200 ms and the daemon pushes each: over 3 s, at most four
+    // polls, the price on screen takes many more values.
+    let mut prices = std::collections::BTreeSet::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        prices.insert(text(&client, "price").await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(prices.len() >= 5, "prices shown in 3 s: {prices:?}");
+    let rate = client
+        .execute("return window.bff.rate;", vec![])
+        .await
+        .unwrap();
+    assert!(rate.as_f64() > Some(1.5), "packets/s: {rate}");
+    let shown: f64 = text(&client, "rate").await.parse().unwrap();
+    assert!(shown > 1.5, "{shown}");
+
+    // The channel panel: agent.updates by default, its updates listed as they come.
+    click(&client, "subscribe").await;
+    wait_text(&client, "channel-result", "the subscription", |t| {
+        t == "subscribed to agent.updates"
+    })
+    .await;
+    wait_text(&client, "updates", "an agent.updates UPDATE", |t| {
+        t.contains("agent.updates") && t.contains("capital-allocator")
+    })
+    .await;
+    let first = client
+        .execute("return window.bff.updates[0];", vec![])
+        .await
+        .unwrap();
+    assert_eq!(first["channel"], "agent.updates", "{first}");
+    assert!(first["offset"].as_u64() >= Some(1), "{first}");
+    assert_eq!(
+        client
+            .execute("return window.bff.subscribed;", vec![])
+            .await
+            .unwrap(),
+        json!(["agent.updates"])
+    );
+    // A channel the daemon does not relay is refused with its reason.
+    client
+        .execute(
+            "document.getElementById('channel').value = arguments[0];",
+            vec![json!("secret.keys")],
+        )
+        .await
+        .unwrap();
+    click(&client, "subscribe").await;
+    wait_text(&client, "channel-result", "the refusal", |t| {
+        t == "refused secret.keys: not relayed: no entry of redis.relay matches it"
+    })
+    .await;
+    client
+        .execute(
+            "document.getElementById('updates').scrollIntoView({block: 'end'});",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let screenshot = client.screenshot().await.unwrap();
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("live-page-redis.png");
+    std::fs::write(&shot, screenshot).unwrap();
+    eprintln!("screenshot: {}", shot.display());
     client.close().await.unwrap();
 }
 

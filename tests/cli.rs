@@ -1,5 +1,6 @@
 //! The `bff` binary as an operator runs it: config checks, `--demo`, `--listen 127.0.0.1:0`,
-//! SIGTERM, and a JavaScript client that only reads `packet.type` and `packet.data`.
+//! SIGTERM, and the example clients: reading only `packet.type` and `packet.data`, and
+//! subscribing to a relay channel of `bff --demo --redis-url` with a real `redis-server`.
 
 mod common;
 
@@ -8,7 +9,109 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::process::{BIN, BffProcess};
+use common::redis::RedisServer;
 use common::{next_packet, refused, within};
+
+/// Messages the example clients read when they subscribe: about four seconds of the demo's
+/// stream with Redis, so several of its once-a-second `agent.updates`.
+const SUBSCRIBED_MESSAGES: usize = 25;
+
+/// `bff --demo` publishing to a `redis-server` of its own, or `None` (the test is skipped)
+/// without one.
+fn demo_with_redis() -> Option<(RedisServer, BffProcess)> {
+    let redis = RedisServer::start()?;
+    let bff = BffProcess::demo(&["--redis-url", &redis.url()]);
+    Some((redis, bff))
+}
+
+/// What an example client prints when it reads [`SUBSCRIBED_MESSAGES`] messages subscribed to
+/// `agent.updates`: the WELCOME first, one `SUBSCRIBED`, packets, the channel's updates with
+/// offsets one apart, and the close.
+fn assert_subscribed_output(stdout: &str) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), SUBSCRIBED_MESSAGES + 1, "{stdout}");
+    assert!(lines[0].starts_with("WELCOME seq="), "{stdout}");
+    let subscribed: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("SUBSCRIBED"))
+        .collect();
+    assert_eq!(
+        subscribed,
+        [&"SUBSCRIBED channels=[agent.updates]"],
+        "{stdout}"
+    );
+    let offsets: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("UPDATE agent.updates offset="))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(offsets.len() >= 2, "{stdout}");
+    assert!(
+        offsets.windows(2).all(|w| w[1] == w[0] + 1),
+        "none lost: {stdout}"
+    );
+    assert!(
+        lines[1..SUBSCRIBED_MESSAGES].iter().all(|l| {
+            l.starts_with("TELEMETRY seq=")
+                || l.starts_with("SUBSCRIBED")
+                || l.starts_with("UPDATE ")
+        }),
+        "{stdout}"
+    );
+    assert_eq!(lines[SUBSCRIBED_MESSAGES], "closed code=1000", "{stdout}");
+}
+
+/// `node` for the example client, with `--experimental-websocket` before Node 22; `None` (the
+/// test is skipped) without Node.
+fn node() -> Option<Command> {
+    let version = Command::new("node").arg("--version").output();
+    if !common::tool_available(version.is_ok(), "node", "install Node.js") {
+        return None;
+    }
+    let major: u32 = String::from_utf8_lossy(&version.unwrap().stdout)
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut node = Command::new("node");
+    if major < 22 {
+        node.arg("--experimental-websocket");
+    }
+    node.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.js"));
+    Some(node)
+}
+
+/// `python3 dashboard.py`; `None` (the test is skipped) without Python's `websockets`.
+fn python() -> Option<Command> {
+    let has_websockets = Command::new("python3")
+        .args(["-c", "import websockets"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !common::tool_available(
+        has_websockets,
+        "python3 with websockets",
+        "pip install -r examples/clients/requirements.txt",
+    ) {
+        return None;
+    }
+    let mut python = Command::new("python3");
+    python.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.py"));
+    Some(python)
+}
+
+/// `client ARGS`: its stdout, once it exited successfully.
+fn run(mut client: Command, args: &[&str]) -> String {
+    let out = client.args(args).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -141,31 +244,12 @@ async fn demo_streams_on_a_port_it_picked_and_sigterm_closes_with_1001() {
 /// of the machine image; where it is missing outside CI the test says so and passes.
 #[test]
 fn a_javascript_client_reading_type_and_data_works_unchanged() {
-    let node = Command::new("node").arg("--version").output();
-    if !common::tool_available(node.is_ok(), "node", "install Node.js") {
+    let Some(node) = node() else {
         return;
-    }
-    let version = node.unwrap();
-    let major: u32 = String::from_utf8_lossy(&version.stdout)
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    };
     let daemon = BffProcess::demo(&[]);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.js");
-    let mut node = Command::new("node");
-    if major < 22 {
-        node.arg("--experimental-websocket");
-    }
-    let out = node
-        .arg(script)
-        .arg(format!("ws://localhost:{}", daemon.addr().port()))
-        .arg("3")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let url = format!("ws://localhost:{}", daemon.addr().port());
+    let stdout = run(node, &[&url, "3"]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");
     assert!(lines[0].starts_with("WELCOME seq="), "{stdout}");
@@ -178,6 +262,31 @@ fn a_javascript_client_reading_type_and_data_works_unchanged() {
         "{stdout}"
     );
     assert_eq!(lines[3], "closed code=1000");
+}
+
+/// With a channel as its third argument, the JavaScript client subscribes and prints the
+/// channel's updates; a channel the daemon does not relay is refused with its reason.
+#[test]
+fn the_javascript_client_subscribes_to_a_channel() {
+    let Some(_) = node() else {
+        return;
+    };
+    let Some((_redis, daemon)) = demo_with_redis() else {
+        return;
+    };
+    let url = format!("ws://localhost:{}", daemon.addr().port());
+    let limit = SUBSCRIBED_MESSAGES.to_string();
+    assert_subscribed_output(&run(node().unwrap(), &[&url, &limit, "agent.updates"]));
+
+    // The refusal comes right after the WELCOME, before a handful of packets could.
+    let stdout = run(node().unwrap(), &[&url, "6", "secret.keys"]);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines.contains(&"SUBSCRIBED channels=[]")
+            && lines
+                .contains(&"REJECTED secret.keys: not relayed: no entry of redis.relay matches it"),
+        "{stdout}"
+    );
 }
 
 /// `bff | head` closes the daemon's output; logging must not break it, and SIGTERM still works.
@@ -355,31 +464,12 @@ fn log_formats_are_json_lines_or_plain_text() {
 /// (which `.ci/run` installs), prints the same lines as the JavaScript one.
 #[test]
 fn the_python_client_prints_the_stream() {
-    let has_websockets = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !common::tool_available(
-        has_websockets,
-        "python3 with websockets",
-        "pip install -r examples/clients/requirements.txt",
-    ) {
+    let Some(python) = python() else {
         return;
-    }
+    };
     let daemon = BffProcess::demo(&[]);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(format!("ws://127.0.0.1:{}/", daemon.addr().port()))
-        .arg("3")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
+    let stdout = run(python, &[&url, "3"]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");
     assert!(lines[0].starts_with("WELCOME seq="), "{stdout}");
@@ -400,6 +490,21 @@ fn the_python_client_prints_the_stream() {
         assert!(price.parse::<f64>().is_ok(), "{stdout}");
     }
     assert_eq!(lines[3], "closed code=1000");
+}
+
+/// With a channel as its third argument, the Python client subscribes and prints the same
+/// lines as the JavaScript one.
+#[test]
+fn the_python_client_subscribes_to_a_channel() {
+    let Some(python) = python() else {
+        return;
+    };
+    let Some((_redis, daemon)) = demo_with_redis() else {
+        return;
+    };
+    let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
+    let limit = SUBSCRIBED_MESSAGES.to_string();
+    assert_subscribed_output(&run(python, &[&url, &limit, "agent.updates"]));
 }
 
 /// A port already in use is a one-line error naming the address and what to do, exit code 1.
