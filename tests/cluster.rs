@@ -29,7 +29,7 @@ fn config_file(engine: &FakeEngine, name: &str, poll_ms: u64) -> PathBuf {
 }
 
 /// Three daemons of the cluster at `redis`.
-fn three(config: &PathBuf, redis: &RedisServer) -> Vec<BffProcess> {
+fn three(config: &std::path::Path, redis: &RedisServer) -> Vec<BffProcess> {
     (0..3)
         .map(|_| {
             BffProcess::start(

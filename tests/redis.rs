@@ -397,7 +397,11 @@ async fn redis_missing_restarted_or_cut_off_never_stops_the_stream() {
     let daemon = Daemon::start(with_redis(&engine, &redis)).await;
     let mut watcher = daemon.watcher().await;
     let mut ws = client(&daemon).await;
-    let down = redis_ok(&mut ws, false).await;
+    // Redis stale while the engine's polls are fresh.
+    let down = packet_where(&mut ws, "redis stale, the poll fresh", |p| {
+        p["data"]["sources"]["redis"]["ok"] == false && p["data"]["sources"]["state"]["ok"] == true
+    })
+    .await;
     let error = down["data"]["sources"]["redis"]["error"]
         .as_str()
         .unwrap()
@@ -576,8 +580,8 @@ async fn junk_is_counted_and_dropped_and_a_burst_is_coalesced() {
     let took = started.elapsed();
     let (samples, _) = daemon.metrics().await;
     let pushes = samples["bff_redis_pushes_total"] - pushes_before;
-    // At most one push per 1/max_push_hz (200 ms) of the time it took, and one more.
-    let allowed = (took.as_secs_f64() * 5.0).floor() + 2.0;
+    // At most max_push_hz (5) pushes in any second of the time it took.
+    let allowed = 5.0 * (took.as_secs_f64().ceil() + 1.0);
     assert!(pushes <= allowed, "{pushes} pushes in {took:?}");
     assert!(samples["bff_redis_merged_total"] >= 10_000.0);
     watcher.saw_every_tick(&daemon).await;

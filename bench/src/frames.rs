@@ -204,10 +204,19 @@ mod tests {
         assert_eq!(classify(packet::PONG.as_bytes()), Frame::Other);
     }
 
+    /// The daemon's TELEMETRY and WELCOME around `data`, as it frames them.
+    fn frames(seq: u64, data: &bff::hub::packet::Telemetry) -> (String, String) {
+        let body = packet::body(data);
+        (
+            packet::envelope("TELEMETRY", seq, "0123456789abcdef", &body, None),
+            packet::envelope("WELCOME", seq, "0123456789abcdef", &body, None),
+        )
+    }
+
     #[test]
     fn the_market_price_is_read_from_the_daemons_own_frames() {
         let mut data = aggregate::build(&Inputs::default(), Utc::now(), 50);
-        let (telemetry, welcome) = packet::frames(7, &packet::body(&data));
+        let (telemetry, welcome) = frames(7, &data);
         // Before any state: no symbol, no price.
         assert_eq!(market_price(telemetry.as_bytes()), None);
         assert_eq!(market_price(welcome.as_bytes()), None);
@@ -220,7 +229,7 @@ mod tests {
             data.state.market.symbol = symbol.map(str::to_owned);
             data.state.market.price = Some(price);
             data.state.market.alpha = Some(2.5);
-            let (telemetry, welcome) = packet::frames(8, &packet::body(&data));
+            let (telemetry, welcome) = frames(8, &data);
             assert_eq!(
                 market_price(telemetry.as_bytes()),
                 Some(price),
@@ -229,7 +238,7 @@ mod tests {
             assert_eq!(market_price(welcome.as_bytes()), Some(price), "{welcome}");
         }
         data.state.market.price = None;
-        let (telemetry, _) = packet::frames(9, &packet::body(&data));
+        let (telemetry, _) = frames(9, &data);
         assert_eq!(market_price(telemetry.as_bytes()), None);
         assert_eq!(market_price(packet::PONG.as_bytes()), None);
     }

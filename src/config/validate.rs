@@ -205,7 +205,7 @@ impl Config {
                 format!("{:?} must be a word, e.g. \"bff\"", k.name),
             );
         }
-        if k.lease_ms < 500 || k.lease_ms <= self.engine.timeout_ms {
+        if k.enabled() && (k.lease_ms < 500 || k.lease_ms <= self.engine.timeout_ms) {
             bad(
                 "cluster.lease_ms",
                 format!(

@@ -6,6 +6,7 @@
 //! A fetch runs apart from the loop, so events keep being merged and pushed while the engine
 //! takes its time; the poll stays the authority over what it answers.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -58,8 +59,10 @@ struct Poller {
     health: Option<SharedHealth>,
     /// An event arrived since the last packet.
     dirty: bool,
-    /// When the last packet went out, ticks and pushes alike.
-    last_publish: tokio::time::Instant,
+    /// When the pushes of the last second went out, oldest first: at most `redis.max_push_hz`
+    /// of them, so a push goes out at once while the second has room, and waits for the
+    /// oldest to age out when it has not.
+    recent_pushes: VecDeque<tokio::time::Instant>,
     /// Pushes since the last tick, for its log line.
     pushed: u32,
     /// This daemon's cluster, when it is one of several.
@@ -101,7 +104,7 @@ pub async fn run(
         overlay: Overlay::default(),
         health,
         dirty: false,
-        last_publish: tokio::time::Instant::now(),
+        recent_pushes: VecDeque::new(),
         pushed: 0,
         cluster,
         cluster_failing: false,
@@ -110,7 +113,7 @@ pub async fn run(
     // A refresh asked for while a poll was already on its way: poll again once it is back.
     let mut again = false;
     loop {
-        let push_at = poller.last_publish + poller.push_gap();
+        let push_at = poller.push_at();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             Ok(()) = settings.changed() => {
@@ -239,9 +242,20 @@ impl Poller {
         })
     }
 
-    /// The least time between two packets pushed for events.
-    fn push_gap(&self) -> Duration {
-        Duration::from_secs(1) / self.config.redis.max_push_hz.max(1)
+    /// When the next push may go out: now, while fewer than `redis.max_push_hz` went out in
+    /// the last second; else when the oldest of them is a second old.
+    fn push_at(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        match self.recent_pushes.front() {
+            Some(oldest) if self.recent_pushes.len() >= self.max_pushes() => {
+                *oldest + Duration::from_secs(1)
+            }
+            _ => now,
+        }
+    }
+
+    fn max_pushes(&self) -> usize {
+        self.config.redis.max_push_hz.max(1) as usize
     }
 
     /// The packet as of `now`: the polls, the events newer than them, and each source's health.
@@ -270,7 +284,18 @@ impl Poller {
     /// A packet for the events heard since the last one.
     async fn push(&mut self) {
         self.dirty = false;
-        self.last_publish = tokio::time::Instant::now();
+        let now = tokio::time::Instant::now();
+        while self
+            .recent_pushes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.recent_pushes.pop_front();
+        }
+        self.recent_pushes.push_back(now);
+        while self.recent_pushes.len() > self.max_pushes() {
+            self.recent_pushes.pop_front();
+        }
         if !self.polls() {
             return;
         }
@@ -319,8 +344,8 @@ impl Poller {
             stale.push("redis");
         }
         let status = packet.state.status.as_str();
+        // The tick carries every event so far.
         self.dirty = false;
-        self.last_publish = tokio::time::Instant::now();
         let Some(published) = self.publish(packet).await else {
             return;
         };
