@@ -415,3 +415,85 @@ async fn the_page_offers_halt_and_resume_only_to_a_token_that_allows_them() {
     .await;
     client.close().await.unwrap();
 }
+
+/// `window.bff.seqs`: the `epoch:seq` of every packet the page received, in order.
+async fn page_seqs(client: &Client) -> Vec<String> {
+    let value = client
+        .execute("return window.bff.seqs;", vec![])
+        .await
+        .unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_resumes_after_its_daemon_restarts_with_no_gap() {
+    if !browser_installed() {
+        return;
+    }
+    let Some(redis) = common::redis::RedisServer::start() else {
+        return;
+    };
+    let addr = free_port();
+    let args = |addr: SocketAddr| {
+        [
+            "--demo",
+            "--listen",
+            &addr.to_string(),
+            "--cluster",
+            &redis.url(),
+        ]
+        .map(String::from)
+    };
+    let start = |addr| {
+        let args = args(addr);
+        BffProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    };
+    let mut bff = start(addr);
+    let (_driver, client) = browser().await;
+    client.goto(&format!("http://{addr}/")).await.unwrap();
+    wait_script(
+        &client,
+        "return window.bff.seqs.length >= 3;",
+        "three packets",
+    )
+    .await;
+
+    // The daemon restarts: the page reconnects saying where it left off, and the cluster's
+    // history (the new process remembers nothing) fills the hole.
+    bff.signal(libc::SIGTERM);
+    assert!(bff.wait_exit().success());
+    wait_text(&client, "conn", "Disconnected", |t| t == "Disconnected").await;
+    let before = page_seqs(&client).await;
+    let _bff = start(addr);
+    wait_text(&client, "conn", "the page to reconnect", |t| t == "Live").await;
+    let count = before.len() + 3;
+    wait_script(
+        &client,
+        &format!("return window.bff.seqs.length >= {count};"),
+        "more packets",
+    )
+    .await;
+    let resumed = client
+        .execute("return window.bff.resumed;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(resumed, json!(true));
+    let seqs = page_seqs(&client).await;
+    let (epoch, _) = seqs[1].split_once(':').unwrap();
+    let numbers: Vec<u64> = seqs[1..]
+        .iter()
+        .map(|s| {
+            let (e, n) = s.split_once(':').unwrap();
+            assert_eq!(e, epoch, "one count across the restart: {seqs:?}");
+            n.parse().unwrap()
+        })
+        .collect();
+    for pair in numbers.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "no gap in the page's seq history: {seqs:?}"
+        );
+    }
+    client.close().await.unwrap();
+}

@@ -46,6 +46,8 @@ struct Shared {
     /// Where the snapshots come from now (`single`, `leader`, `follower`, `fallback`), for
     /// `/health`. A lock read per health check and written on a change.
     mode: Mutex<&'static str>,
+    /// The store behind the hub's memory, when there is one.
+    history: Mutex<Option<Arc<dyn History>>>,
 }
 
 #[derive(Debug)]
@@ -80,6 +82,19 @@ pub struct Resume {
     pub since: u64,
     /// Its epoch.
     pub epoch: String,
+}
+
+/// Packets older than the hub's memory, where another store keeps them (the cluster's history
+/// in Redis), for clients that resume from further back. Implemented by an input; the hub only
+/// passes the question on.
+pub trait History: Send + Sync + std::fmt::Debug {
+    /// The packets of `epoch` from `from` on, oldest first, as `(seq, serialized data)`; empty
+    /// when it has no such epoch.
+    fn from(
+        &self,
+        epoch: &str,
+        since: u64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Vec<(u64, String)>> + Send + '_>>;
 }
 
 /// A fresh epoch: 16 random hex digits, so two daemons (or two runs of one) never share one.
@@ -117,6 +132,7 @@ impl Hub {
                 relay: relay::Relay::default(),
                 refresh: Notify::new(),
                 mode: Mutex::new("single"),
+                history: Mutex::new(None),
             }),
         }
     }
@@ -252,6 +268,50 @@ impl Hub {
     /// Resolves when a fresh snapshot was asked for (see [`Hub::request_refresh`]).
     pub async fn refresh_requested(&self) {
         self.shared.refresh.notified().await;
+    }
+
+    /// Lets clients resume from `history` when the hub's memory does not reach back.
+    pub fn set_history(&self, history: Arc<dyn History>) {
+        *self.shared.history.lock().expect("hub lock poisoned") = Some(history);
+    }
+
+    /// The packets of `epoch` after `since` from the store behind the hub's memory, framed as
+    /// TELEMETRY (the first as a resumed WELCOME; `since` itself when nothing came after it);
+    /// empty when there is no store or it does not reach back.
+    pub async fn older(&self, epoch: &str, since: u64) -> Vec<(u64, bytes::Bytes)> {
+        let history = self
+            .shared
+            .history
+            .lock()
+            .expect("hub lock poisoned")
+            .clone();
+        let Some(history) = history else {
+            return Vec::new();
+        };
+        // From `since` itself, so a client that missed nothing is resumed too (with that packet
+        // again as its WELCOME).
+        let mut packets = history.from(epoch, since).await;
+        if packets.first().map(|(seq, _)| *seq) != Some(since) {
+            return Vec::new();
+        }
+        if packets.len() > 1 {
+            packets.remove(0);
+        }
+        packets
+            .into_iter()
+            .enumerate()
+            .map(|(i, (seq, body))| {
+                let (kind, resumed) = if i == 0 {
+                    ("WELCOME", Some(true))
+                } else {
+                    ("TELEMETRY", None)
+                };
+                (
+                    seq,
+                    frame::text_frame(&packet::envelope(kind, seq, epoch, &body, resumed)),
+                )
+            })
+            .collect()
     }
 
     /// Says where the snapshots come from now.

@@ -262,6 +262,30 @@ where
             rx,
         } = self.hub.subscribe_from(resume.as_ref());
         self.feed = Some(rx);
+        if let (Some(false), Some(resume), Endpoint::Stream) = (resumed, &resume, self.endpoint) {
+            // Further back than this daemon remembers: the cluster's history may reach.
+            let older = self.hub.older(&resume.epoch, resume.since).await;
+            if let Some((last, _)) = older.last() {
+                self.last_seq = *last;
+                self.epoch = Some(resume.epoch.as_str().into());
+                for (i, (_, frame)) in older.iter().enumerate() {
+                    let kind = if i == 0 { kind } else { Frame::Telemetry };
+                    self.socket.write(frame, kind).await?;
+                }
+                // What came after, still in memory; the live feed follows with no repeat.
+                let Subscription { missed, .. } = self.hub.subscribe_from(Some(&Resume {
+                    since: *last,
+                    epoch: resume.epoch.clone(),
+                }));
+                for snapshot in missed {
+                    self.last_seq = snapshot.seq;
+                    self.socket
+                        .write(&snapshot.telemetry, Frame::Telemetry)
+                        .await?;
+                }
+                return Ok(());
+            }
+        }
         self.last_seq = welcome.seq;
         self.epoch = Some(welcome.epoch.clone());
         match (self.endpoint, resumed) {

@@ -26,7 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use self::scripts::{Failed, Keys, RELEASED};
 use crate::config::ClusterConfig;
 use crate::hub::packet::Telemetry;
-use crate::hub::{Hub, new_epoch};
+use crate::hub::{History, Hub, new_epoch};
 use crate::metrics::Metrics;
 
 /// Time a connection to the cluster's Redis may take.
@@ -59,6 +59,38 @@ impl Role {
     /// Whether this daemon polls the engine.
     pub fn polls(self) -> bool {
         matches!(self, Role::Leader | Role::Alone)
+    }
+}
+
+/// The cluster's history, as the hub asks it for packets older than its memory.
+struct HistoryReader(std::sync::Weak<Shared>);
+
+impl std::fmt::Debug for HistoryReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the cluster's history")
+    }
+}
+
+impl History for HistoryReader {
+    fn from(
+        &self,
+        epoch: &str,
+        from: u64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Vec<(u64, String)>> + Send + '_>> {
+        let epoch = epoch.to_owned();
+        Box::pin(async move {
+            let Some(shared) = self.0.upgrade() else {
+                return Vec::new();
+            };
+            let cluster = Cluster { shared };
+            let Ok(mut redis) = cluster.connection().await else {
+                return Vec::new();
+            };
+            let (keys, limit) = (&cluster.shared.keys, cluster.shared.history);
+            scripts::history(&mut redis, keys, &epoch, from, limit)
+                .await
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -109,6 +141,9 @@ impl Cluster {
             }),
         };
         cluster.set_role(Role::Joining);
+        // Weak: the hub outlives nothing here, and a strong handle would keep both alive.
+        let reader = HistoryReader(Arc::downgrade(&cluster.shared));
+        cluster.shared.hub.set_history(Arc::new(reader));
         tracker.spawn(
             cluster
                 .clone()

@@ -174,6 +174,34 @@ pub async fn publish(
     bounded("publishing", publish.invoke_async(redis)).await
 }
 
+/// The packets of `epoch` from `from` on in the cluster's history, oldest first, as `(seq,
+/// data JSON)`; at most `limit`.
+pub async fn history(
+    redis: &mut MultiplexedConnection,
+    keys: &Keys,
+    epoch: &str,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<(u64, String)>, Failed> {
+    let mut range = redis::cmd("XRANGE");
+    range
+        .arg(&keys.history)
+        .arg(format!("{from}-1"))
+        .arg("+")
+        .arg("COUNT")
+        .arg(limit);
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        bounded("reading the history", range.query_async(redis)).await?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(_, fields)| fields.into_iter().find(|(name, _)| name == "p"))
+        .filter_map(|(_, packet)| {
+            let (e, seq, body) = parse(&packet)?;
+            (e == epoch).then(|| (seq, body.to_owned()))
+        })
+        .collect())
+}
+
 /// Reads one packet as published: its epoch, seq and data JSON.
 pub fn parse(packet: &str) -> Option<(&str, u64, &str)> {
     let mut parts = packet.splitn(3, ' ');
