@@ -84,6 +84,9 @@ pub struct Resume {
     pub epoch: String,
 }
 
+/// What a [`History`] answers, some time later: `(seq, serialized data)` pairs, oldest first.
+pub type Older<'a> = std::pin::Pin<Box<dyn Future<Output = Vec<(u64, String)>> + Send + 'a>>;
+
 /// Packets older than the hub's memory, where another store keeps them (the cluster's history
 /// in Redis), for clients that resume from further back. Implemented by an input; the hub only
 /// passes the question on.
@@ -94,7 +97,7 @@ pub trait History: Send + Sync + std::fmt::Debug {
         &self,
         epoch: &str,
         since: u64,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Vec<(u64, String)>> + Send + '_>>;
+    ) -> Older<'_>;
 }
 
 /// A fresh epoch: 16 random hex digits, so two daemons (or two runs of one) never share one.

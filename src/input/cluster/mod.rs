@@ -26,7 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use self::scripts::{Failed, Keys, RELEASED};
 use crate::config::ClusterConfig;
 use crate::hub::packet::Telemetry;
-use crate::hub::{History, Hub, new_epoch};
+use crate::hub::{History, Hub, Older, new_epoch};
 use crate::metrics::Metrics;
 
 /// Time a connection to the cluster's Redis may take.
@@ -76,7 +76,7 @@ impl History for HistoryReader {
         &self,
         epoch: &str,
         from: u64,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Vec<(u64, String)>> + Send + '_>> {
+    ) -> Older<'_> {
         let epoch = epoch.to_owned();
         Box::pin(async move {
             let Some(shared) = self.0.upgrade() else {
