@@ -49,6 +49,13 @@ async fn client(daemon: &Daemon) -> Ws {
     ws
 }
 
+/// Publishes a tick of `price` for the active symbol and waits for a packet showing it.
+async fn tick_shows(redis: &RedisServer, ws: &mut Ws, price: f64, what: &str) {
+    let tick = json!({"price": price, "timestamp": now()}).to_string();
+    publish(redis, "market.tick.SPY", tick).await;
+    packet_where(ws, what, |p| p["data"]["market"]["price"] == price).await;
+}
+
 fn now() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.6f")
@@ -67,7 +74,11 @@ async fn engine_events_are_merged_and_pushed_before_the_next_poll() {
     cfg.engine.poll_interval_ms = 20_000;
     let daemon = Daemon::start(cfg).await;
     let mut ws = client(&daemon).await;
-    let first = redis_ok(&mut ws, true).await;
+    // Subscribed, and the first poll in (a push for Redis's health may come before it).
+    let first = packet_where(&mut ws, "Redis fresh and the first poll in", |p| {
+        p["data"]["sources"]["redis"]["ok"] == true && p["data"]["sources"]["state"]["ok"] == true
+    })
+    .await;
     assert_eq!(first["data"]["market"]["price"], 450.32);
     let seq = first["seq"].as_u64().unwrap();
 
@@ -416,32 +427,14 @@ async fn redis_missing_restarted_or_cut_off_never_stops_the_stream() {
     // It comes up: subscribed without a restart of the daemon, and events flow.
     redis.restart();
     redis_ok(&mut ws, true).await;
-    publish(
-        &redis,
-        "market.tick.SPY",
-        json!({"price": 452.0, "timestamp": now()}).to_string(),
-    )
-    .await;
-    packet_where(&mut ws, "the tick after the start", |p| {
-        p["data"]["market"]["price"] == 452.0
-    })
-    .await;
+    tick_shows(&redis, &mut ws, 452.0, "the tick after the start").await;
 
     // Stopped and restarted on the same port.
     redis.stop();
     redis_ok(&mut ws, false).await;
     redis.restart();
     redis_ok(&mut ws, true).await;
-    publish(
-        &redis,
-        "market.tick.SPY",
-        json!({"price": 453.0, "timestamp": now()}).to_string(),
-    )
-    .await;
-    packet_where(&mut ws, "the tick after the restart", |p| {
-        p["data"]["market"]["price"] == 453.0
-    })
-    .await;
+    tick_shows(&redis, &mut ws, 453.0, "the tick after the restart").await;
 
     // Its pub/sub connection killed from Redis.
     let killed = tokio::task::spawn_blocking({
@@ -453,16 +446,7 @@ async fn redis_missing_restarted_or_cut_off_never_stops_the_stream() {
     assert_eq!(killed, 1);
     redis_ok(&mut ws, false).await;
     redis_ok(&mut ws, true).await;
-    publish(
-        &redis,
-        "market.tick.SPY",
-        json!({"price": 454.0, "timestamp": now()}).to_string(),
-    )
-    .await;
-    packet_where(&mut ws, "the tick after the kill", |p| {
-        p["data"]["market"]["price"] == 454.0
-    })
-    .await;
+    tick_shows(&redis, &mut ws, 454.0, "the tick after the kill").await;
     watcher.saw_every_tick(&daemon).await;
 
     let url = format!("url={}", redis.url());
@@ -496,16 +480,7 @@ async fn a_paused_redis_is_noticed_by_its_silence_and_recovers() {
         "noticed within a few seconds"
     );
     redis_ok(&mut ws, true).await;
-    publish(
-        &redis,
-        "market.tick.SPY",
-        json!({"price": 455.0, "timestamp": now()}).to_string(),
-    )
-    .await;
-    packet_where(&mut ws, "the tick after the pause", |p| {
-        p["data"]["market"]["price"] == 455.0
-    })
-    .await;
+    tick_shows(&redis, &mut ws, 455.0, "the tick after the pause").await;
     watcher.saw_every_tick(&daemon).await;
     let url = format!("url={}", redis.url());
     assert_eq!(logs.count(&["WARN", "Redis stale", &url]), 1);
@@ -534,16 +509,7 @@ async fn junk_is_counted_and_dropped_and_a_burst_is_coalesced() {
         publish(&redis, channel, junk).await;
     }
     // The stream and the subscription carry on.
-    publish(
-        &redis,
-        "market.tick.SPY",
-        json!({"price": 456.0, "timestamp": now()}).to_string(),
-    )
-    .await;
-    packet_where(&mut ws, "a good tick after the junk", |p| {
-        p["data"]["market"]["price"] == 456.0
-    })
-    .await;
+    tick_shows(&redis, &mut ws, 456.0, "a good tick after the junk").await;
     let (samples, _) = daemon.metrics().await;
     assert_eq!(
         samples[r#"bff_redis_dropped_total{reason="not_json"}"#],

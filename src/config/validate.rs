@@ -145,16 +145,9 @@ impl Config {
             bad("clients.max_channels", "must be at least 1".into());
         }
         let r = &self.redis;
-        if r.enabled() {
-            let scheme = Url::parse(r.url.expose()).map(|u| u.scheme().to_owned());
-            if !matches!(scheme.as_deref(), Ok("redis" | "rediss")) {
-                bad(
-                    "redis.url",
-                    format!(
-                        "{} is not a redis:// URL; write e.g. \"redis://127.0.0.1:6379\"",
-                        r.url.masked()
-                    ),
-                );
+        for (key, url) in [("redis.url", &r.url), ("cluster.url", &self.cluster.url)] {
+            if let Err(msg) = redis_url(url) {
+                bad(key, msg);
             }
         }
         if !(1..=100).contains(&r.max_push_hz) {
@@ -187,18 +180,6 @@ impl Config {
             }
         }
         let k = &self.cluster;
-        if k.enabled() {
-            let scheme = Url::parse(k.url.expose()).map(|u| u.scheme().to_owned());
-            if !matches!(scheme.as_deref(), Ok("redis" | "rediss")) {
-                bad(
-                    "cluster.url",
-                    format!(
-                        "{} is not a redis:// URL; write e.g. \"redis://127.0.0.1:6379\"",
-                        k.url.masked()
-                    ),
-                );
-            }
-        }
         if k.name.is_empty() || k.name.contains(char::is_whitespace) {
             bad(
                 "cluster.name",
@@ -244,6 +225,24 @@ const RESERVED_PATHS: &[&str] = &[
     "/api/actions",
     "/trade/force",
 ];
+
+/// Whether a Redis setting is empty (off) or a `redis://` / `rediss://` URL; the message shows
+/// it with its password masked.
+fn redis_url(url: &super::RedisUrl) -> Result<(), String> {
+    if url.expose().is_empty() {
+        return Ok(());
+    }
+    match Url::parse(url.expose())
+        .map(|u| u.scheme().to_owned())
+        .as_deref()
+    {
+        Ok("redis" | "rediss") => Ok(()),
+        _ => Err(format!(
+            "{} is not a redis:// URL; write e.g. \"redis://127.0.0.1:6379\"",
+            url.masked()
+        )),
+    }
+}
 
 /// Whether an endpoint setting can be polled: a path needs an http(s) `engine.url` to be joined
 /// to, anything else must be an http(s) URL itself. Joining is the engine client's business.
@@ -335,5 +334,18 @@ mod tests {
                 .starts_with("engine.url ")
         );
         assert!(endpoint("http://engine", "engine:9000/s").is_err());
+    }
+
+    #[test]
+    fn redis_urls_are_checked_and_never_shown_with_their_password() {
+        let got = problems(
+            "[redis]\nurl = \"http://:hunter2@cache:6379\"\n[cluster]\nurl = \"redis://cache:6379\"\n",
+        );
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("redis.url: http://:***@cache:6379/ is not a redis:// URL"),
+            "{got:?}"
+        );
+        assert!(!got[0].contains("hunter2"));
     }
 }
