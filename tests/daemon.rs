@@ -102,7 +102,17 @@ async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
 
     // The engine hangs on models: timed out each tick, but the packets keep coming in sequence.
     engine.set("models", Answer::Hang);
-    let hung = packet_where(&mut ws, "models stale", |p| !source_ok(p, "models")).await;
+    // Late at the first tick: the packet went out at the publish deadline without it, not
+    // after its timeout. Then timed out, from the next tick on.
+    let late = packet_where(&mut ws, "models late", |p| !source_ok(p, "models")).await;
+    assert_eq!(
+        late["data"]["sources"]["models"]["error"],
+        "no answer within 37 ms (engine.publish_deadline_ms); the last good value is shown"
+    );
+    let hung = packet_where(&mut ws, "models timed out", |p| {
+        p["data"]["sources"]["models"]["error"] == "timed out after 120 ms"
+    })
+    .await;
     assert_eq!(
         hung["data"]["sources"]["models"]["error"],
         "timed out after 120 ms"

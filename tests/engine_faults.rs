@@ -117,7 +117,15 @@ async fn each_engine_fault_marks_only_its_source_stale_and_recovers() {
     ];
     for (fault, answer, reason) in faults {
         engine.set("state", answer);
-        let stale = follow(&mut ws, &mut seq, fault, |p| !source_ok(p, "state")).await;
+        // A slow or hung answer is first only late (the packet goes at the publish deadline
+        // without it), then timed out: wait for the reason itself.
+        let stale = follow(&mut ws, &mut seq, fault, |p| {
+            !source_ok(p, "state")
+                && p["data"]["sources"]["state"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with(reason))
+        })
+        .await;
         let error = stale["data"]["sources"]["state"]["error"].as_str().unwrap();
         assert!(
             error.starts_with(reason),

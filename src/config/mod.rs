@@ -28,6 +28,7 @@ const DEFAULT_AGENTS: &str = "/api/system/metrics/agents";
 const DEFAULT_MODELS: &str = "/api/system/metrics/models";
 const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
 const DEFAULT_TIMEOUT_MS: u64 = 750;
+const DEFAULT_PUBLISH_DEADLINE_MS: u64 = 200;
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 const DEFAULT_WS_PATHS: &[&str] = &["/", "/ws/stream"];
@@ -125,6 +126,10 @@ pub struct EngineConfig {
     pub poll_interval_ms: u64,
     /// Per-request deadline, covering connect, headers and body; shorter than the period.
     pub timeout_ms: u64,
+    /// Time a poll may take before its packet goes out with what answered: an endpoint still
+    /// out is shown stale for that tick, and its answer, if it comes, goes into the next. At
+    /// most a quarter of the period counts (see [`Config::publish_deadline`]).
+    pub publish_deadline_ms: u64,
     /// Largest answer accepted, enforced while the body streams in.
     pub max_body_bytes: usize,
     /// The `halt` action: a path under `url`, or a full URL, POSTed to; empty turns it off.
@@ -201,6 +206,7 @@ impl Default for EngineConfig {
             models: DEFAULT_MODELS.into(),
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            publish_deadline_ms: DEFAULT_PUBLISH_DEADLINE_MS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             halt: DEFAULT_HALT.into(),
             resume: DEFAULT_RESUME.into(),
@@ -383,6 +389,17 @@ impl Config {
             keys.push("commands.per_minute");
         }
         keys
+    }
+
+    /// The publish deadline in effect: `engine.publish_deadline_ms`, but never more than a
+    /// quarter of the period, so a slow endpoint stretches no interval by more than that.
+    pub fn publish_deadline(&self) -> Duration {
+        Duration::from_millis(
+            self.engine
+                .publish_deadline_ms
+                .min(self.engine.poll_interval_ms / 4)
+                .max(1),
+        )
     }
 
     /// The poll period.

@@ -48,6 +48,9 @@ impl Config {
                 ),
             );
         }
+        if e.publish_deadline_ms == 0 {
+            bad("engine.publish_deadline_ms", "must be above 0".into());
+        }
         if e.max_body_bytes < 1024 {
             bad(
                 "engine.max_body_bytes",

@@ -68,7 +68,11 @@ pub fn websocket(
         Ok(permit) => permit,
         Err(refusal) => return refuse(peer, refusal),
     };
-    let resume = req.uri().query().and_then(resume_from);
+    // Only the stream paths resume; a bridge path's packets carry no seq to resume from.
+    let resume = match endpoint {
+        Endpoint::Stream => req.uri().query().and_then(resume_from),
+        Endpoint::Bridge => None,
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_ctx = ctx.clone();
     ctx.tracker.spawn(

@@ -166,9 +166,14 @@ impl Hub {
         body: String,
     ) -> Result<Arc<Snapshot>, OutOfOrder> {
         let mut state = self.shared.state.lock().expect("hub lock poisoned");
+        if numbered.is_none() && state.latest.epoch != state.local_epoch {
+            // Back to this daemon's own count after another's: a new epoch, so no (epoch, seq)
+            // ever names two packets.
+            state.local_epoch = new_epoch();
+        }
         let latest = &state.latest;
         let (epoch, seq) = match numbered {
-            // Back to this daemon's own count (after another epoch, it carries on from there).
+            // This daemon's own count (after another epoch, it carries on from its seq).
             None => (state.local_epoch.clone(), latest.seq + 1),
             Some((epoch, given)) if *latest.epoch != *epoch => (Arc::from(epoch), given),
             Some((_, given)) if given > latest.seq => (latest.epoch.clone(), given),
@@ -400,6 +405,7 @@ mod tests {
     #[test]
     fn a_producers_numbers_are_kept_and_never_go_back_within_an_epoch() {
         let hub = Hub::new(data(), 4, 10);
+        let first_own = hub.latest().epoch.clone();
         let Subscription { mut rx, .. } = hub.subscribe();
         let body = packet::body(&data());
         let given = hub
@@ -436,6 +442,8 @@ mod tests {
         let own = hub.publish(data());
         assert_eq!(own.seq, 4);
         assert_ne!(&*own.epoch, "cluster-2");
+        // Back to its own count after another's: a new local epoch each time.
+        assert_ne!(own.epoch, first_own);
         let seqs: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok().map(|s| s.seq)).collect();
         assert_eq!(seqs, [41, 3, 4]);
     }

@@ -12,3 +12,4 @@ pub mod cluster;
 pub mod normalize;
 pub mod poller;
 pub mod redis;
+pub mod round;

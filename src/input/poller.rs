@@ -7,10 +7,8 @@
 //! takes its time; the poll stays the authority over what it answers.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
@@ -20,13 +18,14 @@ use tracing::{debug, info, warn};
 
 use super::aggregate::{self, Change, Inputs};
 use super::cluster::{Cluster, Role};
-use super::normalize::{self, EngineState};
+
 use super::redis::merge::{Overlay, answer_time};
 use super::redis::subscriber::{Heard, SharedHealth};
+use super::round::{Answer, Round};
 use crate::config::Config;
 use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
-use crate::hub::packet::{Agents, Models, Telemetry};
+use crate::hub::packet::Telemetry;
 use crate::metrics::Metrics;
 
 /// The poller's side of the Redis input: the events it hears and how it is doing.
@@ -36,17 +35,6 @@ pub struct Events {
     /// The subscriber's health, for `sources.redis`.
     pub health: SharedHealth,
 }
-
-/// What one poll of the three endpoints gave.
-struct Polled {
-    state: Result<EngineState, String>,
-    agents: Result<Agents, String>,
-    models: Result<Models, String>,
-    /// The slowest of the three fetches.
-    took: Duration,
-}
-
-type Polling = Pin<Box<dyn Future<Output = Polled> + Send>>;
 
 /// The poller's state between ticks.
 struct Poller {
@@ -109,11 +97,14 @@ pub async fn run(
         cluster,
         cluster_failing: false,
     };
-    let mut polling: Option<Polling> = None;
+    let mut round: Option<Round> = None;
     // A refresh asked for while a poll was already on its way: poll again once it is back.
     let mut again = false;
     loop {
         let push_at = poller.push_at();
+        let deadline = round.as_ref().map_or_else(tokio::time::Instant::now, |r| {
+            r.started + poller.config.publish_deadline()
+        });
         tokio::select! {
             _ = shutdown.cancelled() => return,
             Ok(()) = settings.changed() => {
@@ -122,19 +113,31 @@ pub async fn run(
                     ticks = clock(&poller.config);
                 }
             }
-            _ = ticks.tick() => start(&mut polling, &poller),
+            _ = ticks.tick() => start(&mut round, &poller),
             // A command changed the engine's state: show it now, not at the next tick. The
             // fixed-rate clock keeps its phase.
             _ = poller.hub.refresh_requested() => {
-                again = polling.is_some();
-                start(&mut polling, &poller);
+                again = round.as_ref().is_some_and(|r| !r.complete());
+                start(&mut round, &poller);
             }
-            polled = finished(&mut polling) => {
-                polling = None;
-                poller.tick(polled).await;
-                if std::mem::take(&mut again) {
-                    start(&mut polling, &poller);
+            Some(answer) = next_answer(&mut round) => {
+                poller.record(answer);
+                let r = round.as_mut().expect("an answer comes from a round");
+                if r.complete() && !r.published {
+                    r.published = true;
+                    let (late, took) = (r.late(), r.took());
+                    poller.tick(late, took).await;
                 }
+                if r.complete() && std::mem::take(&mut again) {
+                    start(&mut round, &poller);
+                }
+            }
+            // The deadline passed with an endpoint still out: the packet goes with what is in.
+            _ = sleep_until(deadline), if round.as_ref().is_some_and(|r| !r.published) => {
+                let r = round.as_mut().expect("checked just above");
+                r.published = true;
+                let (late, took) = (r.late(), r.took());
+                poller.tick(late, took).await;
             }
             Some(heard) = next_event(&mut rx) => poller.merge(heard),
             _ = sleep_until(push_at), if poller.dirty => poller.push().await,
@@ -144,25 +147,22 @@ pub async fn run(
 
 /// Starts a poll unless one is on its way (a late one is not doubled: the clock skips), or
 /// another daemon of the cluster polls.
-fn start(polling: &mut Option<Polling>, poller: &Poller) {
+fn start(round: &mut Option<Round>, poller: &Poller) {
     if !poller.polls() {
         return;
     }
-    if polling.is_none() {
-        *polling = Some(Box::pin(fetch_all(
-            poller.engine.clone(),
-            poller.metrics.clone(),
-        )));
+    if round.as_ref().is_none_or(Round::complete) {
+        *round = Some(Round::start(&poller.engine, &poller.metrics));
     } else {
         debug!("A poll is still on its way; this tick is skipped");
     }
 }
 
-/// The running poll's result; never, while none runs.
-async fn finished(polling: &mut Option<Polling>) -> Polled {
-    match polling {
-        Some(poll) => poll.await,
-        None => std::future::pending().await,
+/// The running poll's next answer; never, while none is out.
+async fn next_answer(round: &mut Option<Round>) -> Option<Answer> {
+    match round {
+        Some(round) if !round.complete() => round.next().await,
+        _ => std::future::pending().await,
     }
 }
 
@@ -308,41 +308,66 @@ impl Poller {
         }
     }
 
-    /// One poll's answers: folded in, published, logged.
-    async fn tick(&mut self, polled: Polled) {
+    /// One endpoint's answer, folded in (a failure keeps the last good value); a change in
+    /// its health is logged once.
+    fn record(&mut self, answer: Answer) {
         let now = Utc::now();
-        let changes = [
-            self.inputs.state.record(polled.state, now),
-            self.inputs.agents.record(polled.agents, now),
-            self.inputs.models.record(polled.models, now),
-        ];
-        self.overlay.polled(answer_time(&self.inputs));
-        let sources = self.inputs.sources(now);
-        let mut stale = Vec::new();
-        for ((kind, change), (_, health)) in SourceKind::ALL
+        let kind = answer.kind();
+        let change = match answer {
+            Answer::State(state) => {
+                let change = self.inputs.state.record(*state, now);
+                self.overlay.polled(answer_time(&self.inputs));
+                change
+            }
+            Answer::Agents(agents) => self.inputs.agents.record(agents, now),
+            Answer::Models(models) => self.inputs.models.record(models, now),
+        };
+        let url = self.engine.url(kind).as_str();
+        match change {
+            Change::Failed => warn!(
+                source = kind.name(),
+                url,
+                error = self.inputs.sources(now).named()[kind as usize]
+                    .1
+                    .error
+                    .as_deref()
+                    .unwrap_or_default(),
+                "Source stale: keeping its last good value until it answers again"
+            ),
+            Change::Recovered => info!(source = kind.name(), url, "Source recovered"),
+            Change::None => {}
+        }
+    }
+
+    /// One poll's packet: what answered, the last good values of what did not (shown stale,
+    /// an endpoint still out marked late), published and logged.
+    async fn tick(&mut self, late: Vec<SourceKind>, took: Duration) {
+        let now = Utc::now();
+        let mut packet = self.packet(now);
+        let deadline = self.config.publish_deadline().as_millis();
+        for kind in late {
+            let health = match kind {
+                SourceKind::State => &mut packet.sources.state,
+                SourceKind::Agents => &mut packet.sources.agents,
+                SourceKind::Models => &mut packet.sources.models,
+            };
+            health.ok = false;
+            // A source that already failed keeps showing why (a timeout, say); one that was
+            // fine is only late this time.
+            health.error.get_or_insert_with(|| {
+                format!(
+                    "no answer within {deadline} ms (engine.publish_deadline_ms); the last good value is shown"
+                )
+            });
+        }
+        let stale: Vec<&str> = packet
+            .sources
+            .named()
             .into_iter()
-            .zip(changes)
-            .zip(sources.named())
-        {
-            let url = self.engine.url(kind).as_str();
-            match change {
-                Change::Failed => warn!(
-                    source = kind.name(),
-                    url,
-                    error = health.error.as_deref().unwrap_or_default(),
-                    "Source stale: keeping its last good value until it answers again"
-                ),
-                Change::Recovered => info!(source = kind.name(), url, "Source recovered"),
-                Change::None => {}
-            }
-            if !health.ok {
-                stale.push(kind.name());
-            }
-        }
-        let packet = self.packet(now);
-        if packet.sources.redis.as_ref().is_some_and(|r| !r.ok) {
-            stale.push("redis");
-        }
+            .filter(|(_, health)| !health.ok)
+            .map(|(name, _)| name)
+            .collect();
+        let stale = stale.join(",");
         let status = packet.state.status.as_str();
         // The tick carries every event so far.
         self.dirty = false;
@@ -354,9 +379,9 @@ impl Poller {
             seq = published.seq,
             clients = self.hub.subscribers(),
             bytes = published.bytes,
-            poll_ms = polled.took.as_millis() as u64,
+            poll_ms = took.as_millis() as u64,
             status,
-            stale = %stale.join(","),
+            stale = %stale,
             pushed = std::mem::take(&mut self.pushed),
             "Telemetry published"
         );
@@ -369,41 +394,4 @@ fn clock(config: &Config) -> Interval {
     let mut ticks = interval(config.poll_interval());
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     ticks
-}
-
-/// Fetches all three endpoints at once.
-async fn fetch_all(engine: Engine, metrics: Arc<Metrics>) -> Polled {
-    let started = Instant::now();
-    let (state, agents, models) = tokio::join!(
-        poll(&engine, &metrics, SourceKind::State, normalize::state),
-        poll(&engine, &metrics, SourceKind::Agents, normalize::agents),
-        poll(&engine, &metrics, SourceKind::Models, normalize::models),
-    );
-    Polled {
-        state,
-        agents,
-        models,
-        took: started.elapsed(),
-    }
-}
-
-/// Fetches and reads one endpoint, and records the outcome in the metrics. Both kinds of failure
-/// become the reason shown in `sources`; an answer the normaliser refuses is a `shape` error.
-async fn poll<T, E: ToString>(
-    engine: &Engine,
-    metrics: &Metrics,
-    kind: SourceKind,
-    normalize: impl FnOnce(&serde_json::Value) -> Result<T, E>,
-) -> Result<T, String> {
-    let started = Instant::now();
-    let outcome = match engine.fetch(kind).await {
-        Ok(answer) => normalize(&answer).map_err(|e| ("shape", e.to_string())),
-        Err(err) => Err((err.kind(), err.to_string())),
-    };
-    metrics.polled(
-        kind.name(),
-        started.elapsed(),
-        outcome.as_ref().err().map(|(k, _)| *k),
-    );
-    outcome.map_err(|(_, why)| why)
 }
