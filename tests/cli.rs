@@ -1,20 +1,29 @@
 //! The `bff` binary as an operator runs it: config checks, `--demo`, `--listen 127.0.0.1:0`,
-//! SIGTERM, and the example clients: reading only `packet.type` and `packet.data`, and
-//! subscribing to a relay channel of `bff --demo --redis-url` with a real `redis-server`.
+//! SIGTERM, and the example clients: reading only `packet.type` and `packet.data`, subscribing
+//! to a relay channel of `bff --demo --redis-url` with a real `redis-server`, and resuming with no
+//! gap when their daemon restarts.
 
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::process::{BIN, BffProcess};
 use common::redis::RedisServer;
-use common::{next_packet, refused, within};
+use common::{FakeEngine, PATIENCE, next_packet, refused, within};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Messages the example clients read when they subscribe: about four seconds of the demo's
 /// stream with Redis, so several of its once-a-second `agent.updates`.
 const SUBSCRIBED_MESSAGES: usize = 25;
+
+/// Messages the example clients read across a restart of their daemon: enough (a tick is
+/// 250 ms) that a client cannot be done before the daemon, stopped after its second, is gone.
+const RESTART_MESSAGES: usize = 10;
+
+/// Long enough for a client's backoff (1, 2, 4 s) to come round after a restart.
+const BACKOFF_PATIENCE: Duration = Duration::from_secs(30);
 
 /// `bff --demo` publishing to a `redis-server` of its own, or `None` (the test is skipped)
 /// without one.
@@ -59,6 +68,111 @@ fn assert_subscribed_output(stdout: &str) {
         "{stdout}"
     );
     assert_eq!(lines[SUBSCRIBED_MESSAGES], "closed code=1000", "{stdout}");
+}
+
+/// `client URL RESTART_MESSAGES` against a cluster of one daemon (polling a test engine every
+/// 250 ms, with a real `redis-server`) that is stopped with SIGTERM once the client printed two
+/// packets, and started again on the same address: the new process knows the client's packets
+/// from the cluster's history in Redis. The client's output once it exited successfully, or
+/// `None` (the test is skipped) without `redis-server`.
+async fn across_a_restart(client: Command) -> Option<String> {
+    let redis = RedisServer::start()?;
+    let engine = FakeEngine::samples().await;
+    let config = temp_file(
+        &format!("restart-{}.toml", engine.addr.port()),
+        &format!(
+            "[engine]\nurl = \"http://{}\"\nstate = \"/state\"\nagents = \"/agents\"\n\
+             models = \"/models\"\npoll_interval_ms = 250\ntimeout_ms = 200\n",
+            engine.addr
+        ),
+    );
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let cluster = redis.url();
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        &addr,
+        "--cluster",
+        &cluster,
+    ];
+    let mut bff = BffProcess::start(&args, &[]);
+
+    let mut client = tokio::process::Command::from(client);
+    client
+        .args([format!("ws://{addr}/"), RESTART_MESSAGES.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut client = client.spawn().unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    let read = tokio::time::timeout(PATIENCE, async {
+        while stdout.matches(" seq=").count() < 2 {
+            let Some(line) = lines.next_line().await.unwrap() else {
+                break;
+            };
+            stdout += &line;
+            stdout.push('\n');
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "timed out waiting for two packets: {stdout}");
+
+    bff.signal(libc::SIGTERM);
+    assert!(bff.wait_exit().success());
+    let _bff = BffProcess::start(&args, &[]);
+    let read = tokio::time::timeout(BACKOFF_PATIENCE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            stdout += &line;
+            stdout.push('\n');
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "timed out waiting for the client to end: {stdout}"
+    );
+    let out = client.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout)
+}
+
+/// What an example client prints across the restart: one `RECONNECTED resumed=true` after the
+/// first two packets, [`RESTART_MESSAGES`] packets with no `seq` missing or repeated, and the
+/// close.
+fn assert_resumed_output(stdout: &str) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), RESTART_MESSAGES + 2, "{stdout}");
+    assert!(lines[0].starts_with("WELCOME seq="), "{stdout}");
+    assert!(lines[1].starts_with("TELEMETRY seq="), "{stdout}");
+    let reconnects: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("RECONNECTED"))
+        .collect();
+    assert_eq!(reconnects, [&"RECONNECTED resumed=true"], "{stdout}");
+    let seqs: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| {
+            l.strip_prefix("WELCOME seq=")
+                .or_else(|| l.strip_prefix("TELEMETRY seq="))
+        })
+        .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), RESTART_MESSAGES, "{stdout}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap across the restart: {stdout}"
+    );
+    assert_eq!(lines[RESTART_MESSAGES + 1], "closed code=1000", "{stdout}");
 }
 
 /// `node` for the example client, with `--experimental-websocket` before Node 22; `None` (the
@@ -289,6 +403,18 @@ fn the_javascript_client_subscribes_to_a_channel() {
     );
 }
 
+/// When its daemon restarts, the JavaScript client reconnects saying where it left off, and
+/// prints each packet once: no `seq` missing across the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_javascript_client_resumes_after_its_daemon_restarts() {
+    let Some(node) = node() else {
+        return;
+    };
+    if let Some(stdout) = across_a_restart(node).await {
+        assert_resumed_output(&stdout);
+    }
+}
+
 /// `bff | head` closes the daemon's output; logging must not break it, and SIGTERM still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_stdout_and_stderr_do_not_stop_the_daemon_or_its_shutdown() {
@@ -505,6 +631,17 @@ fn the_python_client_subscribes_to_a_channel() {
     let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
     let limit = SUBSCRIBED_MESSAGES.to_string();
     assert_subscribed_output(&run(python, &[&url, &limit, "agent.updates"]));
+}
+
+/// The Python client resumes after its daemon restarts as the JavaScript one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_resumes_after_its_daemon_restarts() {
+    let Some(python) = python() else {
+        return;
+    };
+    if let Some(stdout) = across_a_restart(python).await {
+        assert_resumed_output(&stdout);
+    }
 }
 
 /// A port already in use is a one-line error naming the address and what to do, exit code 1.

@@ -3,29 +3,67 @@
 // Usage: node dashboard.js [ws://localhost:3000] [messages to read, default: forever] [channel]
 // With a channel (e.g. agent.updates, one of the daemon's redis.relay), it subscribes to it and
 // prints each relayed message as `UPDATE <channel> offset=<n>`.
+// When the connection drops, it reconnects (after 1, 2, 4 … 30 s) saying where it left off, so
+// the daemon sends what it missed, and prints `RECONNECTED resumed=true` (false: starting afresh).
 const argv = typeof process !== 'undefined' ? process.argv : [];
 const url = argv[2] || 'ws://localhost:3000';
 const limit = Number(argv[3] || Infinity);
 const channel = argv[4];
-const ws = new WebSocket(url);
-let seen = 0;
+let seen = 0, attempt = 0;
+let connected = false; // at least once: from then on, a lost connection is retried
+let last = null; // the seq and epoch of the last packet, to resume from
 
-ws.onopen = () => {
-  if (channel) ws.send(JSON.stringify({ type: 'SUBSCRIBE', channels: [channel] }));
-};
-ws.onmessage = (event) => {
-  const packet = JSON.parse(event.data);
-  if (packet.type === 'WELCOME' || packet.type === 'TELEMETRY') {
-    const { status, market, sources } = packet.data;
-    const stale = Object.keys(sources).filter((name) => !sources[name].ok);
-    console.log(`${packet.type} seq=${packet.seq} status=${status} price=${market.price} stale=[${stale}]`);
-  } else if (packet.type === 'SUBSCRIBED') {
-    console.log(`SUBSCRIBED channels=[${packet.channels}]`);
-    for (const { channel, reason } of packet.rejected) console.log(`REJECTED ${channel}: ${reason}`);
-  } else if (packet.type === 'UPDATE') {
-    console.log(`UPDATE ${packet.channel} offset=${packet.offset}`);
+function connect() {
+  const target = new URL(url);
+  if (last) {
+    target.searchParams.set('since', last.seq);
+    target.searchParams.set('epoch', last.epoch);
   }
-  if (++seen >= limit) ws.close(1000);
-};
-ws.onclose = (event) => console.log(`closed code=${event.code}`);
-ws.onerror = () => console.log('error: cannot reach the daemon; is it running?');
+  const ws = new WebSocket(target);
+  const reconnect = connected;
+  let open = false, closing = false;
+
+  ws.onopen = () => {
+    connected = open = true;
+    if (channel) ws.send(JSON.stringify({ type: 'SUBSCRIBE', channels: [channel] }));
+  };
+  ws.onmessage = (event) => {
+    const packet = JSON.parse(event.data);
+    if (packet.type === 'WELCOME' || packet.type === 'TELEMETRY') {
+      if (packet.type === 'WELCOME' && reconnect) {
+        attempt = 0;
+        console.log(`RECONNECTED resumed=${packet.resumed === true}`);
+      }
+      // A resume that missed nothing starts with the packet it already has.
+      if (last && packet.seq === last.seq && packet.epoch === last.epoch) return;
+      last = { seq: packet.seq, epoch: packet.epoch };
+      const { status, market, sources } = packet.data;
+      const stale = Object.keys(sources).filter((name) => !sources[name].ok);
+      console.log(`${packet.type} seq=${packet.seq} status=${status} price=${market.price} stale=[${stale}]`);
+    } else if (packet.type === 'SUBSCRIBED') {
+      console.log(`SUBSCRIBED channels=[${packet.channels}]`);
+      for (const { channel, reason } of packet.rejected) console.log(`REJECTED ${channel}: ${reason}`);
+    } else if (packet.type === 'UPDATE') {
+      console.log(`UPDATE ${packet.channel} offset=${packet.offset}`);
+    }
+    if (++seen >= limit) {
+      closing = true;
+      ws.close(1000);
+    }
+  };
+  ws.onclose = (event) => {
+    // Closed by us, or never connected at all: done. Otherwise the daemon went away: come back.
+    if (closing || !connected) return console.log(`closed code=${event.code}`);
+    if (open) retry();
+  };
+  ws.onerror = () => {
+    if (!connected) console.log('error: cannot reach the daemon; is it running?');
+    else if (!open) retry(); // a failed reconnect (Node 20 sends no close event for it)
+  };
+}
+
+function retry() {
+  setTimeout(connect, Math.min(30, 2 ** attempt++) * 1000);
+}
+
+connect();

@@ -4,11 +4,14 @@
 Usage: python3 dashboard.py [ws://localhost:3000] [messages to read, default: forever] [channel]
 With a channel (e.g. agent.updates, one of the daemon's redis.relay), it subscribes to it and
 prints each relayed message as `UPDATE <channel> offset=<n>`.
+When the connection drops, it reconnects (after 1, 2, 4 ... 30 s) saying where it left off, so
+the daemon sends what it missed, and prints `RECONNECTED resumed=true` (false: starting afresh).
 Needs `pip install -r requirements.txt` (websockets >= 13).
 """
 import asyncio
 import json
 import sys
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
@@ -23,37 +26,65 @@ def js(value):
     return str(value)
 
 
+def resume_url(url, last):
+    """`url` saying where the client left off (`last`: seq and epoch), to get what it missed."""
+    if last is None:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("since", "epoch")]
+    query += [("since", last[0]), ("epoch", last[1])]
+    return parts._replace(path=parts.path or "/", query=urlencode(query)).geturl()
+
+
 async def main(url, limit, channel):
-    try:
-        ws = await connect(url)
-    except (OSError, TimeoutError, WebSocketException):
-        print("error: cannot reach the daemon; is it running?")
-        return 1
-    if channel:
-        await ws.send(json.dumps({"type": "SUBSCRIBE", "channels": [channel]}))
     seen = 0
-    try:
-        async for message in ws:
-            packet = json.loads(message)
-            if packet.get("type") in ("WELCOME", "TELEMETRY"):
-                data = packet["data"]
-                stale = [name for name, source in data["sources"].items() if not source["ok"]]
-                print(f"{packet['type']} seq={packet['seq']} status={data['status']} "
-                      f"price={js(data['market']['price'])} stale=[{','.join(stale)}]", flush=True)
-            elif packet.get("type") == "SUBSCRIBED":
-                print(f"SUBSCRIBED channels=[{','.join(packet['channels'])}]", flush=True)
-                for rejected in packet["rejected"]:
-                    print(f"REJECTED {rejected['channel']}: {rejected['reason']}", flush=True)
-            elif packet.get("type") == "UPDATE":
-                print(f"UPDATE {packet['channel']} offset={packet['offset']}", flush=True)
-            seen += 1
-            if limit is not None and seen >= limit:
-                await ws.close(1000)
-                break
-    except ConnectionClosed:
-        pass
-    print(f"closed code={ws.close_code or 1006}")
-    return 0
+    last = None  # the seq and epoch of the last packet, to resume from
+    connected = False  # at least once: from then on, a lost connection is retried
+    attempt = 0
+    while True:
+        if connected:  # the daemon went away, or is not back yet: come back
+            await asyncio.sleep(min(30, 2 ** attempt))
+            attempt += 1
+        try:
+            ws = await connect(resume_url(url, last))
+        except (OSError, TimeoutError, WebSocketException):
+            if connected:
+                continue
+            print("error: cannot reach the daemon; is it running?")
+            return 1
+        reconnected, connected = connected, True
+        if channel:
+            await ws.send(json.dumps({"type": "SUBSCRIBE", "channels": [channel]}))
+        try:
+            async for message in ws:
+                packet = json.loads(message)
+                if packet.get("type") in ("WELCOME", "TELEMETRY"):
+                    if packet["type"] == "WELCOME" and reconnected:
+                        attempt = 0
+                        print(f"RECONNECTED resumed={json.dumps(packet.get('resumed', False))}",
+                              flush=True)
+                    # A resume that missed nothing starts with the packet it already has.
+                    if (packet["seq"], packet["epoch"]) == last:
+                        continue
+                    last = packet["seq"], packet["epoch"]
+                    data = packet["data"]
+                    stale = [name for name, source in data["sources"].items() if not source["ok"]]
+                    print(f"{packet['type']} seq={packet['seq']} status={data['status']} "
+                          f"price={js(data['market']['price'])} stale=[{','.join(stale)}]",
+                          flush=True)
+                elif packet.get("type") == "SUBSCRIBED":
+                    print(f"SUBSCRIBED channels=[{','.join(packet['channels'])}]", flush=True)
+                    for rejected in packet["rejected"]:
+                        print(f"REJECTED {rejected['channel']}: {rejected['reason']}", flush=True)
+                elif packet.get("type") == "UPDATE":
+                    print(f"UPDATE {packet['channel']} offset={packet['offset']}", flush=True)
+                seen += 1
+                if limit is not None and seen >= limit:
+                    await ws.close(1000)
+                    print(f"closed code={ws.close_code or 1006}")
+                    return 0
+        except ConnectionClosed:
+            pass
 
 
 if __name__ == "__main__":
