@@ -9,12 +9,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::publish::Message;
 use super::{FORECAST_HORIZON, SYMBOL, Simulation, round2};
+use crate::demo::publish::Message;
 
 impl Simulation {
     /// `market.tick.SPY`: the last trade, at the simulation's price.
-    pub(super) fn tick_event(&self, now: DateTime<Utc>) -> Message {
+    pub fn tick_event(&self, now: DateTime<Utc>) -> Message {
         Message::new(
             format!("market.tick.{SYMBOL}"),
             json!({
@@ -30,7 +30,7 @@ impl Simulation {
 
     /// Everything a step publishes: its trade, the engine's physics, signal and forecast, and
     /// the agents' updates.
-    pub(super) fn step_events(&self, now: DateTime<Utc>) -> Vec<Message> {
+    pub fn step_events(&self, now: DateTime<Utc>) -> Vec<Message> {
         vec![
             self.tick_event(now),
             self.physics_event(now),

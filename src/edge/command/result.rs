@@ -1,0 +1,135 @@
+//! What a command comes to: the [`CommandResult`] a caller gets back, made either when the
+//! daemon refuses the command itself or from the engine's answer. The service in `mod.rs` makes
+//! them, sessions send them as `COMMAND_RESULT` frames and the HTTP routes as bodies; the schema
+//! and TypeScript types (`crate::contract`) are generated from this type.
+
+use serde::Serialize;
+
+use crate::engine::FetchError;
+use crate::engine::action::{Action, Answer};
+
+/// The answer to one command: a `COMMAND_RESULT` frame on WebSocket, the body over HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
+pub struct CommandResult {
+    /// Always `COMMAND_RESULT`.
+    #[serde(rename = "type")]
+    #[cfg_attr(test, ts(rename = "type", type = "\"COMMAND_RESULT\""))]
+    #[cfg_attr(test, schemars(with = "ResultType"))]
+    pub kind: &'static str,
+    /// The command's `id`, as sent; `null` when it had none.
+    pub id: Option<String>,
+    /// The action, as the daemon names it (or as sent, when it is unknown).
+    pub action: String,
+    /// Whether the engine did it.
+    pub ok: bool,
+    /// The engine's HTTP status; `null` when the command was not sent or got no answer.
+    pub status: Option<u16>,
+    /// The engine's `message`, if it gave one.
+    pub message: Option<String>,
+    /// Why it did not happen, readable by a person; `null` when `ok`.
+    pub error: Option<String>,
+    /// The HTTP status an HTTP caller gets.
+    #[serde(skip)]
+    #[cfg_attr(test, ts(skip))]
+    pub http_status: u16,
+    /// The `outcome` label in the metrics and the log.
+    #[serde(skip)]
+    #[cfg_attr(test, ts(skip))]
+    pub outcome: &'static str,
+}
+
+impl CommandResult {
+    /// A command refused before it reached the engine.
+    pub fn refused(
+        id: Option<String>,
+        action: &str,
+        http_status: u16,
+        outcome: &'static str,
+        why: String,
+    ) -> Self {
+        Self {
+            kind: "COMMAND_RESULT",
+            id,
+            action: action.to_owned(),
+            ok: false,
+            status: None,
+            message: None,
+            error: Some(why),
+            http_status,
+            outcome,
+        }
+    }
+
+    /// The engine's answer, or why there was none.
+    pub(super) fn answered(
+        id: Option<String>,
+        action: Action,
+        answer: Result<Answer, FetchError>,
+    ) -> Self {
+        let (ok, status, message, error, http_status, outcome) = match answer {
+            Ok(a) if a.success => (true, Some(a.status), a.message, None, 200, "ok"),
+            Ok(a) if (200..300).contains(&a.status) => {
+                let why = format!(
+                    "the engine refused: {}",
+                    a.message.as_deref().unwrap_or("no reason given")
+                );
+                (
+                    false,
+                    Some(a.status),
+                    a.message,
+                    Some(why),
+                    200,
+                    "engine_refused",
+                )
+            }
+            Ok(a) => {
+                let why = format!("the engine answered HTTP {}", a.status);
+                (
+                    false,
+                    Some(a.status),
+                    a.message,
+                    Some(why),
+                    502,
+                    "engine_error",
+                )
+            }
+            Err(err @ FetchError::Timeout(_)) => (
+                false,
+                None,
+                None,
+                Some(format!("the engine did not answer: {err}")),
+                504,
+                "timeout",
+            ),
+            Err(err) => (
+                false,
+                None,
+                None,
+                Some(format!("the engine could not be reached: {err}")),
+                502,
+                "unreachable",
+            ),
+        };
+        Self {
+            kind: "COMMAND_RESULT",
+            id,
+            action: action.name().to_owned(),
+            ok,
+            status,
+            message,
+            error,
+            http_status,
+            outcome,
+        }
+    }
+}
+
+/// The `type` of a [`CommandResult`], for the schema.
+#[cfg(test)]
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+enum ResultType {
+    #[schemars(rename = "COMMAND_RESULT")]
+    CommandResult,
+}

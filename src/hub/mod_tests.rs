@@ -1,0 +1,147 @@
+//! Tests of the hub: what a subscriber gets after its welcome, the two frames of a snapshot,
+//! a producer's numbers and epochs, and resuming from the history.
+
+use super::*;
+use chrono::Utc;
+
+fn data() -> Telemetry {
+    Telemetry::initializing(Utc::now())
+}
+
+/// The JSON inside a frame written by `frame::text_frame` (payloads here are 126..65535 bytes).
+fn json(frame: &[u8]) -> serde_json::Value {
+    assert_eq!(
+        (frame[0], frame[1]),
+        (0x81, 126),
+        "a final text frame with a 16-bit length"
+    );
+    let len = u16::from_be_bytes([frame[2], frame[3]]) as usize;
+    assert_eq!(frame.len(), 4 + len);
+    serde_json::from_slice(&frame[4..]).unwrap()
+}
+
+#[test]
+fn a_subscriber_gets_exactly_the_snapshots_after_its_welcome() {
+    let hub = Hub::new(data(), 4, 10);
+    hub.publish(data());
+    let Subscription {
+        welcome,
+        missed,
+        resumed,
+        mut rx,
+    } = hub.subscribe();
+    assert_eq!((welcome.seq, missed.len(), resumed), (1, 0, None));
+    hub.publish(data());
+    hub.publish(data());
+    assert_eq!(rx.try_recv().unwrap().seq, 2);
+    assert_eq!(rx.try_recv().unwrap().seq, 3);
+    assert!(rx.try_recv().is_err());
+}
+
+#[test]
+fn both_frames_carry_the_same_seq_epoch_and_data() {
+    let hub = Hub::new(data(), 4, 10);
+    let snapshot = hub.publish(data());
+    let (telemetry, welcome) = (json(&snapshot.telemetry), json(&snapshot.welcome));
+    assert_eq!(
+        (telemetry["type"].as_str(), welcome["type"].as_str()),
+        (Some("TELEMETRY"), Some("WELCOME"))
+    );
+    assert_eq!(
+        (telemetry["seq"].as_u64(), welcome["seq"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(telemetry["epoch"], welcome["epoch"]);
+    assert_eq!(telemetry["epoch"].as_str().unwrap().len(), 16);
+    assert_eq!(telemetry["data"], welcome["data"]);
+    assert_eq!(
+        telemetry["data"],
+        serde_json::to_value(&snapshot.data).unwrap()
+    );
+    assert_eq!(json(&snapshot.welcome_resumed(true))["resumed"], true);
+}
+
+#[test]
+fn a_producers_numbers_are_kept_and_never_go_back_within_an_epoch() {
+    let hub = Hub::new(data(), 4, 10);
+    let first_own = hub.latest().epoch.clone();
+    let Subscription { mut rx, .. } = hub.subscribe();
+    let body = packet::body(&data());
+    let given = hub
+        .publish_numbered("cluster-1", 41, data(), Some(body.clone()))
+        .unwrap();
+    assert_eq!((given.seq, &*given.epoch), (41, "cluster-1"));
+    // The producer's serialized body is what goes out.
+    assert!(
+        json(&given.telemetry)["data"] == serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    );
+    assert_eq!(
+        hub.publish_numbered("cluster-1", 41, data(), None)
+            .unwrap_err(),
+        OutOfOrder {
+            given: 41,
+            latest: 41
+        }
+    );
+    assert_eq!(
+        hub.publish_numbered("cluster-1", 7, data(), None)
+            .unwrap_err()
+            .latest,
+        41
+    );
+    // Another epoch is a new count.
+    assert_eq!(
+        hub.publish_numbered("cluster-2", 3, data(), None)
+            .unwrap()
+            .seq,
+        3
+    );
+    // The hub's own numbering carries on from there, in its own epoch.
+    let own = hub.publish(data());
+    assert_eq!(own.seq, 4);
+    assert_ne!(&*own.epoch, "cluster-2");
+    // Back to its own count after another's: a new local epoch each time.
+    assert_ne!(own.epoch, first_own);
+    let seqs: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok().map(|s| s.seq)).collect();
+    assert_eq!(seqs, [41, 3, 4]);
+}
+
+#[test]
+fn a_client_resumes_from_the_history_when_it_reaches_back() {
+    let hub = Hub::new(data(), 8, 5);
+    for _ in 0..9 {
+        hub.publish(data());
+    }
+    let epoch = hub.latest().epoch.to_string();
+    let resume = |since: u64, epoch: &str| Resume {
+        since,
+        epoch: epoch.into(),
+    };
+    let seqs = |sub: &Subscription| {
+        std::iter::once(sub.welcome.seq)
+            .chain(sub.missed.iter().map(|s| s.seq))
+            .collect::<Vec<_>>()
+    };
+    // The history keeps 5..=9: a client that had 6 gets 7, 8, 9.
+    let sub = hub.subscribe_from(Some(&resume(6, &epoch)));
+    assert_eq!((seqs(&sub), sub.resumed), (vec![7, 8, 9], Some(true)));
+    // One that had 4 misses 5 at least: it is kept, so 5..=9.
+    let sub = hub.subscribe_from(Some(&resume(4, &epoch)));
+    assert_eq!((seqs(&sub), sub.resumed), (vec![5, 6, 7, 8, 9], Some(true)));
+    // Nothing missed: the latest again, resumed.
+    let sub = hub.subscribe_from(Some(&resume(9, &epoch)));
+    assert_eq!((seqs(&sub), sub.resumed), (vec![9], Some(true)));
+    // Too far back, another epoch, or a seq from the future: the latest, not resumed.
+    for (since, epoch) in [(3, epoch.as_str()), (6, "another"), (12, epoch.as_str())] {
+        let sub = hub.subscribe_from(Some(&resume(since, epoch)));
+        assert_eq!(
+            (seqs(&sub), sub.resumed),
+            (vec![9], Some(false)),
+            "{since} {epoch}"
+        );
+    }
+    // Then the live stream, with no gap after what was sent.
+    let mut sub = hub.subscribe_from(Some(&resume(8, &epoch)));
+    hub.publish(data());
+    assert_eq!(sub.rx.try_recv().unwrap().seq, 10);
+}
