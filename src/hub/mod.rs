@@ -93,11 +93,7 @@ pub type Older<'a> = std::pin::Pin<Box<dyn Future<Output = Vec<(u64, String)>> +
 pub trait History: Send + Sync + std::fmt::Debug {
     /// The packets of `epoch` from `from` on, oldest first, as `(seq, serialized data)`; empty
     /// when it has no such epoch.
-    fn from(
-        &self,
-        epoch: &str,
-        since: u64,
-    ) -> Older<'_>;
+    fn from(&self, epoch: &str, since: u64) -> Older<'_>;
 }
 
 /// A fresh epoch: 16 random hex digits, so two daemons (or two runs of one) never share one.

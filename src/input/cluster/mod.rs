@@ -72,11 +72,7 @@ impl std::fmt::Debug for HistoryReader {
 }
 
 impl History for HistoryReader {
-    fn from(
-        &self,
-        epoch: &str,
-        from: u64,
-    ) -> Older<'_> {
+    fn from(&self, epoch: &str, from: u64) -> Older<'_> {
         let epoch = epoch.to_owned();
         Box::pin(async move {
             let Some(shared) = self.0.upgrade() else {
