@@ -3,13 +3,20 @@
 # fresh daemon in demo mode (scripts/bench.toml), runs bff-load against it, stops the daemon,
 # and finally prints one summary table. Results: target/bench/<scenario>.{txt,json}.
 #
+# The steady and storm scenarios first run the same bff-load against bff-floor, the least a
+# server can do to feed those clients (one thread, epoll, one pre-framed packet of the daemon's
+# size and one send per client per tick), measured the same way; the summary then gives each
+# daemon figure over the floor's. Results: target/bench/<scenario>.floor.{txt,json}.
+#
 # A scenario that publishes (--publish-hz) also gets a fresh redis-server of its own on a free
 # port, without persistence: the daemon subscribes to it (--redis-url) and bff-load publishes
 # ticks on it (--redis) and measures each one from PUBLISH to every client.
 #
-#   scripts/bench.sh                 # every scenario, 60 s each (about 9 minutes)
+#   scripts/bench.sh                 # every scenario, 60 s each (about 17 minutes)
 #   scripts/bench.sh steady-10k      # only the named scenarios
 #   DURATION=20 scripts/bench.sh     # shorter steady windows
+#   FLOOR=0 scripts/bench.sh         # the daemon alone, no floor runs
+#   PACKET_BYTES=4300 scripts/bench.sh  # the floor's packet size (the daemon's demo: 4.1-4.3 KB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib.sh
@@ -17,30 +24,37 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-60}
 PORT=${PORT:-3100}
+FLOOR=${FLOOR:-1}
+PACKET_BYTES=${PACKET_BYTES:-4200}
 OUT=target/bench
 BIN=${CARGO_TARGET_DIR:-target}/release
 mkdir -p "$OUT"
 
-# name | bff-load arguments
+# name | bff-load arguments | bff-floor arguments ("-": no floor run) | bff-load arguments for the
+# daemon run only
 SCENARIOS=(
-  "steady-1k|--clients 1000 --connect-rate 1000 --duration $DURATION"
-  "steady-10k|--clients 10000 --connect-rate 2000 --duration $DURATION"
-  "steady-19k|--clients 19000 --connect-rate 2000 --duration $DURATION"
-  "storm-10k|--clients 10000 --connect-rate 0 --duration 10"
-  "stalled-50|--clients 1050 --stall 50 --connect-rate 1000 --duration $DURATION"
-  "push-100|--clients 100 --connect-rate 1000 --duration $DURATION --publish-hz 5"
-  "push-10k|--clients 10000 --connect-rate 2000 --duration $DURATION --publish-hz 5"
+  "steady-1k|--clients 1000 --connect-rate 1000 --duration $DURATION||"
+  "steady-10k|--clients 10000 --connect-rate 2000 --duration $DURATION||"
+  # Five packets a second: the floor ticks at 5 Hz, the daemon pushes five Redis ticks a second
+  # (at most redis.max_push_hz, 5, packets a second, polls included), as in push-10k.
+  "steady-10k-5hz|--clients 10000 --connect-rate 2000 --duration $DURATION|--hz 5|--publish-hz 5"
+  "steady-19k|--clients 19000 --connect-rate 2000 --duration $DURATION||"
+  "storm-10k|--clients 10000 --connect-rate 0 --duration 10||"
+  "stalled-50|--clients 1050 --stall 50 --connect-rate 1000 --duration $DURATION|-|"
+  "push-100|--clients 100 --connect-rate 1000 --duration $DURATION --publish-hz 5|-|"
+  "push-10k|--clients 10000 --connect-rate 2000 --duration $DURATION --publish-hz 5|-|"
 )
 
 cargo build --release --bins --quiet
 
-DAEMON=
-stop_daemon() {
-  if [ -n "$DAEMON" ] && kill -0 "$DAEMON" 2>/dev/null; then
-    kill -TERM "$DAEMON"
-    wait "$DAEMON" || true
+# The daemon or the floor, whichever runs.
+SERVER=
+stop_server() {
+  if [ -n "$SERVER" ] && kill -0 "$SERVER" 2>/dev/null; then
+    kill -TERM "$SERVER"
+    wait "$SERVER" || true
   fi
-  DAEMON=
+  SERVER=
 }
 
 REDIS=
@@ -52,15 +66,24 @@ stop_redis() {
   fi
   REDIS=
 }
-trap 'stop_daemon; stop_redis' EXIT
+trap 'stop_server; stop_redis' EXIT
 
 # start_daemon NAME [bff options…]
 start_daemon() {
   local name=$1
   shift
   "$BIN/bff" --demo --config scripts/bench.toml --listen "127.0.0.1:$PORT" "$@" >"$OUT/$name.daemon.log" 2>&1 &
-  DAEMON=$!
+  SERVER=$!
   wait_port "$PORT" "$OUT/$name.daemon.log"
+}
+
+# start_floor NAME [bff-floor options…]
+start_floor() {
+  local name=$1
+  shift
+  "$BIN/bff-floor" --listen "127.0.0.1:$PORT" --packet-bytes "$PACKET_BYTES" "$@" >"$OUT/$name.floor.log" 2>&1 &
+  SERVER=$!
+  wait_line "Listening addr=" "$OUT/$name.floor.log"
 }
 
 start_redis() {
@@ -70,11 +93,33 @@ start_redis() {
   wait_port "$REDIS_PORT" "$OUT/$1.redis.log"
 }
 
+# load REPORT [bff-load arguments…]: runs bff-load against whatever $SERVER is, after letting it
+# settle (first polls, allocator warm-up, its Redis subscription) so that its memory before the
+# clients is read once it is steady.
+load() {
+  local report=$1
+  shift
+  sleep 2
+  "$BIN/bff-load" --url "ws://127.0.0.1:$PORT/" --daemon-pid "$SERVER" --json "$OUT/$report.json" "$@" \
+    | grep -v '^JSON ' | tee "$OUT/$report.txt"
+}
+
+# Scenario names, with "+floor" for those that also ran against the floor.
 ran=()
 for entry in "${SCENARIOS[@]}"; do
-  name=${entry%%|*}
-  args=${entry#*|}
+  IFS='|' read -r name args floor_args daemon_only <<<"$entry"
   if [ $# -gt 0 ] && [[ ! " $* " == *" $name "* ]]; then continue; fi
+  floored=
+  if [ "$floor_args" != "-" ] && [ "$FLOOR" != 0 ]; then
+    echo "=== $name, floor: bff-floor --packet-bytes $PACKET_BYTES $floor_args; bff-load $args"
+    # shellcheck disable=SC2086
+    start_floor "$name" $floor_args
+    # shellcheck disable=SC2086
+    load "$name.floor" $args
+    stop_server
+    floored=+floor
+  fi
+  args="$args${daemon_only:+ $daemon_only}"
   daemon_args=()
   if [[ " $args " == *" --publish-hz "* ]]; then
     start_redis "$name"
@@ -83,43 +128,71 @@ for entry in "${SCENARIOS[@]}"; do
   fi
   echo "=== $name: bff-load $args"
   start_daemon "$name" "${daemon_args[@]}"
-  # Let the daemon settle (first polls, allocator warm-up, its Redis subscription) before its
-  # memory is read.
-  sleep 2
   # shellcheck disable=SC2086
-  "$BIN/bff-load" --url "ws://127.0.0.1:$PORT/" --daemon-pid "$DAEMON" --json "$OUT/$name.json" $args \
-    | grep -v '^JSON ' | tee "$OUT/$name.txt"
-  stop_daemon
+  load "$name" $args
+  stop_server
   stop_redis
-  ran+=("$name")
+  ran+=("$name$floored")
 done
 
 python3 - "$OUT" "${ran[@]}" <<'PY'
 import json, sys
 out, names = sys.argv[1], sys.argv[2:]
+
+
+def table(rows):
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print()
+    for row in rows:
+        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
+
+
+def figures(r):
+    """CPU % (of one core, over the steady window), spread p99, WELCOME p99 and RSS peak MB."""
+    d = r.get("daemon") or {}
+    spread = r["steady"].get("fanout_spread_ms") or {}
+    return (d.get("cpu_pct_window", 0), spread.get("p99", 0), r["connect"]["welcome_ms"]["p99"],
+            d.get("peak_rss_kb", 0) / 1024)
+
+
 rows = [("scenario", "clients", "missed", "WELCOME p99 ms", "spread p50/p99 ms", "stale p99 ms",
-         "push p50/p99 ms", "push/poll p99", "daemon CPU % (kernel)", "RSS peak MB", "KB/conn",
+         "push p50/p99 ms", "push/poll p99", "server CPU % (kernel)", "RSS peak MB", "KB/conn",
          "loadgen CPU %")]
-for name in names:
-    r = json.load(open(f"{out}/{name}.json"))
-    c, s, d, m = r["connect"], r["steady"], r.get("daemon") or {}, r["missed"]
-    spread = s.get("fanout_spread_ms") or {}
-    stale = s.get("staleness_ms") or {}
-    push = r.get("push")
-    latency = (push or {}).get("latency_ms")
-    ratio = (push or {}).get("latency_p99_over_poll_spread_p99")
-    rows.append((name, f'{c["connected"]}/{c["attempted"]}', str(m["total"]),
-                 f'{c["welcome_ms"]["p99"]:.1f}',
-                 f'{spread.get("p50", 0):.1f}/{spread.get("p99", 0):.1f}',
-                 f'{stale.get("p99", 0):.1f}',
-                 f'{latency["p50"]:.1f}/{latency["p99"]:.1f}' if latency else "-",
-                 f'{ratio:.2f}' if ratio is not None else "-",
-                 f'{d.get("cpu_pct_window", 0):.1f} ({d.get("kernel_pct_window", 0):.1f})',
-                 f'{d.get("peak_rss_kb", 0) / 1024:.0f}',
-                 f'{d.get("kb_per_connection", 0):.1f}',
-                 f'{r["load_generator"]["cpu_pct_window"]:.1f}'))
-widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-print()
-for row in rows:
-    print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
+ratios = [("scenario", "CPU % floor/daemon", "CPU ×", "spread p99 ms floor/daemon", "spread ×",
+           "WELCOME p99 ms floor/daemon", "WELCOME ×", "RSS peak MB floor/daemon")]
+for entry in names:
+    name, _, floored = entry.partition("+")
+    runs = [(f"{name} floor", f"{name}.floor"), (name, name)] if floored else [(name, name)]
+    for label, report in runs:
+        r = json.load(open(f"{out}/{report}.json"))
+        c, s, d, m = r["connect"], r["steady"], r.get("daemon") or {}, r["missed"]
+        spread = s.get("fanout_spread_ms") or {}
+        stale = s.get("staleness_ms") or {}
+        push = r.get("push")
+        latency = (push or {}).get("latency_ms")
+        ratio = (push or {}).get("latency_p99_over_poll_spread_p99")
+        rows.append((label, f'{c["connected"]}/{c["attempted"]}', str(m["total"]),
+                     f'{c["welcome_ms"]["p99"]:.1f}',
+                     f'{spread.get("p50", 0):.1f}/{spread.get("p99", 0):.1f}',
+                     f'{stale.get("p99", 0):.1f}',
+                     f'{latency["p50"]:.1f}/{latency["p99"]:.1f}' if latency else "-",
+                     f'{ratio:.2f}' if ratio is not None else "-",
+                     f'{d.get("cpu_pct_window", 0):.1f} ({d.get("kernel_pct_window", 0):.1f})',
+                     f'{d.get("peak_rss_kb", 0) / 1024:.0f}',
+                     f'{d.get("kb_per_connection", 0):.1f}',
+                     f'{r["load_generator"]["cpu_pct_window"]:.1f}'))
+    if floored:
+        floor = figures(json.load(open(f"{out}/{name}.floor.json")))
+        daemon = figures(json.load(open(f"{out}/{name}.json")))
+        cells = []
+        for i in range(3):
+            cells.append(f"{floor[i]:.1f}/{daemon[i]:.1f}")
+            cells.append(f"{daemon[i] / floor[i]:.2f}" if floor[i] > 0 else "-")
+        cells.append(f"{floor[3]:.0f}/{daemon[3]:.0f}")
+        ratios.append((name, *cells))
+table(rows)
+if len(ratios) > 1:
+    print()
+    print("The daemon against the floor (same bff-load arguments, back to back; × = daemon / floor):")
+    table(ratios)
 PY

@@ -9,3 +9,13 @@ wait_port() {
   echo "nothing listens on port $1${2:+; see $2}" >&2
   exit 1
 }
+
+# Waits until file $2 has a line starting with $1, for up to 10 s.
+wait_line() {
+  for _ in $(seq 100); do
+    if grep -q "^$1" "$2" 2>/dev/null; then return; fi
+    sleep 0.1
+  done
+  echo "no line \"$1\" in $2" >&2
+  exit 1
+}

@@ -37,6 +37,10 @@
 //! to push (`--redis`, `--publish-hz`); [`net`] (sockets with kernel timestamps) and [`sys`]
 //! (`/proc`, `getrusage`, `sock_diag`) are the system underneath; [`report`] turns the records
 //! into the table and the JSON.
+//!
+//! The crate's other binary, `bff-floor` (`src/floor/`), is the server `scripts/bench.sh` runs each
+//! steady scenario against before the daemon: one thread, epoll, one pre-framed packet and one
+//! `send` per client per tick, the least a server can do to feed these clients.
 
 #[cfg(target_os = "linux")]
 mod app;
