@@ -9,7 +9,7 @@
 # daemon figure over the floor's. Results: target/bench/<scenario>.floor.{txt,json}.
 #
 # A scenario that publishes (--publish-hz) also gets a fresh redis-server of its own on a free
-# port, without persistence: the daemon subscribes to it (--redis-url) and bff-load publishes
+# port, without persistence: the daemon subscribes to it (redis.url) and bff-load publishes
 # ticks on it (--redis) and measures each one from PUBLISH to every client.
 #
 #   scripts/bench.sh                 # every scenario, 60 s each (about 17 minutes)
@@ -72,7 +72,7 @@ trap 'stop_server; stop_redis' EXIT
 start_daemon() {
   local name=$1
   shift
-  "$BIN/bff" --demo --config scripts/bench.toml --listen "127.0.0.1:$PORT" "$@" >"$OUT/$name.daemon.log" 2>&1 &
+  "$BIN/bff" --demo --config "${CONFIG:-scripts/bench.toml}" --listen "127.0.0.1:$PORT" "$@" >"$OUT/$name.daemon.log" 2>&1 &
   SERVER=$!
   wait_port "$PORT" "$OUT/$name.daemon.log"
 }
@@ -120,14 +120,17 @@ for entry in "${SCENARIOS[@]}"; do
     floored=+floor
   fi
   args="$args${daemon_only:+ $daemon_only}"
-  daemon_args=()
+  CONFIG=
   if [[ " $args " == *" --publish-hz "* ]]; then
     start_redis "$name"
-    daemon_args=(--redis-url "redis://127.0.0.1:$REDIS_PORT")
+    # Through the config file rather than --redis-url: with --redis-url the demo engine would
+    # publish its own ticks there too, and the measured ones would be overtaken by them.
+    CONFIG="$OUT/$name.toml"
+    { cat scripts/bench.toml; printf '\n[redis]\nurl = "redis://127.0.0.1:%s"\n' "$REDIS_PORT"; } >"$CONFIG"
     args="$args --redis 127.0.0.1:$REDIS_PORT"
   fi
   echo "=== $name: bff-load $args"
-  start_daemon "$name" "${daemon_args[@]}"
+  start_daemon "$name"
   # shellcheck disable=SC2086
   load "$name" $args
   stop_server

@@ -6,7 +6,6 @@
 //! A fetch runs apart from the loop, so events keep being merged and pushed while the engine
 //! takes its time; the poll stays the authority over what it answers.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,10 +46,11 @@ struct Poller {
     health: Option<SharedHealth>,
     /// An event arrived since the last packet.
     dirty: bool,
-    /// When the pushes of the last second went out, oldest first: at most `redis.max_push_hz`
-    /// of them, so a push goes out at once while the second has room, and waits for the
-    /// oldest to age out when it has not.
-    recent_pushes: VecDeque<tokio::time::Instant>,
+    /// The push rate as a token bucket (GCRA): `redis.max_push_hz` a second, with as many at
+    /// once. This is when the bucket would be full again; a push may go while it is less than
+    /// a full bucket ahead of now. Events at the rate or below never wait; a burst gets the
+    /// bucket at once, then one push per 1 / `max_push_hz`.
+    push_due: tokio::time::Instant,
     /// Pushes since the last tick, for its log line.
     pushed: u32,
     /// This daemon's cluster, when it is one of several.
@@ -92,7 +92,7 @@ pub async fn run(
         overlay: Overlay::default(),
         health,
         dirty: false,
-        recent_pushes: VecDeque::new(),
+        push_due: tokio::time::Instant::now(),
         pushed: 0,
         cluster,
         cluster_failing: false,
@@ -242,20 +242,18 @@ impl Poller {
         })
     }
 
-    /// When the next push may go out: now, while fewer than `redis.max_push_hz` went out in
-    /// the last second; else when the oldest of them is a second old.
+    /// When the next push may go out: now, while the bucket holds a token; else when it will.
     fn push_at(&self) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
-        match self.recent_pushes.front() {
-            Some(oldest) if self.recent_pushes.len() >= self.max_pushes() => {
-                *oldest + Duration::from_secs(1)
-            }
-            _ => now,
-        }
+        let slack = self.push_every() * (self.config.redis.max_push_hz.max(1) - 1);
+        self.push_due
+            .checked_sub(slack)
+            .map_or(now, |allowed| allowed.max(now))
     }
 
-    fn max_pushes(&self) -> usize {
-        self.config.redis.max_push_hz.max(1) as usize
+    /// The time one push takes out of the bucket.
+    fn push_every(&self) -> Duration {
+        Duration::from_secs(1) / self.config.redis.max_push_hz.max(1)
     }
 
     /// The packet as of `now`: the polls, the events newer than them, and each source's health.
@@ -284,18 +282,7 @@ impl Poller {
     /// A packet for the events heard since the last one.
     async fn push(&mut self) {
         self.dirty = false;
-        let now = tokio::time::Instant::now();
-        while self
-            .recent_pushes
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-        {
-            self.recent_pushes.pop_front();
-        }
-        self.recent_pushes.push_back(now);
-        while self.recent_pushes.len() > self.max_pushes() {
-            self.recent_pushes.pop_front();
-        }
+        self.push_due = self.push_due.max(tokio::time::Instant::now()) + self.push_every();
         if !self.polls() {
             return;
         }
