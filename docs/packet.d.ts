@@ -1,4 +1,4 @@
-// What bff sends: `import type { ServerMessage, Packet } from './packet';`
+// What bff sends (and how to subscribe): `import type { ServerMessage, Packet } from './packet';`
 // Generated from the daemon's Rust types; do not edit (see src/contract.rs).
 
 export type ServerMessage = Packet | UpdateMessage | Subscribed | CommandResult | Pong;
@@ -251,7 +251,13 @@ channels: Array<string>,
 /**
  * Those refused, each with its reason.
  */
-rejected: Array<Rejected>, };
+rejected: Array<Rejected>, 
+/**
+ * Only when the request named offsets (`since`): for each such channel the request
+ * subscribed, whether every message after its offset follows (`false`: the epoch differs,
+ * or the kept messages no longer reach back, so only the live ones come).
+ */
+resumed?: { [key in string]: boolean }, };
 
 export type Rejected = { 
 /**
@@ -298,3 +304,17 @@ export type Pong = {
  * `PONG` or `pong`.
  */
 type: "PONG" | "pong", };
+
+export type SubscribeRequest = { type: "SUBSCRIBE" | "subscribe", 
+/**
+ * Channels, or patterns exactly as the relay list writes them.
+ */
+channels: Array<string>, 
+/**
+ * The last `offset` got of each channel: the kept messages after it come first.
+ */
+since?: { [key in string]: number }, 
+/**
+ * The epoch those offsets belong to.
+ */
+epoch?: string, };

@@ -44,6 +44,24 @@ mod tests {
         Lower,
     }
 
+    /// What a dashboard sends to join relay channels; to resume after a reconnect it names the
+    /// last offset it got of each channel, and the epoch of the packets it got (the handshake's
+    /// `epoch` when left out). `UNSUBSCRIBE` takes `channels` alone.
+    #[derive(TS)]
+    #[allow(dead_code)]
+    struct SubscribeRequest {
+        #[ts(rename = "type", type = "\"SUBSCRIBE\" | \"subscribe\"")]
+        kind: String,
+        /// Channels, or patterns exactly as the relay list writes them.
+        channels: Vec<String>,
+        /// The last `offset` got of each channel: the kept messages after it come first.
+        #[ts(optional)]
+        since: Option<std::collections::HashMap<String, u64>>,
+        /// The epoch those offsets belong to.
+        #[ts(optional)]
+        epoch: Option<String>,
+    }
+
     /// Any message the daemon sends: a packet, a relayed update, the answer to a subscription,
     /// a command's result, a pong. `type` tells which.
     #[derive(Serialize, schemars::JsonSchema, TS)]
@@ -96,9 +114,10 @@ mod tests {
             Rejected::decl(&cfg),
             CommandResult::decl(&cfg),
             Pong::decl(&cfg),
+            SubscribeRequest::decl(&cfg),
         ];
         let mut out = String::from(
-            "// What bff sends: `import type { ServerMessage, Packet } from './packet';`\n\
+            "// What bff sends (and how to subscribe): `import type { ServerMessage, Packet } from './packet';`\n\
              // Generated from the daemon's Rust types; do not edit (see src/contract.rs).\n",
         );
         for decl in decls {

@@ -85,22 +85,6 @@ pub async fn run(
     );
     let metrics = Arc::new(Metrics::new());
     let tracker = TaskTracker::new();
-    let events = config.redis.enabled().then(|| {
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        let health = SharedHealth::default();
-        subscriber::spawn(
-            Subscriber {
-                config: config.redis.clone(),
-                hub: hub.clone(),
-                metrics: metrics.clone(),
-                events: tx,
-                health: health.clone(),
-                shutdown: shutdown.clone(),
-            },
-            &tracker,
-        );
-        Events { rx, health }
-    });
     let cluster = config.cluster.enabled().then(|| {
         Cluster::start(
             config.cluster.clone(),
@@ -110,6 +94,23 @@ pub async fn run(
             &tracker,
             shutdown.clone(),
         )
+    });
+    let events = config.redis.enabled().then(|| {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let health = SharedHealth::default();
+        subscriber::spawn(
+            Subscriber {
+                config: config.redis.clone(),
+                hub: hub.clone(),
+                cluster: cluster.clone(),
+                metrics: metrics.clone(),
+                events: tx,
+                health: health.clone(),
+                shutdown: shutdown.clone(),
+            },
+            &tracker,
+        );
+        Events { rx, health }
     });
     tracker.spawn(
         poller::run(

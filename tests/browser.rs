@@ -270,6 +270,34 @@ async fn the_live_page_shows_pushed_prices_and_relayed_channels() {
         )
         .await
         .unwrap();
+    // The connection drops: back again, the page asks for what its channel published
+    // meanwhile and gets it, so the offsets it lists have no gap.
+    let offsets = "return window.bff.updates.filter((u) => u.channel === 'agent.updates')\
+                   .map((u) => u.offset);";
+    let before = client.execute(offsets, vec![]).await.unwrap();
+    let last = before.as_array().unwrap().last().unwrap().as_u64().unwrap();
+    client
+        .execute("ws.close(); return true;", vec![])
+        .await
+        .unwrap();
+    wait_script(
+        &client,
+        "return window.bff.channelsResumed?.['agent.updates'] === true;",
+        "the channel resumed",
+    )
+    .await;
+    let wanted = format!(
+        "return window.bff.updates.some((u) => u.offset > {} && u.channel === 'agent.updates');",
+        last + 2
+    );
+    wait_script(&client, &wanted, "updates from after the drop").await;
+    let after: Vec<u64> =
+        serde_json::from_value(client.execute(offsets, vec![]).await.unwrap()).unwrap();
+    assert!(
+        after.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap, no repeat: {after:?}"
+    );
+    assert!(after.contains(&(last + 1)), "{after:?} after {last}");
     let screenshot = client.screenshot().await.unwrap();
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("live-page-redis.png");
     std::fs::write(&shot, screenshot).unwrap();

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::clients::{node, python};
 use common::process::{BIN, BffProcess};
 use common::redis::RedisServer;
 use common::{FakeEngine, PATIENCE, next_packet, refused, within};
@@ -173,46 +174,6 @@ fn assert_resumed_output(stdout: &str) {
         "no gap across the restart: {stdout}"
     );
     assert_eq!(lines[RESTART_MESSAGES + 1], "closed code=1000", "{stdout}");
-}
-
-/// `node` for the example client, with `--experimental-websocket` before Node 22; `None` (the
-/// test is skipped) without Node.
-fn node() -> Option<Command> {
-    let version = Command::new("node").arg("--version").output();
-    if !common::tool_available(version.is_ok(), "node", "install Node.js") {
-        return None;
-    }
-    let major: u32 = String::from_utf8_lossy(&version.unwrap().stdout)
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut node = Command::new("node");
-    if major < 22 {
-        node.arg("--experimental-websocket");
-    }
-    node.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.js"));
-    Some(node)
-}
-
-/// `python3 dashboard.py`; `None` (the test is skipped) without Python's `websockets`.
-fn python() -> Option<Command> {
-    let has_websockets = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !common::tool_available(
-        has_websockets,
-        "python3 with websockets",
-        "pip install -r examples/clients/requirements.txt",
-    ) {
-        return None;
-    }
-    let mut python = Command::new("python3");
-    python.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.py"));
-    Some(python)
 }
 
 /// `client ARGS`: its stdout, once it exited successfully.

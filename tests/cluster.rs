@@ -7,12 +7,17 @@
 mod common;
 
 use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::clients::Balancer;
 use common::process::BffProcess;
 use common::redis::RedisServer;
-use common::{FakeEngine, Ws, next_packet, within};
-use serde_json::Value;
+use common::{FakeEngine, Ws, next_packet, packet_where, send_text, within};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// A config file for daemons polling `engine` every `poll_ms`.
 fn config_file(engine: &FakeEngine, name: &str, poll_ms: u64) -> PathBuf {
@@ -30,7 +35,12 @@ fn config_file(engine: &FakeEngine, name: &str, poll_ms: u64) -> PathBuf {
 
 /// Three daemons of the cluster at `redis`.
 fn three(config: &std::path::Path, redis: &RedisServer) -> Vec<BffProcess> {
-    (0..3)
+    start_daemons(3, config, redis)
+}
+
+/// `n` daemons of the cluster at `redis`.
+fn start_daemons(n: usize, config: &std::path::Path, redis: &RedisServer) -> Vec<BffProcess> {
+    (0..n)
         .map(|_| {
             BffProcess::start(
                 &[
@@ -364,4 +374,176 @@ async fn a_client_resumes_on_another_daemon_where_it_left_off() {
             "exactly what it missed, in order, then live"
         );
     }
+}
+
+/// Reads until `n` UPDATEs came: their (offset, data), in order.
+async fn updates(ws: &mut Ws, n: usize) -> Vec<(u64, Value)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let update = packet_where(ws, "an UPDATE", |p| p["type"] == "UPDATE").await;
+        got.push((update["offset"].as_u64().unwrap(), update["data"].clone()));
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_channels_are_numbered_once_for_the_cluster_and_resume_on_another_daemon() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "relay", 250);
+    // The daemons hear the agents' channels on the same Redis.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!("[redis]\nurl = \"{}\"\n", redis.url());
+    std::fs::write(&config, text).unwrap();
+    let mut daemons = start_daemons(2, &config, &redis);
+    let refs: Vec<&BffProcess> = daemons.iter().collect();
+    one_leader(&refs).await;
+    let subscribe = r#"{"type":"SUBSCRIBE","channels":["trade.results"]}"#;
+    let (mut a, mut b) = (client(&daemons[0], "").await, client(&daemons[1], "").await);
+    let mut epoch = Value::Null;
+    for ws in [&mut a, &mut b] {
+        let polled = packet_where(ws, "a cluster packet", |p| p["seq"].as_u64() >= Some(1)).await;
+        epoch = polled["epoch"].clone();
+        send_text(ws, subscribe).await;
+        packet_where(ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    }
+    for n in 1..=2 {
+        redis.publish("trade.results", format!(r#"{{"n":{n}}}"#));
+    }
+    // Every daemon gives each message the same offset.
+    let expected = vec![(1, json!({"n": 1})), (2, json!({"n": 2}))];
+    assert_eq!(updates(&mut a, 2).await, expected);
+    assert_eq!(updates(&mut b, 2).await, expected);
+    drop(a);
+    // A third joins after those: it numbers nothing itself, so its offsets are the cluster's.
+    daemons.extend(start_daemons(1, &config, &redis));
+    let refs: Vec<&BffProcess> = daemons.iter().collect();
+    one_leader(&refs).await;
+    for n in 3..=4 {
+        redis.publish("trade.results", format!(r#"{{"n":{n}}}"#));
+    }
+    assert_eq!(updates(&mut b, 2).await[1].0, 4);
+
+    // Back, on another daemon: exactly what it missed, then live.
+    let mut a = client(&daemons[2], "").await;
+    next_packet(&mut a).await;
+    let resume = format!(
+        r#"{{"type":"SUBSCRIBE","channels":["trade.results"],"since":{{"trade.results":2}},"epoch":{epoch}}}"#
+    );
+    send_text(&mut a, &resume).await;
+    let answer = packet_where(&mut a, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    assert_eq!(answer["resumed"], json!({"trade.results": true}));
+    redis.publish("trade.results", r#"{"n":5}"#);
+    assert_eq!(
+        updates(&mut a, 3).await,
+        [
+            (3, json!({"n": 3})),
+            (4, json!({"n": 4})),
+            (5, json!({"n": 5}))
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_dashboard_behind_a_balancer_loses_nothing_when_its_daemon_dies() {
+    let Some(python) = common::clients::python() else {
+        return;
+    };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "balancer", 250);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!("[redis]\nurl = \"{}\"\n", redis.url());
+    std::fs::write(&config, text).unwrap();
+    let daemons = start_daemons(2, &config, &redis);
+    let refs: Vec<&BffProcess> = daemons.iter().collect();
+    let leader = one_leader(&refs).await;
+    let (follower, leader) = (&daemons[1 - leader], &daemons[leader]);
+    let balancer = Balancer::start(follower.addr()).await;
+
+    // The agents publish ten times a second throughout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, publishing) = (redis.addr(), stop.clone());
+    let agents = std::thread::spawn(move || {
+        for n in 0.. {
+            if publishing.load(Ordering::Relaxed) {
+                break;
+            }
+            common::redis::publish_to(addr, "agent.updates", format!(r#"{{"n":{n}}}"#).as_bytes());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut dashboard = tokio::process::Command::from(python);
+    dashboard
+        .args([
+            format!("ws://{}/", balancer.addr),
+            "60".into(),
+            "agent.updates".into(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut dashboard = dashboard.spawn().unwrap();
+    let mut lines = BufReader::new(dashboard.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    within("three updates before the fault", async {
+        while stdout.matches("UPDATE ").count() < 3 {
+            stdout += &lines.next_line().await.unwrap().unwrap();
+            stdout.push('\n');
+        }
+    })
+    .await;
+    // Its daemon dies; the balancer sends the reconnect to the other.
+    balancer.switch(leader.addr());
+    follower.signal(libc::SIGKILL);
+    within("the dashboard to end", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            stdout += &line;
+            stdout.push('\n');
+        }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    agents.join().unwrap();
+    assert!(dashboard.wait().await.unwrap().success(), "{stdout}");
+
+    let reconnects: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("RECONNECTED"))
+        .collect();
+    assert_eq!(reconnects, ["RECONNECTED resumed=true"], "{stdout}");
+    let subscribed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("SUBSCRIBED"))
+        .collect();
+    assert_eq!(
+        subscribed,
+        [
+            "SUBSCRIBED channels=[agent.updates]",
+            "SUBSCRIBED channels=[agent.updates] resumed=[agent.updates:true]"
+        ],
+        "{stdout}"
+    );
+    let seqs = numbers_in_order(&stdout, &["WELCOME seq=", "TELEMETRY seq="]);
+    let offsets = numbers_in_order(&stdout, &["UPDATE agent.updates offset="]);
+    for (what, list) in [("seq", seqs), ("offset", offsets)] {
+        assert!(list.len() >= 4, "{what}s: {stdout}");
+        assert!(
+            list.windows(2).all(|w| w[1] == w[0] + 1),
+            "no {what} missing or repeated across the fault: {stdout}"
+        );
+    }
+}
+
+/// The numbers after any of `prefixes`, in the order the lines came.
+fn numbers_in_order(stdout: &str, prefixes: &[&str]) -> Vec<u64> {
+    stdout
+        .lines()
+        .filter_map(|l| prefixes.iter().find_map(|p| l.strip_prefix(p)))
+        .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+        .collect()
 }

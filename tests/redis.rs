@@ -552,3 +552,97 @@ async fn junk_is_counted_and_dropped_and_a_burst_is_coalesced() {
     assert!(samples["bff_redis_merged_total"] >= 10_000.0);
     watcher.saw_every_tick(&daemon).await;
 }
+
+/// Reads until `n` UPDATEs came; each channel's `(offset, data)` in the order they came.
+async fn updates(ws: &mut Ws, n: usize) -> std::collections::BTreeMap<String, Vec<(u64, Value)>> {
+    let mut by_channel = std::collections::BTreeMap::<String, Vec<(u64, Value)>>::new();
+    for _ in 0..n {
+        let update = packet_where(ws, "an UPDATE", |p| p["type"] == "UPDATE").await;
+        by_channel
+            .entry(update["channel"].as_str().unwrap().to_owned())
+            .or_default()
+            .push((update["offset"].as_u64().unwrap(), update["data"].clone()));
+    }
+    by_channel
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_client_resumes_its_channels_where_it_left_off() {
+    LazyLock::force(&LOGS);
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let daemon = Daemon::start(with_redis(&engine, &redis)).await;
+    let mut ws = client(&daemon).await;
+    let epoch = redis_ok(&mut ws, true).await["epoch"].clone();
+    let channels = r#""channels":["trade.results","market.tick.*"]"#;
+    send_text(&mut ws, &format!(r#"{{"type":"SUBSCRIBE",{channels}}}"#)).await;
+    let answer = packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    assert_eq!(
+        answer.get("resumed"),
+        None,
+        "nothing asked back, nothing said"
+    );
+    publish(&redis, "trade.results", r#"{"n":1}"#).await;
+    publish(&redis, "trade.results", r#"{"n":2}"#).await;
+    publish(&redis, "market.tick.AAPL", r#"{"price":1}"#).await;
+    let got = updates(&mut ws, 3).await;
+    assert_eq!(got["trade.results"].last().unwrap().0, 2);
+    assert_eq!(got["market.tick.AAPL"].last().unwrap().0, 1);
+    drop(ws);
+
+    // Gone a while: these go by.
+    publish(&redis, "trade.results", r#"{"n":3}"#).await;
+    publish(&redis, "trade.results", r#"{"n":4}"#).await;
+    publish(&redis, "market.tick.AAPL", r#"{"price":2}"#).await;
+    publish(&redis, "market.tick.QQQ", r#"{"price":9}"#).await;
+
+    let mut ws = client(&daemon).await;
+    let since = r#""since":{"trade.results":2,"market.tick.AAPL":1,"market.tick.QQQ":0}"#;
+    send_text(
+        &mut ws,
+        &format!(r#"{{"type":"SUBSCRIBE",{channels},{since},"epoch":{epoch}}}"#),
+    )
+    .await;
+    let answer = packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    assert_eq!(
+        answer["resumed"],
+        json!({"trade.results": true, "market.tick.AAPL": true, "market.tick.QQQ": true})
+    );
+    // Exactly what it missed, each channel in order, then the live ones with no repeat.
+    publish(&redis, "trade.results", r#"{"n":5}"#).await;
+    let got = updates(&mut ws, 5).await;
+    assert_eq!(
+        got,
+        [
+            (
+                "market.tick.AAPL".to_owned(),
+                vec![(2, json!({"price": 2}))]
+            ),
+            ("market.tick.QQQ".to_owned(), vec![(1, json!({"price": 9}))]),
+            (
+                "trade.results".to_owned(),
+                vec![
+                    (3, json!({"n": 3})),
+                    (4, json!({"n": 4})),
+                    (5, json!({"n": 5}))
+                ]
+            ),
+        ]
+        .into()
+    );
+
+    // Offsets of another epoch mean nothing here: live ones only.
+    let mut other = client(&daemon).await;
+    send_text(
+        &mut other,
+        r#"{"type":"SUBSCRIBE","channels":["trade.results"],"since":{"trade.results":1},"epoch":"0000000000000000"}"#,
+    )
+    .await;
+    let answer = packet_where(&mut other, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    assert_eq!(answer["resumed"], json!({"trade.results": false}));
+    publish(&redis, "trade.results", r#"{"n":6}"#).await;
+    let got = updates(&mut other, 1).await;
+    assert_eq!(got["trade.results"], [(6, json!({"n": 6}))]);
+}

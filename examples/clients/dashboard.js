@@ -4,7 +4,9 @@
 // With a channel (e.g. agent.updates, one of the daemon's redis.relay), it subscribes to it and
 // prints each relayed message as `UPDATE <channel> offset=<n>`.
 // When the connection drops, it reconnects (after 1, 2, 4 … 30 s) saying where it left off, so
-// the daemon sends what it missed, and prints `RECONNECTED resumed=true` (false: starting afresh).
+// the daemon sends what it missed, and prints `RECONNECTED resumed=true` (false: starting afresh);
+// its channel too: it subscribes again with the last offset it got, and the `SUBSCRIBED` line
+// ends with `resumed=[<channel>:true]` when the missed updates follow.
 const argv = typeof process !== 'undefined' ? process.argv : [];
 const url = argv[2] || 'ws://localhost:3000';
 const limit = Number(argv[3] || Infinity);
@@ -12,6 +14,8 @@ const channel = argv[4];
 let seen = 0, attempt = 0;
 let connected = false; // at least once: from then on, a lost connection is retried
 let last = null; // the seq and epoch of the last packet, to resume from
+const offsets = {}; // the last offset of each channel…
+let offsetsEpoch = null; // …and their epoch
 
 function connect() {
   const target = new URL(url);
@@ -25,7 +29,11 @@ function connect() {
 
   ws.onopen = () => {
     connected = open = true;
-    if (channel) ws.send(JSON.stringify({ type: 'SUBSCRIBE', channels: [channel] }));
+    if (channel) {
+      const subscribe = { type: 'SUBSCRIBE', channels: [channel] };
+      if (offsetsEpoch !== null) Object.assign(subscribe, { since: offsets, epoch: offsetsEpoch });
+      ws.send(JSON.stringify(subscribe));
+    }
   };
   ws.onmessage = (event) => {
     const packet = JSON.parse(event.data);
@@ -41,9 +49,14 @@ function connect() {
       const stale = Object.keys(sources).filter((name) => !sources[name].ok);
       console.log(`${packet.type} seq=${packet.seq} status=${status} price=${market.price} stale=[${stale}]`);
     } else if (packet.type === 'SUBSCRIBED') {
-      console.log(`SUBSCRIBED channels=[${packet.channels}]`);
+      const resumed = packet.resumed
+        ? ` resumed=[${Object.entries(packet.resumed).map(([c, ok]) => `${c}:${ok}`)}]`
+        : '';
+      console.log(`SUBSCRIBED channels=[${packet.channels}]${resumed}`);
       for (const { channel, reason } of packet.rejected) console.log(`REJECTED ${channel}: ${reason}`);
     } else if (packet.type === 'UPDATE') {
+      offsets[packet.channel] = packet.offset;
+      offsetsEpoch = last ? last.epoch : null;
       console.log(`UPDATE ${packet.channel} offset=${packet.offset}`);
     }
     if (++seen >= limit) {

@@ -5,7 +5,9 @@ Usage: python3 dashboard.py [ws://localhost:3000] [messages to read, default: fo
 With a channel (e.g. agent.updates, one of the daemon's redis.relay), it subscribes to it and
 prints each relayed message as `UPDATE <channel> offset=<n>`.
 When the connection drops, it reconnects (after 1, 2, 4 ... 30 s) saying where it left off, so
-the daemon sends what it missed, and prints `RECONNECTED resumed=true` (false: starting afresh).
+the daemon sends what it missed, and prints `RECONNECTED resumed=true` (false: starting afresh);
+its channel too: it subscribes again with the last offset it got, and the `SUBSCRIBED` line
+ends with `resumed=[<channel>:true]` when the missed updates follow.
 Needs `pip install -r requirements.txt` (websockets >= 13).
 """
 import asyncio
@@ -39,6 +41,7 @@ def resume_url(url, last):
 async def main(url, limit, channel):
     seen = 0
     last = None  # the seq and epoch of the last packet, to resume from
+    offsets, offsets_epoch = {}, None  # the last offset of each channel, and their epoch
     connected = False  # at least once: from then on, a lost connection is retried
     attempt = 0
     while True:
@@ -54,7 +57,10 @@ async def main(url, limit, channel):
             return 1
         reconnected, connected = connected, True
         if channel:
-            await ws.send(json.dumps({"type": "SUBSCRIBE", "channels": [channel]}))
+            subscribe = {"type": "SUBSCRIBE", "channels": [channel]}
+            if offsets:
+                subscribe.update(since=offsets, epoch=offsets_epoch)
+            await ws.send(json.dumps(subscribe))
         try:
             async for message in ws:
                 packet = json.loads(message)
@@ -73,10 +79,16 @@ async def main(url, limit, channel):
                           f"price={js(data['market']['price'])} stale=[{','.join(stale)}]",
                           flush=True)
                 elif packet.get("type") == "SUBSCRIBED":
-                    print(f"SUBSCRIBED channels=[{','.join(packet['channels'])}]", flush=True)
+                    line = f"SUBSCRIBED channels=[{','.join(packet['channels'])}]"
+                    if "resumed" in packet:
+                        answers = (f"{c}:{json.dumps(ok)}" for c, ok in packet["resumed"].items())
+                        line += f" resumed=[{','.join(answers)}]"
+                    print(line, flush=True)
                     for rejected in packet["rejected"]:
                         print(f"REJECTED {rejected['channel']}: {rejected['reason']}", flush=True)
                 elif packet.get("type") == "UPDATE":
+                    offsets[packet["channel"]] = packet["offset"]
+                    offsets_epoch = last[1] if last else None
                     print(f"UPDATE {packet['channel']} offset={packet['offset']}", flush=True)
                 seen += 1
                 if limit is not None and seen >= limit:

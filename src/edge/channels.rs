@@ -7,6 +7,7 @@
 //! pattern replaces the exact channels it covers, so no message arrives twice. On a bridge path
 //! `telemetry` is a channel too: the packet itself.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -15,8 +16,9 @@ use tokio_stream::StreamMap;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use super::message::Subscribe;
 use crate::config::{Config, is_pattern, matches};
-use crate::hub::relay::{Relay, Update};
+use crate::hub::relay::{Joined, Relay, Update};
 
 /// The channel that carries the packet itself, on bridge paths.
 pub const TELEMETRY: &str = "telemetry";
@@ -50,6 +52,12 @@ pub struct Subscribed {
     pub channels: Vec<String>,
     /// Those refused, each with its reason.
     pub rejected: Vec<Rejected>,
+    /// Only when the request named offsets (`since`): for each such channel the request
+    /// subscribed, whether every message after its offset follows (`false`: the epoch differs,
+    /// or the kept messages no longer reach back, so only the live ones come).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub resumed: Option<BTreeMap<String, bool>>,
 }
 
 /// The `type` of a [`Subscribed`], for the schema.
@@ -117,25 +125,28 @@ impl Channels {
     }
 
     /// Subscribes to what was `asked`, as far as `config` allows; `bridge` when on a bridge
-    /// path (where `telemetry` is a channel). `lowercase` sets the answer's case.
+    /// path (where `telemetry` is a channel, and answers are lowercase). Returns the answer
+    /// and, when the request named offsets, the kept messages after them, to send before any
+    /// live one.
     pub fn subscribe(
         &mut self,
-        asked: Vec<String>,
+        asked: Subscribe,
         config: &Config,
         relay: &Relay,
         bridge: bool,
-        lowercase: bool,
-    ) -> Subscribed {
+    ) -> (Subscribed, Vec<Arc<Update>>) {
         let mut answer = Subscribed {
-            kind: if lowercase {
+            kind: if asked.lowercase || bridge {
                 "subscribed"
             } else {
                 "SUBSCRIBED"
             },
             channels: Vec::new(),
             rejected: Vec::new(),
+            resumed: (!asked.since.is_empty()).then(BTreeMap::new),
         };
-        for channel in asked {
+        let mut missed = Vec::new();
+        for channel in asked.channels {
             match self.admit(&channel, config, bridge) {
                 Err(reason) => answer.rejected.push(Rejected { channel, reason }),
                 Ok(()) if bridge && channel == TELEMETRY => {
@@ -155,14 +166,23 @@ impl Channels {
                             self.topics.remove(&topic);
                         }
                     }
-                    let rx = relay.subscribe(&channel);
+                    let joined = relay.subscribe(&channel, &asked.since, asked.epoch.as_deref());
+                    let Joined {
+                        rx,
+                        missed: older,
+                        resumed,
+                    } = joined;
+                    missed.extend(older);
+                    if let Some(answered) = answer.resumed.as_mut() {
+                        answered.extend(resumed);
+                    }
                     self.topics
                         .insert(channel.clone(), BroadcastStream::new(rx));
                     answer.channels.push(channel);
                 }
             }
         }
-        answer
+        (answer, missed)
     }
 
     /// Whether `channel` may be added; `Err` says why not.
@@ -221,6 +241,7 @@ impl Channels {
             },
             channels: Vec::new(),
             rejected: Vec::new(),
+            resumed: None,
         };
         for channel in asked {
             let held = if channel == TELEMETRY && self.telemetry {
@@ -256,127 +277,5 @@ impl Channels {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> Config {
-        let mut config = Config::default();
-        config.redis.url = crate::config::RedisUrl::new("redis://127.0.0.1:6379");
-        config.clients.max_channels = 3;
-        config
-    }
-
-    fn names(list: &[Rejected]) -> Vec<(&str, &str)> {
-        list.iter()
-            .map(|r| (r.channel.as_str(), r.reason.as_str()))
-            .collect()
-    }
-
-    #[test]
-    fn the_allow_list_and_the_cap_decide_and_each_refusal_says_why() {
-        let (relay, config) = (Relay::default(), config());
-        let mut channels = Channels::default();
-        let asked = [
-            "trade.results",
-            "market.tick.SPY",
-            "secret.keys",
-            "market.*",
-            "",
-            "trade.results",
-        ];
-        let answer = channels.subscribe(
-            asked.map(String::from).to_vec(),
-            &config,
-            &relay,
-            false,
-            false,
-        );
-        assert_eq!(answer.kind, "SUBSCRIBED");
-        assert_eq!(answer.channels, ["trade.results", "market.tick.SPY"]);
-        assert_eq!(
-            names(&answer.rejected),
-            [
-                (
-                    "secret.keys",
-                    "not relayed: no entry of redis.relay matches it"
-                ),
-                (
-                    "market.*",
-                    "a pattern must be one of redis.relay as written"
-                ),
-                ("", "not a channel name"),
-                ("trade.results", "already subscribed"),
-            ]
-        );
-        // A pattern replaces the exact channels it covers, then covers them.
-        let answer = channels.subscribe(vec!["market.tick.*".into()], &config, &relay, false, true);
-        assert_eq!((answer.kind, answer.channels.len()), ("subscribed", 1));
-        assert_eq!(channels.len(), 2);
-        let answer = channels.subscribe(
-            vec![
-                "market.tick.AAPL".into(),
-                "risk.state".into(),
-                "agent.updates".into(),
-            ],
-            &config,
-            &relay,
-            false,
-            false,
-        );
-        assert_eq!(answer.channels, ["risk.state"]);
-        assert_eq!(
-            names(&answer.rejected),
-            [
-                ("market.tick.AAPL", "already covered by market.tick.*"),
-                (
-                    "agent.updates",
-                    "at most 3 subscriptions per connection (clients.max_channels)"
-                ),
-            ]
-        );
-        let answer = channels.unsubscribe(vec!["risk.state".into(), "risk.state".into()], false);
-        assert_eq!(
-            (answer.kind, answer.channels.clone()),
-            ("UNSUBSCRIBED", vec!["risk.state".to_owned()])
-        );
-        assert_eq!(names(&answer.rejected), [("risk.state", "not subscribed")]);
-    }
-
-    #[test]
-    fn without_redis_only_the_bridge_telemetry_channel_exists() {
-        let relay = Relay::default();
-        let config = Config::default();
-        let mut channels = Channels::default();
-        let answer = channels.subscribe(
-            vec!["telemetry".into(), "risk.state".into()],
-            &config,
-            &relay,
-            true,
-            true,
-        );
-        assert_eq!(answer.channels, ["telemetry"]);
-        assert_eq!(
-            names(&answer.rejected),
-            [("risk.state", "channels are off here: redis.url is not set")]
-        );
-        assert!(channels.telemetry);
-        let answer = channels.subscribe(vec!["telemetry".into()], &config, &relay, false, false);
-        assert_eq!(
-            answer.rejected.len(),
-            1,
-            "telemetry is a channel on bridge paths only"
-        );
-    }
-
-    #[tokio::test]
-    async fn subscribed_channels_deliver_in_order() {
-        let (relay, config) = (Relay::default(), config());
-        let mut channels = Channels::default();
-        channels.subscribe(vec!["market.tick.*".into()], &config, &relay, false, false);
-        relay.publish("market.tick.SPY", b"1");
-        relay.publish("risk.state", b"2");
-        relay.publish("market.tick.SPY", b"3");
-        assert_eq!(channels.next().await.unwrap().offset, 1);
-        assert_eq!(channels.next().await.unwrap().offset, 2);
-    }
-}
+#[path = "channels_tests.rs"]
+mod tests;

@@ -15,13 +15,8 @@ pub enum ClientMessage {
         lowercase: bool,
     },
     /// `{"type": "SUBSCRIBE", "channels": [...]}`, or the older `{"type": "SUBSCRIBE",
-    /// "symbol": "AAPL"}` for `market.tick.AAPL`.
-    Subscribe {
-        /// The channels (or patterns) asked for, as sent; entries that are not strings are `""`.
-        channels: Vec<String>,
-        /// The request was lowercase, so is the reply.
-        lowercase: bool,
-    },
+    /// "symbol": "AAPL"}` for `market.tick.AAPL`; with `"since"` when resuming.
+    Subscribe(Subscribe),
     /// `{"type": "UNSUBSCRIBE", "channels": [...]}`.
     Unsubscribe {
         /// The channels (or patterns) to leave.
@@ -42,6 +37,20 @@ pub enum ClientMessage {
     Unknown(String),
 }
 
+/// A `SUBSCRIBE`, as asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscribe {
+    /// The channels (or patterns) asked for, as sent; entries that are not strings are `""`.
+    pub channels: Vec<String>,
+    /// `"since": {"trade.results": 16}`: the last offset the client got of each channel, for
+    /// the kept messages after it; entries that are not whole numbers are left out.
+    pub since: Vec<(String, u64)>,
+    /// `"epoch"`: the epoch those offsets belong to (as in the packets the client got).
+    pub epoch: Option<String>,
+    /// The request was lowercase, so is the reply.
+    pub lowercase: bool,
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(rename = "type")]
@@ -56,6 +65,10 @@ struct Envelope {
     channel: Value,
     #[serde(default)]
     symbol: Value,
+    #[serde(default)]
+    since: Value,
+    #[serde(default)]
+    epoch: Value,
 }
 
 /// Reads one text frame; `Err` says why it is not a message, for the debug log.
@@ -83,10 +96,18 @@ pub fn parse(text: &str) -> Result<ClientMessage, String> {
     };
     Ok(match kind.as_str() {
         "PING" => ClientMessage::Ping { lowercase },
-        "SUBSCRIBE" => ClientMessage::Subscribe {
+        "SUBSCRIBE" => ClientMessage::Subscribe(Subscribe {
             channels,
+            since: match envelope.since {
+                Value::Object(since) => since
+                    .into_iter()
+                    .filter_map(|(channel, offset)| Some((channel, offset.as_u64()?)))
+                    .collect(),
+                _ => Vec::new(),
+            },
+            epoch: envelope.epoch.as_str().map(str::to_owned),
             lowercase,
-        },
+        }),
         "UNSUBSCRIBE" => ClientMessage::Unsubscribe {
             channels,
             lowercase,
@@ -116,9 +137,12 @@ mod tests {
 
     #[test]
     fn subscriptions_in_their_forms() {
-        let subscribe = |channels: &[&str], lowercase| ClientMessage::Subscribe {
-            channels: channels.iter().map(|c| c.to_string()).collect(),
-            lowercase,
+        let subscribe = |channels: &[&str], lowercase| {
+            ClientMessage::Subscribe(Subscribe {
+                channels: channels.iter().map(|c| c.to_string()).collect(),
+                lowercase,
+                ..Subscribe::default()
+            })
         };
         assert_eq!(
             parse(r#"{"type":"SUBSCRIBE","channels":["trade.results","market.tick.*"]}"#),
@@ -140,6 +164,29 @@ mod tests {
             })
         );
         assert_eq!(parse(r#"{"type":"SUBSCRIBE"}"#), Ok(subscribe(&[], false)));
+    }
+
+    #[test]
+    fn a_resuming_subscribe_names_its_offsets_and_epoch() {
+        let resuming = r#"{"type":"SUBSCRIBE","channels":["trade.results","market.tick.*"],
+            "since":{"trade.results":16,"market.tick.SPY":3,"risk.state":-1,"x":"7"},
+            "epoch":"00ab"}"#;
+        assert_eq!(
+            parse(resuming),
+            Ok(ClientMessage::Subscribe(Subscribe {
+                channels: vec!["trade.results".into(), "market.tick.*".into()],
+                since: vec![("market.tick.SPY".into(), 3), ("trade.results".into(), 16)],
+                epoch: Some("00ab".into()),
+                lowercase: false,
+            }))
+        );
+        // A `since` that is not an object asks for nothing back.
+        let Ok(ClientMessage::Subscribe(asked)) =
+            parse(r#"{"type":"SUBSCRIBE","channels":["a"],"since":5,"epoch":5}"#)
+        else {
+            panic!("a SUBSCRIBE");
+        };
+        assert_eq!((asked.since, asked.epoch), (vec![], None));
     }
 
     #[test]

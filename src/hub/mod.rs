@@ -119,6 +119,7 @@ impl Hub {
         let local_epoch = new_epoch();
         let body = packet::body(&initial);
         let latest = Arc::new(Snapshot::new(0, local_epoch.clone(), initial, body));
+        let relay = relay::Relay::new(local_epoch.clone(), history);
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -128,7 +129,7 @@ impl Hub {
                     local_epoch,
                 }),
                 tx,
-                relay: relay::Relay::default(),
+                relay,
                 refresh: Notify::new(),
                 mode: Mutex::new("single"),
                 history: Mutex::new(None),
@@ -332,6 +333,13 @@ impl Hub {
     /// The relay channels: the Redis input publishes to them, sessions subscribe.
     pub fn relay(&self) -> &relay::Relay {
         &self.shared.relay
+    }
+
+    /// Relays one message this daemon heard itself, numbered here in the epoch of the latest
+    /// packet (a cluster's poller numbers them for everyone instead).
+    pub fn relay_here(&self, channel: &str, payload: &[u8]) -> usize {
+        let epoch = self.latest().epoch.clone();
+        self.shared.relay.publish(&epoch, channel, payload)
     }
 
     /// Connections currently subscribed.

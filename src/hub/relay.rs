@@ -6,8 +6,14 @@
 //! A subscription is a topic: one exact channel, or a pattern (`market.tick.*`). Topics are made
 //! when the first dashboard subscribes and dropped once nobody listens, so a message nobody
 //! wants costs a lookup and no framing.
+//!
+//! Offsets belong to an epoch, the packets' one: this daemon's own, or its cluster's when the
+//! cluster's poller numbers them ([`Relay::publish_numbered`]), so every daemon of a cluster
+//! gives the same message the same offset. The last messages of each channel are kept, so a
+//! client that reconnects can ask for what it missed (`SUBSCRIBE` with `since`) and gets it
+//! before the live ones, with no gap and no repeat.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -25,6 +31,10 @@ const TOPIC_CAPACITY: usize = 256;
 /// offsets start again, which a client sees as a new sequence).
 const MAX_CHANNELS: usize = 10_000;
 
+/// Bytes of framed messages kept for resuming, all channels together; past this, the oldest
+/// go first, whatever their channel.
+const KEPT_BYTES: usize = 16 << 20;
+
 /// One relayed message, framed for both dialects.
 #[derive(Debug)]
 pub struct Update {
@@ -38,77 +48,196 @@ pub struct Update {
     pub bridge: Bytes,
 }
 
-/// The relay's topics and offsets, shared by the Redis input and every session.
-#[derive(Debug, Default)]
+impl Update {
+    fn bytes(&self) -> usize {
+        self.stream.len() + self.bridge.len()
+    }
+}
+
+/// What joining a topic gives: the live messages, and those a resuming client missed.
+#[derive(Debug)]
+pub struct Joined {
+    /// Every message the topic matches from now on.
+    pub rx: broadcast::Receiver<Arc<Update>>,
+    /// The kept messages after the asked offsets, in the order they were heard; none of them
+    /// comes again on `rx`.
+    pub missed: Vec<Arc<Update>>,
+    /// For each asked channel the topic covers: whether everything after its offset was there
+    /// to send (`false`: the epoch differs, or the kept messages no longer reach back).
+    pub resumed: Vec<(String, bool)>,
+}
+
+/// The relay's topics, offsets and kept messages, shared by the Redis input and every session.
+#[derive(Debug)]
 pub struct Relay {
     /// Held to number a message and pick its topics, or to add a topic; the framing and the
     /// sends happen outside it.
     inner: Mutex<Inner>,
+    /// Messages each channel keeps for resuming.
+    keep: usize,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Self::new("".into(), 300)
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Per channel: its last offset and when it was last heard (a message count).
-    offsets: HashMap<Arc<str>, (u64, u64)>,
+    /// The epoch the offsets belong to.
+    epoch: Arc<str>,
+    channels: HashMap<Arc<str>, Channel>,
     topics: HashMap<String, broadcast::Sender<Arc<Update>>>,
+    /// Messages heard in this epoch; numbers the kept ones in the order they came.
     heard: u64,
+    /// Every kept message, oldest first, as (channel, offset), to drop the oldest when
+    /// [`KEPT_BYTES`] is passed.
+    kept: VecDeque<(Arc<str>, u64)>,
+    /// Bytes and count of the messages kept now.
+    kept_bytes: usize,
+    kept_now: usize,
+}
+
+/// One channel: its last offset, when it was last heard, and its last messages.
+#[derive(Debug, Default)]
+struct Channel {
+    offset: u64,
+    heard: u64,
+    last: VecDeque<(u64, Arc<Update>)>,
+}
+
+impl Channel {
+    /// Whether everything after `since` is kept (or nothing came after it).
+    fn reaches(&self, since: u64) -> bool {
+        since <= self.offset
+            && self
+                .last
+                .front()
+                .is_none_or(|(_, first)| first.offset <= since + 1)
+            && (since == self.offset || !self.last.is_empty())
+    }
 }
 
 impl Relay {
-    /// Relays one message heard on `channel` to every topic it matches. A payload that is not
-    /// JSON is carried as `{"raw": "<text>"}`. Returns how many subscriptions it reached.
-    pub fn publish(&self, channel: &str, payload: &[u8]) -> usize {
-        let (channel, offset, senders) = {
-            let mut inner = self.inner.lock().expect("relay lock poisoned");
-            inner.heard += 1;
-            let heard = inner.heard;
-            if inner.offsets.len() >= MAX_CHANNELS && !inner.offsets.contains_key(channel) {
-                let oldest = inner
-                    .offsets
-                    .iter()
-                    .min_by_key(|(_, (_, last))| *last)
-                    .map(|(c, _)| c.clone());
-                if let Some(oldest) = oldest {
-                    inner.offsets.remove(&oldest);
-                }
-            }
-            let name: Arc<str> = match inner.offsets.get_key_value(channel) {
-                Some((name, _)) => name.clone(),
-                None => channel.into(),
-            };
-            let entry = inner.offsets.entry(name.clone()).or_insert((0, 0));
-            entry.0 += 1;
-            entry.1 = heard;
-            let offset = entry.0;
-            inner.topics.retain(|_, tx| tx.receiver_count() > 0);
-            let senders: Vec<_> = inner
-                .topics
-                .iter()
-                .filter(|(topic, _)| {
-                    topic.as_str() == channel || (is_pattern(topic) && matches(topic, channel))
-                })
-                .map(|(_, tx)| tx.clone())
-                .collect();
-            (name, offset, senders)
-        };
-        if senders.is_empty() {
-            return 0;
+    /// A relay numbering in `epoch` until told another, keeping the last `keep` messages of
+    /// each channel for resuming clients.
+    pub fn new(epoch: Arc<str>, keep: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                epoch,
+                ..Inner::default()
+            }),
+            keep,
         }
-        let update = Arc::new(frames(channel, offset, payload));
+    }
+
+    /// Relays one message heard on `channel`, numbered here (the next offset of that channel
+    /// in `epoch`), to every topic it matches. A payload that is not JSON is carried as
+    /// `{"raw": "<text>"}`. Returns how many subscriptions it reached.
+    pub fn publish(&self, epoch: &str, channel: &str, payload: &[u8]) -> usize {
+        self.relay(epoch, channel, None, payload)
+    }
+
+    /// Relays one message numbered by a producer (the cluster's poller): `offset` of
+    /// `channel` in `epoch`. An offset not after the channel's latest is a repeat, dropped.
+    pub fn publish_numbered(
+        &self,
+        epoch: &str,
+        channel: &str,
+        offset: u64,
+        payload: &[u8],
+    ) -> usize {
+        self.relay(epoch, channel, Some(offset), payload)
+    }
+
+    fn relay(&self, epoch: &str, channel: &str, given: Option<u64>, payload: &[u8]) -> usize {
+        let mut guard = self.inner.lock().expect("relay lock poisoned");
+        let inner = &mut *guard;
+        if *inner.epoch != *epoch {
+            // A new count: the old offsets and what was kept under them mean nothing now.
+            let topics = std::mem::take(&mut inner.topics);
+            *inner = Inner {
+                epoch: epoch.into(),
+                topics,
+                ..Inner::default()
+            };
+        }
+        inner.heard += 1;
+        let heard = inner.heard;
+        if inner.channels.len() >= MAX_CHANNELS && !inner.channels.contains_key(channel) {
+            inner.forget_oldest_channel();
+        }
+        let name: Arc<str> = match inner.channels.get_key_value(channel) {
+            Some((name, _)) => name.clone(),
+            None => channel.into(),
+        };
+        let state = inner.channels.entry(name.clone()).or_default();
+        let offset = match given {
+            None => state.offset + 1,
+            Some(given) if given <= state.offset => return 0,
+            Some(given) => {
+                if given != state.offset + 1 {
+                    // Some went by unheard here: what is kept would have a hole.
+                    let gone = std::mem::take(&mut state.last);
+                    inner.kept_bytes -= gone.iter().map(|(_, u)| u.bytes()).sum::<usize>();
+                    inner.kept_now -= gone.len();
+                }
+                given
+            }
+        };
+        state.offset = offset;
+        state.heard = heard;
+        inner.topics.retain(|_, tx| tx.receiver_count() > 0);
+        let senders: Vec<_> = inner
+            .topics
+            .iter()
+            .filter(|(topic, _)| {
+                topic.as_str() == channel || (is_pattern(topic) && matches(topic, channel))
+            })
+            .map(|(_, tx)| tx.clone())
+            .collect();
+        // Framed under the lock, so a client joining now finds it either kept or coming.
+        let update = Arc::new(frames(name.clone(), offset, payload));
+        inner.keep(name, heard, update.clone(), self.keep);
+        drop(guard);
         senders
             .iter()
             .filter(|tx| tx.send(update.clone()).is_ok())
             .count()
     }
 
-    /// Joins `topic` (a channel or a pattern): every later message it matches.
-    pub fn subscribe(&self, topic: &str) -> broadcast::Receiver<Arc<Update>> {
+    /// Joins `topic` (a channel or a pattern): every later message it matches. `since` names
+    /// the last offset a resuming client got of some channels, under `epoch` (none: this
+    /// relay's own); the kept messages after them come back in [`Joined::missed`].
+    pub fn subscribe(&self, topic: &str, since: &[(String, u64)], epoch: Option<&str>) -> Joined {
         let mut inner = self.inner.lock().expect("relay lock poisoned");
-        inner
+        let rx = inner
             .topics
             .entry(topic.to_owned())
             .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
-            .subscribe()
+            .subscribe();
+        let same_epoch = epoch.is_none_or(|e| *e == *inner.epoch);
+        let mut missed = Vec::new();
+        let mut resumed = Vec::new();
+        for (channel, from) in since {
+            let covered = channel == topic || (is_pattern(topic) && matches(topic, channel));
+            if !covered || resumed.iter().any(|(c, _)| c == channel) {
+                continue;
+            }
+            let state = inner.channels.get(channel.as_str());
+            let reaches = same_epoch && state.map_or(*from == 0, |s| s.reaches(*from));
+            if let (true, Some(state)) = (reaches, state) {
+                missed.extend(state.last.iter().filter(|(_, u)| u.offset > *from).cloned());
+            }
+            resumed.push((channel.clone(), reaches));
+        }
+        missed.sort_by_key(|(heard, _)| *heard);
+        Joined {
+            rx,
+            missed: missed.into_iter().map(|(_, update)| update).collect(),
+            resumed,
+        }
     }
 
     /// Topics with at least one subscriber now.
@@ -119,6 +248,68 @@ impl Relay {
             .values()
             .filter(|tx| tx.receiver_count() > 0)
             .count()
+    }
+}
+
+impl Inner {
+    /// Forgets the channel heard least recently, and what it kept.
+    fn forget_oldest_channel(&mut self) {
+        let oldest = self
+            .channels
+            .iter()
+            .min_by_key(|(_, state)| state.heard)
+            .map(|(name, _)| name.clone());
+        if let Some(state) = oldest.and_then(|name| self.channels.remove(&name)) {
+            self.kept_bytes -= state.last.iter().map(|(_, u)| u.bytes()).sum::<usize>();
+            self.kept_now -= state.last.len();
+        }
+    }
+
+    /// Keeps `update` for resuming: at most `keep` per channel and [`KEPT_BYTES`] in all.
+    fn keep(&mut self, channel: Arc<str>, heard: u64, update: Arc<Update>, keep: usize) {
+        if keep == 0 {
+            return;
+        }
+        let bytes = update.bytes();
+        let offset = update.offset;
+        let state = self
+            .channels
+            .get_mut(&channel)
+            .expect("the channel was just numbered");
+        state.last.push_back((heard, update));
+        self.kept_now += 1;
+        if state.last.len() > keep
+            && let Some((_, gone)) = state.last.pop_front()
+        {
+            self.kept_bytes -= gone.bytes();
+            self.kept_now -= 1;
+        }
+        self.kept_bytes += bytes;
+        self.kept.push_back((channel, offset));
+        while self.kept_bytes > KEPT_BYTES {
+            let Some((channel, offset)) = self.kept.pop_front() else {
+                break;
+            };
+            // Entries whose message already went (its channel's cap, or the channel) are skipped.
+            if let Some(state) = self.channels.get_mut(&channel)
+                && state.last.front().is_some_and(|(_, u)| u.offset == offset)
+                && let Some((_, gone)) = state.last.pop_front()
+            {
+                self.kept_bytes -= gone.bytes();
+                self.kept_now -= 1;
+            }
+        }
+        if self.kept.len() > 2 * self.kept_now + 1024 {
+            // Mostly entries of messages gone by their channel's cap: drop those in one pass,
+            // which the growth since the last pass pays for.
+            let channels = &self.channels;
+            self.kept.retain(|(channel, offset)| {
+                channels
+                    .get(channel)
+                    .and_then(|s| s.last.front())
+                    .is_some_and(|(_, first)| first.offset <= *offset)
+            });
+        }
     }
 }
 
@@ -143,71 +334,5 @@ fn frames(channel: Arc<str>, offset: u64, payload: &[u8]) -> Update {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The JSON inside a small unmasked text frame.
-    fn json(frame: &[u8]) -> serde_json::Value {
-        let (len, at) = match frame[1] {
-            126 => (u16::from_be_bytes([frame[2], frame[3]]) as usize, 4),
-            n => (n as usize, 2),
-        };
-        serde_json::from_slice(&frame[at..at + len]).unwrap()
-    }
-
-    #[test]
-    fn subscribers_of_a_channel_or_a_matching_pattern_get_each_message_with_its_offset() {
-        let relay = Relay::default();
-        let mut exact = relay.subscribe("trade.results");
-        let mut pattern = relay.subscribe("market.tick.*");
-        assert_eq!(relay.publish("trade.results", br#"{"n":1}"#), 1);
-        assert_eq!(relay.publish("market.tick.SPY", br#"{"price":450.1}"#), 1);
-        assert_eq!(relay.publish("market.tick.AAPL", br#"{"price":190}"#), 1);
-        assert_eq!(relay.publish("risk.state", b"{}"), 0, "nobody listens");
-        assert_eq!(relay.publish("trade.results", br#"{"n":2}"#), 1);
-
-        let update = exact.try_recv().unwrap();
-        assert_eq!(
-            json(&update.stream),
-            serde_json::json!({"type": "UPDATE", "channel": "trade.results", "offset": 1, "data": {"n": 1}})
-        );
-        assert_eq!(
-            json(&update.bridge),
-            serde_json::json!({"type": "update", "channel": "trade.results", "data": {"n": 1}})
-        );
-        assert_eq!(exact.try_recv().unwrap().offset, 2);
-        let ticks: Vec<_> = std::iter::from_fn(|| pattern.try_recv().ok())
-            .map(|u| (u.channel.to_string(), u.offset))
-            .collect();
-        // Offsets count per channel.
-        assert_eq!(
-            ticks,
-            [
-                ("market.tick.SPY".into(), 1),
-                ("market.tick.AAPL".into(), 1)
-            ]
-        );
-    }
-
-    #[test]
-    fn text_that_is_not_json_is_carried_as_raw() {
-        let relay = Relay::default();
-        let mut rx = relay.subscribe("agent.updates");
-        relay.publish("agent.updates", b"not json at all: {\"price\": 1");
-        let update = rx.try_recv().unwrap();
-        assert_eq!(
-            json(&update.stream)["data"],
-            serde_json::json!({"raw": "not json at all: {\"price\": 1"})
-        );
-    }
-
-    #[test]
-    fn topics_nobody_listens_to_go_away() {
-        let relay = Relay::default();
-        let rx = relay.subscribe("risk.state");
-        assert_eq!(relay.topics(), 1);
-        drop(rx);
-        relay.publish("risk.state", b"{}");
-        assert_eq!(relay.topics(), 0);
-    }
-}
+#[path = "relay_tests.rs"]
+mod tests;

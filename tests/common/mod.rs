@@ -1,8 +1,9 @@
 //! Test harness: a real HTTP engine answering from `fixtures/engine/`, the real daemon started
 //! through its library entry point on 127.0.0.1:0, and a real WebSocket client; `process` runs the
-//! `bff` binary, `redis` a real `redis-server`.
+//! `bff` binary, `redis` a real `redis-server`, `clients` the example clients and a balancer.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod process;
 pub mod redis;
 

@@ -33,20 +33,22 @@ where
                     .write(&frame::text_frame(pong), Frame::Reply)
                     .await
             }
-            Ok(ClientMessage::Subscribe {
-                channels,
-                lowercase,
-            }) => {
-                let answer = self.channels.subscribe(
-                    channels,
-                    &self.config,
-                    self.hub.relay(),
-                    bridge,
-                    lowercase || bridge,
-                );
+            Ok(ClientMessage::Subscribe(mut asked)) => {
+                // Offsets without an epoch belong to the one the client resumed in, if it did.
+                asked.epoch = asked.epoch.or_else(|| self.resume_epoch.clone());
+                let (answer, missed) =
+                    self.channels
+                        .subscribe(asked, &self.config, self.hub.relay(), bridge);
                 let joined_telemetry =
                     self.feed.is_none() && answer.channels.iter().any(|c| c == TELEMETRY);
                 self.send_json(&answer).await?;
+                for update in missed {
+                    let frame = match self.endpoint {
+                        Endpoint::Stream => &update.stream,
+                        Endpoint::Bridge => &update.bridge,
+                    };
+                    self.socket.write(frame, Frame::Update).await?;
+                }
                 if joined_telemetry {
                     // A bridge dashboard gets the latest packet at once, then every one.
                     self.follow(Frame::Update).await?;

@@ -121,6 +121,8 @@ pub struct Session<R, W> {
     epoch: Option<Arc<str>>,
     /// Where the client left off, when it reconnected asking to resume.
     resume: Option<Resume>,
+    /// The epoch it asked to resume in: its relay offsets belong to it too.
+    resume_epoch: Option<String>,
     /// Its relay-channel subscriptions.
     channels: Channels,
     /// Client messages beyond this rate (pongs excluded) end the connection with 1008.
@@ -156,6 +158,7 @@ where
             last_seq: 0,
             epoch: None,
             resume: None,
+            resume_epoch: None,
             channels: Channels::default(),
             limiter,
             commands: None,
@@ -166,6 +169,7 @@ where
 
     /// Resumes the client's stream where it left off, when the history reaches back.
     pub fn resuming(mut self, resume: Option<Resume>) -> Self {
+        self.resume_epoch = resume.as_ref().map(|r| r.epoch.clone());
         self.resume = resume;
         self
     }

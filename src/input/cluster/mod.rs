@@ -9,15 +9,21 @@
 //! a local epoch (its clients see the change), and joins again when Redis is back: Redis makes
 //! the engine's load constant, it never blanks a dashboard. The poll loop asks
 //! [`Cluster::role`] before polling and publishes through [`Cluster::publish`].
+//!
+//! Relayed messages go the same way: the leader's Redis input hands them to [`Cluster::relay`],
+//! a script numbers them per channel, and every daemon relays them under those offsets, so a
+//! client resuming its channels on another daemon finds the same numbers there.
 
+mod relay;
 pub mod scripts;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -110,6 +116,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Raised when the leader lets go, so a follower takes over at once.
     released: Notify,
+    /// Messages the leader heard on relayed channels, on their way to be numbered.
+    relay: mpsc::Sender<(String, Bytes)>,
 }
 
 impl Cluster {
@@ -123,6 +131,7 @@ impl Cluster {
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
+        let (relay, relayed) = mpsc::channel(relay::QUEUE);
         let cluster = Self {
             shared: Arc::new(Shared {
                 keys: Keys::new(&config.name),
@@ -134,6 +143,7 @@ impl Cluster {
                 hub,
                 metrics,
                 released: Notify::new(),
+                relay,
             }),
         };
         cluster.set_role(Role::Joining);
@@ -144,6 +154,12 @@ impl Cluster {
             cluster
                 .clone()
                 .hold_lease(shutdown.clone())
+                .instrument(info_span!("cluster")),
+        );
+        tracker.spawn(
+            cluster
+                .clone()
+                .number_relayed(relayed, shutdown.clone())
                 .instrument(info_span!("cluster")),
         );
         tracker.spawn(
@@ -317,11 +333,16 @@ impl Cluster {
             Ok(Err(err)) => return format!("cannot connect: {err}"),
             Err(_) => return "connecting timed out".into(),
         };
-        if let Err(err) = pubsub.subscribe(&self.shared.keys.packets).await {
+        let keys = &self.shared.keys;
+        if let Err(err) = pubsub.subscribe(&[&keys.packets, &keys.relay]).await {
             return format!("cannot subscribe: {err}");
         }
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
+            if message.get_channel_name() == keys.relay {
+                self.take_relayed(message.get_payload_bytes());
+                continue;
+            }
             let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
                 continue;
             };

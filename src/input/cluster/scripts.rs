@@ -6,9 +6,14 @@
 //! - the publish is fenced: one script checks the token, numbers the packet from
 //!   `<name>:seq` (starting a new `<name>:epoch` when the count is gone), appends it to the
 //!   capped stream `<name>:history` and publishes it on `<name>:packets`. A daemon whose lease
-//!   lapsed (paused, cut off, slow) is refused, whatever it believes.
+//!   lapsed (paused, cut off, slow) is refused, whatever it believes;
+//! - relayed messages are numbered the same way: one script checks the token, takes the next
+//!   offset of the message's channel from the hash `<name>:offsets` and publishes it on
+//!   `<name>:relay`, so every daemon gives it the same offset. A new epoch starts the offsets
+//!   again.
 //!
-//! A packet on the channel, and in the history, is `<epoch> <seq> <data JSON>`.
+//! A packet on the channel, and in the history, is `<epoch> <seq> <data JSON>`; a relayed
+//! message is `<epoch> <offset> <length of the channel's name> <channel><payload>`.
 
 use std::time::Duration;
 
@@ -23,8 +28,11 @@ pub struct Keys {
     seq: String,
     epoch: String,
     history: String,
+    offsets: String,
     /// Where every packet (and the notice that the lease was released) is published.
     pub packets: String,
+    /// Where every relayed message is published, numbered.
+    pub relay: String,
 }
 
 impl Keys {
@@ -35,7 +43,9 @@ impl Keys {
             seq: format!("{name}:seq"),
             epoch: format!("{name}:epoch"),
             history: format!("{name}:history"),
+            offsets: format!("{name}:offsets"),
             packets: format!("{name}:packets"),
+            relay: format!("{name}:relay"),
         }
     }
 }
@@ -66,20 +76,43 @@ static RELEASE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// The epoch in force, or `new` when the count is gone (a fresh Redis, a deleted key): then
+/// the seq starts again from 0 and the history and the offsets of the old epoch go. The
+/// scripts below start with it; their keys are lease, seq, epoch, history and offsets.
+const EPOCH: &str = r"
+    local function epoch_or(new)
+      local epoch = redis.call('GET', KEYS[3])
+      if epoch and redis.call('EXISTS', KEYS[2]) == 1 then return epoch end
+      redis.call('SET', KEYS[3], new)
+      redis.call('SET', KEYS[2], 0)
+      redis.call('DEL', KEYS[4], KEYS[5])
+      return new
+    end
+    if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+";
+
+/// ARGV: token, new epoch, data JSON, history length, packets channel.
 static PUBLISH: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
-    Script::new(
-        r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
-          local epoch = redis.call('GET', KEYS[3])
-          if (not epoch) or redis.call('EXISTS', KEYS[2]) == 0 then
-            epoch = ARGV[5]
-            redis.call('SET', KEYS[3], epoch)
-            redis.call('DEL', KEYS[4])
-          end
+    Script::new(&format!(
+        r"{EPOCH}
+          local epoch = epoch_or(ARGV[2])
           local seq = redis.call('INCR', KEYS[2])
-          local packet = epoch .. ' ' .. seq .. ' ' .. ARGV[2]
-          redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[3], seq .. '-1', 'p', packet)
-          redis.call('PUBLISH', ARGV[4], packet)
-          return {epoch, seq}",
+          local packet = epoch .. ' ' .. seq .. ' ' .. ARGV[3]
+          redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[4], seq .. '-1', 'p', packet)
+          redis.call('PUBLISH', ARGV[5], packet)
+          return {{epoch, seq}}"
+    ))
+});
+
+/// ARGV: token, new epoch, channel, payload, relay channel.
+static RELAY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        r"{EPOCH}
+          local epoch = epoch_or(ARGV[2])
+          local offset = redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
+          redis.call('PUBLISH', ARGV[5],
+            epoch .. ' ' .. offset .. ' ' .. string.len(ARGV[3]) .. ' ' .. ARGV[3] .. ARGV[4])
+          return offset"
     )
 });
 
@@ -166,12 +199,44 @@ pub async fn publish(
         .key(&keys.seq)
         .key(&keys.epoch)
         .key(&keys.history)
+        .key(&keys.offsets)
         .arg(token)
+        .arg(new_epoch)
         .arg(body)
         .arg(history)
-        .arg(&keys.packets)
-        .arg(new_epoch);
+        .arg(&keys.packets);
     bounded("publishing", publish.invoke_async(redis)).await
+}
+
+/// Numbers and publishes relayed messages, in order, while the lease is `token`'s (those
+/// refused for a lapsed lease are dropped by Redis, not here). One round trip for the batch.
+pub async fn relay(
+    redis: &mut MultiplexedConnection,
+    keys: &Keys,
+    token: &str,
+    new_epoch: &str,
+    batch: &[(String, bytes::Bytes)],
+) -> Result<(), Failed> {
+    let mut pipe = redis::pipe();
+    for (channel, payload) in batch {
+        // EVAL rather than EVALSHA: a restarted Redis has no scripts loaded, and a pipeline
+        // cannot load one halfway; Redis caches the compiled script by its text.
+        pipe.cmd("EVAL")
+            .arg(RELAY.as_str())
+            .arg(5)
+            .arg(&keys.lease)
+            .arg(&keys.seq)
+            .arg(&keys.epoch)
+            .arg(&keys.history)
+            .arg(&keys.offsets)
+            .arg(token)
+            .arg(new_epoch)
+            .arg(channel)
+            .arg(payload.as_ref())
+            .arg(&keys.relay)
+            .ignore();
+    }
+    bounded("relaying", pipe.query_async::<()>(redis)).await
 }
 
 /// The packets of `epoch` from `from` on in the cluster's history, oldest first, as `(seq,
@@ -211,9 +276,41 @@ pub fn parse(packet: &str) -> Option<(&str, u64, &str)> {
     Some((epoch, seq, body))
 }
 
+/// Reads one relayed message as published: its epoch, offset, channel and payload.
+pub fn parse_relayed(message: &[u8]) -> Option<(&str, u64, &str, &[u8])> {
+    let mut fields = message.splitn(4, |b| *b == b' ');
+    let epoch = std::str::from_utf8(fields.next()?).ok()?;
+    let offset = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    let length: usize = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    let rest = fields.next()?;
+    let channel = std::str::from_utf8(rest.get(..length)?).ok()?;
+    Some((epoch, offset, channel, &rest[length..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relayed_message_reads_as_published() {
+        let published = b"e1 17 13 trade.results{\"a\": \"b c\"}";
+        assert_eq!(
+            parse_relayed(published),
+            Some(("e1", 17, "trade.results", &br#"{"a": "b c"}"#[..]))
+        );
+        // A channel with a space in its name, and an empty payload.
+        assert_eq!(
+            parse_relayed(b"e1 2 5 a b c"),
+            Some(("e1", 2, "a b c", &b""[..]))
+        );
+        assert_eq!(
+            parse_relayed(b"e1 2 9 short"),
+            None,
+            "shorter than its length"
+        );
+        assert_eq!(parse_relayed(b"e1 x 1 a{}"), None);
+        assert_eq!(parse_relayed(b"released"), None);
+    }
 
     #[test]
     fn a_packet_reads_as_published() {

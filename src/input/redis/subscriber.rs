@@ -23,6 +23,7 @@ use super::event::{self, Event};
 use crate::config::{RedisConfig, is_pattern, matches};
 use crate::hub::Hub;
 use crate::hub::packet::{SourceHealth, Timestamp};
+use crate::input::cluster::{Cluster, Role};
 use crate::metrics::Metrics;
 
 /// Time one connect, subscribe or heartbeat may take.
@@ -74,6 +75,9 @@ pub struct Subscriber {
     pub config: RedisConfig,
     /// Where relayed messages go.
     pub hub: Hub,
+    /// The cluster this daemon is in, if any: while it leads, relayed messages are numbered
+    /// there for every daemon; while another leads, that one relays them.
+    pub cluster: Option<Cluster>,
     /// Counts messages, drops and reconnects.
     pub metrics: Arc<Metrics>,
     /// Where the engine's events go: the poller, which merges and pushes them. Bounded: a
@@ -230,7 +234,18 @@ impl Subscriber {
             .iter()
             .any(|entry| matches(entry, channel))
         {
-            self.hub.relay().publish(channel, payload);
+            match &self.cluster {
+                None => {
+                    self.hub.relay_here(channel, payload);
+                }
+                Some(cluster) => match cluster.role() {
+                    Role::Leader => cluster.relay(channel, payload),
+                    Role::Alone => {
+                        self.hub.relay_here(channel, payload);
+                    }
+                    Role::Follower | Role::Joining => {}
+                },
+            }
         }
         match event::parse(channel, payload) {
             Ok(Some(event)) => {

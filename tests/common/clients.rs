@@ -1,0 +1,84 @@
+//! The example clients of `examples/clients/` as commands, and a balancer to put in front of
+//! several daemons, as a dashboard meets them in production.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, TcpStream};
+
+/// `node` for the example client, with `--experimental-websocket` before Node 22; `None` (the
+/// test is skipped) without Node.
+pub fn node() -> Option<Command> {
+    let version = Command::new("node").arg("--version").output();
+    if !super::tool_available(version.is_ok(), "node", "install Node.js") {
+        return None;
+    }
+    let major: u32 = String::from_utf8_lossy(&version.unwrap().stdout)
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut node = Command::new("node");
+    if major < 22 {
+        node.arg("--experimental-websocket");
+    }
+    node.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.js"));
+    Some(node)
+}
+
+/// `python3 dashboard.py`; `None` (the test is skipped) without Python's `websockets`.
+pub fn python() -> Option<Command> {
+    let has_websockets = Command::new("python3")
+        .args(["-c", "import websockets"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !super::tool_available(
+        has_websockets,
+        "python3 with websockets",
+        "pip install -r examples/clients/requirements.txt",
+    ) {
+        return None;
+    }
+    let mut python = Command::new("python3");
+    python.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.py"));
+    Some(python)
+}
+
+/// A TCP balancer on 127.0.0.1: each connection goes to the backend of the moment, byte for
+/// byte (WebSocket upgrades included), until either side closes. Stops with the test's runtime.
+pub struct Balancer {
+    /// Where new connections go.
+    backend: Arc<Mutex<SocketAddr>>,
+    /// Where clients connect.
+    pub addr: SocketAddr,
+}
+
+impl Balancer {
+    /// A balancer sending connections to `backend`.
+    pub async fn start(backend: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backend = Arc::new(Mutex::new(backend));
+        let to = backend.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = *to.lock().unwrap();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Self { backend, addr }
+    }
+
+    /// Sends new connections to `backend` from now on.
+    pub fn switch(&self, backend: SocketAddr) {
+        *self.backend.lock().unwrap() = backend;
+    }
+}
