@@ -318,3 +318,13 @@ since?: { [key in string]: number },
  * The epoch those offsets belong to.
  */
 epoch?: string, };
+
+export type ResumeQuery = { 
+/**
+ * The `seq` of the last packet received.
+ */
+since: number, 
+/**
+ * That packet's `epoch`.
+ */
+epoch: string, };

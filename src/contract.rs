@@ -62,6 +62,17 @@ mod tests {
         epoch: Option<String>,
     }
 
+    /// The query a reconnecting dashboard adds to the WebSocket URL to get the packets it
+    /// missed: `?since=<seq>&epoch=<epoch>` of the last packet it got.
+    #[derive(TS)]
+    #[allow(dead_code)]
+    struct ResumeQuery {
+        /// The `seq` of the last packet received.
+        since: u64,
+        /// That packet's `epoch`.
+        epoch: String,
+    }
+
     /// Any message the daemon sends: a packet, a relayed update, the answer to a subscription,
     /// a command's result, a pong. `type` tells which.
     #[derive(Serialize, schemars::JsonSchema, TS)]
@@ -115,6 +126,7 @@ mod tests {
             CommandResult::decl(&cfg),
             Pong::decl(&cfg),
             SubscribeRequest::decl(&cfg),
+            ResumeQuery::decl(&cfg),
         ];
         let mut out = String::from(
             "// What bff sends (and how to subscribe): `import type { ServerMessage, Packet } from './packet';`\n\
