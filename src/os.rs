@@ -48,12 +48,25 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Bytes written to a TCP socket that its peer has not yet taken (`SIOCOUTQ`): how far behind
-/// a reader is, counted in the kernel rather than in a queue of our own.
-pub fn unsent_bytes(socket: &impl std::os::fd::AsRawFd) -> Option<usize> {
-    let mut unsent: libc::c_int = 0;
-    // SAFETY: TIOCOUTQ (SIOCOUTQ for sockets) writes one int through the pointer, which points
-    // at a live c_int for the duration of the call; the descriptor is owned by `socket`.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
-    (rc == 0).then_some(unsent as usize)
+/// Caps the bytes a TCP socket holds written but not yet sent (`TCP_NOTSENT_LOWAT`): past
+/// it, a write takes only what fits and then none until the peer reads. A reader that fell
+/// behind is found by the write itself, with no question asked of the kernel per send.
+pub fn cap_unsent(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Result<()> {
+    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the option value is one c_int, passed by pointer with its size, live for the
+    // call; the descriptor is owned by `socket`.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

@@ -1,9 +1,10 @@
 //! One client's socket as a session uses it: tungstenite reads the client's frames through
 //! [`Inbound`]; every byte going out is written here straight to the write half, under a send
-//! timeout, and counted. A packet is refused when the client already has `queue_size` packets'
-//! worth unread in its socket, which is how a client that stopped reading is found.
+//! timeout, and counted. The socket holds at most `queue_size` packets' worth written but not
+//! sent: a packet that does not fit whole means the client stopped reading, and it is cut off.
 
 use std::future::{Future, poll_fn};
+use std::io;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -41,18 +42,30 @@ pub fn websocket_config(config: &ClientConfig) -> WebSocketConfig {
         .max_frame_size(Some(config.max_message_bytes))
 }
 
-/// The write half of a client's socket. It may say how many written bytes the peer has not yet
-/// taken, which is how far behind a client that stopped reading is.
+/// Room for the rest of a packet and the close frame after a client was found behind.
+const CLOSING_ROOM: usize = 64 * 1024;
+
+/// The write half of a client's socket. Where the transport can, it caps the bytes waiting
+/// unsent and writes without waiting, so a short write tells that the client is behind.
 pub trait Outbox: AsyncWrite + Unpin {
-    /// Bytes written but not yet taken by the peer, where the transport can tell.
-    fn unsent(&self) -> Option<usize> {
-        None
+    /// Lets at most `bytes` wait written but unsent; `false` where the transport cannot.
+    fn cap_unsent(&mut self, _bytes: usize) -> bool {
+        false
+    }
+
+    /// Writes what fits of `frame` now, without waiting (only called once the cap is set).
+    fn write_now(&mut self, _frame: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
     }
 }
 
 impl Outbox for OwnedWriteHalf {
-    fn unsent(&self) -> Option<usize> {
-        os::unsent_bytes(self.as_ref())
+    fn cap_unsent(&mut self, bytes: usize) -> bool {
+        os::cap_unsent(self.as_ref(), bytes).is_ok()
+    }
+
+    fn write_now(&mut self, frame: &[u8]) -> io::Result<usize> {
+        self.as_ref().try_write(frame)
     }
 }
 
@@ -66,6 +79,11 @@ pub struct Socket<R, W> {
     metrics: Arc<Metrics>,
     send_timeout: Duration,
     queue_size: usize,
+    /// The unsent bytes the socket may hold now (`queue_size` of the largest packet yet);
+    /// 0 while none is set, or where the transport cannot cap them.
+    unsent_cap: usize,
+    /// The transport can cap unsent bytes.
+    cappable: bool,
 }
 
 impl<R, W> Socket<R, W>
@@ -95,6 +113,8 @@ where
             metrics,
             send_timeout: Duration::from_millis(config.send_timeout_ms),
             queue_size: config.queue_size,
+            unsent_cap: 0,
+            cappable: true,
         }
     }
 
@@ -106,13 +126,37 @@ where
 
     /// Writes one packet, unless the client already has `queue_size` packets' worth waiting in
     /// its socket: a client that stopped reading is cut off after that many ticks, and its kernel
-    /// buffers stay bounded, however large they could grow.
+    /// buffers stay bounded, however large they could grow. The socket itself keeps the count:
+    /// it takes at most that many packets' worth unsent, so a packet that does not fit whole is
+    /// the sign, and a packet that fits costs one `send`.
     pub async fn send_packet(&mut self, frame: &[u8]) -> Result<(), Ending> {
-        let behind = self.out.unsent().unwrap_or(0) / frame.len().max(1);
-        if behind >= self.queue_size {
-            return Err(Ending::TooSlow(behind as u64));
+        let cap = self.queue_size.max(1) * frame.len();
+        if self.cappable && cap > self.unsent_cap {
+            self.cappable = self.out.cap_unsent(cap);
+            self.unsent_cap = cap;
         }
-        self.write(frame, Frame::Telemetry).await
+        if !self.cappable {
+            return self.write(frame, Frame::Telemetry).await;
+        }
+        let written = match self.out.write_now(frame) {
+            Ok(n) if n == frame.len() => {
+                self.metrics.sent(Frame::Telemetry, n);
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(err) => {
+                self.metrics.send_failed();
+                return Err(Ending::Vanished(err.to_string()));
+            }
+        };
+        // Behind by its whole queue: what was begun of this packet, then the close frame.
+        self.unsent_cap += frame.len() + CLOSING_ROOM;
+        self.out.cap_unsent(self.unsent_cap);
+        if written > 0 {
+            self.write(&frame[written..], Frame::Telemetry).await?;
+        }
+        Err(Ending::TooSlow(self.queue_size as u64))
     }
 
     /// Writes whole frames, giving up after the send timeout: a client that does not read must
