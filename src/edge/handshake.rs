@@ -75,24 +75,22 @@ pub fn websocket(
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_ctx = ctx.clone();
-    ctx.tracker.spawn(
-        async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let admitted = Admitted {
-                        permit,
-                        endpoint,
-                        caller: Caller { token, peer },
-                        resume,
-                        config,
-                    };
-                    session::run(upgraded, admitted, &task_ctx).await
-                }
-                Err(err) => debug!(%err, "Upgrade did not complete"),
+    let task = async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let admitted = Admitted {
+                    permit,
+                    endpoint,
+                    caller: Caller { token, peer },
+                    resume,
+                    config,
+                };
+                session::run(upgraded, admitted, &task_ctx).await
             }
+            Err(err) => debug!(%err, "Upgrade did not complete"),
         }
-        .instrument(info_span!("ws")),
-    );
+    };
+    ctx.tracker.spawn(task.instrument(info_span!("ws")));
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();

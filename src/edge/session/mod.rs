@@ -87,12 +87,24 @@ pub async fn run(upgraded: Upgraded, admitted: Admitted, ctx: &Context) {
         ?endpoint,
         "Client Connected"
     );
-    let socket = Socket::new(read, write, leftover, &config.clients, ctx.metrics.clone()).await;
-    let ending = Session::new(socket, endpoint, config, ctx.hub.clone())
-        .with_commands(ctx.commands.clone(), caller)
-        .resuming(resume)
-        .run(&ctx.shutdown)
-        .await;
+    let socket = Box::pin(Socket::new(
+        read,
+        write,
+        leftover,
+        &config.clients,
+        ctx.metrics.clone(),
+    ))
+    .await;
+    // Boxed: a connection's future lives as long as it does, and one the size of all its
+    // states together (the socket, then the session made of it) would cost each connection
+    // the sum rather than the largest.
+    let ending = Box::pin(
+        Session::new(socket, endpoint, config, ctx.hub.clone())
+            .with_commands(ctx.commands.clone(), caller)
+            .resuming(resume)
+            .run(&ctx.shutdown),
+    )
+    .await;
     let code = ending.code();
     // Counted before the slot is freed, so whoever sees the connection gone sees it counted.
     ctx.metrics
@@ -184,7 +196,7 @@ where
     pub async fn run(mut self, shutdown: &CancellationToken) -> Ending {
         let mut ending = match self.endpoint {
             // The latest snapshot at once, so a dashboard never starts blank.
-            Endpoint::Stream => self.follow(Frame::Welcome).await.err(),
+            Endpoint::Stream => Box::pin(self.follow(Frame::Welcome)).await.err(),
             Endpoint::Bridge => None,
         };
         let ping_every = Duration::from_millis(self.config.clients.ping_interval_ms);
@@ -234,7 +246,9 @@ where
                 },
                 frame = self.socket.next() => {
                     last_heard = Instant::now();
-                    match self.heard(frame).await {
+                    // Boxed: what a client says is rare, and its handling must not grow the
+                    // state every connection keeps.
+                    match Box::pin(self.heard(frame)).await {
                         None => self.socket.send_replies().await.err(),
                         some => some,
                     }
@@ -249,7 +263,8 @@ where
             };
         }
         let ending = ending.expect("the loop ends with an ending");
-        self.socket.close(&ending).await;
+        // Boxed, as it runs once: its state must not be every connection's.
+        Box::pin(self.socket.close(&ending)).await;
         ending
     }
 
