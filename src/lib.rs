@@ -147,6 +147,11 @@ pub async fn run(
         tracker: tracker.clone(),
         started: Instant::now(),
     });
+    let counted = ctx.metrics.clone();
+    tracker.spawn(
+        os::trim_after_storms(move || counted.connects(), ctx.shutdown.clone())
+            .instrument(info_span!("memory")),
+    );
     edge::server::accept(listener, ctx.clone()).await;
     info!(
         clients = ctx.admission.open(),

@@ -269,6 +269,11 @@ impl Metrics {
         self.connects.inc();
     }
 
+    /// Connections accepted since start.
+    pub fn connects(&self) -> u64 {
+        self.connects.get()
+    }
+
     /// A connection ended for `reason` with close `code` (if any); `slow` when it was cut off
     /// for not keeping up.
     pub fn disconnected(&self, reason: &'static str, code: Option<u16>, slow: bool) {

@@ -1,5 +1,6 @@
-//! What the daemon asks of the operating system before it serves: enough file descriptors for
-//! its connections, and a listening socket whose backlog survives a reconnect storm.
+//! What the daemon asks of the operating system: enough file descriptors for its connections,
+//! a listening socket whose backlog survives a reconnect storm, a cap on each client's unsent
+//! bytes, and the allocator's free memory given back after a storm.
 
 use std::io;
 use std::net::SocketAddr;
@@ -68,5 +69,103 @@ pub fn cap_unsent(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Resul
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Connections accepted between two returns of free memory, at least.
+const TRIM_AFTER_CONNECTS: u64 = 1000;
+
+/// How often to look.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Gives the allocator's free memory back to the system every few seconds after at least
+/// [`TRIM_AFTER_CONNECTS`] connections came (`connects` counts them), until `shutdown`. A storm
+/// of handshakes leaves their buffers (hyper's 8 KB each) free but kept by the allocator,
+/// spread among the connections' own memory; glibc's `malloc_trim` returns the pages among
+/// them that hold nothing.
+pub async fn trim_after_storms(
+    connects: impl Fn() -> u64,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    trim_when(connects, trim, shutdown).await;
+}
+
+/// [`trim_after_storms`] with the trimming given, for tests.
+async fn trim_when(
+    connects: impl Fn() -> u64,
+    trim: fn(),
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut trimmed_at = connects();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(TRIM_EVERY) => {}
+        }
+        let now = connects();
+        if now >= trimmed_at + TRIM_AFTER_CONNECTS {
+            trimmed_at = now;
+            // It walks the whole heap: not on a runtime thread.
+            let _ = tokio::task::spawn_blocking(trim).await;
+        }
+    }
+}
+
+#[cfg(target_env = "gnu")]
+fn trim() {
+    // SAFETY: malloc_trim only walks and releases the allocator's own free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn trim() {}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    static CONNECTS: AtomicU64 = AtomicU64::new(0);
+    static TRIMS: AtomicUsize = AtomicUsize::new(0);
+
+    fn counted() {
+        TRIMS.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn free_memory_goes_back_only_after_a_thousand_connections() {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(trim_when(
+            || CONNECTS.load(Ordering::SeqCst),
+            counted,
+            shutdown.clone(),
+        ));
+        let after = |secs| tokio::time::sleep(Duration::from_secs(secs) + Duration::from_millis(1));
+        after(5).await;
+        CONNECTS.store(999, Ordering::SeqCst);
+        after(5).await;
+        assert_eq!(
+            TRIMS.load(Ordering::SeqCst),
+            0,
+            "999 connections: a trickle"
+        );
+        CONNECTS.store(1000, Ordering::SeqCst);
+        after(5).await;
+        // The blocking pool runs the trim on a thread of its own.
+        for _ in 0..100_000 {
+            if TRIMS.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(TRIMS.load(Ordering::SeqCst), 1, "a thousand: trimmed");
+        after(10).await;
+        assert_eq!(TRIMS.load(Ordering::SeqCst), 1, "nothing came since");
+        shutdown.cancel();
+        task.await.unwrap();
     }
 }
