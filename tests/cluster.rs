@@ -33,6 +33,16 @@ fn config_file(engine: &FakeEngine, name: &str, poll_ms: u64) -> PathBuf {
     path
 }
 
+/// A config file for daemons polling `engine` every 250 ms that also hear the agents'
+/// channels on `redis` (the cluster's own Redis).
+fn config_hearing_redis(engine: &FakeEngine, name: &str, redis: &RedisServer) -> PathBuf {
+    let config = config_file(engine, name, 250);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!("[redis]\nurl = \"{}\"\n", redis.url());
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 /// Three daemons of the cluster at `redis`.
 fn three(config: &std::path::Path, redis: &RedisServer) -> Vec<BffProcess> {
     start_daemons(3, config, redis)
@@ -392,11 +402,7 @@ async fn relay_channels_are_numbered_once_for_the_cluster_and_resume_on_another_
         return;
     };
     let engine = FakeEngine::samples().await;
-    let config = config_file(&engine, "relay", 250);
-    // The daemons hear the agents' channels on the same Redis.
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text += &format!("[redis]\nurl = \"{}\"\n", redis.url());
-    std::fs::write(&config, text).unwrap();
+    let config = config_hearing_redis(&engine, "relay", &redis);
     let mut daemons = start_daemons(2, &config, &redis);
     let refs: Vec<&BffProcess> = daemons.iter().collect();
     one_leader(&refs).await;
@@ -455,10 +461,7 @@ async fn the_example_dashboard_behind_a_balancer_loses_nothing_when_its_daemon_d
         return;
     };
     let engine = FakeEngine::samples().await;
-    let config = config_file(&engine, "balancer", 250);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text += &format!("[redis]\nurl = \"{}\"\n", redis.url());
-    std::fs::write(&config, text).unwrap();
+    let config = config_hearing_redis(&engine, "balancer", &redis);
     let daemons = start_daemons(2, &config, &redis);
     let refs: Vec<&BffProcess> = daemons.iter().collect();
     let leader = one_leader(&refs).await;
