@@ -12,6 +12,7 @@ mod answer;
 mod command;
 
 use std::num::NonZeroU32;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -204,10 +205,13 @@ where
         let mut keepalive = interval_at(Instant::now() + ping_every, ping_every);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
+        // Made once: a wait on the shared token made and dropped at every turn of the loop
+        // would take the token's lock twice a packet, against every other connection.
+        let mut cancelled = pin!(shutdown.cancelled());
 
         while ending.is_none() {
             ending = tokio::select! {
-                _ = shutdown.cancelled() => Some(Ending::Shutdown),
+                _ = &mut cancelled => Some(Ending::Shutdown),
                 next = next_snapshot(&mut self.feed) => match next {
                     // Snapshots already sent (with the WELCOME, or as missed ones) are skipped;
                     // another epoch is a new count.
