@@ -4,8 +4,8 @@
 //! every subscriber writes those same bytes.
 //!
 //! A subscription is a topic: one exact channel, or a pattern (`market.tick.*`). Topics are made
-//! when the first dashboard subscribes and dropped once nobody listens, so a message nobody
-//! wants costs a lookup and no framing.
+//! when the first dashboard subscribes and dropped once nobody listens. Every relayed message is
+//! framed and kept whether or not anybody listens now: a dashboard may come back for it.
 //!
 //! Offsets belong to an epoch, the packets' one: this daemon's own, or its cluster's when the
 //! cluster's poller numbers them ([`Relay::publish_numbered`]), so every daemon of a cluster
