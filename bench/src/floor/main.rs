@@ -16,6 +16,8 @@
 //! signalfd), and [`wire`] the bytes it writes.
 
 #[cfg(target_os = "linux")]
+#[path = "../civil.rs"]
+mod civil;
 mod os;
 #[cfg(target_os = "linux")]
 mod serve;
