@@ -50,20 +50,14 @@ cargo build --release --bins --quiet
 # The daemon or the floor, whichever runs.
 SERVER=
 stop_server() {
-  if [ -n "$SERVER" ] && kill -0 "$SERVER" 2>/dev/null; then
-    kill -TERM "$SERVER"
-    wait "$SERVER" || true
-  fi
+  stop_pid "$SERVER"
   SERVER=
 }
 
 REDIS=
 REDIS_PORT=
 stop_redis() {
-  if [ -n "$REDIS" ] && kill -0 "$REDIS" 2>/dev/null; then
-    kill -TERM "$REDIS"
-    wait "$REDIS" || true
-  fi
+  stop_pid "$REDIS"
   REDIS=
 }
 trap 'stop_server; stop_redis' EXIT

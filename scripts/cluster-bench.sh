@@ -21,12 +21,7 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 mkdir -p "$OUT"
 cargo build --release --bins --quiet
 
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap stop_started EXIT
 
 REDIS_PORT=$((BASE + 90))
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \

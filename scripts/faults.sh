@@ -20,13 +20,7 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 mkdir -p "$OUT"
 cargo build --release --bins --quiet
 
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  PIDS=()
-}
-trap cleanup EXIT
+trap stop_started EXIT
 
 FAULTS=(none hang slow down malformed huge)
 if [ $# -gt 0 ]; then FAULTS=("$@"); fi
@@ -48,5 +42,5 @@ r = json.load(open(sys.argv[1]))
 m = r["missed"]
 print(f'{sys.argv[2]:<10} {m["total"]:>6}  {m["max_interval_ms"]:>19.0f}')
 PY
-  cleanup
+  stop_started
 done

@@ -19,3 +19,21 @@ wait_line() {
   echo "no line \"$1\" in $2" >&2
   exit 1
 }
+
+# Processes started in the background by the script, stopped by stop_started (and at exit, by
+# the trap a script sets with it).
+PIDS=()
+
+# Stops (SIGTERM) and reaps process $1 if it still runs; nothing when $1 is empty.
+stop_pid() {
+  if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
+    kill -TERM "$1"
+    wait "$1" || true
+  fi
+}
+
+# Stops every process in PIDS and forgets them.
+stop_started() {
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  PIDS=()
+}
