@@ -36,6 +36,18 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// The keys of the fenced scripts, in their `KEYS` order: lease, seq, epoch, history and
+    /// offsets.
+    fn fenced(&self) -> [&str; 5] {
+        [
+            &self.lease,
+            &self.seq,
+            &self.epoch,
+            &self.history,
+            &self.offsets,
+        ]
+    }
+
     /// The keys of the cluster called `name`.
     pub fn new(name: &str) -> Self {
         Self {
@@ -195,11 +207,7 @@ pub async fn publish(
 ) -> Result<Option<(String, u64)>, Failed> {
     let mut publish = PUBLISH.prepare_invoke();
     publish
-        .key(&keys.lease)
-        .key(&keys.seq)
-        .key(&keys.epoch)
-        .key(&keys.history)
-        .key(&keys.offsets)
+        .key(&keys.fenced()[..])
         .arg(token)
         .arg(new_epoch)
         .arg(body)
@@ -223,12 +231,8 @@ pub async fn relay(
         // cannot load one halfway; Redis caches the compiled script by its text.
         pipe.cmd("EVAL")
             .arg(RELAY.as_str())
-            .arg(5)
-            .arg(&keys.lease)
-            .arg(&keys.seq)
-            .arg(&keys.epoch)
-            .arg(&keys.history)
-            .arg(&keys.offsets)
+            .arg(keys.fenced().len())
+            .arg(&keys.fenced()[..])
             .arg(token)
             .arg(new_epoch)
             .arg(channel)
