@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bff::input::cluster::scripts::{self, Keys};
 use common::clients::Balancer;
 use common::process::BffProcess;
 use common::redis::RedisServer;
@@ -33,19 +34,36 @@ fn config_file(engine: &FakeEngine, name: &str, poll_ms: u64) -> PathBuf {
     path
 }
 
-/// A config file for daemons polling `engine` every 250 ms that also hear the agents'
-/// channels on `redis` (the cluster's own Redis).
-fn config_hearing_redis(engine: &FakeEngine, name: &str, redis: &RedisServer) -> PathBuf {
-    let config = config_file(engine, name, 250);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text += &format!("[redis]\nurl = \"{}\"\n", redis.url());
-    std::fs::write(&config, text).unwrap();
-    config
+/// What a test's cluster is made of: its Redis, the engine its daemons poll, their config file,
+/// the daemons, and which of them was elected to poll.
+struct Cluster {
+    redis: RedisServer,
+    engine: FakeEngine,
+    config: PathBuf,
+    daemons: Vec<BffProcess>,
+    leader: usize,
 }
 
-/// Three daemons of the cluster at `redis`.
-fn three(config: &std::path::Path, redis: &RedisServer) -> Vec<BffProcess> {
-    start_daemons(3, config, redis)
+/// `n` daemons polling a test engine every `poll_ms` (and, `hearing_redis`, hearing the agents'
+/// channels on the cluster's Redis), once one leads; `None` (skipped) without `redis-server`.
+async fn cluster(name: &str, poll_ms: u64, n: usize, hearing_redis: bool) -> Option<Cluster> {
+    let redis = RedisServer::start()?;
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, name, poll_ms);
+    if hearing_redis {
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text += &format!("[redis]\nurl = \"{}\"\n", redis.url());
+        std::fs::write(&config, text).unwrap();
+    }
+    let daemons = start_daemons(n, &config, &redis);
+    let leader = one_leader(&daemons).await;
+    Some(Cluster {
+        redis,
+        engine,
+        config,
+        daemons,
+        leader,
+    })
 }
 
 /// `n` daemons of the cluster at `redis`.
@@ -74,7 +92,7 @@ async fn health(daemon: &BffProcess) -> Value {
 }
 
 /// The daemons' modes once exactly one leads and the rest follow; the leader's index.
-async fn one_leader(daemons: &[&BffProcess]) -> usize {
+async fn one_leader(daemons: &[BffProcess]) -> usize {
     within("one leader and the rest following", async {
         loop {
             let mut modes = Vec::new();
@@ -117,14 +135,15 @@ async fn packet_from(ws: &mut Ws, epoch: &str, from: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_daemon_polls_and_every_client_sees_the_same_packets() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(Cluster {
+        redis: _redis,
+        engine,
+        daemons,
+        ..
+    }) = cluster("one", 250, 3, false).await
+    else {
         return;
     };
-    let engine = FakeEngine::samples().await;
-    let config = config_file(&engine, "one", 250);
-    let daemons = three(&config, &redis);
-    let refs: Vec<&BffProcess> = daemons.iter().collect();
-    one_leader(&refs).await;
 
     let mut clients = Vec::new();
     for daemon in &daemons {
@@ -159,13 +178,16 @@ async fn one_daemon_polls_and_every_client_sees_the_same_packets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches_only_its_own() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(Cluster {
+        redis,
+        engine: _engine,
+        config,
+        mut daemons,
+        leader,
+    }) = cluster("failover", 1000, 3, false).await
+    else {
         return;
     };
-    let engine = FakeEngine::samples().await;
-    let config = config_file(&engine, "failover", 1000);
-    let mut daemons = three(&config, &redis);
-    let leader = one_leader(&daemons.iter().collect::<Vec<_>>()).await;
 
     // SIGTERM: the lease is released, another takes over; the followers' clients see every seq.
     let mut watchers = Vec::new();
@@ -185,7 +207,7 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
     assert!(daemons[leader].wait_exit().success());
     let stopped = daemons.remove(leader);
     drop(stopped);
-    let new_leader = one_leader(&daemons.iter().collect::<Vec<_>>()).await;
+    let new_leader = one_leader(&daemons).await;
     for (ws, last) in watchers.iter_mut().zip(&mut last) {
         for _ in 0..3 {
             let next = next_packet(ws).await;
@@ -221,17 +243,7 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
     assert_eq!(health["mode"], "leader");
 
     // A third daemon joins as a follower; killing it leaves the others' clients untouched.
-    daemons.push(BffProcess::start(
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--cluster",
-            &redis.url(),
-        ],
-        &[],
-    ));
+    daemons.extend(start_daemons(1, &config, &redis));
     let mut doomed = client(&daemons[2], "").await;
     next_packet(&mut doomed).await;
     daemons[2].signal(libc::SIGKILL);
@@ -252,14 +264,15 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_gone_each_daemon_serves_alone_then_one_poller_again() {
-    let Some(mut redis) = RedisServer::start() else {
+    let Some(Cluster {
+        mut redis,
+        engine: _engine,
+        daemons,
+        ..
+    }) = cluster("fallback", 500, 3, false).await
+    else {
         return;
     };
-    let engine = FakeEngine::samples().await;
-    let config = config_file(&engine, "fallback", 500);
-    let daemons = three(&config, &redis);
-    let refs: Vec<&BffProcess> = daemons.iter().collect();
-    one_leader(&refs).await;
     let mut ws = client(&daemons[0], "").await;
     next_packet(&mut ws).await;
     // A packet the leader published (the WELCOME may be this daemon's own first snapshot).
@@ -309,7 +322,7 @@ async fn redis_gone_each_daemon_serves_alone_then_one_poller_again() {
 
     // Redis back: one poller again, and the clients follow the cluster's count.
     redis.restart();
-    one_leader(&refs).await;
+    one_leader(&daemons).await;
     common::packet_where(&mut ws, "a cluster packet again", |p| {
         p["epoch"] != local["epoch"]
     })
@@ -318,21 +331,22 @@ async fn redis_gone_each_daemon_serves_alone_then_one_poller_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_cannot_leave_two_pollers_publishing() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(Cluster {
+        redis,
+        engine: _engine,
+        daemons,
+        ..
+    }) = cluster("fence", 500, 3, false).await
+    else {
         return;
     };
-    let engine = FakeEngine::samples().await;
-    let config = config_file(&engine, "fence", 500);
-    let daemons = three(&config, &redis);
-    let refs: Vec<&BffProcess> = daemons.iter().collect();
-    one_leader(&refs).await;
     let mut ws = client(&daemons[1], "").await;
     next_packet(&mut ws).await;
     redis.pause();
     // Past the lease and its deadline, nobody holds it for sure: each daemon serves alone.
     tokio::time::sleep(Duration::from_millis(3000)).await;
     redis.resume();
-    one_leader(&refs).await;
+    one_leader(&daemons).await;
     // From here, one count: every packet one after the other, whoever published it.
     let first = common::packet_where(&mut ws, "a cluster packet", |_| true).await;
     let epoch = first["epoch"].as_str().unwrap().to_owned();
@@ -351,14 +365,15 @@ async fn a_paused_redis_cannot_leave_two_pollers_publishing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_on_another_daemon_where_it_left_off() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(Cluster {
+        redis: _redis,
+        engine: _engine,
+        daemons,
+        ..
+    }) = cluster("resume", 250, 3, false).await
+    else {
         return;
     };
-    let engine = FakeEngine::samples().await;
-    let config = config_file(&engine, "resume", 250);
-    let daemons = three(&config, &redis);
-    let refs: Vec<&BffProcess> = daemons.iter().collect();
-    one_leader(&refs).await;
     let mut ws = client(&daemons[0], "").await;
     next_packet(&mut ws).await;
     let left = next_packet(&mut ws).await;
@@ -398,14 +413,16 @@ async fn updates(ws: &mut Ws, n: usize) -> Vec<(u64, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_channels_are_numbered_once_for_the_cluster_and_resume_on_another_daemon() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(Cluster {
+        redis,
+        engine: _engine,
+        config,
+        mut daemons,
+        ..
+    }) = cluster("relay", 250, 2, true).await
+    else {
         return;
     };
-    let engine = FakeEngine::samples().await;
-    let config = config_hearing_redis(&engine, "relay", &redis);
-    let mut daemons = start_daemons(2, &config, &redis);
-    let refs: Vec<&BffProcess> = daemons.iter().collect();
-    one_leader(&refs).await;
     let subscribe = r#"{"type":"SUBSCRIBE","channels":["trade.results"]}"#;
     let (mut a, mut b) = (client(&daemons[0], "").await, client(&daemons[1], "").await);
     let mut epoch = Value::Null;
@@ -425,8 +442,7 @@ async fn relay_channels_are_numbered_once_for_the_cluster_and_resume_on_another_
     drop(a);
     // A third joins after those: it numbers nothing itself, so its offsets are the cluster's.
     daemons.extend(start_daemons(1, &config, &redis));
-    let refs: Vec<&BffProcess> = daemons.iter().collect();
-    one_leader(&refs).await;
+    one_leader(&daemons).await;
     for n in 3..=4 {
         redis.publish("trade.results", format!(r#"{{"n":{n}}}"#));
     }
@@ -457,14 +473,16 @@ async fn the_example_dashboard_behind_a_balancer_loses_nothing_when_its_daemon_d
     let Some(python) = common::clients::python() else {
         return;
     };
-    let Some(redis) = RedisServer::start() else {
+    let Some(Cluster {
+        redis,
+        engine: _engine,
+        daemons,
+        leader,
+        ..
+    }) = cluster("balancer", 250, 2, true).await
+    else {
         return;
     };
-    let engine = FakeEngine::samples().await;
-    let config = config_hearing_redis(&engine, "balancer", &redis);
-    let daemons = start_daemons(2, &config, &redis);
-    let refs: Vec<&BffProcess> = daemons.iter().collect();
-    let leader = one_leader(&refs).await;
     let (follower, leader) = (&daemons[1 - leader], &daemons[leader]);
     let balancer = Balancer::start(follower.addr()).await;
 
@@ -549,4 +567,58 @@ fn numbers_in_order(stdout: &str, prefixes: &[&str]) -> Vec<u64> {
         .filter_map(|l| prefixes.iter().find_map(|p| l.strip_prefix(p)))
         .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys = Keys::new("fenced");
+    let short = Duration::from_millis(100);
+    assert!(
+        scripts::acquire(&mut conn, &keys, "old", short)
+            .await
+            .unwrap()
+    );
+    let first = scripts::publish(&mut conn, &keys, "old", "{}", 300, "e1").await;
+    assert_eq!(first, Ok(Some(("e1".to_owned(), 1))));
+
+    // The old holder is paused past its lease; another takes it.
+    tokio::time::sleep(short * 2).await;
+    let lease = Duration::from_secs(5);
+    assert!(
+        scripts::acquire(&mut conn, &keys, "new", lease)
+            .await
+            .unwrap()
+    );
+    let late = scripts::publish(&mut conn, &keys, "old", r#"{"late":1}"#, 300, "e2").await;
+    assert_eq!(
+        late,
+        Ok(None),
+        "refused: the lease is no longer the old holder's"
+    );
+    let relayed = [("trade.results".to_owned(), bytes::Bytes::from_static(b"{}"))];
+    scripts::relay(&mut conn, &keys, "old", "e2", &relayed)
+        .await
+        .unwrap();
+    let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
+    assert!(
+        matches!(offset, common::redis::Resp::Bulk(None)),
+        "nothing numbered for a lapsed lease: {offset:?}"
+    );
+
+    // The count carries on under the new holder, in the same epoch, with nothing in between.
+    let next = scripts::publish(&mut conn, &keys, "new", "{}", 300, "e3").await;
+    assert_eq!(next, Ok(Some(("e1".to_owned(), 2))));
+    scripts::relay(&mut conn, &keys, "new", "e3", &relayed)
+        .await
+        .unwrap();
+    let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
+    assert_eq!(offset.text(), "1", "numbered from the first");
 }
