@@ -42,6 +42,33 @@ async fn redis_ok(ws: &mut Ws, ok: bool) -> Value {
     .await
 }
 
+/// A daemon on a Redis of its own, polling the test engine, and a stream client that saw Redis
+/// fresh in a packet (`fresh`).
+struct Subscribed {
+    redis: RedisServer,
+    engine: FakeEngine,
+    daemon: Daemon,
+    ws: Ws,
+    fresh: Value,
+}
+
+/// A [`Subscribed`] daemon and client; `None` (skipped) without `redis-server`.
+async fn subscribed() -> Option<Subscribed> {
+    LazyLock::force(&LOGS);
+    let redis = RedisServer::start()?;
+    let engine = FakeEngine::samples().await;
+    let daemon = Daemon::start(with_redis(&engine, &redis)).await;
+    let mut ws = client(&daemon).await;
+    let fresh = redis_ok(&mut ws, true).await;
+    Some(Subscribed {
+        redis,
+        engine,
+        daemon,
+        ws,
+        fresh,
+    })
+}
+
 /// A stream client past its WELCOME.
 async fn client(daemon: &Daemon) -> Ws {
     let mut ws = daemon.connect().await;
@@ -187,14 +214,16 @@ async fn engine_events_are_merged_and_pushed_before_the_next_poll() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_poll_wins_over_an_older_event() {
-    LazyLock::force(&LOGS);
-    let Some(redis) = RedisServer::start() else {
+    let Some(Subscribed {
+        redis,
+        engine,
+        daemon: _daemon,
+        mut ws,
+        ..
+    }) = subscribed().await
+    else {
         return;
     };
-    let engine = FakeEngine::samples().await;
-    let daemon = Daemon::start(with_redis(&engine, &redis)).await;
-    let mut ws = client(&daemon).await;
-    redis_ok(&mut ws, true).await;
     let tick = json!({"price": 460.0, "timestamp": now()});
     publish(&redis, "market.tick.SPY", tick.to_string()).await;
     packet_where(&mut ws, "the tick", |p| {
@@ -214,14 +243,16 @@ async fn a_newer_poll_wins_over_an_older_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_are_relayed_to_the_clients_that_subscribe() {
-    LazyLock::force(&LOGS);
-    let Some(redis) = RedisServer::start() else {
+    let Some(Subscribed {
+        redis,
+        engine: _engine,
+        daemon: _daemon,
+        mut ws,
+        ..
+    }) = subscribed().await
+    else {
         return;
     };
-    let engine = FakeEngine::samples().await;
-    let daemon = Daemon::start(with_redis(&engine, &redis)).await;
-    let mut ws = client(&daemon).await;
-    redis_ok(&mut ws, true).await;
     send_text(
         &mut ws,
         r#"{"type":"SUBSCRIBE","channels":["trade.results","market.tick.*","secret.keys"]}"#,
@@ -568,14 +599,17 @@ async fn updates(ws: &mut Ws, n: usize) -> std::collections::BTreeMap<String, Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_client_resumes_its_channels_where_it_left_off() {
-    LazyLock::force(&LOGS);
-    let Some(redis) = RedisServer::start() else {
+    let Some(Subscribed {
+        redis,
+        engine: _engine,
+        daemon,
+        mut ws,
+        fresh,
+    }) = subscribed().await
+    else {
         return;
     };
-    let engine = FakeEngine::samples().await;
-    let daemon = Daemon::start(with_redis(&engine, &redis)).await;
-    let mut ws = client(&daemon).await;
-    let epoch = redis_ok(&mut ws, true).await["epoch"].clone();
+    let epoch = fresh["epoch"].clone();
     let channels = r#""channels":["trade.results","market.tick.*"]"#;
     send_text(&mut ws, &format!(r#"{{"type":"SUBSCRIBE",{channels}}}"#)).await;
     let answer = packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
