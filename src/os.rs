@@ -72,6 +72,18 @@ pub fn cap_unsent(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Resul
     }
 }
 
+/// Ends a socket's write direction (`shutdown(SHUT_WR)`): the peer reads the end of the
+/// stream after the last byte written, while reading goes on.
+pub fn shut_write(socket: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+    // SAFETY: a plain call on a descriptor owned by `socket`.
+    let rc = unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Connections accepted between two returns of free memory, at least.
 const TRIM_AFTER_CONNECTS: u64 = 1000;
 

@@ -7,7 +7,7 @@
 //!   checks the request, the origin, the token ([`auth`]) and the limits ([`admission`]).
 //! - [`command`] decides and sends engine actions for sessions and for HTTP callers.
 //! - [`session`] is one connection's life over its [`socket`] ([`inbound`] is the read half
-//!   tungstenite parses), with what clients may send in [`message`] and every way it can end in
+//!   tungstenite parses; [`outlet`] the write half, shared with the hub's fan-out), with what clients may send in [`message`] and every way it can end in
 //!   [`ending`]. Relay-channel subscriptions belong beside them.
 //! - [`context`] is what all of them share; [`reply`] builds the plain HTTP answers.
 
@@ -21,6 +21,7 @@ pub mod handshake;
 pub mod inbound;
 pub mod message;
 pub mod origin;
+pub mod outlet;
 pub mod reply;
 pub mod routes;
 pub mod server;

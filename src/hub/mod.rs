@@ -8,16 +8,20 @@
 //! the last `clients.resume_history` are kept, so a client that reconnects with where it left
 //! off gets what it missed.
 
+mod fanout;
 pub mod frame;
 pub mod packet;
 pub mod relay;
 pub mod snapshot;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{Notify, broadcast};
 
+pub use self::fanout::Outlet;
+use self::fanout::Outlets;
 use self::packet::Telemetry;
 pub use self::snapshot::Snapshot;
 
@@ -38,6 +42,10 @@ struct Shared {
     /// more than its capacity behind is told it lagged (and is disconnected) instead of holding
     /// memory or slowing the producer.
     tx: broadcast::Sender<Arc<Snapshot>>,
+    /// The stream connections the hub writes packets to itself, with no task woken.
+    outlets: Outlets,
+    /// How many connections the fan-out wrote the last packet to.
+    fed: AtomicUsize,
     /// Messages relayed from Redis channels to the dashboards that subscribed.
     relay: relay::Relay,
     /// Raised when a consumer needs a fresh snapshot sooner than the next tick (a command
@@ -59,6 +67,8 @@ struct State {
     keep: usize,
     /// The epoch of the snapshots this hub numbers itself: new for every daemon process.
     local_epoch: Arc<str>,
+    /// Connections that joined the fan-out since its last pass.
+    joined: Vec<Weak<dyn Outlet>>,
 }
 
 /// A connection's feed: what to welcome it with, what it missed, and the receiver for what
@@ -127,8 +137,11 @@ impl Hub {
                     latest,
                     keep: history.max(1),
                     local_epoch,
+                    joined: Vec::new(),
                 }),
                 tx,
+                outlets: Outlets::default(),
+                fed: AtomicUsize::new(0),
                 relay,
                 refresh: Notify::new(),
                 mode: Mutex::new("single"),
@@ -166,6 +179,8 @@ impl Hub {
         data: Telemetry,
         body: String,
     ) -> Result<Arc<Snapshot>, OutOfOrder> {
+        // Before the hub's lock: passes are written one at a time, in order.
+        let mut pass = self.shared.outlets.pass();
         let mut state = self.shared.state.lock().expect("hub lock poisoned");
         if numbered.is_none() && state.latest.epoch != state.local_epoch {
             // Back to this daemon's own count after another's: a new epoch, so no (epoch, seq)
@@ -197,6 +212,10 @@ impl Hub {
         state.latest = next.clone();
         // An error only means nobody is connected right now.
         let _ = self.shared.tx.send(next.clone());
+        pass.join(&mut state.joined);
+        // Written outside the hub's lock: joining and subscribing never wait for the pass.
+        drop(state);
+        self.shared.fed.store(pass.write(&next), Ordering::Relaxed);
         Ok(next)
     }
 
@@ -252,6 +271,17 @@ impl Hub {
             resumed: Some(true),
             rx,
         }
+    }
+
+    /// Hands a connection over from its feed to the fan-out: from the next packet published on,
+    /// the hub writes each one to `outlet` itself. `catch_up` runs under the hub's lock, where
+    /// nothing is published: it drains what the connection's feed still holds, so the last
+    /// packet it writes and the fan-out's first follow each other with no gap and no repeat.
+    pub fn attach<T>(&self, outlet: Weak<dyn Outlet>, catch_up: impl FnOnce() -> T) -> T {
+        let mut state = self.shared.state.lock().expect("hub lock poisoned");
+        let caught_up = catch_up();
+        state.joined.push(outlet);
+        caught_up
     }
 
     /// The latest snapshot.
@@ -342,9 +372,9 @@ impl Hub {
         self.shared.relay.publish(&epoch, channel, payload)
     }
 
-    /// Connections currently subscribed.
+    /// Connections currently fed: subscribed, or written to by the fan-out's last pass.
     pub fn subscribers(&self) -> usize {
-        self.shared.tx.receiver_count()
+        self.shared.tx.receiver_count() + self.shared.fed.load(Ordering::Relaxed)
     }
 }
 

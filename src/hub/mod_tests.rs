@@ -145,3 +145,113 @@ fn a_client_resumes_from_the_history_when_it_reaches_back() {
     hub.publish(data());
     assert_eq!(sub.rx.try_recv().unwrap().seq, 10);
 }
+
+/// An outlet that notes the `seq` of every packet the fan-out offers it, and takes no more
+/// after `takes` of them.
+struct Noting {
+    seqs: Mutex<Vec<u64>>,
+    takes: usize,
+}
+
+impl Noting {
+    fn new(takes: usize) -> Arc<Self> {
+        Arc::new(Self {
+            seqs: Mutex::new(Vec::new()),
+            takes,
+        })
+    }
+
+    fn seqs(&self) -> Vec<u64> {
+        self.seqs.lock().unwrap().clone()
+    }
+}
+
+impl Outlet for Noting {
+    fn offer(&self, snapshot: &Snapshot) -> bool {
+        let mut seqs = self.seqs.lock().unwrap();
+        seqs.push(snapshot.seq);
+        seqs.len() < self.takes
+    }
+}
+
+fn attach(hub: &Hub, outlet: &Arc<Noting>) -> Vec<u64> {
+    let Subscription {
+        welcome, mut rx, ..
+    } = hub.subscribe();
+    let fed: Arc<dyn Outlet> = outlet.clone();
+    hub.attach(Arc::downgrade(&fed), || {
+        let mut caught_up = vec![welcome.seq];
+        while let Ok(snapshot) = rx.try_recv() {
+            caught_up.push(snapshot.seq);
+        }
+        caught_up
+    })
+}
+
+#[test]
+fn an_attached_outlet_is_written_every_packet_after_its_catch_up_in_order() {
+    let hub = Hub::new(data(), 4, 10);
+    hub.publish(data());
+    let outlet = Noting::new(usize::MAX);
+    assert_eq!(attach(&hub, &outlet), vec![1]);
+    for _ in 0..3 {
+        hub.publish(data());
+    }
+    assert_eq!(outlet.seqs(), vec![2, 3, 4]);
+    assert_eq!(
+        hub.subscribers(),
+        1,
+        "the fan-out's last pass counts as fed"
+    );
+}
+
+#[test]
+fn joining_while_another_thread_publishes_leaves_no_gap_and_no_repeat() {
+    let hub = Hub::new(data(), 1024, 10);
+    let publisher = {
+        let hub = hub.clone();
+        std::thread::spawn(move || {
+            for _ in 0..2000 {
+                hub.publish(data());
+            }
+        })
+    };
+    let outlets: Vec<_> = (0..50)
+        .map(|_| {
+            let outlet = Noting::new(usize::MAX);
+            let caught_up = attach(&hub, &outlet);
+            std::thread::yield_now();
+            (outlet, caught_up)
+        })
+        .collect();
+    publisher.join().unwrap();
+    for (outlet, caught_up) in outlets {
+        let all: Vec<u64> = caught_up.into_iter().chain(outlet.seqs()).collect();
+        let expected: Vec<u64> = (all[0]..=2000).collect();
+        assert_eq!(
+            all, expected,
+            "what the feed gave, then what the fan-out wrote"
+        );
+    }
+}
+
+#[test]
+fn an_outlet_that_refuses_or_is_dropped_leaves_the_fan_out() {
+    let hub = Hub::new(data(), 4, 10);
+    let refusing = Noting::new(2);
+    let dropped = Noting::new(usize::MAX);
+    attach(&hub, &refusing);
+    attach(&hub, &dropped);
+    hub.publish(data());
+    assert_eq!(hub.subscribers(), 2);
+    drop(dropped);
+    for _ in 0..3 {
+        hub.publish(data());
+    }
+    assert_eq!(
+        refusing.seqs(),
+        vec![1, 2],
+        "not offered again after refusing"
+    );
+    assert_eq!(hub.subscribers(), 0);
+}

@@ -10,7 +10,7 @@ use super::{Endpoint, Session};
 use crate::edge::channels::TELEMETRY;
 use crate::edge::ending::Ending;
 use crate::edge::message::{self, ClientMessage};
-use crate::edge::socket::Outbox;
+use crate::edge::outlet::Outbox;
 use crate::hub::frame;
 use crate::metrics::Frame;
 
@@ -40,7 +40,7 @@ where
                     self.channels
                         .subscribe(asked, &self.config, self.hub.relay(), bridge);
                 let joined_telemetry =
-                    self.feed.is_none() && answer.channels.iter().any(|c| c == TELEMETRY);
+                    bridge && self.feed.is_none() && answer.channels.iter().any(|c| c == TELEMETRY);
                 self.send_json(&answer).await?;
                 for update in missed {
                     let frame = match self.endpoint {

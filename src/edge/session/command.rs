@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use super::Session;
 use crate::edge::command::CommandResult;
 use crate::edge::ending::Ending;
-use crate::edge::socket::Outbox;
+use crate::edge::outlet::Outbox;
 
 impl<R, W> Session<R, W>
 where

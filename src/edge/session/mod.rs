@@ -1,7 +1,8 @@
 //! One dashboard's connection, its whole life in one place: it holds its admission slot, is
 //! counted and logged when it comes and goes, and runs one `select!` loop over the hub feed, its
 //! relay channels, its commands' results, the client's frames, the keepalive timer and shutdown
-//! until an [`Ending`].
+//! until an [`Ending`]. A stream connection's packets are written by the hub's fan-out once it
+//! is welcomed, so its task sleeps through the ticks.
 //!
 //! What a connection is sent and how it talks depends on its [`Endpoint`]: a stream path gets
 //! WELCOME at once and every TELEMETRY; a bridge path gets nothing until it subscribes, in the
@@ -21,7 +22,7 @@ use hyper::upgrade::{Parts, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tokio_tungstenite::tungstenite::Message;
@@ -33,10 +34,11 @@ use super::channels::Channels;
 use super::command::{Caller, CommandResult, Commands};
 use super::context::Context;
 use super::ending::Ending;
-use super::socket::{Outbox, Socket};
+use super::outlet::{Offered, Outbox};
+use super::socket::Socket;
 use crate::config::Config;
 use crate::hub::frame::PING;
-use crate::hub::{Hub, Resume, Snapshot, Subscription};
+use crate::hub::{self, Hub, Resume, Snapshot, Subscription};
 use crate::metrics::Frame;
 
 /// The kind of path a connection came in on, which decides what it is sent and how it talks.
@@ -197,9 +199,13 @@ where
     pub async fn run(mut self, shutdown: &CancellationToken) -> Ending {
         let mut ending = match self.endpoint {
             // The latest snapshot at once, so a dashboard never starts blank.
-            Endpoint::Stream => Box::pin(self.follow(Frame::Welcome)).await.err(),
+            Endpoint::Stream => match Box::pin(self.follow(Frame::Welcome)).await {
+                Ok(()) => Box::pin(self.go_direct()).await.err(),
+                Err(ending) => Some(ending),
+            },
             Endpoint::Bridge => None,
         };
+        let outlet = self.socket.outlet().clone();
         let ping_every = Duration::from_millis(self.config.clients.ping_interval_ms);
         let idle_timeout = Duration::from_millis(self.config.clients.idle_timeout_ms);
         let mut keepalive = interval_at(Instant::now() + ping_every, ping_every);
@@ -212,6 +218,8 @@ where
         while ending.is_none() {
             ending = tokio::select! {
                 _ = &mut cancelled => Some(Ending::Shutdown),
+                // The fan-out found the client behind or gone.
+                _ = outlet.troubled() => Some(self.socket.troubled().await),
                 next = next_snapshot(&mut self.feed) => match next {
                     // Snapshots already sent (with the WELCOME, or as missed ones) are skipped;
                     // another epoch is a new count.
@@ -328,6 +336,44 @@ where
         Ok(())
     }
 
+    /// Hands a stream connection's packets over to the hub's fan-out, where its transport lets
+    /// the hub tell a client behind (see [`crate::hub::Outlet`]): what its feed still holds is
+    /// written first, under the hub's lock, then the hub writes every packet after it.
+    async fn go_direct(&mut self) -> Result<(), Ending> {
+        let outlet = self.socket.outlet().clone();
+        if !outlet.direct() {
+            return Ok(());
+        }
+        let Some(mut feed) = self.feed.take() else {
+            return Ok(());
+        };
+        let (last_seq, epoch) = (self.last_seq, self.epoch.clone());
+        let fed: Arc<dyn hub::Outlet> = outlet.clone();
+        let lagged = self.hub.attach(Arc::downgrade(&fed), || {
+            loop {
+                match feed.try_recv() {
+                    Ok(snapshot)
+                        if snapshot.seq <= last_seq && epoch.as_ref() == Some(&snapshot.epoch) => {}
+                    Ok(snapshot) => {
+                        if outlet.offer(&snapshot.telemetry) == Offered::Refused {
+                            return None;
+                        }
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
+                    Err(TryRecvError::Lagged(missed)) => return Some(missed),
+                }
+            }
+        });
+        drop(fed);
+        if let Some(missed) = lagged {
+            return Err(Ending::TooSlow(missed));
+        }
+        if outlet.trouble_found().is_some() {
+            return Err(self.socket.troubled().await);
+        }
+        self.socket.flush().await
+    }
+
     /// Acts on one frame (or the end) from the client; `Some` when the connection is over.
     async fn heard(
         &mut self,
@@ -383,12 +429,18 @@ fn validated_non_zero(n: u32) -> NonZeroU32 {
 
 /// Builds a session over in-memory halves, for the tests of this module.
 #[cfg(test)]
-async fn over<R, W>(read: R, write: W, config: Config, hub: &Hub) -> Session<R, W>
+async fn over<R, T>(
+    read: R,
+    write: tokio::io::WriteHalf<T>,
+    config: Config,
+    hub: &Hub,
+) -> Session<R, std::sync::Mutex<tokio::io::WriteHalf<T>>>
 where
     R: AsyncRead + Unpin,
-    W: Outbox,
+    T: AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    let write = std::sync::Mutex::new(write);
     let socket = Socket::new(read, write, Vec::new(), &config.clients, metrics).await;
     Session::new(socket, Endpoint::Stream, Arc::new(config), hub.clone())
 }

@@ -1,0 +1,372 @@
+//! A client's write side, shared by its session and the hub's fan-out. Every byte a connection
+//! sends goes through its [`Outlet`], under one short lock, so frames never interleave whoever
+//! writes them: the hub writes each packet straight to the socket of a stream client without
+//! waking its task, and the session writes everything else (WELCOME, updates, pings, replies,
+//! the close).
+//!
+//! Nothing waits under the lock. A write that does not go out whole leaves the rest in a
+//! `pending` buffer, which the session flushes as the socket drains; meanwhile whatever else is
+//! written queues behind it, so order is kept. The socket holds at most `queue_size` packets'
+//! worth unsent (`TCP_NOTSENT_LOWAT`): a packet that does not fit whole means the client is that
+//! far behind, and the session is told to cut it off.
+
+use std::future::poll_fn;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::{AsyncWrite, WriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+
+use crate::hub::{self, Snapshot};
+use crate::metrics::{Frame, Metrics};
+use crate::os;
+
+/// Room for the rest of a packet and the close frame after a client was found behind.
+const CLOSING_ROOM: usize = 64 * 1024;
+
+/// The write half of a client's transport, written from several places through `&self`.
+pub trait Outbox: Send + Sync + 'static {
+    /// Writes what fits of `buf`; `Pending` (with `cx` woken when more fits) when nothing does.
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+
+    /// Writes what fits of `buf` now, without registering to be woken.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self.poll_write(&mut Context::from_waker(Waker::noop()), buf) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    /// Ends the write direction, so the peer reads the end after the last frame.
+    fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Lets at most `bytes` wait written but unsent; `false` where the transport cannot. Only a
+    /// transport that can is fed by the hub directly: the cap is how it tells a client behind.
+    fn cap_unsent(&self, _bytes: usize) -> bool {
+        false
+    }
+}
+
+impl Outbox for OwnedWriteHalf {
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let stream = self.as_ref();
+        loop {
+            std::task::ready!(stream.poll_write_ready(cx))?;
+            match stream.try_write(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Checks the readiness tokio has seen rather than registering a waker, so the hub's writes
+    /// never take the session's place as the one woken.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.as_ref().try_write(buf)
+    }
+
+    fn poll_shutdown(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(os::shut_write(self.as_ref()))
+    }
+
+    fn cap_unsent(&self, bytes: usize) -> bool {
+        os::cap_unsent(self.as_ref(), bytes).is_ok()
+    }
+}
+
+/// In-memory pipes, for tests: the session writes them alone, and only the hub's queue measures
+/// how far behind they are.
+impl<T: tokio::io::AsyncRead + AsyncWrite + Send + 'static> Outbox for Mutex<WriteHalf<T>> {
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut *self.lock().expect("pipe lock poisoned")).poll_write(cx, buf)
+    }
+
+    fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut *self.lock().expect("pipe lock poisoned")).poll_shutdown(cx)
+    }
+}
+
+/// What became of a packet offered to an outlet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Written whole.
+    Sent,
+    /// Queued behind bytes still waiting for the socket; the session's flush sends it.
+    Queued,
+    /// Not taken: the client is behind, gone or closing (see [`Outlet::trouble`]).
+    Refused,
+}
+
+/// Why an outlet takes no more packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trouble {
+    /// A packet did not fit whole: the client is `queue_size` packets behind.
+    Behind,
+    /// The socket failed.
+    Failed(String),
+    /// The session is closing it.
+    Closed,
+}
+
+/// One client's write side; see the module documentation.
+pub struct Outlet<W> {
+    out: W,
+    flow: Mutex<Flow>,
+    /// Wakes the session when the hub's fan-out finds its client in [`Trouble`].
+    troubled: Notify,
+    metrics: Arc<Metrics>,
+    queue_size: usize,
+}
+
+struct Flow {
+    /// Bytes taken but not yet written: only while the socket is full.
+    pending: Vec<u8>,
+    /// The unsent bytes the socket may hold now (`queue_size` of the largest packet yet).
+    unsent_cap: usize,
+    /// The transport caps its unsent bytes (until it says it cannot).
+    cappable: bool,
+    trouble: Option<Trouble>,
+}
+
+impl<W: Outbox> Outlet<W> {
+    /// Wraps a transport's write half; a packet that does not fit `queue_size` of its kind in
+    /// the socket means the client is behind.
+    pub fn new(out: W, queue_size: usize, metrics: Arc<Metrics>) -> Self {
+        Self {
+            out,
+            flow: Mutex::new(Flow {
+                pending: Vec::new(),
+                unsent_cap: 0,
+                cappable: true,
+                trouble: None,
+            }),
+            troubled: Notify::new(),
+            metrics,
+            queue_size: queue_size.max(1),
+        }
+    }
+
+    fn flow(&self) -> MutexGuard<'_, Flow> {
+        self.flow.lock().expect("outlet lock poisoned")
+    }
+
+    /// Whether the hub may write packets here itself: only where the socket counts how far
+    /// behind its client is.
+    pub fn direct(&self) -> bool {
+        let mut flow = self.flow();
+        if flow.unsent_cap == 0 && flow.cappable {
+            // A first cap, raised with the first packet; it says whether the transport can.
+            flow.cappable = self.out.cap_unsent(CLOSING_ROOM);
+            flow.unsent_cap = CLOSING_ROOM;
+        }
+        flow.cappable
+    }
+
+    /// Writes one packet without waiting. On a transport that caps its unsent bytes, one that
+    /// does not fit whole means the client is `queue_size` packets behind: what fits of it is
+    /// written, the cap raised for the rest and a close frame, and the outlet takes no more.
+    pub fn offer(&self, frame: &[u8]) -> Offered {
+        let mut flow = self.flow();
+        if flow.trouble.is_some() {
+            return Offered::Refused;
+        }
+        let cap = self.queue_size * frame.len();
+        if flow.cappable && cap > flow.unsent_cap {
+            flow.cappable = self.out.cap_unsent(cap);
+            flow.unsent_cap = cap;
+        }
+        if !flow.pending.is_empty() {
+            // Behind something still draining: queued, up to the queue's worth.
+            if flow.cappable && flow.pending.len() + frame.len() > flow.unsent_cap {
+                return self.trouble(&mut flow, Trouble::Behind);
+            }
+            flow.pending.extend_from_slice(frame);
+            self.metrics.sent(Frame::Telemetry, frame.len());
+            return Offered::Queued;
+        }
+        match self.out.try_write(frame) {
+            Ok(n) if n == frame.len() => {
+                self.metrics.sent(Frame::Telemetry, n);
+                Offered::Sent
+            }
+            Ok(n) if !flow.cappable => {
+                flow.pending.extend_from_slice(&frame[n..]);
+                self.metrics.sent(Frame::Telemetry, frame.len());
+                Offered::Queued
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock && !flow.cappable => {
+                flow.pending.extend_from_slice(frame);
+                self.metrics.sent(Frame::Telemetry, frame.len());
+                Offered::Queued
+            }
+            Ok(n) => {
+                // Behind by its whole queue: what was begun of this packet goes, then the close.
+                flow.unsent_cap += frame.len() + CLOSING_ROOM;
+                self.out.cap_unsent(flow.unsent_cap);
+                flow.pending.extend_from_slice(&frame[n..]);
+                self.trouble(&mut flow, Trouble::Behind)
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.trouble(&mut flow, Trouble::Behind)
+            }
+            Err(err) => {
+                self.metrics.send_failed();
+                self.trouble(&mut flow, Trouble::Failed(err.to_string()))
+            }
+        }
+    }
+
+    fn trouble(&self, flow: &mut Flow, trouble: Trouble) -> Offered {
+        flow.trouble = Some(trouble);
+        self.troubled.notify_one();
+        Offered::Refused
+    }
+
+    /// Takes a frame of the session's own, written now as far as the socket takes it; `true`
+    /// when some of it waits in `pending` for [`Outlet::flush`].
+    pub fn push(&self, frame: &[u8], kind: Frame) -> io::Result<bool> {
+        let mut flow = self.flow();
+        if flow.pending.is_empty() {
+            let n = match self.out.try_write(frame) {
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(err) => return Err(err),
+            };
+            flow.pending.extend_from_slice(&frame[n..]);
+        } else {
+            flow.pending.extend_from_slice(frame);
+        }
+        self.metrics.sent(kind, frame.len());
+        Ok(!flow.pending.is_empty())
+    }
+
+    /// Writes what waits in `pending` as the socket drains, until none is left.
+    pub async fn flush(&self) -> io::Result<()> {
+        poll_fn(|cx| {
+            let mut flow = self.flow();
+            while !flow.pending.is_empty() {
+                match self.out.poll_write(cx, &flow.pending) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => drop(flow.pending.drain(..n)),
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            // A large burst's buffer is not kept for the rest of the connection.
+            flow.pending = Vec::new();
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+
+    /// Waits until the fan-out finds the client in trouble, and says which.
+    pub async fn troubled(&self) -> Trouble {
+        loop {
+            if let Some(trouble) = self.flow().trouble.clone() {
+                return trouble;
+            }
+            self.troubled.notified().await;
+        }
+    }
+
+    /// The trouble found, if any.
+    pub fn trouble_found(&self) -> Option<Trouble> {
+        self.flow().trouble.clone()
+    }
+
+    /// Takes no more packets: the session is about to write its close frame.
+    pub fn close(&self) {
+        let mut flow = self.flow();
+        if flow.trouble.is_none() {
+            flow.trouble = Some(Trouble::Closed);
+        }
+    }
+
+    /// Ends the write direction after the last frame.
+    pub async fn shutdown(&self) -> io::Result<()> {
+        poll_fn(|cx| self.out.poll_shutdown(cx)).await
+    }
+}
+
+/// The hub's fan-out writes each packet here, in order; a client in trouble is dropped from it.
+impl<W: Outbox> hub::Outlet for Outlet<W> {
+    fn offer(&self, snapshot: &Snapshot) -> bool {
+        self.offer(&snapshot.telemetry) != Offered::Refused
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new())
+    }
+
+    #[tokio::test]
+    async fn a_packet_that_does_not_fit_whole_marks_a_client_that_stopped_reading_behind() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_read, write) = server.into_split();
+        let outlet = Outlet::new(write, 4, metrics());
+        assert!(outlet.direct(), "a TCP socket caps its unsent bytes");
+
+        let packet = vec![b'x'; 16 * 1024];
+        let mut sent = 0;
+        let refused_at = loop {
+            match outlet.offer(&packet) {
+                Offered::Sent => sent += 1,
+                Offered::Refused => break sent,
+                Offered::Queued => panic!("a packet is written whole or the client is behind"),
+            }
+            assert!(sent < 1000, "a client that never reads is found behind");
+        };
+        assert!(
+            refused_at >= 4,
+            "the queue's worth goes out first ({refused_at})"
+        );
+        assert_eq!(outlet.trouble_found(), Some(Trouble::Behind));
+        assert_eq!(
+            outlet.offer(&packet),
+            Offered::Refused,
+            "and no packet after it"
+        );
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn what_waits_for_the_socket_goes_out_first_and_in_order() {
+        let (server, mut client) = tokio::io::duplex(64);
+        let (_read, write) = tokio::io::split(server);
+        let outlet = Outlet::new(Mutex::new(write), 4, metrics());
+        assert!(!outlet.direct(), "a pipe is not fed by the hub");
+
+        let first = vec![b'a'; 200];
+        assert!(
+            outlet.push(&first, Frame::Update).unwrap(),
+            "the rest waits"
+        );
+        assert_eq!(outlet.offer(b"packet"), Offered::Queued);
+        assert!(outlet.push(b"ping", Frame::Ping).unwrap());
+
+        let reader = async {
+            let mut got = vec![0; 210];
+            client.read_exact(&mut got).await.unwrap();
+            got
+        };
+        let (flushed, got) = tokio::join!(outlet.flush(), reader);
+        flushed.unwrap();
+        assert_eq!(got, [first, b"packet".to_vec(), b"ping".to_vec()].concat());
+        assert!(
+            !outlet.push(b"next", Frame::Ping).unwrap(),
+            "empty again: written at once"
+        );
+    }
+}
