@@ -208,7 +208,7 @@ where
         let outlet = self.socket.outlet().clone();
         let ping_every = Duration::from_millis(self.config.clients.ping_interval_ms);
         let idle_timeout = Duration::from_millis(self.config.clients.idle_timeout_ms);
-        let mut keepalive = interval_at(Instant::now() + ping_every, ping_every);
+        let mut keepalive = interval_at(on_the_grid(Instant::now() + ping_every), ping_every);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         // Made once: a wait on the shared token made and dropped at every turn of the loop
@@ -420,6 +420,23 @@ async fn next_snapshot(
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Keepalives are due only on a shared grid of this step, so those of connections made within
+/// one step fall due together and one wake-up of the runtime sends them all, rather than one
+/// wake-up for each connection (10,000 connections pinging every 20 s would be 500 a second).
+const KEEPALIVE_GRID: Duration = Duration::from_millis(250);
+
+/// `at`, put off to the next point of [`KEEPALIVE_GRID`] on the wall clock.
+fn on_the_grid(at: Instant) -> Instant {
+    let step = KEEPALIVE_GRID.as_nanos();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let late = (now + (at - Instant::now()).as_nanos()) % step;
+    let wait = if late == 0 { 0 } else { step - late };
+    at + Duration::from_nanos(wait as u64)
 }
 
 /// `Config::validate` refuses a zero rate or burst.
