@@ -56,7 +56,7 @@ pub fn cap_unsent(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Resul
     let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: the option value is one c_int, passed by pointer with its size, live for the
     // call; the descriptor is owned by `socket`.
-    let rc = unsafe {
+    checked(unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::IPPROTO_TCP,
@@ -64,19 +64,18 @@ pub fn cap_unsent(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Resul
             (&bytes as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    })
 }
 
 /// Ends a socket's write direction (`shutdown(SHUT_WR)`): the peer reads the end of the
 /// stream after the last byte written, while reading goes on.
 pub fn shut_write(socket: &impl std::os::fd::AsRawFd) -> io::Result<()> {
     // SAFETY: a plain call on a descriptor owned by `socket`.
-    let rc = unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) };
+    checked(unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) })
+}
+
+/// A system call's 0-or-error return as a `Result`.
+fn checked(rc: libc::c_int) -> io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {

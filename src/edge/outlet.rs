@@ -148,6 +148,11 @@ impl<W: Outbox> Outlet<W> {
         }
     }
 
+    /// How many packets' worth its client may fall behind.
+    pub fn queue_size(&self) -> usize {
+        self.queue_size
+    }
+
     fn flow(&self) -> MutexGuard<'_, Flow> {
         self.flow.lock().expect("outlet lock poisoned")
     }
@@ -165,8 +170,9 @@ impl<W: Outbox> Outlet<W> {
     }
 
     /// Writes one packet without waiting. On a transport that caps its unsent bytes, one that
-    /// does not fit whole means the client is `queue_size` packets behind: what fits of it is
-    /// written, the cap raised for the rest and a close frame, and the outlet takes no more.
+    /// does not fit whole means the client is `queue_size` packets behind: what was begun of it
+    /// is kept to finish, the cap raised for that and a close frame, and the outlet takes no
+    /// more.
     pub fn offer(&self, frame: &[u8]) -> Offered {
         let mut flow = self.flow();
         if flow.trouble.is_some() {
@@ -177,45 +183,33 @@ impl<W: Outbox> Outlet<W> {
             flow.cappable = self.out.cap_unsent(cap);
             flow.unsent_cap = cap;
         }
-        if !flow.pending.is_empty() {
-            // Behind something still draining: queued, up to the queue's worth.
-            if flow.cappable && flow.pending.len() + frame.len() > flow.unsent_cap {
-                return self.trouble(&mut flow, Trouble::Behind);
-            }
-            flow.pending.extend_from_slice(frame);
-            self.metrics.sent(Frame::Telemetry, frame.len());
-            return Offered::Queued;
+        let draining = !flow.pending.is_empty();
+        if flow.cappable && draining && flow.pending.len() + frame.len() > flow.unsent_cap {
+            // Behind something still draining by the queue's worth.
+            return self.trouble(&mut flow, Trouble::Behind);
         }
-        match self.out.try_write(frame) {
-            Ok(n) if n == frame.len() => {
-                self.metrics.sent(Frame::Telemetry, n);
-                Offered::Sent
-            }
-            Ok(n) if !flow.cappable => {
-                flow.pending.extend_from_slice(&frame[n..]);
-                self.metrics.sent(Frame::Telemetry, frame.len());
-                Offered::Queued
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock && !flow.cappable => {
-                flow.pending.extend_from_slice(frame);
-                self.metrics.sent(Frame::Telemetry, frame.len());
-                Offered::Queued
-            }
-            Ok(n) => {
-                // Behind by its whole queue: what was begun of this packet goes, then the close.
-                flow.unsent_cap += frame.len() + CLOSING_ROOM;
-                self.out.cap_unsent(flow.unsent_cap);
-                flow.pending.extend_from_slice(&frame[n..]);
-                self.trouble(&mut flow, Trouble::Behind)
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                self.trouble(&mut flow, Trouble::Behind)
-            }
+        let written = match self.write_or_queue(&mut flow, frame) {
+            Ok(written) => written,
             Err(err) => {
                 self.metrics.send_failed();
-                self.trouble(&mut flow, Trouble::Failed(err.to_string()))
+                return self.trouble(&mut flow, Trouble::Failed(err.to_string()));
             }
+        };
+        if written == frame.len() || draining || !flow.cappable {
+            self.metrics.sent(Frame::Telemetry, frame.len());
+            return if written == frame.len() {
+                Offered::Sent
+            } else {
+                Offered::Queued
+            };
         }
+        // Did not fit whole into an empty queue: behind by its whole queue.
+        if written == 0 {
+            flow.pending.clear(); // nothing begun, nothing to finish
+        }
+        flow.unsent_cap += frame.len() + CLOSING_ROOM;
+        self.out.cap_unsent(flow.unsent_cap);
+        self.trouble(&mut flow, Trouble::Behind)
     }
 
     fn trouble(&self, flow: &mut Flow, trouble: Trouble) -> Offered {
@@ -224,20 +218,27 @@ impl<W: Outbox> Outlet<W> {
         Offered::Refused
     }
 
+    /// Writes what fits of `frame` now, unless bytes are already waiting, and queues the rest
+    /// behind them; returns how much was written now.
+    fn write_or_queue(&self, flow: &mut Flow, frame: &[u8]) -> io::Result<usize> {
+        let written = if flow.pending.is_empty() {
+            match self.out.try_write(frame) {
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(err) => return Err(err),
+            }
+        } else {
+            0
+        };
+        flow.pending.extend_from_slice(&frame[written..]);
+        Ok(written)
+    }
+
     /// Takes a frame of the session's own, written now as far as the socket takes it; `true`
     /// when some of it waits in `pending` for [`Outlet::flush`].
     pub fn push(&self, frame: &[u8], kind: Frame) -> io::Result<bool> {
         let mut flow = self.flow();
-        if flow.pending.is_empty() {
-            let n = match self.out.try_write(frame) {
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(err) => return Err(err),
-            };
-            flow.pending.extend_from_slice(&frame[n..]);
-        } else {
-            flow.pending.extend_from_slice(frame);
-        }
+        self.write_or_queue(&mut flow, frame)?;
         self.metrics.sent(kind, frame.len());
         Ok(!flow.pending.is_empty())
     }
@@ -301,7 +302,7 @@ impl<W: Outbox> hub::Outlet for Outlet<W> {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::TcpListener;
 
     fn metrics() -> Arc<Metrics> {
         Arc::new(Metrics::new())
@@ -310,7 +311,11 @@ mod tests {
     #[tokio::test]
     async fn a_packet_that_does_not_fit_whole_marks_a_client_that_stopped_reading_behind() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
+        // A small receive buffer: the client's window fills at once.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let client = socket
+            .connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
@@ -339,6 +344,65 @@ mod tests {
             "and no packet after it"
         );
         drop(client);
+    }
+
+    /// A transport that takes `whole` writes, then `last` bytes of the next, then nothing; it
+    /// notes every cap it is given.
+    struct Filling {
+        writes: Mutex<usize>,
+        whole: usize,
+        last: usize,
+        caps: Mutex<Vec<usize>>,
+    }
+
+    impl Outbox for Filling {
+        fn poll_write(&self, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let mut writes = self.writes.lock().unwrap();
+            *writes += 1;
+            match *writes {
+                n if n <= self.whole => Poll::Ready(Ok(buf.len())),
+                n if n == self.whole + 1 && self.last > 0 => Poll::Ready(Ok(self.last)),
+                _ => Poll::Pending,
+            }
+        }
+
+        fn poll_shutdown(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn cap_unsent(&self, bytes: usize) -> bool {
+            self.caps.lock().unwrap().push(bytes);
+            true
+        }
+    }
+
+    #[test]
+    fn a_client_found_behind_gets_room_for_the_rest_of_the_packet_and_its_close() {
+        // Found behind at a packet's start (nothing of it written) and in its middle.
+        for last in [0, 100] {
+            let out = Filling {
+                writes: Mutex::new(0),
+                whole: 4,
+                last,
+                caps: Mutex::new(Vec::new()),
+            };
+            let outlet = Outlet::new(out, 4, metrics());
+            assert!(outlet.direct());
+            let packet = vec![b'x'; 20_000];
+            for _ in 0..4 {
+                assert_eq!(outlet.offer(&packet), Offered::Sent);
+            }
+            assert_eq!(outlet.offer(&packet), Offered::Refused);
+            assert_eq!(outlet.trouble_found(), Some(Trouble::Behind));
+            let caps = outlet.out.caps.lock().unwrap().clone();
+            assert_eq!(
+                caps.last(),
+                Some(&(4 * 20_000 + 20_000 + CLOSING_ROOM)),
+                "cap raised when behind after {last} bytes: {caps:?}"
+            );
+            let pending = outlet.flow().pending.len();
+            assert_eq!(pending, if last == 0 { 0 } else { 20_000 - last });
+        }
     }
 
     #[tokio::test]

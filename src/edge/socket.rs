@@ -42,7 +42,6 @@ pub struct Socket<R, W> {
     out: Arc<Outlet<W>>,
     metrics: Arc<Metrics>,
     send_timeout: Duration,
-    queue_size: usize,
 }
 
 impl<R, W> Socket<R, W>
@@ -71,7 +70,6 @@ where
             out: Arc::new(Outlet::new(out, config.queue_size, metrics.clone())),
             metrics,
             send_timeout: Duration::from_millis(config.send_timeout_ms),
-            queue_size: config.queue_size,
         }
     }
 
@@ -102,7 +100,7 @@ where
     pub async fn troubled(&mut self) -> Ending {
         match self.out.troubled().await {
             Trouble::Behind => match self.flush().await {
-                Ok(()) => Ending::TooSlow(self.queue_size as u64),
+                Ok(()) => Ending::TooSlow(self.out.queue_size() as u64),
                 Err(ending) => ending,
             },
             Trouble::Failed(err) => Ending::Vanished(err),

@@ -171,3 +171,21 @@ async fn a_client_that_falls_more_than_its_queue_behind_gets_1008() {
     drop(client);
     assert_eq!(task.await.unwrap(), Ending::TooSlow(3));
 }
+
+#[test]
+fn keepalives_fall_due_on_a_grid_shared_by_every_connection() {
+    let at = Instant::now() + Duration::from_secs(20);
+    let first = super::on_the_grid(at);
+    assert!(
+        first >= at && first - at < KEEPALIVE_GRID,
+        "put off by less than a step"
+    );
+    // A connection made a little later falls due at the same point, or the next one.
+    let later = super::on_the_grid(at + Duration::from_millis(100));
+    let apart = later - first;
+    let near = |d: Duration| apart.abs_diff(d) < Duration::from_millis(1);
+    assert!(
+        near(Duration::ZERO) || near(KEEPALIVE_GRID),
+        "{apart:?} apart"
+    );
+}

@@ -226,13 +226,14 @@ pub async fn relay(
     batch: &[(String, bytes::Bytes)],
 ) -> Result<(), Failed> {
     let mut pipe = redis::pipe();
+    let fenced = keys.fenced();
     for (channel, payload) in batch {
         // EVAL rather than EVALSHA: a restarted Redis has no scripts loaded, and a pipeline
         // cannot load one halfway; Redis caches the compiled script by its text.
         pipe.cmd("EVAL")
             .arg(RELAY.as_str())
-            .arg(keys.fenced().len())
-            .arg(&keys.fenced()[..])
+            .arg(fenced.len())
+            .arg(&fenced[..])
             .arg(token)
             .arg(new_epoch)
             .arg(channel)
