@@ -162,9 +162,9 @@ impl<W: Outbox> Outlet<W> {
     pub fn direct(&self) -> bool {
         let mut flow = self.flow();
         if flow.unsent_cap == 0 && flow.cappable {
-            // A first cap, raised with the first packet; it says whether the transport can.
+            // Whether the transport can; the first packet sets the cap it keeps, `queue_size`
+            // of it, however much smaller than this one.
             flow.cappable = self.out.cap_unsent(CLOSING_ROOM);
-            flow.unsent_cap = CLOSING_ROOM;
         }
         flow.cappable
     }
@@ -374,6 +374,27 @@ mod tests {
             self.caps.lock().unwrap().push(bytes);
             true
         }
+    }
+
+    #[test]
+    fn the_first_packet_caps_the_socket_at_the_queues_worth_of_it() {
+        let out = Filling {
+            writes: Mutex::new(0),
+            whole: usize::MAX,
+            last: 0,
+            caps: Mutex::new(Vec::new()),
+        };
+        let outlet = Outlet::new(out, 4, metrics());
+        assert!(outlet.direct());
+        assert_eq!(outlet.offer(&[b'x'; 1000]), Offered::Sent);
+        assert_eq!(outlet.offer(&[b'x'; 1200]), Offered::Sent);
+        assert_eq!(outlet.offer(&[b'x'; 900]), Offered::Sent);
+        let caps = outlet.out.caps.lock().unwrap().clone();
+        assert_eq!(
+            caps,
+            [CLOSING_ROOM, 4000, 4800],
+            "grown with the largest packet only"
+        );
     }
 
     #[test]
