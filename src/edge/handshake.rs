@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, info_span, warn};
 
 use super::admission::Refusal;
 use super::auth::{self, Auth};
@@ -73,24 +73,18 @@ pub fn websocket(
         Endpoint::Stream => req.uri().query().and_then(resume_from),
         Endpoint::Bridge => None,
     };
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let task_ctx = ctx.clone();
-    let task = async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let admitted = Admitted {
-                    permit,
-                    endpoint,
-                    caller: Caller { token, peer },
-                    resume,
-                    config,
-                };
-                session::run(upgraded, admitted, &task_ctx).await
-            }
-            Err(err) => debug!(%err, "Upgrade did not complete"),
-        }
+    let admitted = Admitted {
+        permit,
+        endpoint,
+        caller: Caller { token, peer },
+        resume,
+        config,
     };
-    ctx.tracker.spawn(task.instrument(info_span!("ws")));
+    let task = session::serve(hyper::upgrade::on(&mut req), admitted, ctx.clone());
+    // A root span of its own: as a child of the HTTP connection's span, it would keep that
+    // span (a few hundred bytes in the tracing registry) alive for the WebSocket's whole life.
+    ctx.tracker
+        .spawn(task.instrument(info_span!(parent: None, "ws", %peer)));
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();

@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use hyper::upgrade::{Parts, Upgraded};
+use hyper::upgrade::{OnUpgrade, Parts};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
@@ -64,20 +65,55 @@ pub struct Admitted {
     pub config: Arc<Config>,
 }
 
-/// Runs one upgraded client until it ends, holding its admission slot throughout, and counts
-/// and logs its coming and going.
-pub async fn run(upgraded: Upgraded, admitted: Admitted, ctx: &Context) {
-    let Admitted {
-        permit,
-        endpoint,
-        caller,
-        resume,
-        config,
-    } = admitted;
+/// Runs one client from its upgrade until it ends, holding its admission slot throughout, and
+/// counts and logs its coming and going.
+///
+/// Not an `async fn`: the task lives as long as the connection, and an `async fn` keeps its
+/// arguments twice (as passed, and as bound in its body). What runs once, the start, is boxed
+/// where it runs, so the task keeps only the admission and the running session's box.
+#[allow(clippy::manual_async_fn)] // see above: an `async fn` would keep its arguments twice
+pub fn serve(
+    on_upgrade: OnUpgrade,
+    admitted: Admitted,
+    ctx: Arc<Context>,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let Some(session) = Box::pin(start(on_upgrade, &admitted, &ctx)).await else {
+            return;
+        };
+        let ending = Box::pin(session.run(&ctx.shutdown)).await;
+        let code = ending.code();
+        // Counted before the slot is freed, so whoever sees the connection gone sees it counted.
+        ctx.metrics
+            .disconnected(ending.label(), code, ending.is_slow());
+        drop(admitted);
+        let clients = ctx.admission.open();
+        if ending.is_normal() {
+            info!(clients, reason = %ending, code, "Client Disconnected");
+        } else {
+            warn!(clients, reason = %ending, code, "Client Disconnected");
+        }
+    }
+}
+
+/// Waits for the upgrade, takes the TCP socket back from hyper, and makes the session over it;
+/// `None` when there is no connection to serve.
+async fn start(
+    on_upgrade: OnUpgrade,
+    admitted: &Admitted,
+    ctx: &Context,
+) -> Option<Session<OwnedReadHalf, OwnedWriteHalf>> {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            debug!(%err, "Upgrade did not complete");
+            return None;
+        }
+    };
     // Take the TCP socket back from hyper so frames can be written to it directly.
     let Ok(Parts { io, read_buf, .. }) = upgraded.downcast::<TokioIo<TcpStream>>() else {
         warn!("Upgraded connection is not a TCP stream; dropping it");
-        return;
+        return None;
     };
     // Copy out what hyper read past the handshake (usually nothing): holding `read_buf` would
     // keep hyper's whole read buffer alive for the life of the connection.
@@ -87,38 +123,15 @@ pub async fn run(upgraded: Upgraded, admitted: Admitted, ctx: &Context) {
     ctx.metrics.connected();
     info!(
         clients = ctx.admission.open(),
-        ?endpoint,
+        endpoint = ?admitted.endpoint,
         "Client Connected"
     );
-    let socket = Box::pin(Socket::new(
-        read,
-        write,
-        leftover,
-        &config.clients,
-        ctx.metrics.clone(),
-    ))
-    .await;
-    // Boxed: a connection's future lives as long as it does, and one the size of all its
-    // states together (the socket, then the session made of it) would cost each connection
-    // the sum rather than the largest.
-    let ending = Box::pin(
-        Session::new(socket, endpoint, config, ctx.hub.clone())
-            .with_commands(ctx.commands.clone(), caller)
-            .resuming(resume)
-            .run(&ctx.shutdown),
-    )
-    .await;
-    let code = ending.code();
-    // Counted before the slot is freed, so whoever sees the connection gone sees it counted.
-    ctx.metrics
-        .disconnected(ending.label(), code, ending.is_slow());
-    drop(permit);
-    let clients = ctx.admission.open();
-    if ending.is_normal() {
-        info!(clients, reason = %ending, code, "Client Disconnected");
-    } else {
-        warn!(clients, reason = %ending, code, "Client Disconnected");
-    }
+    let config = &admitted.config;
+    let socket = Socket::new(read, write, leftover, &config.clients, ctx.metrics.clone()).await;
+    let session = Session::new(socket, admitted.endpoint, config.clone(), ctx.hub.clone())
+        .with_commands(ctx.commands.clone(), admitted.caller.clone())
+        .resuming(admitted.resume.clone());
+    Some(session)
 }
 
 /// One connection's state between the socket and the hub.
@@ -196,88 +209,98 @@ where
     }
 
     /// Serves the connection until it ends, and says how it ended.
-    pub async fn run(mut self, shutdown: &CancellationToken) -> Ending {
-        let mut ending = match self.endpoint {
-            // The latest snapshot at once, so a dashboard never starts blank.
-            Endpoint::Stream => match Box::pin(self.follow(Frame::Welcome)).await {
-                Ok(()) => Box::pin(self.go_direct()).await.err(),
-                Err(ending) => Some(ending),
-            },
-            Endpoint::Bridge => None,
-        };
-        let outlet = self.socket.outlet().clone();
-        let ping_every = Duration::from_millis(self.config.clients.ping_interval_ms);
-        let idle_timeout = Duration::from_millis(self.config.clients.idle_timeout_ms);
-        let mut keepalive = interval_at(on_the_grid(Instant::now() + ping_every), ping_every);
-        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_heard = Instant::now();
-        // Made once: a wait on the shared token made and dropped at every turn of the loop
-        // would take the token's lock twice a packet, against every other connection.
-        let mut cancelled = pin!(shutdown.cancelled());
-
-        while ending.is_none() {
-            ending = tokio::select! {
-                _ = &mut cancelled => Some(Ending::Shutdown),
-                // The fan-out found the client behind or gone.
-                _ = outlet.troubled() => Some(self.socket.troubled().await),
-                next = next_snapshot(&mut self.feed) => match next {
-                    // Snapshots already sent (with the WELCOME, or as missed ones) are skipped;
-                    // another epoch is a new count.
-                    Ok(snapshot) if snapshot.seq <= self.last_seq
-                        && self.epoch.as_ref() == Some(&snapshot.epoch) => None,
-                    Ok(snapshot) => {
-                        self.last_seq = snapshot.seq;
-                        self.epoch = Some(snapshot.epoch.clone());
-                        let frame = match self.endpoint {
-                            Endpoint::Stream => &snapshot.telemetry,
-                            Endpoint::Bridge => snapshot.bridge_frame(),
-                        };
-                        self.socket.send_packet(frame).await.err()
-                    }
-                    Err(RecvError::Lagged(missed)) => Some(Ending::TooSlow(missed)),
-                    Err(RecvError::Closed) => Some(Ending::Shutdown),
+    ///
+    /// Not an `async fn`: one keeps an argument taken by value twice, as passed and as bound
+    /// in its body, and this future lives as long as the connection.
+    #[allow(clippy::manual_async_fn)] // see above: an `async fn` would keep the session twice
+    pub fn run<'a>(mut self, shutdown: &'a CancellationToken) -> impl Future<Output = Ending> + 'a
+    where
+        R: 'a,
+        W: 'a,
+    {
+        async move {
+            let mut ending = match self.endpoint {
+                // The latest snapshot at once, so a dashboard never starts blank.
+                Endpoint::Stream => match Box::pin(self.follow(Frame::Welcome)).await {
+                    Ok(()) => Box::pin(self.go_direct()).await.err(),
+                    Err(ending) => Some(ending),
                 },
-                heard = self.channels.next() => match heard {
-                    Ok(update) => {
-                        let frame = match self.endpoint {
-                            Endpoint::Stream => &update.stream,
-                            Endpoint::Bridge => &update.bridge,
-                        };
-                        self.socket.write(frame, Frame::Update).await.err()
-                    }
-                    // Fell behind on a channel: the offsets show the gap; carry on.
-                    Err(skipped) => {
-                        debug!(skipped, "Relay updates skipped for a slow client");
-                        None
-                    }
-                },
-                Some(result) = next_result(&mut self.results) => {
-                    self.in_flight -= 1;
-                    // Boxed, like starting one: rare paths must not grow every session's future.
-                    Box::pin(self.send_result(&result)).await.err()
-                },
-                frame = self.socket.next() => {
-                    last_heard = Instant::now();
-                    // Boxed: what a client says is rare, and its handling must not grow the
-                    // state every connection keeps.
-                    match Box::pin(self.heard(frame)).await {
-                        None => self.socket.send_replies().await.err(),
-                        some => some,
-                    }
-                },
-                _ = keepalive.tick() => {
-                    if last_heard.elapsed() >= idle_timeout {
-                        Some(Ending::IdleTimeout)
-                    } else {
-                        self.socket.write(PING, Frame::Ping).await.err()
-                    }
-                },
+                Endpoint::Bridge => None,
             };
+            let outlet = self.socket.outlet().clone();
+            let ping_every = Duration::from_millis(self.config.clients.ping_interval_ms);
+            let idle_timeout = Duration::from_millis(self.config.clients.idle_timeout_ms);
+            let mut keepalive = interval_at(on_the_grid(Instant::now() + ping_every), ping_every);
+            keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut last_heard = Instant::now();
+            // Made once: a wait on the shared token made and dropped at every turn of the loop
+            // would take the token's lock twice a packet, against every other connection.
+            let mut cancelled = pin!(shutdown.cancelled());
+
+            while ending.is_none() {
+                ending = tokio::select! {
+                    _ = &mut cancelled => Some(Ending::Shutdown),
+                    // The fan-out found the client behind or gone.
+                    _ = outlet.troubled() => Some(self.socket.troubled().await),
+                    next = next_snapshot(&mut self.feed) => match next {
+                        // Snapshots already sent (with the WELCOME, or as missed ones) are skipped;
+                        // another epoch is a new count.
+                        Ok(snapshot) if snapshot.seq <= self.last_seq
+                            && self.epoch.as_ref() == Some(&snapshot.epoch) => None,
+                        Ok(snapshot) => {
+                            self.last_seq = snapshot.seq;
+                            self.epoch = Some(snapshot.epoch.clone());
+                            let frame = match self.endpoint {
+                                Endpoint::Stream => &snapshot.telemetry,
+                                Endpoint::Bridge => snapshot.bridge_frame(),
+                            };
+                            self.socket.send_packet(frame).await.err()
+                        }
+                        Err(RecvError::Lagged(missed)) => Some(Ending::TooSlow(missed)),
+                        Err(RecvError::Closed) => Some(Ending::Shutdown),
+                    },
+                    heard = self.channels.next() => match heard {
+                        Ok(update) => {
+                            let frame = match self.endpoint {
+                                Endpoint::Stream => &update.stream,
+                                Endpoint::Bridge => &update.bridge,
+                            };
+                            self.socket.write(frame, Frame::Update).await.err()
+                        }
+                        // Fell behind on a channel: the offsets show the gap; carry on.
+                        Err(skipped) => {
+                            debug!(skipped, "Relay updates skipped for a slow client");
+                            None
+                        }
+                    },
+                    Some(result) = next_result(&mut self.results) => {
+                        self.in_flight -= 1;
+                        // Boxed, like starting one: rare paths must not grow every session's future.
+                        Box::pin(self.send_result(&result)).await.err()
+                    },
+                    frame = self.socket.next() => {
+                        last_heard = Instant::now();
+                        // Boxed: what a client says is rare, and its handling must not grow the
+                        // state every connection keeps.
+                        match Box::pin(self.heard(frame)).await {
+                            None => self.socket.send_replies().await.err(),
+                            some => some,
+                        }
+                    },
+                    _ = keepalive.tick() => {
+                        if last_heard.elapsed() >= idle_timeout {
+                            Some(Ending::IdleTimeout)
+                        } else {
+                            self.socket.write(PING, Frame::Ping).await.err()
+                        }
+                    },
+                };
+            }
+            let ending = ending.expect("the loop ends with an ending");
+            // Boxed, as it runs once: its state must not be every connection's.
+            Box::pin(self.socket.close(&ending)).await;
+            ending
         }
-        let ending = ending.expect("the loop ends with an ending");
-        // Boxed, as it runs once: its state must not be every connection's.
-        Box::pin(self.socket.close(&ending)).await;
-        ending
     }
 
     /// Joins the hub's feed and sends the latest snapshot as `kind`: the WELCOME of a stream

@@ -13,10 +13,10 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-use super::{KEEPALIVE_GRID, over};
+use super::{Endpoint, KEEPALIVE_GRID, Session, over};
 use crate::config::{ClientConfig, Config};
 use crate::edge::ending::Ending;
-use crate::edge::socket::LINGER;
+use crate::edge::socket::{LINGER, Socket};
 use crate::hub::Hub;
 use crate::hub::packet::Telemetry;
 
@@ -188,4 +188,35 @@ fn keepalives_fall_due_on_a_grid_shared_by_every_connection() {
         near(Duration::ZERO) || near(KEEPALIVE_GRID),
         "{apart:?} apart"
     );
+}
+
+/// Every connection keeps its session's future for its whole life, so its size is memory paid
+/// ten thousand times over. An `async fn` that took the session by value kept it twice (as
+/// passed and as bound), 2,064 bytes; this guards against such a doubling coming back.
+#[tokio::test]
+async fn a_sessions_long_lived_state_stays_small() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let (read, write) = server.into_split();
+    let config = Config::default();
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let socket = Socket::new(read, write, Vec::new(), &config.clients, metrics).await;
+    let session = Session::new(
+        socket,
+        Endpoint::Stream,
+        std::sync::Arc::new(config),
+        hub(8),
+    );
+    let session_bytes = std::mem::size_of_val(&session);
+    let shutdown = CancellationToken::new();
+    let running = session.run(&shutdown);
+    let state = std::mem::size_of_val(&running);
+    assert!(
+        state < session_bytes + 1024,
+        "a running session keeps {state} bytes over a {session_bytes}-byte session"
+    );
+    drop(client);
 }
