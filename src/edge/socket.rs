@@ -21,7 +21,7 @@ use crate::metrics::{Frame, Metrics};
 /// tungstenite's read buffer is allocated up front for every connection (and cleared on every
 /// read attempt); client messages are a few dozen bytes, so a small one keeps many idle
 /// dashboards cheap (the default is 128 KiB). A larger message grows it as needed.
-const READ_BUFFER_BYTES: usize = 256;
+const READ_BUFFER_BYTES: usize = 64;
 
 /// How long a closing connection waits for its close frame to go out and the peer to hang up.
 pub const LINGER: Duration = Duration::from_secs(1);

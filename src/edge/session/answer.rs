@@ -35,7 +35,9 @@ where
             }
             Ok(ClientMessage::Subscribe(mut asked)) => {
                 // Offsets without an epoch belong to the one the client resumed in, if it did.
-                asked.epoch = asked.epoch.or_else(|| self.resume_epoch.clone());
+                asked.epoch = asked
+                    .epoch
+                    .or_else(|| self.resume_epoch.as_deref().map(String::from));
                 let (answer, missed) =
                     self.channels
                         .subscribe(asked, &self.config, self.hub.relay(), bridge);

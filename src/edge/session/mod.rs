@@ -147,14 +147,17 @@ pub struct Session<R, W> {
     /// The last packet sent and its epoch, so none is sent twice or out of order.
     last_seq: u64,
     epoch: Option<Arc<str>>,
-    /// Where the client left off, when it reconnected asking to resume.
-    resume: Option<Resume>,
+    /// Where the client left off, when it reconnected asking to resume (boxed, as are the
+    /// other rarely used parts below: every connection keeps its session).
+    resume: Option<Box<Resume>>,
     /// The epoch it asked to resume in: its relay offsets belong to it too.
-    resume_epoch: Option<String>,
+    resume_epoch: Option<Box<str>>,
     /// Its relay-channel subscriptions.
     channels: Channels,
-    /// Client messages beyond this rate (pongs excluded) end the connection with 1008.
-    limiter: DefaultDirectRateLimiter,
+    /// Client messages beyond this rate (pongs excluded) end the connection with 1008. Made at
+    /// the first message: most dashboards never send one, and a fresh limiter allows the full
+    /// burst, as one made at the start would after any pause.
+    limiter: Option<Box<DefaultDirectRateLimiter>>,
     /// The command service and who this connection is; `None` where it cannot send commands
     /// (tests over pipes).
     commands: Option<(Arc<Commands>, Caller)>,
@@ -172,11 +175,6 @@ where
 {
     /// A session on `socket` under the settings it started with, fed by `hub`.
     pub fn new(socket: Socket<R, W>, endpoint: Endpoint, config: Arc<Config>, hub: Hub) -> Self {
-        let clients = &config.clients;
-        let limiter = RateLimiter::direct(
-            Quota::per_second(validated_non_zero(clients.messages_per_second))
-                .allow_burst(validated_non_zero(clients.message_burst)),
-        );
         Self {
             socket,
             endpoint,
@@ -188,7 +186,7 @@ where
             resume: None,
             resume_epoch: None,
             channels: Channels::default(),
-            limiter,
+            limiter: None,
             commands: None,
             results: None,
             in_flight: 0,
@@ -197,8 +195,8 @@ where
 
     /// Resumes the client's stream where it left off, when the history reaches back.
     pub fn resuming(mut self, resume: Option<Resume>) -> Self {
-        self.resume_epoch = resume.as_ref().map(|r| r.epoch.clone());
-        self.resume = resume;
+        self.resume_epoch = resume.as_ref().map(|r| r.epoch.as_str().into());
+        self.resume = resume.map(Box::new);
         self
     }
 
@@ -229,7 +227,6 @@ where
             };
             let outlet = self.socket.outlet().clone();
             let ping_every = Duration::from_millis(self.config.clients.ping_interval_ms);
-            let idle_timeout = Duration::from_millis(self.config.clients.idle_timeout_ms);
             let mut keepalive = interval_at(on_the_grid(Instant::now() + ping_every), ping_every);
             keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
             let mut last_heard = Instant::now();
@@ -288,7 +285,8 @@ where
                         }
                     },
                     _ = keepalive.tick() => {
-                        if last_heard.elapsed() >= idle_timeout {
+                        let idle_timeout = self.config.clients.idle_timeout_ms;
+                        if last_heard.elapsed() >= Duration::from_millis(idle_timeout) {
                             Some(Ending::IdleTimeout)
                         } else {
                             self.socket.write(PING, Frame::Ping).await.err()
@@ -314,7 +312,7 @@ where
             missed,
             resumed,
             rx,
-        } = self.hub.subscribe_from(resume.as_ref());
+        } = self.hub.subscribe_from(resume.as_deref());
         self.feed = Some(rx);
         if let (Some(false), Some(resume), Endpoint::Stream) = (resumed, &resume, self.endpoint) {
             // Further back than this daemon remembers: the cluster's history may reach.
@@ -410,7 +408,7 @@ where
             }
             // Pongs answer our own pings, so only what the client starts counts.
             Some(Ok(Message::Pong(_))) => None,
-            Some(Ok(_)) if self.limiter.check().is_err() => Some(Ending::Flooding),
+            Some(Ok(_)) if self.flooding() => Some(Ending::Flooding),
             Some(Ok(Message::Text(text))) => self.answer(&text).await.err(),
             Some(Ok(Message::Binary(data))) => {
                 debug!(
@@ -422,6 +420,18 @@ where
             // Pings: tungstenite has queued the pong, which the loop sends next.
             Some(Ok(_)) => None,
         }
+    }
+
+    /// Whether a message the client started goes over its rate, counting it.
+    fn flooding(&mut self) -> bool {
+        let clients = &self.config.clients;
+        let limiter = self.limiter.get_or_insert_with(|| {
+            Box::new(RateLimiter::direct(
+                Quota::per_second(validated_non_zero(clients.messages_per_second))
+                    .allow_burst(validated_non_zero(clients.message_burst)),
+            ))
+        });
+        limiter.check().is_err()
     }
 }
 
