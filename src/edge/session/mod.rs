@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -69,16 +69,18 @@ pub struct Admitted {
 /// counts and logs its coming and going.
 ///
 /// Not an `async fn`: the task lives as long as the connection, and an `async fn` keeps its
-/// arguments twice (as passed, and as bound in its body). What runs once, the start, is boxed
-/// where it runs, so the task keeps only the admission and the running session's box.
+/// arguments twice (as passed, and as bound in its body). The start, which runs once, is boxed
+/// and given the admission before the task's own future is made, so the task keeps only the
+/// admission slot and the running session's box.
 #[allow(clippy::manual_async_fn)] // see above: an `async fn` would keep its arguments twice
 pub fn serve(
     on_upgrade: OnUpgrade,
     admitted: Admitted,
     ctx: Arc<Context>,
 ) -> impl Future<Output = ()> + Send {
+    let start = Box::pin(start(on_upgrade, admitted, ctx.clone()));
     async move {
-        let Some(session) = Box::pin(start(on_upgrade, &admitted, &ctx)).await else {
+        let Some((session, permit)) = start.await else {
             return;
         };
         let ending = Box::pin(session.run(&ctx.shutdown)).await;
@@ -86,7 +88,7 @@ pub fn serve(
         // Counted before the slot is freed, so whoever sees the connection gone sees it counted.
         ctx.metrics
             .disconnected(ending.label(), code, ending.is_slow());
-        drop(admitted);
+        drop(permit);
         let clients = ctx.admission.open();
         if ending.is_normal() {
             info!(clients, reason = %ending, code, "Client Disconnected");
@@ -97,12 +99,19 @@ pub fn serve(
 }
 
 /// Waits for the upgrade, takes the TCP socket back from hyper, and makes the session over it;
-/// `None` when there is no connection to serve.
+/// returns it with the admission slot it holds, or `None` when there is no connection to serve.
 async fn start(
     on_upgrade: OnUpgrade,
-    admitted: &Admitted,
-    ctx: &Context,
-) -> Option<Session<OwnedReadHalf, OwnedWriteHalf>> {
+    admitted: Admitted,
+    ctx: Arc<Context>,
+) -> Option<(Session<OwnedReadHalf, OwnedWriteHalf>, Permit)> {
+    let Admitted {
+        permit,
+        endpoint,
+        caller,
+        resume,
+        config,
+    } = admitted;
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
         Err(err) => {
@@ -123,15 +132,14 @@ async fn start(
     ctx.metrics.connected();
     info!(
         clients = ctx.admission.open(),
-        endpoint = ?admitted.endpoint,
+        ?endpoint,
         "Client Connected"
     );
-    let config = &admitted.config;
     let socket = Socket::new(read, write, leftover, &config.clients, ctx.metrics.clone()).await;
-    let session = Session::new(socket, admitted.endpoint, config.clone(), ctx.hub.clone())
-        .with_commands(ctx.commands.clone(), admitted.caller.clone())
-        .resuming(admitted.resume.clone());
-    Some(session)
+    let session = Session::new(socket, endpoint, config, ctx.hub.clone())
+        .with_commands(ctx.commands.clone(), caller)
+        .resuming(resume);
+    Some((session, permit))
 }
 
 /// One connection's state between the socket and the hub.
@@ -226,9 +234,8 @@ where
                 Endpoint::Bridge => None,
             };
             let outlet = self.socket.outlet().clone();
-            let ping_every = Duration::from_millis(self.config.clients.ping_interval_ms);
-            let mut keepalive = interval_at(on_the_grid(Instant::now() + ping_every), ping_every);
-            keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            // A timer kept in place rather than an `Interval`, which boxes its own.
+            let mut keepalive = pin!(sleep_until(self.next_ping()));
             let mut last_heard = Instant::now();
             // Made once: a wait on the shared token made and dropped at every turn of the loop
             // would take the token's lock twice a packet, against every other connection.
@@ -284,7 +291,8 @@ where
                             some => some,
                         }
                     },
-                    _ = keepalive.tick() => {
+                    () = &mut keepalive => {
+                        keepalive.as_mut().reset(self.next_ping());
                         let idle_timeout = self.config.clients.idle_timeout_ms;
                         if last_heard.elapsed() >= Duration::from_millis(idle_timeout) {
                             Some(Ending::IdleTimeout)
@@ -420,6 +428,12 @@ where
             // Pings: tungstenite has queued the pong, which the loop sends next.
             Some(Ok(_)) => None,
         }
+    }
+
+    /// When the next keepalive is due: a ping interval from now, on the shared grid.
+    fn next_ping(&self) -> Instant {
+        let ping_every = Duration::from_millis(self.config.clients.ping_interval_ms);
+        on_the_grid(Instant::now() + ping_every)
     }
 
     /// Whether a message the client started goes over its rate, counting it.
