@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, Span, warn};
 
 use super::admission::Refusal;
 use super::auth::{self, Auth};
@@ -81,10 +81,10 @@ pub fn websocket(
         config,
     };
     let task = session::serve(hyper::upgrade::on(&mut req), admitted, ctx.clone());
-    // A root span of its own: as a child of the HTTP connection's span, it would keep that
-    // span (a few hundred bytes in the tracing registry) alive for the WebSocket's whole life.
-    ctx.tracker
-        .spawn(task.instrument(info_span!(parent: None, "ws", %peer)));
+    // The connection's own span (`http{peer=…}`), not one of its own: every span costs a
+    // connect storm's handshakes a registration and the peer formatted again, and a child span
+    // would keep its parent alive (a few hundred bytes a connection) as long as the WebSocket.
+    ctx.tracker.spawn(task.instrument(Span::current()));
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();

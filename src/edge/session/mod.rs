@@ -235,7 +235,7 @@ where
             };
             let outlet = self.socket.outlet().clone();
             // A timer kept in place rather than an `Interval`, which boxes its own.
-            let mut keepalive = pin!(sleep_until(self.next_ping()));
+            let mut keepalive = pin!(sleep_until(on_the_grid(self.next_ping(Instant::now()))));
             let mut last_heard = Instant::now();
             // Made once: a wait on the shared token made and dropped at every turn of the loop
             // would take the token's lock twice a packet, against every other connection.
@@ -292,7 +292,11 @@ where
                         }
                     },
                     () = &mut keepalive => {
-                        keepalive.as_mut().reset(self.next_ping());
+                        // A ping interval after the last one was due, which keeps it on the
+                        // grid; from now, when the loop was kept past that.
+                        let now = Instant::now();
+                        let next = self.next_ping(keepalive.deadline());
+                        keepalive.as_mut().reset(if next > now { next } else { self.next_ping(now) });
                         let idle_timeout = self.config.clients.idle_timeout_ms;
                         if last_heard.elapsed() >= Duration::from_millis(idle_timeout) {
                             Some(Ending::IdleTimeout)
@@ -430,10 +434,9 @@ where
         }
     }
 
-    /// When the next keepalive is due: a ping interval from now, on the shared grid.
-    fn next_ping(&self) -> Instant {
-        let ping_every = Duration::from_millis(self.config.clients.ping_interval_ms);
-        on_the_grid(Instant::now() + ping_every)
+    /// When a keepalive is due next after `last`: a ping interval later.
+    fn next_ping(&self, last: Instant) -> Instant {
+        last + Duration::from_millis(self.config.clients.ping_interval_ms)
     }
 
     /// Whether a message the client started goes over its rate, counting it.

@@ -214,7 +214,6 @@ async fn a_sessions_long_lived_state_stays_small() {
     let shutdown = CancellationToken::new();
     let running = session.run(&shutdown);
     let state = std::mem::size_of_val(&running);
-    eprintln!("SIZES session {session_bytes} state {state}");
     assert!(
         state < session_bytes + 1024,
         "a running session keeps {state} bytes over a {session_bytes}-byte session"
