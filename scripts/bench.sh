@@ -36,7 +36,8 @@ SCENARIOS=(
   "steady-1k|--clients 1000 --connect-rate 1000 --duration $DURATION||"
   "steady-10k|--clients 10000 --connect-rate 2000 --duration $DURATION||"
   # Five packets a second: the floor ticks at 5 Hz, the daemon pushes five Redis ticks a second
-  # (at most redis.max_push_hz, 5, packets a second, polls included), as in push-10k.
+  # (at most redis.max_push_hz, 5, a second, besides the 1 Hz poll: up to 6 packets a second
+  # against the floor's 5), as in push-10k.
   "steady-10k-5hz|--clients 10000 --connect-rate 2000 --duration $DURATION|--hz 5|--publish-hz 5"
   "steady-19k|--clients 19000 --connect-rate 2000 --duration $DURATION||"
   "storm-10k|--clients 10000 --connect-rate 0 --duration 10||"
