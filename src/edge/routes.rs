@@ -66,7 +66,11 @@ fn endpoint(config: &Config, path: &str) -> Option<Endpoint> {
 fn health(ctx: &Context) -> Response<Body> {
     let latest = ctx.hub.latest();
     let now = Utc::now();
-    let mut sources = latest.data.sources.clone();
+    let mut sources = latest
+        .data()
+        .expect("the latest snapshot keeps its data")
+        .sources
+        .clone();
     for source in [&mut sources.state, &mut sources.agents, &mut sources.models]
         .into_iter()
         .chain(sources.redis.as_mut())
@@ -139,7 +143,8 @@ fn escape_attribute(path: &str) -> String {
 fn metrics(ctx: &Context) -> Response<Body> {
     let latest = ctx.hub.latest();
     let last_good = latest
-        .data
+        .data()
+        .expect("the latest snapshot keeps its data")
         .sources
         .named()
         .into_iter()

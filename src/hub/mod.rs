@@ -208,6 +208,11 @@ impl Hub {
         if state.history.len() == state.keep {
             state.history.pop_front();
         }
+        // The latest until now is kept slim from here on (the feed's ring and anyone sending
+        // it still hold the whole one, until they let it go).
+        if let Some(kept) = state.history.back_mut() {
+            *kept = Arc::new(kept.slim());
+        }
         state.history.push_back(next.clone());
         state.latest = next.clone();
         // An error only means nobody is connected right now.

@@ -56,7 +56,7 @@ fn both_frames_carry_the_same_seq_epoch_and_data() {
     assert_eq!(telemetry["data"], welcome["data"]);
     assert_eq!(
         telemetry["data"],
-        serde_json::to_value(&snapshot.data).unwrap()
+        serde_json::to_value(snapshot.data()).unwrap()
     );
     assert_eq!(json(&snapshot.welcome_resumed(true))["resumed"], true);
 }
@@ -254,4 +254,32 @@ fn an_outlet_that_refuses_or_is_dropped_leaves_the_fan_out() {
         "not offered again after refusing"
     );
     assert_eq!(hub.subscribers(), 0);
+}
+
+#[test]
+fn kept_packets_are_slim_and_still_resume_whole() {
+    let hub = Hub::new(data(), 8, 5);
+    for _ in 0..4 {
+        hub.publish(data());
+    }
+    let latest = hub.latest();
+    assert!(latest.data().is_some(), "the latest keeps its data");
+    assert!(!latest.welcome.is_empty(), "and its WELCOME frame");
+    let sub = hub.subscribe_from(Some(&Resume {
+        since: 1,
+        epoch: latest.epoch.to_string(),
+    }));
+    // 2 as the resumed WELCOME, then 3 and 4 (the latest, whole).
+    assert_eq!(sub.welcome.seq, 2);
+    assert!(sub.welcome.data().is_none() && sub.welcome.welcome.is_empty());
+    let resumed = json(&sub.welcome.welcome_resumed(true));
+    assert_eq!(
+        (resumed["type"].as_str(), resumed["seq"].as_u64()),
+        (Some("WELCOME"), Some(2))
+    );
+    assert_eq!(resumed["data"], json(&sub.welcome.telemetry)["data"]);
+    let kept = &sub.missed[0];
+    assert_eq!((kept.seq, kept.data().is_none()), (3, true));
+    assert_eq!(json(&kept.telemetry)["seq"], 3);
+    assert!(Arc::ptr_eq(&sub.missed[1], &latest));
 }

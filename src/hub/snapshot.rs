@@ -1,7 +1,8 @@
 //! One published snapshot: its number and epoch, its typed data, and the frames every
 //! connection writes as they are. The TELEMETRY and WELCOME frames are made once, when it is
 //! published; the rarer ones (a bridge's `telemetry` update, a resumed WELCOME) when first
-//! needed.
+//! needed. Once a newer one is published, the hub keeps a [`Snapshot::slim`] copy for clients
+//! that resume: what they are sent, without what only the latest needs.
 
 use std::sync::{Arc, OnceLock};
 
@@ -18,11 +19,13 @@ pub struct Snapshot {
     pub seq: u64,
     /// The sequence this `seq` belongs to; a new one means the count started again.
     pub epoch: Arc<str>,
-    /// The typed data, for `/health` and logs.
-    pub data: Telemetry,
+    /// The typed data, for `/health` and `/metrics`: only while it is the latest (see
+    /// [`Snapshot::data`]).
+    data: Option<Telemetry>,
     /// The framed `{"type":"TELEMETRY",…}`, written as is by every connection.
     pub telemetry: Bytes,
-    /// The framed `{"type":"WELCOME",…}`, for clients that connect while this is the latest.
+    /// The framed `{"type":"WELCOME",…}`, for clients that connect while this is the latest
+    /// (empty in a slim copy: a resuming client gets [`Snapshot::welcome_resumed`]).
     pub welcome: Bytes,
     /// The serialized `data`, for the frames made on demand.
     body: Bytes,
@@ -41,10 +44,31 @@ impl Snapshot {
             telemetry: frame::text_frame(&telemetry),
             welcome: frame::text_frame(&welcome),
             epoch,
-            data,
+            data: Some(data),
             body: body.into(),
             bridge: OnceLock::new(),
         }
+    }
+
+    /// What the hub keeps of this snapshot once a newer one is published: the frames a resuming
+    /// client is sent, without the typed data and the WELCOME frame, which only the latest
+    /// needs. Kept packets are some 8 KB rather than 26, 300 of them by default.
+    pub fn slim(&self) -> Self {
+        Self {
+            seq: self.seq,
+            epoch: self.epoch.clone(),
+            data: None,
+            telemetry: self.telemetry.clone(),
+            welcome: Bytes::new(),
+            body: self.body.clone(),
+            bridge: self.bridge.clone(),
+        }
+    }
+
+    /// The typed data; `None` in a [`Snapshot::slim`] copy. The hub's latest snapshot always
+    /// has it.
+    pub fn data(&self) -> Option<&Telemetry> {
+        self.data.as_ref()
     }
 
     /// The serialized `data`.
