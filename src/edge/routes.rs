@@ -17,6 +17,8 @@ use super::reply::{Body, ok, text};
 use super::session::Endpoint;
 use crate::config::Config;
 use crate::contract;
+use crate::hub::Snapshot;
+use crate::hub::packet::Sources;
 
 /// Routes one request. Never fails: every problem is an HTTP answer.
 pub async fn handle(
@@ -66,11 +68,7 @@ fn endpoint(config: &Config, path: &str) -> Option<Endpoint> {
 fn health(ctx: &Context) -> Response<Body> {
     let latest = ctx.hub.latest();
     let now = Utc::now();
-    let mut sources = latest
-        .data()
-        .expect("the latest snapshot keeps its data")
-        .sources
-        .clone();
+    let mut sources = sources(&latest).clone();
     for source in [&mut sources.state, &mut sources.agents, &mut sources.models]
         .into_iter()
         .chain(sources.redis.as_mut())
@@ -139,13 +137,19 @@ fn escape_attribute(path: &str) -> String {
         .replace('<', "&lt;")
 }
 
-/// `GET /metrics`: Prometheus metrics.
-fn metrics(ctx: &Context) -> Response<Body> {
-    let latest = ctx.hub.latest();
-    let last_good = latest
+/// Each source's health in the hub's latest snapshot: the hub slims only the snapshots it
+/// keeps behind the latest, so the latest always has its data.
+fn sources(latest: &Snapshot) -> &Sources {
+    &latest
         .data()
         .expect("the latest snapshot keeps its data")
         .sources
+}
+
+/// `GET /metrics`: Prometheus metrics.
+fn metrics(ctx: &Context) -> Response<Body> {
+    let latest = ctx.hub.latest();
+    let last_good = sources(&latest)
         .named()
         .into_iter()
         .map(|(name, health)| (name, health.updated.map(|t| t.0)));
