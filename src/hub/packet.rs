@@ -370,11 +370,7 @@ pub fn body(data: &Telemetry) -> String {
 /// as it always has.
 pub fn envelope(kind: &str, seq: u64, epoch: &str, data: &str, resumed: Option<bool>) -> String {
     let mut out = String::with_capacity(data.len() + 96);
-    out.push_str(r#"{"type":""#);
-    out.push_str(kind);
-    out.push_str(r#"","seq":"#);
-    out.push_str(&seq.to_string());
-    out.push_str(r#","data":"#);
+    envelope_head(&mut out, kind, seq);
     out.push_str(data);
     out.push_str(r#","epoch":"#);
     out.push_str(&serde_json::to_string(epoch).expect("a string serializes"));
@@ -387,6 +383,23 @@ pub fn envelope(kind: &str, seq: u64, epoch: &str, data: &str, resumed: Option<b
     }
     out.push('}');
     out
+}
+
+/// Where `data` starts in an [`envelope`] of `kind` and `seq`, so a snapshot can keep its body
+/// as a slice of its frame rather than a second copy.
+pub fn data_offset(kind: &str, seq: u64) -> usize {
+    let mut head = String::with_capacity(48);
+    envelope_head(&mut head, kind, seq);
+    head.len()
+}
+
+/// What comes before `data` in an envelope.
+fn envelope_head(out: &mut String, kind: &str, seq: u64) {
+    out.push_str(r#"{"type":""#);
+    out.push_str(kind);
+    out.push_str(r#"","seq":"#);
+    out.push_str(&seq.to_string());
+    out.push_str(r#","data":"#);
 }
 
 /// The answer to a client's PING.

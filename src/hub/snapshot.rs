@@ -27,7 +27,8 @@ pub struct Snapshot {
     /// The framed `{"type":"WELCOME",…}`, for clients that connect while this is the latest
     /// (empty in a slim copy: a resuming client gets [`Snapshot::welcome_resumed`]).
     pub welcome: Bytes,
-    /// The serialized `data`, for the frames made on demand.
+    /// The serialized `data`, for the frames made on demand: a slice of `telemetry`, which
+    /// carries it whole, so a kept packet holds it once.
     body: Bytes,
     /// `{"type":"update","channel":"telemetry","data":…}` framed, for bridge clients that
     /// subscribed to the packet; made by the first that needs it.
@@ -37,22 +38,28 @@ pub struct Snapshot {
 impl Snapshot {
     /// Frames `data` (serialized as `body`) as snapshot `seq` of `epoch`.
     pub fn new(seq: u64, epoch: Arc<str>, data: Telemetry, body: String) -> Self {
-        let telemetry = packet::envelope("TELEMETRY", seq, &epoch, &body, None);
-        let welcome = packet::envelope("WELCOME", seq, &epoch, &body, None);
+        let envelope = packet::envelope("TELEMETRY", seq, &epoch, &body, None);
+        let telemetry = frame::text_frame(&envelope);
+        let welcome = frame::text_frame(&packet::envelope("WELCOME", seq, &epoch, &body, None));
+        // The envelope is `{"type":"TELEMETRY","seq":N,"data":` + body + the rest, after the
+        // frame's header.
+        let start = telemetry.len() - envelope.len() + packet::data_offset("TELEMETRY", seq);
+        let body_bytes = telemetry.slice(start..start + body.len());
+        debug_assert_eq!(&body_bytes[..], body.as_bytes());
         Self {
             seq,
-            telemetry: frame::text_frame(&telemetry),
-            welcome: frame::text_frame(&welcome),
+            telemetry,
+            welcome,
             epoch,
             data: Some(data),
-            body: body.into(),
+            body: body_bytes,
             bridge: OnceLock::new(),
         }
     }
 
     /// What the hub keeps of this snapshot once a newer one is published: the frames a resuming
     /// client is sent, without the typed data and the WELCOME frame, which only the latest
-    /// needs. Kept packets are some 8 KB rather than 26, 300 of them by default.
+    /// needs. Kept packets are some 5 KB rather than 26, 300 of them by default.
     pub fn slim(&self) -> Self {
         Self {
             seq: self.seq,
@@ -96,5 +103,38 @@ impl Snapshot {
                 self.body()
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    /// The body is read out of the TELEMETRY frame, whatever the length of the frame's header
+    /// (2, 4 or 10 bytes) and of the sequence number, and a slim copy holds no second copy.
+    #[test]
+    fn the_body_is_a_slice_of_the_telemetry_frame() {
+        for (seq, len) in [(0, 10), (7, 100), (12, 4_000), (123_456_789_012, 70_000)] {
+            let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(len));
+            let snapshot = Snapshot::new(
+                seq,
+                "e1".into(),
+                Telemetry::initializing(Utc::now()),
+                body.clone(),
+            );
+            let slim = snapshot.slim();
+            assert_eq!(slim.body(), body, "seq {seq}, {len} bytes");
+            let frame = slim.telemetry.as_ptr_range();
+            assert!(
+                frame.contains(&slim.body.as_ptr()),
+                "seq {seq}: not a slice"
+            );
+            assert!(
+                slim.bridge_frame()
+                    .ends_with(format!("{body}}}").as_bytes()),
+                "seq {seq}: the bridge frame carries the body"
+            );
+        }
     }
 }
