@@ -1,6 +1,7 @@
 //! What the daemon asks of the operating system: enough file descriptors for its connections,
 //! a listening socket whose backlog survives a reconnect storm, a cap on each client's unsent
-//! bytes, and the allocator's free memory given back after a storm.
+//! bytes, a write held to leave with the next, and the allocator's free memory given back after
+//! a storm.
 
 use std::io;
 use std::net::SocketAddr;
@@ -72,6 +73,28 @@ pub fn cap_unsent(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Resul
 pub fn shut_write(socket: &impl std::os::fd::AsRawFd) -> io::Result<()> {
     // SAFETY: a plain call on a descriptor owned by `socket`.
     checked(unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) })
+}
+
+/// `MSG_MORE` where there is one (Linux); elsewhere the write simply goes at once.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const MSG_MORE: libc::c_int = libc::MSG_MORE;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const MSG_MORE: libc::c_int = 0;
+
+/// Writes `buf` as `send(MSG_MORE)` does: the kernel holds it, up to a full segment and for at
+/// most about 200 ms, until the next write without the flag, and sends both together.
+pub fn send_more(socket: &impl std::os::fd::AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is live and readable for its length during the call; the descriptor is
+    // owned by `socket`.
+    let sent = unsafe {
+        libc::send(
+            socket.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            MSG_MORE | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
 }
 
 /// A system call's 0-or-error return as a `Result`.

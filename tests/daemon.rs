@@ -456,6 +456,71 @@ async fn raw_exchange(addr: std::net::SocketAddr, request: &str) -> String {
     String::from_utf8_lossy(&answer[..n]).into_owned()
 }
 
+/// The `101` is held back to leave with the WELCOME: the client receives the two in one TCP
+/// segment, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_101_and_the_welcome_arrive_in_one_segment() {
+    use std::os::fd::AsRawFd;
+    use tokio::io::AsyncReadExt;
+    let engine = FakeEngine::samples().await;
+    let mut cfg = config(&engine);
+    // Only the WELCOME is counted: no TELEMETRY may follow it before the count is read.
+    cfg.engine.poll_interval_ms = 60_000;
+    let daemon = Daemon::start(cfg).await;
+    daemon
+        .wait_health("the first poll", |h| h["seq"].as_u64() >= Some(1))
+        .await;
+    let mut tcp = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // Read up to the end of the first frame: the head, then a 16-bit length (4 to 64 KB).
+    let mut got = Vec::new();
+    let welcome = loop {
+        let mut chunk = [0u8; 16384];
+        let n = within("the 101 and the WELCOME", tcp.read(&mut chunk))
+            .await
+            .unwrap();
+        assert!(n > 0, "closed after {got:?}");
+        got.extend_from_slice(&chunk[..n]);
+        let Some(head) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let frame = &got[head + 4..];
+        if frame.len() >= 4 {
+            assert_eq!(
+                (frame[0], frame[1]),
+                (0x81, 126),
+                "a text frame of 126+ bytes"
+            );
+            let len = u16::from_be_bytes([frame[2], frame[3]]) as usize;
+            if frame.len() >= 4 + len {
+                break serde_json::from_slice::<Value>(&frame[4..4 + len]).unwrap();
+            }
+        }
+    };
+    assert!(got.starts_with(b"HTTP/1.1 101 "));
+    assert_eq!(welcome["type"], "WELCOME");
+    // SAFETY: TCP_INFO fills at most `len` bytes of a zeroed `tcp_info` owned here.
+    let info = unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        info
+    };
+    assert_eq!(info.tcpi_data_segs_in, 1, "segments that carried data");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_handshakes_get_400_and_a_slow_one_is_dropped() {
     let engine = FakeEngine::samples().await;

@@ -2,7 +2,8 @@
 //! WebSocket handshake and who may connect, and each connection's session from WELCOME to close.
 //! It only ever subscribes to the [`crate::hub`]; it never knows where packets come from.
 //!
-//! - [`server`] accepts TCP connections and serves HTTP on each; [`routes`] answers the plain
+//! - [`server`] accepts TCP connections and serves HTTP on each ([`http_io`] holds a `101`
+//!   back to leave with the WELCOME); [`routes`] answers the plain
 //!   requests (page, health, metrics, schema) and hands WebSocket paths to [`handshake`], which
 //!   checks the request, the origin, the token ([`auth`]) and the limits ([`admission`]).
 //! - [`command`] decides and sends engine actions for sessions and for HTTP callers.
@@ -18,6 +19,7 @@ pub mod command;
 pub mod context;
 pub mod ending;
 pub mod handshake;
+pub mod http_io;
 pub mod inbound;
 pub mod message;
 pub mod origin;

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::context::Context;
+use super::http_io::HttpIo;
 use super::routes;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
@@ -47,7 +48,9 @@ async fn serve_http(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(ctx.config().server.header_timeout_ms))
-        .serve_connection(TokioIo::new(stream), service)
+        // One buffer a response, so a `101` is one write that `HttpIo` can hold back.
+        .writev(false)
+        .serve_connection(TokioIo::new(HttpIo::new(stream)), service)
         .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {

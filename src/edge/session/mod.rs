@@ -21,7 +21,6 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hyper::upgrade::{OnUpgrade, Parts};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncRead;
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::mpsc;
@@ -35,6 +34,7 @@ use super::channels::Channels;
 use super::command::{Caller, CommandResult, Commands};
 use super::context::Context;
 use super::ending::Ending;
+use super::http_io::HttpIo;
 use super::outlet::{Offered, Outbox};
 use super::socket::Socket;
 use crate::config::Config;
@@ -120,7 +120,7 @@ async fn start(
         }
     };
     // Take the TCP socket back from hyper so frames can be written to it directly.
-    let Ok(Parts { io, read_buf, .. }) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+    let Ok(Parts { io, read_buf, .. }) = upgraded.downcast::<TokioIo<HttpIo>>() else {
         warn!("Upgraded connection is not a TCP stream; dropping it");
         return None;
     };
@@ -128,7 +128,7 @@ async fn start(
     // keep hyper's whole read buffer alive for the life of the connection.
     let leftover = read_buf.to_vec();
     drop(read_buf);
-    let (read, write) = io.into_inner().into_split();
+    let (read, write) = io.into_inner().into_inner().into_split();
     ctx.metrics.connected();
     info!(
         clients = ctx.admission.open(),
