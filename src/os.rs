@@ -75,11 +75,12 @@ pub fn shut_write(socket: &impl std::os::fd::AsRawFd) -> io::Result<()> {
     checked(unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) })
 }
 
-/// `MSG_MORE` where there is one (Linux); elsewhere the write simply goes at once.
+/// `MSG_MORE` where there is one (Linux), with `MSG_NOSIGNAL`; elsewhere the write goes at once
+/// (and Rust's runtime ignores `SIGPIPE`).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-const MSG_MORE: libc::c_int = libc::MSG_MORE;
+const SEND_MORE: libc::c_int = libc::MSG_MORE | libc::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-const MSG_MORE: libc::c_int = 0;
+const SEND_MORE: libc::c_int = 0;
 
 /// Writes `buf` as `send(MSG_MORE)` does: the kernel holds it, up to a full segment and for at
 /// most about 200 ms, until the next write without the flag, and sends both together.
@@ -91,7 +92,7 @@ pub fn send_more(socket: &impl std::os::fd::AsRawFd, buf: &[u8]) -> io::Result<u
             socket.as_raw_fd(),
             buf.as_ptr().cast(),
             buf.len(),
-            MSG_MORE | libc::MSG_NOSIGNAL,
+            SEND_MORE,
         )
     };
     usize::try_from(sent).map_err(|_| io::Error::last_os_error())
