@@ -79,7 +79,7 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Caps the bytes a TCP socket holds written but not yet sent (`TCP_NOTSENT_LOWAT`): past
 /// it, a write takes only what fits and then none until the peer reads. A reader that fell
 /// behind is found by the write itself, with no question asked of the kernel per send.
-pub fn cap_unsent(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Result<()> {
+pub fn cap_unsent(socket: &impl AsRawFd, bytes: usize) -> io::Result<()> {
     let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: the option value is one c_int, passed by pointer with its size, live for the
     // call; the descriptor is owned by `socket`.
@@ -96,31 +96,39 @@ pub fn cap_unsent(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Resul
 
 /// Ends a socket's write direction (`shutdown(SHUT_WR)`): the peer reads the end of the
 /// stream after the last byte written, while reading goes on.
-pub fn shut_write(socket: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+pub fn shut_write(socket: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: a plain call on a descriptor owned by `socket`.
     checked(unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) })
 }
 
-/// `MSG_MORE` where there is one (Linux), with `MSG_NOSIGNAL`; elsewhere the write goes at once
-/// (and Rust's runtime ignores `SIGPIPE`).
+/// `MSG_NOSIGNAL` where there is one: a closed peer is an error, not a signal (which Rust's
+/// runtime ignores anyway).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-const SEND_MORE: libc::c_int = libc::MSG_MORE | libc::MSG_NOSIGNAL;
+const NO_SIGNAL: libc::c_int = libc::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-const SEND_MORE: libc::c_int = 0;
+const NO_SIGNAL: libc::c_int = 0;
+
+/// `MSG_MORE` where there is one (Linux); elsewhere the write goes at once.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const MORE: libc::c_int = libc::MSG_MORE;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const MORE: libc::c_int = 0;
+
+/// Writes what fits of `buf` to a non-blocking socket now, with one `send`.
+pub fn send(socket: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    send_with(socket, buf, NO_SIGNAL)
+}
 
 /// Writes `buf` as `send(MSG_MORE)` does: the kernel holds it, up to a full segment and for at
 /// most about 200 ms, until the next write without the flag, and sends both together.
-pub fn send_more(socket: &impl std::os::fd::AsRawFd, buf: &[u8]) -> io::Result<usize> {
+pub fn send_more(socket: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    send_with(socket, buf, MORE | NO_SIGNAL)
+}
+
+fn send_with(socket: &impl AsRawFd, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
     // SAFETY: `buf` is live and readable for its length during the call; the descriptor is
     // owned by `socket`.
-    let sent = unsafe {
-        libc::send(
-            socket.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            SEND_MORE,
-        )
-    };
+    let sent = unsafe { libc::send(socket.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
     usize::try_from(sent).map_err(|_| io::Error::last_os_error())
 }
 
