@@ -138,6 +138,10 @@ struct Flow {
     unsent_cap: usize,
     /// The transport caps its unsent bytes (until it says it cannot).
     cappable: bool,
+    /// The hub's fan-out writes the packets here (see [`Outlet::direct`]).
+    fed: bool,
+    /// The session's keepalive ping waits to go out with the next packet.
+    ping: bool,
     trouble: Option<Trouble>,
 }
 
@@ -151,6 +155,8 @@ impl<W: Outbox> Outlet<W> {
                 pending: Vec::new(),
                 unsent_cap: 0,
                 cappable: true,
+                fed: false,
+                ping: false,
                 trouble: None,
             }),
             troubled: Notify::new(),
@@ -177,7 +183,21 @@ impl<W: Outbox> Outlet<W> {
             // of it, however much smaller than this one.
             flow.cappable = self.out.cap_unsent(CLOSING_ROOM);
         }
+        flow.fed = flow.cappable;
         flow.cappable
+    }
+
+    /// Asks for the keepalive ping to go out with the next packet the fan-out writes here, in
+    /// the same send; `false` where the session must send it itself: the fan-out does not write
+    /// here, or has written nothing since the last one was asked for (no packet for a whole ping
+    /// interval), which it then no longer carries.
+    pub fn ping_with_next_packet(&self) -> bool {
+        let mut flow = self.flow();
+        if !flow.fed || flow.trouble.is_some() {
+            return false;
+        }
+        flow.ping = !flow.ping;
+        flow.ping
     }
 
     /// Writes one packet without waiting. On a transport that caps its unsent bytes, one that
@@ -185,10 +205,17 @@ impl<W: Outbox> Outlet<W> {
     /// is kept to finish, the cap raised for that and a close frame, and the outlet takes no
     /// more.
     pub fn offer(&self, frame: &[u8]) -> Offered {
+        self.offer_pinging(frame, || frame)
+    }
+
+    /// [`Outlet::offer`], writing `pinged()` (a ping, then `frame`) instead when the session's
+    /// keepalive waits for it.
+    fn offer_pinging<'a>(&self, frame: &'a [u8], pinged: impl FnOnce() -> &'a [u8]) -> Offered {
         let mut flow = self.flow();
         if flow.trouble.is_some() {
             return Offered::Refused;
         }
+        // The cap counts packets, not the ping's two bytes.
         let cap = self.queue_size * frame.len().next_multiple_of(CAP_STEP);
         if flow.cappable && cap > flow.unsent_cap {
             flow.cappable = self.out.cap_unsent(cap);
@@ -199,16 +226,21 @@ impl<W: Outbox> Outlet<W> {
             // Behind something still draining by the queue's worth.
             return self.trouble(&mut flow, Trouble::Behind);
         }
-        let written = match self.write_or_queue(&mut flow, frame) {
+        let pinging = std::mem::take(&mut flow.ping);
+        let bytes = if pinging { pinged() } else { frame };
+        let written = match self.write_or_queue(&mut flow, bytes) {
             Ok(written) => written,
             Err(err) => {
                 self.metrics.send_failed();
                 return self.trouble(&mut flow, Trouble::Failed(err.to_string()));
             }
         };
-        if written == frame.len() || draining || !flow.cappable {
+        if written == bytes.len() || draining || !flow.cappable {
             self.metrics.sent(Frame::Telemetry, frame.len());
-            return if written == frame.len() {
+            if pinging {
+                self.metrics.sent(Frame::Ping, bytes.len() - frame.len());
+            }
+            return if written == bytes.len() {
                 Offered::Sent
             } else {
                 Offered::Queued
@@ -218,7 +250,7 @@ impl<W: Outbox> Outlet<W> {
         if written == 0 {
             flow.pending.clear(); // nothing begun, nothing to finish
         }
-        flow.unsent_cap += frame.len() + CLOSING_ROOM;
+        flow.unsent_cap += bytes.len() + CLOSING_ROOM;
         self.out.cap_unsent(flow.unsent_cap);
         self.trouble(&mut flow, Trouble::Behind)
     }
@@ -305,7 +337,7 @@ impl<W: Outbox> Outlet<W> {
 /// The hub's fan-out writes each packet here, in order; a client in trouble is dropped from it.
 impl<W: Outbox> hub::Outlet for Outlet<W> {
     fn offer(&self, snapshot: &Snapshot) -> bool {
-        self.offer(&snapshot.telemetry) != Offered::Refused
+        self.offer_pinging(&snapshot.telemetry, || snapshot.pinged()) != Offered::Refused
     }
 }
 
@@ -355,6 +387,63 @@ mod tests {
             "and no packet after it"
         );
         drop(client);
+    }
+
+    /// A transport that takes every write whole and keeps a copy of each.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<Vec<u8>>>);
+
+    impl Outbox for Recording {
+        fn poll_write(&self, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_shutdown(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn cap_unsent(&self, _: usize) -> bool {
+            true
+        }
+    }
+
+    /// A keepalive asked of an outlet the hub writes to goes out once, in the same write as the
+    /// next packet; asked again before any packet came, the session sends it itself.
+    #[test]
+    fn a_keepalive_ping_rides_with_the_next_packet() {
+        let outlet = Outlet::new(Recording::default(), 4, metrics());
+        assert!(
+            !outlet.ping_with_next_packet(),
+            "not the hub's yet: the session pings"
+        );
+        assert!(outlet.direct());
+        let snapshot = Snapshot::new(
+            1,
+            "e1".into(),
+            crate::hub::packet::Telemetry::initializing(chrono::Utc::now()),
+            "{}".into(),
+        );
+        let offer = |outlet: &Outlet<Recording>| hub::Outlet::offer(outlet, &snapshot);
+        assert!(outlet.ping_with_next_packet());
+        assert!(offer(&outlet) && offer(&outlet));
+        let pinged = [crate::hub::frame::PING, &snapshot.telemetry[..]].concat();
+        assert_eq!(
+            *outlet.out.0.lock().unwrap(),
+            [pinged, snapshot.telemetry.to_vec()],
+            "the ping with the first packet, not the second"
+        );
+        assert!(outlet.ping_with_next_packet());
+        assert!(
+            !outlet.ping_with_next_packet(),
+            "no packet since the last one was asked for"
+        );
+        assert!(offer(&outlet));
+        assert_eq!(
+            outlet.out.0.lock().unwrap().last().unwrap(),
+            &snapshot.telemetry.to_vec(),
+            "and the fan-out no longer carries it"
+        );
     }
 
     /// A transport that takes `whole` writes, then `last` bytes of the next, then nothing; it

@@ -300,6 +300,9 @@ where
                         let idle_timeout = self.config.clients.idle_timeout_ms;
                         if last_heard.elapsed() >= Duration::from_millis(idle_timeout) {
                             Some(Ending::IdleTimeout)
+                        } else if outlet.ping_with_next_packet() {
+                            // The fan-out sends it with the packet: no send of its own.
+                            None
                         } else {
                             self.socket.write(PING, Frame::Ping).await.err()
                         }

@@ -1,0 +1,151 @@
+//! What leaves the daemon together, in one TCP segment: the `101` with the WELCOME, a keepalive
+//! ping with a packet. Each saves a send and a wake-up of the client per connection; the client's
+//! own count of the data segments it received (`TCP_INFO`) shows it.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+
+use common::{Daemon, FakeEngine, config, within};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A WebSocket handshake over a plain TCP stream, whose frames the test reads itself.
+async fn upgrade(addr: std::net::SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    tcp
+}
+
+/// The data segments `tcp` has received so far.
+fn data_segments_in(tcp: &TcpStream) -> u32 {
+    // SAFETY: TCP_INFO fills at most `len` bytes of a zeroed `tcp_info` owned here.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        info.tcpi_data_segs_in
+    }
+}
+
+/// One server frame: its opcode and payload.
+#[derive(Debug)]
+enum Frame {
+    Ping,
+    Text(Value),
+}
+
+/// The whole frames at the start of `buf` (after the handshake's head, when `buf` holds it),
+/// with how many bytes they took.
+fn frames(buf: &[u8]) -> (Vec<Frame>, usize) {
+    let mut at = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |head| head + 4);
+    let mut out = Vec::new();
+    while buf.len() >= at + 2 {
+        let (opcode, short) = (buf[at] & 0x0f, usize::from(buf[at + 1]));
+        let (len, start) = match short {
+            126 if buf.len() >= at + 4 => (
+                usize::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]])),
+                at + 4,
+            ),
+            126 => break,
+            127 => panic!("no frame here is over 64 KB"),
+            len => (len, at + 2),
+        };
+        if buf.len() < start + len {
+            break;
+        }
+        out.push(match opcode {
+            0x9 => Frame::Ping,
+            0x1 => Frame::Text(serde_json::from_slice(&buf[start..start + len]).unwrap()),
+            other => panic!("unexpected opcode {other:#x}"),
+        });
+        at = start + len;
+    }
+    (out, at)
+}
+
+/// The `101` is held back to leave with the WELCOME: the client receives the two in one TCP
+/// segment, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_101_and_the_welcome_arrive_in_one_segment() {
+    let engine = FakeEngine::samples().await;
+    let mut cfg = config(&engine);
+    // Only the WELCOME is counted: no TELEMETRY may follow it before the count is read.
+    cfg.engine.poll_interval_ms = 60_000;
+    let daemon = Daemon::start(cfg).await;
+    daemon
+        .wait_health("the first poll", |h| h["seq"].as_u64() >= Some(1))
+        .await;
+    let mut tcp = upgrade(daemon.addr).await;
+    let mut got = Vec::new();
+    let welcome = loop {
+        let mut chunk = [0u8; 16384];
+        let n = within("the 101 and the WELCOME", tcp.read(&mut chunk))
+            .await
+            .unwrap();
+        assert!(n > 0, "closed after {got:?}");
+        got.extend_from_slice(&chunk[..n]);
+        if let (mut read, _) = frames(&got)
+            && !read.is_empty()
+        {
+            break read.remove(0);
+        }
+    };
+    assert!(got.starts_with(b"HTTP/1.1 101 "));
+    assert!(
+        matches!(&welcome, Frame::Text(w) if w["type"] == "WELCOME"),
+        "{welcome:?}"
+    );
+    assert_eq!(data_segments_in(&tcp), 1, "segments that carried data");
+}
+
+/// A stream client's keepalive ping goes out with a packet, in the same segment: the client
+/// receives one data segment per packet, however many pings came with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_pings_ride_with_the_packets() {
+    let engine = FakeEngine::samples().await;
+    let mut cfg = config(&engine);
+    // Packets every 150 ms; a ping due every 250 ms.
+    cfg.clients.ping_interval_ms = 250;
+    let daemon = Daemon::start(cfg).await;
+    let mut tcp = upgrade(daemon.addr).await;
+    let (mut got, mut pings, mut packets) = (Vec::new(), 0, 0);
+    while pings < 3 {
+        let mut chunk = [0u8; 65536];
+        let n = within("three pings", tcp.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "closed");
+        got.extend_from_slice(&chunk[..n]);
+        let (read, used) = frames(&got);
+        got.drain(..used);
+        for frame in read {
+            match frame {
+                Frame::Ping => pings += 1,
+                Frame::Text(_) => packets += 1,
+            }
+        }
+    }
+    assert!(got.is_empty(), "every read ends with a whole frame");
+    // The first segment is the 101 with the WELCOME; one more packet may have come since the
+    // last read. Pings of their own would add a segment each.
+    let segments = data_segments_in(&tcp);
+    assert!(
+        segments == packets || segments == packets + 1,
+        "{segments} data segments for {packets} packets (WELCOME included) and {pings} pings"
+    );
+}
