@@ -1,7 +1,7 @@
-//! What the daemon asks of the operating system: enough file descriptors for its connections,
-//! a listening socket whose backlog survives a reconnect storm, a cap on each client's unsent
-//! bytes, a write held to leave with the next, and the allocator's free memory given back after
-//! a storm.
+//! What the daemon asks of the operating system: enough file descriptors for its connections
+//! (and the table for them made at start), a listening socket whose backlog survives a reconnect
+//! storm, a cap on each client's unsent bytes, a write held to leave with the next, and the
+//! allocator's free memory given back after a storm.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,8 +17,9 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 /// Descriptors kept beyond the dashboards: the listener, the engine client, logs, a margin.
 const SPARE_FILES: u64 = 64;
 
-/// Raises the soft open-file limit to the hard one, logs both, and warns when
-/// `max_connections` cannot fit under it.
+/// Raises the soft open-file limit to the hard one, logs both, makes the descriptor table
+/// big enough for `max_connections` now rather than during a storm of them, and warns when
+/// they cannot fit under the limit.
 pub fn raise_file_limit(max_connections: usize) {
     let before = rlimit::Resource::NOFILE.get();
     let raised = rlimit::increase_nofile_limit(u64::MAX);
