@@ -283,3 +283,52 @@ fn kept_packets_are_slim_and_still_resume_whole() {
     assert_eq!(json(&kept.telemetry)["seq"], 3);
     assert!(Arc::ptr_eq(&sub.missed[1], &latest));
 }
+
+/// An outlet that notes its number in a log the others share.
+struct Logging {
+    id: usize,
+    log: Arc<Mutex<Vec<(u64, usize)>>>,
+    refuse: bool,
+}
+
+impl Outlet for Logging {
+    fn offer(&self, snapshot: &Snapshot) -> bool {
+        self.log.lock().unwrap().push((snapshot.seq, self.id));
+        !self.refuse
+    }
+}
+
+/// The pass writes to the connections in the order they joined, pass after pass, while those
+/// that refuse or are gone drop out from anywhere in it.
+#[test]
+fn a_pass_keeps_the_order_connections_joined_in_as_some_leave() {
+    let hub = Hub::new(data(), 4, 10);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut outlets: Vec<Arc<dyn Outlet>> = (0..12)
+        .map(|id| {
+            Arc::new(Logging {
+                id,
+                log: log.clone(),
+                refuse: id == 3 || id == 11,
+            }) as Arc<dyn Outlet>
+        })
+        .collect();
+    for outlet in &outlets {
+        hub.attach(Arc::downgrade(outlet), || ());
+    }
+    hub.publish(data());
+    outlets.remove(7); // gone before the second pass
+    hub.publish(data());
+    hub.publish(data());
+    let log = log.lock().unwrap().clone();
+    let ids = |seq| -> Vec<usize> {
+        log.iter()
+            .filter(|(s, _)| *s == seq)
+            .map(|&(_, id)| id)
+            .collect()
+    };
+    assert_eq!(ids(1), (0..12).collect::<Vec<_>>());
+    assert_eq!(ids(2), [0, 1, 2, 4, 5, 6, 8, 9, 10]);
+    assert_eq!(ids(3), ids(2));
+    assert_eq!(hub.subscribers(), 9);
+}
