@@ -20,8 +20,9 @@ pub struct Snapshot {
     /// The sequence this `seq` belongs to; a new one means the count started again.
     pub epoch: Arc<str>,
     /// The typed data, for `/health` and `/metrics`: only while it is the latest (see
-    /// [`Snapshot::data`]).
-    data: Option<Telemetry>,
+    /// [`Snapshot::data`]). Boxed, so the kept copies without it do not keep its room (some
+    /// 580 bytes each).
+    data: Option<Box<Telemetry>>,
     /// The framed `{"type":"TELEMETRY",…}`, written as is by every connection.
     pub telemetry: Bytes,
     /// The framed `{"type":"WELCOME",…}`, for clients that connect while this is the latest
@@ -54,7 +55,7 @@ impl Snapshot {
             telemetry,
             welcome,
             epoch,
-            data: Some(data),
+            data: Some(Box::new(data)),
             body: body_bytes,
             bridge: OnceLock::new(),
             pinged: OnceLock::new(),
@@ -80,7 +81,7 @@ impl Snapshot {
     /// The typed data; `None` in a [`Snapshot::slim`] copy. The hub's latest snapshot always
     /// has it.
     pub fn data(&self) -> Option<&Telemetry> {
-        self.data.as_ref()
+        self.data.as_deref()
     }
 
     /// The serialized `data`.
@@ -124,7 +125,8 @@ mod tests {
     use chrono::Utc;
 
     /// The body is read out of the TELEMETRY frame, whatever the length of the frame's header
-    /// (2, 4 or 10 bytes) and of the sequence number, and a slim copy holds no second copy.
+    /// (2, 4 or 10 bytes) and of the sequence number, and a slim copy holds no second copy of
+    /// it, nor room for the typed data it no longer has.
     #[test]
     fn the_body_is_a_slice_of_the_telemetry_frame() {
         for (seq, len) in [(0, 10), (7, 100), (12, 4_000), (123_456_789_012, 70_000)] {
@@ -136,6 +138,11 @@ mod tests {
                 body.clone(),
             );
             let slim = snapshot.slim();
+            assert!(
+                std::mem::size_of_val(&slim) <= 256,
+                "a kept packet holds {} bytes besides its frame",
+                std::mem::size_of_val(&slim)
+            );
             assert_eq!(slim.body(), body, "seq {seq}, {len} bytes");
             let frame = slim.telemetry.as_ptr_range();
             assert!(
