@@ -23,6 +23,13 @@ async fn upgrade(addr: std::net::SocketAddr) -> TcpStream {
     tcp
 }
 
+/// Reads what has arrived onto the end of `got`, all of it at once (up to 64 KB).
+async fn read_more(tcp: &mut TcpStream, got: &mut Vec<u8>, what: &str) {
+    got.reserve(65536);
+    let n = within(what, tcp.read_buf(got)).await.unwrap();
+    assert!(n > 0, "closed while waiting for {what}");
+}
+
 /// The data segments `tcp` has received so far.
 fn data_segments_in(tcp: &TcpStream) -> u32 {
     // SAFETY: TCP_INFO fills at most `len` bytes of a zeroed `tcp_info` owned here.
@@ -95,12 +102,7 @@ async fn the_101_and_the_welcome_arrive_in_one_segment() {
     let mut tcp = upgrade(daemon.addr).await;
     let mut got = Vec::new();
     let welcome = loop {
-        let mut chunk = [0u8; 16384];
-        let n = within("the 101 and the WELCOME", tcp.read(&mut chunk))
-            .await
-            .unwrap();
-        assert!(n > 0, "closed after {got:?}");
-        got.extend_from_slice(&chunk[..n]);
+        read_more(&mut tcp, &mut got, "the 101 and the WELCOME").await;
         if let (mut read, _) = frames(&got)
             && !read.is_empty()
         {
@@ -127,10 +129,7 @@ async fn keepalive_pings_ride_with_the_packets() {
     let mut tcp = upgrade(daemon.addr).await;
     let (mut got, mut pings, mut packets) = (Vec::new(), 0, 0);
     while pings < 3 {
-        let mut chunk = [0u8; 65536];
-        let n = within("three pings", tcp.read(&mut chunk)).await.unwrap();
-        assert!(n > 0, "closed");
-        got.extend_from_slice(&chunk[..n]);
+        read_more(&mut tcp, &mut got, "three pings").await;
         let (read, used) = frames(&got);
         got.drain(..used);
         for frame in read {

@@ -64,7 +64,8 @@ impl Snapshot {
 
     /// What the hub keeps of this snapshot once a newer one is published: the frames a resuming
     /// client is sent, without the typed data and the WELCOME frame, which only the latest
-    /// needs. Kept packets are some 5 KB rather than 26, 300 of them by default.
+    /// needs, nor the bridge frame: bridge clients do not resume, and take their packets from
+    /// the feed. Kept packets are some 5 KB rather than 26, 300 of them by default.
     pub fn slim(&self) -> Self {
         Self {
             seq: self.seq,
@@ -73,7 +74,7 @@ impl Snapshot {
             telemetry: self.telemetry.clone(),
             welcome: Bytes::new(),
             body: self.body.clone(),
-            bridge: self.bridge.clone(),
+            bridge: OnceLock::new(),
             pinged: OnceLock::new(),
         }
     }
@@ -137,7 +138,12 @@ mod tests {
                 Telemetry::initializing(Utc::now()),
                 body.clone(),
             );
+            snapshot.bridge_frame();
             let slim = snapshot.slim();
+            assert!(
+                slim.bridge.get().is_none(),
+                "seq {seq}: a kept packet does not hold the bridge frame"
+            );
             assert!(
                 std::mem::size_of_val(&slim) <= 256,
                 "a kept packet holds {} bytes besides its frame",
