@@ -192,7 +192,8 @@ fn keepalives_fall_due_on_a_grid_shared_by_every_connection() {
 
 /// Every connection keeps its session's future for its whole life, so its size is memory paid
 /// ten thousand times over. An `async fn` that took the session by value kept it twice (as
-/// passed and as bound), 2,064 bytes; this guards against such a doubling coming back.
+/// passed and as bound), 2,064 bytes; a `Notify` wait for trouble and a send timeout kept in
+/// place took 800 over the session. The loop's own state is 720 bytes over it now.
 #[tokio::test]
 async fn a_sessions_long_lived_state_stays_small() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -215,7 +216,7 @@ async fn a_sessions_long_lived_state_stays_small() {
     let running = session.run(&shutdown);
     let state = std::mem::size_of_val(&running);
     assert!(
-        state < session_bytes + 1024,
+        state <= session_bytes + 768,
         "a running session keeps {state} bytes over a {session_bytes}-byte session"
     );
     drop(client);
