@@ -61,5 +61,15 @@ async fn a_source_going_bad_logs_once_and_its_recovery_once() {
             "seq {seq}"
         );
     }
-    assert_eq!(logs.count(&["Client Connected", "clients=1"]), 1);
+    // The client's own address is on its line, as a field rather than in a span.
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_ref() else {
+        panic!("a plain TCP client");
+    };
+    let peer = format!("peer={}", tcp.local_addr().unwrap());
+    assert_eq!(
+        logs.count(&["Client Connected", &peer, "clients=1"]),
+        1,
+        "{:#?}",
+        logs.lines()
+    );
 }

@@ -12,6 +12,7 @@
 mod answer;
 mod command;
 
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::pin::pin;
 use std::sync::Arc;
@@ -80,7 +81,7 @@ pub fn serve(
 ) -> impl Future<Output = ()> + Send {
     let start = Box::pin(start(on_upgrade, admitted, ctx.clone()));
     async move {
-        let Some((session, permit)) = start.await else {
+        let Some((session, permit, peer)) = start.await else {
             return;
         };
         let ending = Box::pin(session.run(&ctx.shutdown)).await;
@@ -91,20 +92,21 @@ pub fn serve(
         drop(permit);
         let clients = ctx.admission.open();
         if ending.is_normal() {
-            info!(clients, reason = %ending, code, "Client Disconnected");
+            info!(%peer, clients, reason = %ending, code, "Client Disconnected");
         } else {
-            warn!(clients, reason = %ending, code, "Client Disconnected");
+            warn!(%peer, clients, reason = %ending, code, "Client Disconnected");
         }
     }
 }
 
 /// Waits for the upgrade, takes the TCP socket back from hyper, and makes the session over it;
-/// returns it with the admission slot it holds, or `None` when there is no connection to serve.
+/// returns it with the admission slot it holds and the peer's address, or `None` when there is
+/// no connection to serve.
 async fn start(
     on_upgrade: OnUpgrade,
     admitted: Admitted,
     ctx: Arc<Context>,
-) -> Option<(Session<OwnedReadHalf, OwnedWriteHalf>, Permit)> {
+) -> Option<(Session<OwnedReadHalf, OwnedWriteHalf>, Permit, SocketAddr)> {
     let Admitted {
         permit,
         endpoint,
@@ -121,7 +123,7 @@ async fn start(
     };
     // Take the TCP socket back from hyper so frames can be written to it directly.
     let Ok(Parts { io, read_buf, .. }) = upgraded.downcast::<TokioIo<HttpIo>>() else {
-        warn!("Upgraded connection is not a TCP stream; dropping it");
+        warn!(peer = %caller.peer, "Upgraded connection is not a TCP stream; dropping it");
         return None;
     };
     // Copy out what hyper read past the handshake (usually nothing): holding `read_buf` would
@@ -130,7 +132,9 @@ async fn start(
     drop(read_buf);
     let (read, write) = io.into_inner().into_inner().into_split();
     ctx.metrics.connected();
+    let peer = caller.peer;
     info!(
+        %peer,
         clients = ctx.admission.open(),
         ?endpoint,
         "Client Connected"
@@ -139,7 +143,7 @@ async fn start(
     let session = Session::new(socket, endpoint, config, ctx.hub.clone())
         .with_commands(ctx.commands.clone(), caller)
         .resuming(resume);
-    Some((session, permit))
+    Some((session, permit, peer))
 }
 
 /// One connection's state between the socket and the hub.
