@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The fan-out benchmark in one command: builds in release mode, and for each scenario starts a
-# fresh daemon in demo mode (scripts/bench.toml), runs bff-load against it, stops the daemon,
-# and finally prints one summary table. Results: target/bench/<scenario>.{txt,json}.
+# fresh daemon (scripts/bench.toml) polling a fresh demo engine in a process of its own
+# (`bff demo-engine`, as a real engine is: simulating the engine is not the daemon's cost), runs
+# bff-load against it, stops both, and finally prints one summary table. Results:
+# target/bench/<scenario>.{txt,json}.
 #
 # The steady and storm scenarios first run the same bff-load against bff-floor, the least a
 # server can do to feed those clients (one thread, epoll, one pre-framed packet of the daemon's
@@ -55,11 +57,14 @@ SCENARIOS=(
 
 cargo build --release --bins --quiet
 
-# The daemon or the floor, whichever runs.
+# The daemon or the floor, whichever runs, and the daemon's demo engine.
 SERVER=
+ENGINE=
 stop_server() {
   stop_pid "$SERVER"
   SERVER=
+  stop_pid "$ENGINE"
+  ENGINE=
 }
 
 REDIS=
@@ -70,13 +75,23 @@ stop_redis() {
 }
 trap 'stop_server; stop_redis' EXIT
 
-# start_daemon NAME [bff options…]
+# start_daemon NAME [bff options…]: the demo engine on a free port, then the daemon polling it.
 start_daemon() {
-  local name=$1
+  local name=$1 engine_port
   shift
-  "$BIN/bff" --demo --config "${CONFIG:-scripts/bench.toml}" --listen "127.0.0.1:$PORT" "$@" >"$OUT/$name.daemon.log" 2>&1 &
+  engine_port=$(free_port)
+  "$BIN/bff" demo-engine --on "127.0.0.1:$engine_port" >"$OUT/$name.engine.log" 2>&1 &
+  ENGINE=$!
+  wait_port "$engine_port" "$OUT/$name.engine.log"
+  "$BIN/bff" --engine-url "http://127.0.0.1:$engine_port" --config "${CONFIG:-scripts/bench.toml}" \
+    --listen "127.0.0.1:$PORT" "$@" >"$OUT/$name.daemon.log" 2>&1 &
   SERVER=$!
   wait_port "$PORT" "$OUT/$name.daemon.log"
+}
+
+# A port nothing listens on now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # start_floor NAME [bff-floor options…]
@@ -89,7 +104,7 @@ start_floor() {
 }
 
 start_redis() {
-  REDIS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  REDIS_PORT=$(free_port)
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/$1.redis.log" 2>&1 &
   REDIS=$!
   wait_port "$REDIS_PORT" "$OUT/$1.redis.log"
@@ -114,8 +129,8 @@ for entry in "${SCENARIOS[@]}"; do
   daemon_args="$args${daemon_only:+ $daemon_only}"
   CONFIG=
   if [[ " $daemon_args " == *" --publish-hz "* ]]; then
-    # Through the config file rather than --redis-url: with --redis-url the demo engine would
-    # publish its own ticks there too, and the measured ones would be overtaken by them.
+    # Through the config file: the demo engine is not told of it (it would publish its own
+    # ticks there too, and the measured ones would be overtaken by them).
     CONFIG="$OUT/$name.toml"
   fi
   rounds=1
