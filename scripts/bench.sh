@@ -133,13 +133,14 @@ for entry in "${SCENARIOS[@]}"; do
     # ticks there too, and the measured ones would be overtaken by them).
     CONFIG="$OUT/$name.toml"
   fi
+  floored=0
   rounds=1
-  if [ "$floor_args" != "-" ] && [ "$FLOOR" != 0 ]; then rounds=$ROUNDS; fi
+  if [ "$floor_args" != "-" ] && [ "$FLOOR" != 0 ]; then floored=1 rounds=$ROUNDS; fi
   for round in $(seq "$rounds"); do
     # Round 1 keeps the plain report names; later rounds add ".rN".
     suffix=
     [ "$round" -gt 1 ] && suffix=".r$round"
-    if [ "$floor_args" != "-" ] && [ "$FLOOR" != 0 ]; then
+    if [ "$floored" = 1 ]; then
       echo "=== $name (round $round/$rounds), floor: bff-floor --packet-bytes $PACKET_BYTES $floor_args; bff-load $args"
       # shellcheck disable=SC2086
       start_floor "$name" $floor_args
@@ -160,7 +161,7 @@ for entry in "${SCENARIOS[@]}"; do
     stop_server
     stop_redis
   done
-  if [ "$floor_args" != "-" ] && [ "$FLOOR" != 0 ]; then
+  if [ "$floored" = 1 ]; then
     ran+=("$name+floor:$rounds")
   else
     ran+=("$name")
