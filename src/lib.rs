@@ -84,6 +84,7 @@ pub async fn run(
         "Listening"
     );
     let metrics = Arc::new(Metrics::new());
+    hub.report_to(metrics.clone());
     let tracker = TaskTracker::new();
     let cluster = config.cluster.enabled().then(|| {
         Cluster::start(

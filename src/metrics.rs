@@ -96,6 +96,7 @@ pub struct Metrics {
     poll_seconds: Family<SourceLabel, Histogram>,
     poll_errors: Family<PollErrorLabels, Counter>,
     ticks: Counter,
+    fanout_seconds: Histogram,
     last_good_age: Family<SourceLabel, Gauge<f64, AtomicU64>>,
     commands: Family<CommandLabels, Counter>,
     redis_connected: Gauge,
@@ -171,7 +172,7 @@ impl Metrics {
             &mut registry,
             "poll_duration_seconds",
             "Time to fetch and read one engine endpoint, answered or not",
-            Family::<SourceLabel, Histogram>::new_with_constructor(poll_histogram as fn() -> _),
+            Family::<SourceLabel, Histogram>::new_with_constructor(duration_histogram as fn() -> _),
         );
         let poll_errors = register(
             &mut registry,
@@ -184,6 +185,12 @@ impl Metrics {
             "ticks_published",
             "Packets published",
             Counter::default(),
+        );
+        let fanout_seconds = register(
+            &mut registry,
+            "fanout_duration_seconds",
+            "Time for one pass of the fan-out to write a packet to every stream connection: the spread between the first dashboard's copy and the last one's",
+            duration_histogram(),
         );
         let last_good_age = register(
             &mut registry,
@@ -260,6 +267,7 @@ impl Metrics {
             poll_seconds,
             poll_errors,
             ticks,
+            fanout_seconds,
             last_good_age,
         }
     }
@@ -368,6 +376,11 @@ impl Metrics {
         self.ticks.inc();
     }
 
+    /// One pass of the fan-out wrote a packet to every stream connection in `took`.
+    pub fn fanned_out(&self, took: Duration) {
+        self.fanout_seconds.observe(took.as_secs_f64());
+    }
+
     /// The exposition text, with the readings taken now: `connections`, and the age at `now`
     /// of each source's last good poll (`last_good`: source name → when, if ever).
     pub fn render(
@@ -397,7 +410,8 @@ fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, 
     metric
 }
 
-/// 1 ms to about 4 s, doubling: an engine answers in milliseconds, a timeout is in seconds.
-fn poll_histogram() -> Histogram {
+/// 1 ms to about 4 s, doubling: an engine answers in milliseconds, a timeout is in seconds; a
+/// fan-out pass to ten thousand dashboards takes tens of milliseconds.
+fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 13))
 }

@@ -81,6 +81,8 @@ async fn metrics_count_connections_frames_bytes_refusals_and_polls_exactly() {
         ("bff_slow_client_disconnects_total", 0.0),
         (r#"bff_handshakes_refused_total{status="426"}"#, 1.0),
         ("bff_ticks_published_total", 1.0),
+        // One pass of the fan-out a packet.
+        ("bff_fanout_duration_seconds_count", 1.0),
         (
             r#"bff_poll_errors_total{source="models",kind="status"}"#,
             1.0,

@@ -16,7 +16,8 @@ pub mod snapshot;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
 
 use tokio::sync::{Notify, broadcast};
 
@@ -24,6 +25,7 @@ pub use self::fanout::Outlet;
 use self::fanout::Outlets;
 use self::packet::Telemetry;
 pub use self::snapshot::Snapshot;
+use crate::metrics::Metrics;
 
 /// A cheap, cloneable handle to the hub.
 #[derive(Debug, Clone)]
@@ -56,6 +58,8 @@ struct Shared {
     mode: Mutex<&'static str>,
     /// The store behind the hub's memory, when there is one.
     history: Mutex<Option<Arc<dyn History>>>,
+    /// Where each fan-out pass's duration is counted, once the daemon says.
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 #[derive(Debug)]
@@ -146,6 +150,7 @@ impl Hub {
                 refresh: Notify::new(),
                 mode: Mutex::new("single"),
                 history: Mutex::new(None),
+                metrics: OnceLock::new(),
             }),
         }
     }
@@ -220,7 +225,11 @@ impl Hub {
         pass.join(&mut state.joined);
         // Written outside the hub's lock: joining and subscribing never wait for the pass.
         drop(state);
+        let started = Instant::now();
         self.shared.fed.store(pass.write(&next), Ordering::Relaxed);
+        if let Some(metrics) = self.shared.metrics.get() {
+            metrics.fanned_out(started.elapsed());
+        }
         Ok(next)
     }
 
@@ -308,6 +317,11 @@ impl Hub {
     /// Resolves when a fresh snapshot was asked for (see [`Hub::request_refresh`]).
     pub async fn refresh_requested(&self) {
         self.shared.refresh.notified().await;
+    }
+
+    /// Counts each fan-out pass's duration in `metrics` from now on (the first call holds).
+    pub fn report_to(&self, metrics: Arc<Metrics>) {
+        let _ = self.shared.metrics.set(metrics);
     }
 
     /// Lets clients resume from `history` when the hub's memory does not reach back.
