@@ -72,4 +72,7 @@ async fn a_source_going_bad_logs_once_and_its_recovery_once() {
         "{:#?}",
         logs.lines()
     );
+    // The connection's span is at debug: kept for the connection's whole life, it is not paid
+    // for at info.
+    assert_eq!(logs.count(&["http{"]), 0, "{:#?}", logs.lines());
 }

@@ -4,12 +4,15 @@
 
 mod common;
 
+use std::io::Cursor;
 use std::os::fd::AsRawFd;
 
 use common::{Daemon, FakeEngine, config, within};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 /// A WebSocket handshake over a plain TCP stream, whose frames the test reads itself.
 async fn upgrade(addr: std::net::SocketAddr) -> TcpStream {
@@ -56,33 +59,31 @@ enum Frame {
 }
 
 /// The whole frames at the start of `buf` (after the handshake's head, when `buf` holds it),
-/// with how many bytes they took.
+/// read by tungstenite's frame header parser, with how many bytes they took.
 fn frames(buf: &[u8]) -> (Vec<Frame>, usize) {
     let mut at = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(0, |head| head + 4);
     let mut out = Vec::new();
-    while buf.len() >= at + 2 {
-        let (opcode, short) = (buf[at] & 0x0f, usize::from(buf[at + 1]));
-        let (len, start) = match short {
-            126 if buf.len() >= at + 4 => (
-                usize::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]])),
-                at + 4,
-            ),
-            126 => break,
-            127 => panic!("no frame here is over 64 KB"),
-            len => (len, at + 2),
+    loop {
+        let mut cursor = Cursor::new(&buf[at..]);
+        let Some((header, len)) = FrameHeader::parse(&mut cursor).unwrap() else {
+            break;
         };
-        if buf.len() < start + len {
+        let start = at + cursor.position() as usize;
+        let end = start + len as usize;
+        if buf.len() < end {
             break;
         }
-        out.push(match opcode {
-            0x9 => Frame::Ping,
-            0x1 => Frame::Text(serde_json::from_slice(&buf[start..start + len]).unwrap()),
-            other => panic!("unexpected opcode {other:#x}"),
+        out.push(match header.opcode {
+            OpCode::Control(Control::Ping) => Frame::Ping,
+            OpCode::Data(Data::Text) => {
+                Frame::Text(serde_json::from_slice(&buf[start..end]).unwrap())
+            }
+            other => panic!("unexpected opcode {other:?}"),
         });
-        at = start + len;
+        at = end;
     }
     (out, at)
 }
