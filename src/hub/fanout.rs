@@ -4,12 +4,18 @@
 //! keepalive, a client found behind). This is the floor's way of sending, and the one that costs
 //! nearly nothing beyond the sends themselves.
 //!
+//! A long pass is shared between the cores: helper threads, one per core beyond the first, take
+//! batches of connections from it as the publisher's thread does, so the last client gets its
+//! copy sooner. Each send is the kernel's work, and a pass over 10,000 clients is some 70 ms of
+//! it on one core; a pass of a few hundred is not worth a thread.
+//!
 //! Connections join through [`super::Hub::attach`], under the hub's lock, so a joining
 //! connection's last packet from its own feed and the first the fan-out writes to it follow each
 //! other with no gap and no repeat. The pass holds a lock of its own: packets are written in
 //! order, and joining never waits for a pass.
 
 use std::sync::{Mutex, MutexGuard, Weak};
+use std::thread;
 
 use super::snapshot::Snapshot;
 
@@ -22,56 +28,147 @@ pub trait Outlet: Send + Sync {
 
 /// The connections the fan-out writes to. Held weakly: a connection that ends is gone from it
 /// at the next pass, and its socket closes at once rather than then.
-#[derive(Default)]
 pub(super) struct Outlets {
     fed: Mutex<Vec<Weak<dyn Outlet>>>,
+    /// The most threads that write one pass, the publisher's among them.
+    writers: usize,
+}
+
+impl Default for Outlets {
+    /// Up to one writer per core.
+    fn default() -> Self {
+        Self::with_writers(thread::available_parallelism().map_or(1, |cores| cores.get()))
+    }
 }
 
 impl std::fmt::Debug for Outlets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outlets").finish_non_exhaustive()
+        f.debug_struct("Outlets")
+            .field("writers", &self.writers)
+            .finish_non_exhaustive()
     }
 }
 
 impl Outlets {
+    /// Passes written by up to `writers` threads.
+    pub(super) fn with_writers(writers: usize) -> Self {
+        Self {
+            fed: Mutex::default(),
+            writers: writers.max(1),
+        }
+    }
+
     /// Takes the fan-out for one pass; taken before the hub's lock, so passes never overlap.
     pub(super) fn pass(&self) -> Pass<'_> {
-        Pass(self.fed.lock().expect("fan-out lock poisoned"))
+        Pass {
+            fed: self.fed.lock().expect("fan-out lock poisoned"),
+            writers: self.writers,
+        }
     }
 }
 
 /// One pass of the fan-out, holding it until the packet is written everywhere.
-pub(super) struct Pass<'a>(MutexGuard<'a, Vec<Weak<dyn Outlet>>>);
+pub(super) struct Pass<'a> {
+    fed: MutexGuard<'a, Vec<Weak<dyn Outlet>>>,
+    writers: usize,
+}
 
 impl Pass<'_> {
     /// Adds the connections that joined since the last pass.
     pub(super) fn join(&mut self, joined: &mut Vec<Weak<dyn Outlet>>) {
-        self.0.append(joined);
+        self.fed.append(joined);
     }
 
     /// Writes `snapshot` to every connection, dropping those that take no more; returns how
-    /// many took it.
+    /// many took it. Those kept stay in the order they joined in.
     pub(super) fn write(mut self, snapshot: &Snapshot) -> usize {
-        let fed = &mut *self.0;
-        let mut kept = 0;
-        for i in 0..fed.len() {
-            // Each send runs the kernel's whole TCP path and leaves little of the cache, so the
-            // next connections' state is fetched ahead while it runs.
-            if let Some(ahead) = fed.get(i + PREFETCH_AHEAD) {
-                prefetch(ahead.as_ptr().cast());
-            }
-            if fed[i]
-                .upgrade()
-                .is_some_and(|outlet| outlet.offer(snapshot))
-            {
-                // Kept ones move up in order; the dropped ones end past `kept`.
-                fed.swap(kept, i);
-                kept += 1;
-            }
-        }
+        let writers = self.writers.min(self.fed.len() / PER_WRITER);
+        let fed = &mut *self.fed;
+        let kept = if writers > 1 {
+            write_shared(fed, snapshot, writers)
+        } else {
+            write_batch(fed, snapshot)
+        };
         fed.truncate(kept);
         kept
     }
+}
+
+/// The fewest connections worth a writer of their own: a thread starts in tens of
+/// microseconds, and this many sends take milliseconds.
+const PER_WRITER: usize = 1024;
+
+/// How many connections a writer takes at a time. A writer that is held up (the load on a
+/// core, a slow socket) leaves the others no more than this to wait on it for.
+const BATCH: usize = 256;
+
+/// Writes `snapshot` to `fed` in batches taken by `writers` threads, this one among them, and
+/// moves those kept to its front in order; returns how many.
+fn write_shared(fed: &mut [Weak<dyn Outlet>], snapshot: &Snapshot, writers: usize) -> usize {
+    // Each batch's index and how many of it were kept, at its front.
+    let mut written: Vec<(usize, usize)> = {
+        let batches = Mutex::new(fed.chunks_mut(BATCH).enumerate());
+        let take = || -> Vec<(usize, usize)> {
+            let mut written = Vec::new();
+            loop {
+                let next = batches.lock().expect("fan-out batches poisoned").next();
+                let Some((index, batch)) = next else {
+                    return written;
+                };
+                written.push((index, write_batch(batch, snapshot)));
+            }
+        };
+        thread::scope(|scope| {
+            // A helper that cannot start leaves its batches to the others.
+            let helpers: Vec<_> = (1..writers)
+                .filter_map(|_| {
+                    thread::Builder::new()
+                        .name("bff-fanout".into())
+                        .spawn_scoped(scope, take)
+                        .ok()
+                })
+                .collect();
+            let mut written = take();
+            for helper in helpers {
+                written.extend(helper.join().expect("a fan-out writer panicked"));
+            }
+            written
+        })
+    };
+    written.sort_unstable();
+    let mut kept = 0;
+    for (index, batch_kept) in written {
+        // Each batch's kept ones move down in order, past the ones kept before them; what
+        // they leave behind is dropped ones.
+        let start = index * BATCH;
+        for i in 0..batch_kept {
+            fed.swap(kept + i, start + i);
+        }
+        kept += batch_kept;
+    }
+    kept
+}
+
+/// Writes `snapshot` to every connection of `fed`, moving those kept to its front in order;
+/// returns how many.
+fn write_batch(fed: &mut [Weak<dyn Outlet>], snapshot: &Snapshot) -> usize {
+    let mut kept = 0;
+    for i in 0..fed.len() {
+        // Each send runs the kernel's whole TCP path and leaves little of the cache, so the
+        // next connections' state is fetched ahead while it runs.
+        if let Some(ahead) = fed.get(i + PREFETCH_AHEAD) {
+            prefetch(ahead.as_ptr().cast());
+        }
+        if fed[i]
+            .upgrade()
+            .is_some_and(|outlet| outlet.offer(snapshot))
+        {
+            // Kept ones move up in order; the dropped ones end past `kept`.
+            fed.swap(kept, i);
+            kept += 1;
+        }
+    }
+    kept
 }
 
 /// How many connections ahead of the one being written the pass fetches the state of.
@@ -87,3 +184,115 @@ fn prefetch(at: *const i8) {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn prefetch(_: *const i8) {}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::thread::ThreadId;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::hub::packet::{self, Telemetry};
+
+    /// An outlet that counts the packets offered to it and notes which threads wrote; the first
+    /// one holds its writer up until another thread has written.
+    struct Counting {
+        id: usize,
+        offers: AtomicUsize,
+        refuse: bool,
+        writers: Arc<Mutex<HashSet<ThreadId>>>,
+    }
+
+    impl Outlet for Counting {
+        fn offer(&self, _: &Snapshot) -> bool {
+            self.offers.fetch_add(1, Ordering::Relaxed);
+            self.writers.lock().unwrap().insert(thread::current().id());
+            if self.id == 0 {
+                let until = Instant::now() + Duration::from_secs(5);
+                while self.writers.lock().unwrap().len() < 2 && Instant::now() < until {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+            !self.refuse
+        }
+    }
+
+    fn snapshot(seq: u64) -> Snapshot {
+        let data = Telemetry::initializing(chrono::Utc::now());
+        let body = packet::body(&data);
+        Snapshot::new(seq, "epoch".into(), data, body)
+    }
+
+    /// A pass long enough to share: every connection is written once, by more than one thread,
+    /// and those kept stay in the order they joined in for the next pass, while those that
+    /// refuse or are gone drop out from anywhere in it.
+    #[test]
+    fn a_shared_pass_writes_each_connection_once_and_keeps_their_order() {
+        let outlets = Outlets::with_writers(3);
+        let writers = Arc::default();
+        let mut all: Vec<Option<Arc<Counting>>> = (0..5_000)
+            .map(|id| {
+                Some(Arc::new(Counting {
+                    id,
+                    offers: AtomicUsize::new(0),
+                    refuse: id % 7 == 3,
+                    writers: Arc::clone(&writers),
+                }))
+            })
+            .collect();
+        let mut joined: Vec<Weak<dyn Outlet>> = all
+            .iter()
+            .flatten()
+            .map(|outlet| Arc::downgrade(outlet) as Weak<dyn Outlet>)
+            .collect();
+        for (id, outlet) in all.iter_mut().enumerate() {
+            if id % 11 == 5 {
+                *outlet = None; // the connection ended before the pass
+            }
+        }
+        let ids_of = |fed: &[Weak<dyn Outlet>]| -> Vec<usize> {
+            fed.iter()
+                .map(|weak| {
+                    let at = weak.as_ptr().cast::<()>();
+                    all.iter()
+                        .flatten()
+                        .find(|outlet| Arc::as_ptr(outlet).cast::<()>() == at)
+                        .expect("a kept connection is alive")
+                        .id
+                })
+                .collect()
+        };
+        let mut pass = outlets.pass();
+        pass.join(&mut joined);
+        let kept = pass.write(&snapshot(1));
+
+        let expected: Vec<usize> = (0..5_000)
+            .filter(|id| id % 7 != 3 && id % 11 != 5)
+            .collect();
+        assert_eq!(kept, expected.len());
+        assert!(
+            writers.lock().unwrap().len() >= 2,
+            "the pass was shared between threads"
+        );
+        assert!(
+            all.iter()
+                .flatten()
+                .all(|outlet| outlet.offers.load(Ordering::Relaxed) == 1),
+            "each connection written once"
+        );
+        assert_eq!(ids_of(&outlets.fed.lock().unwrap()), expected);
+
+        assert_eq!(outlets.pass().write(&snapshot(2)), expected.len());
+        for outlet in all.iter().flatten() {
+            let offers = if outlet.refuse { 1 } else { 2 };
+            assert_eq!(
+                outlet.offers.load(Ordering::Relaxed),
+                offers,
+                "{}",
+                outlet.id
+            );
+        }
+    }
+}
