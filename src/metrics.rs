@@ -376,9 +376,12 @@ impl Metrics {
         self.ticks.inc();
     }
 
-    /// One pass of the fan-out wrote a packet to every stream connection in `took`.
-    pub fn fanned_out(&self, took: Duration) {
+    /// One pass of the fan-out wrote a packet of `bytes` to every stream connection in `took`,
+    /// and `taken` of them took it.
+    pub fn fanned_out(&self, took: Duration, taken: usize, bytes: usize) {
         self.fanout_seconds.observe(took.as_secs_f64());
+        self.frames[Frame::Telemetry as usize].inc_by(taken as u64);
+        self.bytes.inc_by((taken * bytes) as u64);
     }
 
     /// The exposition text, with the readings taken now: `connections`, and the age at `now`

@@ -207,11 +207,16 @@ impl<W: Outbox> Outlet<W> {
     /// is kept to finish, the cap raised for that and a close frame, and the outlet takes no
     /// more.
     pub fn offer(&self, frame: &[u8]) -> Offered {
-        self.offer_pinging(frame, || frame)
+        let offered = self.offer_pinging(frame, || frame);
+        if offered != Offered::Refused {
+            self.metrics.sent(Frame::Telemetry, frame.len());
+        }
+        offered
     }
 
     /// [`Outlet::offer`], writing `pinged()` (a ping, then `frame`) instead when the session's
-    /// keepalive waits for it.
+    /// keepalive waits for it. Counts the ping, not the packet: the caller counts what was
+    /// taken.
     fn offer_pinging<'a>(&self, frame: &'a [u8], pinged: impl FnOnce() -> &'a [u8]) -> Offered {
         let mut flow = self.flow();
         if flow.trouble.is_some() {
@@ -238,7 +243,6 @@ impl<W: Outbox> Outlet<W> {
             }
         };
         if written == bytes.len() || draining || !flow.cappable {
-            self.metrics.sent(Frame::Telemetry, frame.len());
             if pinging {
                 self.metrics.sent(Frame::Ping, bytes.len() - frame.len());
             }
@@ -350,6 +354,8 @@ impl<W: Outbox> Outlet<W> {
 }
 
 /// The hub's fan-out writes each packet here, in order; a client in trouble is dropped from it.
+/// The hub counts the packets taken, once a pass: counters shared by every connection, added to
+/// at every send from each of the pass's threads, would pass their cache line between the cores.
 impl<W: Outbox> hub::Outlet for Outlet<W> {
     fn offer(&self, snapshot: &Snapshot) -> bool {
         self.offer_pinging(&snapshot.telemetry, || snapshot.pinged()) != Offered::Refused

@@ -21,8 +21,9 @@ use super::snapshot::Snapshot;
 
 /// A connection the hub writes packets to itself.
 pub trait Outlet: Send + Sync {
-    /// Writes `snapshot`'s packet without waiting; `false` once the connection takes no more
-    /// (behind, gone or closing), which drops it from the fan-out.
+    /// Writes `snapshot`'s packet without waiting; `true` when it took it (the hub counts it as
+    /// sent), `false` once the connection takes no more (behind, gone or closing), which drops
+    /// it from the fan-out.
     fn offer(&self, snapshot: &Snapshot) -> bool;
 }
 

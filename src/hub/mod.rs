@@ -58,7 +58,8 @@ struct Shared {
     mode: Mutex<&'static str>,
     /// The store behind the hub's memory, when there is one.
     history: Mutex<Option<Arc<dyn History>>>,
-    /// Where each fan-out pass's duration is counted, once the daemon says.
+    /// Where each fan-out pass is counted (its duration, the packets it wrote), once the daemon
+    /// says.
     metrics: OnceLock<Arc<Metrics>>,
 }
 
@@ -226,9 +227,10 @@ impl Hub {
         // Written outside the hub's lock: joining and subscribing never wait for the pass.
         drop(state);
         let started = Instant::now();
-        self.shared.fed.store(pass.write(&next), Ordering::Relaxed);
+        let fed = pass.write(&next);
+        self.shared.fed.store(fed, Ordering::Relaxed);
         if let Some(metrics) = self.shared.metrics.get() {
-            metrics.fanned_out(started.elapsed());
+            metrics.fanned_out(started.elapsed(), fed, next.telemetry.len());
         }
         Ok(next)
     }
@@ -319,7 +321,8 @@ impl Hub {
         self.shared.refresh.notified().await;
     }
 
-    /// Counts each fan-out pass's duration in `metrics` from now on (the first call holds).
+    /// Counts each fan-out pass in `metrics` from now on (the first call holds): its duration,
+    /// and the packets it wrote as frames sent.
     pub fn report_to(&self, metrics: Arc<Metrics>) {
         let _ = self.shared.metrics.set(metrics);
     }

@@ -332,3 +332,33 @@ fn a_pass_keeps_the_order_connections_joined_in_as_some_leave() {
     assert_eq!(ids(3), ids(2));
     assert_eq!(hub.subscribers(), 9);
 }
+
+/// The packets the fan-out writes are counted as sent, once a pass: those taken, not those
+/// refused.
+#[test]
+fn the_fan_outs_packets_are_counted_as_sent() {
+    let hub = Hub::new(data(), 4, 10);
+    let metrics = Arc::new(Metrics::new());
+    hub.report_to(metrics.clone());
+    let outlets = [
+        Noting::new(usize::MAX),
+        Noting::new(usize::MAX),
+        Noting::new(2),
+    ];
+    for outlet in &outlets {
+        attach(&hub, outlet);
+    }
+    let mut bytes = 0;
+    for taken in [3, 2] {
+        bytes += taken * hub.publish(data()).telemetry.len();
+    }
+    let text = metrics.render(0, [], Utc::now());
+    let value = |key: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{key} in\n{text}"))
+    };
+    assert_eq!(value(r#"bff_frames_sent_total{kind="telemetry"}"#), 5.0);
+    assert_eq!(value("bff_bytes_sent_total"), bytes as f64);
+    assert_eq!(value("bff_fanout_duration_seconds_count"), 2.0);
+}
