@@ -6,7 +6,7 @@
 //!
 //! A long pass is shared between the cores: helper threads, one per core beyond the first, take
 //! batches of connections from it as the publisher's thread does, so the last client gets its
-//! copy sooner. Each send is the kernel's work, and a pass over 10,000 clients is some 70 ms of
+//! copy sooner. The hub counts the packets a pass wrote once, at its end. Each send is the kernel's work, and a pass over 10,000 clients is some 70 ms of
 //! it on one core; a pass of a few hundred is not worth a thread.
 //!
 //! Connections join through [`super::Hub::attach`], under the hub's lock, so a joining
@@ -95,7 +95,7 @@ impl Pass<'_> {
     }
 }
 
-/// The fewest connections worth a writer of their own: a thread starts in tens of
+/// The fewest connections each writer of a shared pass has: a thread starts in tens of
 /// microseconds, and this many sends take milliseconds.
 const PER_WRITER: usize = 1024;
 
@@ -109,7 +109,10 @@ fn write_shared(fed: &mut [Weak<dyn Outlet>], snapshot: &Snapshot, writers: usiz
     // Each batch's index and how many of it were kept, at its front.
     let mut written: Vec<(usize, usize)> = {
         let batches = Mutex::new(fed.chunks_mut(BATCH).enumerate());
+        // The helpers write within the publisher's span, as its own thread does.
+        let span = tracing::Span::current();
         let take = || -> Vec<(usize, usize)> {
+            let _entered = span.enter();
             let mut written = Vec::new();
             loop {
                 let next = batches.lock().expect("fan-out batches poisoned").next();
