@@ -484,6 +484,15 @@ async fn the_example_dashboard_behind_a_balancer_loses_nothing_when_its_daemon_d
         return;
     };
     let (follower, leader) = (&daemons[1 - leader], &daemons[leader]);
+    // The follower relays the leader's packets before the dashboard connects: until the first
+    // reaches it, its WELCOME would be its own INITIALIZING snapshot, of another epoch than
+    // the packets that follow.
+    within("the follower to relay the leader's packets", async {
+        while health(follower).await["seq"].as_u64().unwrap_or(0) < 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let balancer = Balancer::start(follower.addr()).await;
 
     // The agents publish ten times a second throughout.
