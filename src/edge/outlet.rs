@@ -138,8 +138,9 @@ struct Flow {
     cappable: bool,
     /// The hub's fan-out writes the packets here (see [`Outlet::direct`]).
     fed: bool,
-    /// The session's keepalive ping waits to go out with the next packet.
-    ping: bool,
+    /// A packet was written here since the session's keepalive last asked: the client is
+    /// taking them, so it needs no ping.
+    took: bool,
     trouble: Option<Trouble>,
     /// The session's task, woken when trouble is found. A waker in the flow rather than a
     /// `Notify`: the session waits on its outlet for its whole life, and a `Notify`'s wait is
@@ -158,7 +159,7 @@ impl<W: Outbox> Outlet<W> {
                 unsent_cap: 0,
                 cappable: true,
                 fed: false,
-                ping: false,
+                took: false,
                 trouble: None,
                 waiting: None,
             }),
@@ -189,40 +190,31 @@ impl<W: Outbox> Outlet<W> {
         flow.cappable
     }
 
-    /// Asks for the keepalive ping to go out with the next packet the fan-out writes here, in
-    /// the same send; `false` where the session must send it itself: the fan-out does not write
-    /// here, or has written nothing since the last one was asked for (no packet for a whole ping
-    /// interval), which it then no longer carries.
-    pub fn ping_with_next_packet(&self) -> bool {
-        let mut flow = self.flow();
-        if !flow.fed || flow.trouble.is_some() {
-            return false;
-        }
-        flow.ping = !flow.ping;
-        flow.ping
+    /// Whether a packet was written here since the last time the session asked. A client that
+    /// takes the packets shows itself alive without a ping: one that stops reading is cut off
+    /// at `queue_size` packets behind, well before any idle timeout.
+    pub fn took_packets(&self) -> bool {
+        std::mem::take(&mut self.flow().took)
     }
 
     /// Writes one packet without waiting. On a transport that caps its unsent bytes, one that
     /// does not fit whole means the client is `queue_size` packets behind: what was begun of it
     /// is kept to finish, the cap raised for that and a close frame, and the outlet takes no
-    /// more.
+    /// more. Counts the packet when it was taken (the fan-out counts its own, once a pass: see
+    /// [`hub::Outlet`]).
     pub fn offer(&self, frame: &[u8]) -> Offered {
-        let offered = self.offer_pinging(frame, || frame);
+        let offered = self.offer_uncounted(frame);
         if offered != Offered::Refused {
             self.metrics.sent(Frame::Telemetry, frame.len());
         }
         offered
     }
 
-    /// [`Outlet::offer`], writing `pinged()` (a ping, then `frame`) instead when the session's
-    /// keepalive waits for it. Counts the ping, not the packet: the caller counts what was
-    /// taken.
-    fn offer_pinging<'a>(&self, frame: &'a [u8], pinged: impl FnOnce() -> &'a [u8]) -> Offered {
+    fn offer_uncounted(&self, frame: &[u8]) -> Offered {
         let mut flow = self.flow();
         if flow.trouble.is_some() {
             return Offered::Refused;
         }
-        // The cap counts packets, not the ping's two bytes.
         let cap = self.queue_size * frame.len().next_multiple_of(CAP_STEP);
         if flow.cappable && cap > flow.unsent_cap {
             flow.cappable = self.out.cap_unsent(cap);
@@ -233,20 +225,16 @@ impl<W: Outbox> Outlet<W> {
             // Behind something still draining by the queue's worth.
             return self.trouble(&mut flow, Trouble::Behind);
         }
-        let pinging = std::mem::take(&mut flow.ping);
-        let bytes = if pinging { pinged() } else { frame };
-        let written = match self.write_or_queue(&mut flow, bytes) {
+        let written = match self.write_or_queue(&mut flow, frame) {
             Ok(written) => written,
             Err(err) => {
                 self.metrics.send_failed();
                 return self.trouble(&mut flow, Trouble::Failed(err.to_string()));
             }
         };
-        if written == bytes.len() || draining || !flow.cappable {
-            if pinging {
-                self.metrics.sent(Frame::Ping, bytes.len() - frame.len());
-            }
-            return if written == bytes.len() {
+        if written == frame.len() || draining || !flow.cappable {
+            flow.took = true;
+            return if written == frame.len() {
                 Offered::Sent
             } else {
                 Offered::Queued
@@ -256,7 +244,7 @@ impl<W: Outbox> Outlet<W> {
         if written == 0 {
             flow.pending.clear(); // nothing begun, nothing to finish
         }
-        flow.unsent_cap += bytes.len() + CLOSING_ROOM;
+        flow.unsent_cap += frame.len() + CLOSING_ROOM;
         self.out.cap_unsent(flow.unsent_cap);
         self.trouble(&mut flow, Trouble::Behind)
     }
@@ -358,7 +346,7 @@ impl<W: Outbox> Outlet<W> {
 /// at every send from each of the pass's threads, would pass their cache line between the cores.
 impl<W: Outbox> hub::Outlet for Outlet<W> {
     fn offer(&self, snapshot: &Snapshot) -> bool {
-        self.offer_pinging(&snapshot.telemetry, || snapshot.pinged()) != Offered::Refused
+        self.offer_uncounted(&snapshot.telemetry) != Offered::Refused
     }
 }
 
@@ -429,15 +417,12 @@ mod tests {
         }
     }
 
-    /// A keepalive asked of an outlet the hub writes to goes out once, in the same write as the
-    /// next packet; asked again before any packet came, the session sends it itself.
+    /// The keepalive learns whether packets were taken since it last asked: taken ones count
+    /// (from the fan-out and the session alike), refused ones do not, and each is told once.
     #[test]
-    fn a_keepalive_ping_rides_with_the_next_packet() {
+    fn the_keepalive_learns_whether_packets_were_taken_since_it_last_asked() {
         let outlet = Outlet::new(Recording::default(), 4, metrics());
-        assert!(
-            !outlet.ping_with_next_packet(),
-            "not the hub's yet: the session pings"
-        );
+        assert!(!outlet.took_packets(), "nothing written yet");
         assert!(outlet.direct());
         let snapshot = Snapshot::new(
             1,
@@ -445,25 +430,24 @@ mod tests {
             crate::hub::packet::Telemetry::initializing(chrono::Utc::now()),
             "{}".into(),
         );
-        let offer = |outlet: &Outlet<Recording>| hub::Outlet::offer(outlet, &snapshot);
-        assert!(outlet.ping_with_next_packet());
-        assert!(offer(&outlet) && offer(&outlet));
-        let pinged = [crate::hub::frame::PING, &snapshot.telemetry[..]].concat();
+        assert!(hub::Outlet::offer(&outlet, &snapshot));
+        assert!(outlet.took_packets(), "the fan-out wrote one");
+        assert!(!outlet.took_packets(), "none since it was told");
+        assert_eq!(outlet.offer(&snapshot.telemetry), Offered::Sent);
+        assert!(outlet.took_packets(), "the session wrote one");
+        assert!(outlet.push(b"reply", Frame::Reply).is_ok());
+        assert!(!outlet.took_packets(), "a reply is not a packet");
+        outlet.close();
+        assert_eq!(outlet.offer(&snapshot.telemetry), Offered::Refused);
+        assert!(!outlet.took_packets(), "a refused packet was not taken");
         assert_eq!(
             *outlet.out.0.lock().unwrap(),
-            [pinged, snapshot.telemetry.to_vec()],
-            "the ping with the first packet, not the second"
-        );
-        assert!(outlet.ping_with_next_packet());
-        assert!(
-            !outlet.ping_with_next_packet(),
-            "no packet since the last one was asked for"
-        );
-        assert!(offer(&outlet));
-        assert_eq!(
-            outlet.out.0.lock().unwrap().last().unwrap(),
-            &snapshot.telemetry.to_vec(),
-            "and the fan-out no longer carries it"
+            [
+                snapshot.telemetry.to_vec(),
+                snapshot.telemetry.to_vec(),
+                b"reply".to_vec()
+            ],
+            "no ping in the bytes"
         );
     }
 

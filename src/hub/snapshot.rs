@@ -34,9 +34,6 @@ pub struct Snapshot {
     /// `{"type":"update","channel":"telemetry","data":…}` framed, for bridge clients that
     /// subscribed to the packet; made by the first that needs it.
     bridge: OnceLock<Bytes>,
-    /// A WebSocket ping followed by `telemetry`, for the connections whose keepalive goes out
-    /// with this packet; made by the first of them.
-    pinged: OnceLock<Bytes>,
 }
 
 impl Snapshot {
@@ -58,7 +55,6 @@ impl Snapshot {
             data: Some(Box::new(data)),
             body: body_bytes,
             bridge: OnceLock::new(),
-            pinged: OnceLock::new(),
         }
     }
 
@@ -75,7 +71,6 @@ impl Snapshot {
             welcome: Bytes::new(),
             body: self.body.clone(),
             bridge: OnceLock::new(),
-            pinged: OnceLock::new(),
         }
     }
 
@@ -100,13 +95,6 @@ impl Snapshot {
             self.body(),
             Some(resumed),
         ))
-    }
-
-    /// A WebSocket ping and the TELEMETRY frame, written with one send: a connection's keepalive
-    /// rides on the packet rather than costing a send (and a wake-up of its task) of its own.
-    pub fn pinged(&self) -> &Bytes {
-        self.pinged
-            .get_or_init(|| [frame::PING, &self.telemetry[..]].concat().into())
     }
 
     /// The packet as a bridge-dialect update on the `telemetry` channel, framed once.

@@ -240,7 +240,8 @@ where
             let outlet = self.socket.outlet().clone();
             // A timer kept in place rather than an `Interval`, which boxes its own.
             let mut keepalive = pin!(sleep_until(on_the_grid(self.next_ping(Instant::now()))));
-            let mut last_heard = Instant::now();
+            // The last sign of life: a message from the client, or packets it took.
+            let mut alive_at = Instant::now();
             // Made once: a wait on the shared token made and dropped at every turn of the loop
             // would take the token's lock twice a packet, against every other connection.
             let mut cancelled = pin!(shutdown.cancelled());
@@ -287,7 +288,7 @@ where
                         Box::pin(self.send_result(&result)).await.err()
                     },
                     frame = self.socket.next() => {
-                        last_heard = Instant::now();
+                        alive_at = Instant::now();
                         // Boxed: what a client says is rare, and its handling must not grow the
                         // state every connection keeps.
                         match Box::pin(self.heard(frame)).await {
@@ -302,11 +303,13 @@ where
                         let next = self.next_ping(keepalive.deadline());
                         keepalive.as_mut().reset(if next > now { next } else { self.next_ping(now) });
                         let idle_timeout = self.config.clients.idle_timeout_ms;
-                        if last_heard.elapsed() >= Duration::from_millis(idle_timeout) {
-                            Some(Ending::IdleTimeout)
-                        } else if outlet.ping_with_next_packet() {
-                            // The fan-out sends it with the packet: no send of its own.
+                        if outlet.took_packets() {
+                            // Taking packets shows it alive, without a ping: a client that
+                            // stops reading is cut off `queue_size` packets behind.
+                            alive_at = Instant::now();
                             None
+                        } else if alive_at.elapsed() >= Duration::from_millis(idle_timeout) {
+                            Some(Ending::IdleTimeout)
                         } else {
                             self.socket.write(PING, Frame::Ping).await.err()
                         }

@@ -94,6 +94,51 @@ async fn a_silent_peer_is_pinged_then_dropped_at_the_idle_timeout() {
     assert_eq!(opcodes[3].1[..2], 1001u16.to_be_bytes());
 }
 
+/// A client taking packets shows itself alive without a word: it is sent no ping and outlives
+/// the idle timeout many times over; once the packets stop, the keepalive pings it, and a
+/// client that never answers is dropped an idle timeout after the last packet it took.
+#[tokio::test(start_paused = true)]
+async fn a_peer_taking_packets_is_not_pinged_and_outlives_the_idle_timeout() {
+    let config = config(1_000, 3_000, 5_000);
+    let (server, client) = pair(256 * 1024).await;
+    let mut client = client.into_inner();
+    let hub = hub(4);
+    let publisher = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            while hub.subscribers() == 0 {
+                tokio::task::yield_now().await;
+            }
+            // A packet every 500 ms for 10 s, then none.
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                hub.publish(packet_data());
+            }
+        })
+    };
+    let started = Instant::now();
+    let ending = run(server, &hub, &config, &CancellationToken::new()).await;
+    let waited = started.elapsed();
+    assert_eq!(ending, Ending::IdleTimeout);
+    publisher.await.unwrap();
+    // Dropped 3 s after the keepalive last saw packets taken (at 10 or 11 s), on its grid.
+    assert!(
+        waited >= Duration::from_secs(13)
+            && waited <= Duration::from_secs(14) + KEEPALIVE_GRID + LINGER,
+        "{waited:?}"
+    );
+
+    let mut wire = Vec::new();
+    client.read_to_end(&mut wire).await.unwrap();
+    let kinds: Vec<u8> = raw_frames(&wire).iter().map(|(op, _)| *op).collect();
+    // The WELCOME and 20 packets without a ping among them; then two or three pings (a
+    // keepalive tick may have seen the last packet taken), and the close.
+    let pings = kinds.len() - 22;
+    assert!((2..=3).contains(&pings), "{kinds:?}");
+    let expected: Vec<u8> = [vec![0x1; 21], vec![0x9; pings], vec![0x8]].concat();
+    assert_eq!(kinds, expected);
+}
+
 /// Splits unmasked server frames into (opcode, payload).
 fn raw_frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut frames = Vec::new();
