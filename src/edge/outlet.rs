@@ -136,8 +136,6 @@ struct Flow {
     unsent_cap: usize,
     /// The transport caps its unsent bytes (until it says it cannot).
     cappable: bool,
-    /// The hub's fan-out writes the packets here (see [`Outlet::direct`]).
-    fed: bool,
     /// A packet was written here since the session's keepalive last asked: the client is
     /// taking them, so it needs no ping.
     took: bool,
@@ -158,7 +156,6 @@ impl<W: Outbox> Outlet<W> {
                 pending: Vec::new(),
                 unsent_cap: 0,
                 cappable: true,
-                fed: false,
                 took: false,
                 trouble: None,
                 waiting: None,
@@ -186,7 +183,6 @@ impl<W: Outbox> Outlet<W> {
             // of it, however much smaller than this one.
             flow.cappable = self.out.cap_unsent(CLOSING_ROOM);
         }
-        flow.fed = flow.cappable;
         flow.cappable
     }
 
@@ -210,6 +206,7 @@ impl<W: Outbox> Outlet<W> {
         offered
     }
 
+    /// [`Outlet::offer`] without counting the packet.
     fn offer_uncounted(&self, frame: &[u8]) -> Offered {
         let mut flow = self.flow();
         if flow.trouble.is_some() {
