@@ -6,8 +6,10 @@
 //!
 //! A long pass is shared between the cores: helper threads, one per core beyond the first, take
 //! batches of connections from it as the publisher's thread does, so the last client gets its
-//! copy sooner. The hub counts the packets a pass wrote once, at its end. Each send is the kernel's work, and a pass over 10,000 clients is some 70 ms of
-//! it on one core; a pass of a few hundred is not worth a thread.
+//! copy sooner. Each send is the kernel's work, and a pass over 10,000 clients is some 70 ms of
+//! it on one core; a pass of a few hundred is not worth a thread, and passes that follow each
+//! other closely (pushes a few times a second) are not shared either: see [`SHARED_APART`]. The
+//! hub counts the packets a pass wrote once, at its end.
 //!
 //! Connections join through [`super::Hub::attach`], under the hub's lock, so a joining
 //! connection's last packet from its own feed and the first the fan-out writes to it follow each
@@ -16,6 +18,7 @@
 
 use std::sync::{Mutex, MutexGuard, Weak};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use super::snapshot::Snapshot;
 
@@ -30,9 +33,17 @@ pub trait Outlet: Send + Sync {
 /// The connections the fan-out writes to. Held weakly: a connection that ends is gone from it
 /// at the next pass, and its socket closes at once rather than then.
 pub(super) struct Outlets {
-    fed: Mutex<Vec<Weak<dyn Outlet>>>,
+    fed: Mutex<Fed>,
     /// The most threads that write one pass, the publisher's among them.
     writers: usize,
+}
+
+/// What the passes hold, one at a time.
+#[derive(Default)]
+struct Fed {
+    outlets: Vec<Weak<dyn Outlet>>,
+    /// When the last pass began.
+    last_pass: Option<Instant>,
 }
 
 impl Default for Outlets {
@@ -70,21 +81,27 @@ impl Outlets {
 
 /// One pass of the fan-out, holding it until the packet is written everywhere.
 pub(super) struct Pass<'a> {
-    fed: MutexGuard<'a, Vec<Weak<dyn Outlet>>>,
+    fed: MutexGuard<'a, Fed>,
     writers: usize,
 }
 
 impl Pass<'_> {
     /// Adds the connections that joined since the last pass.
     pub(super) fn join(&mut self, joined: &mut Vec<Weak<dyn Outlet>>) {
-        self.fed.append(joined);
+        self.fed.outlets.append(joined);
     }
 
     /// Writes `snapshot` to every connection, dropping those that take no more; returns how
     /// many took it. Those kept stay in the order they joined in.
     pub(super) fn write(mut self, snapshot: &Snapshot) -> usize {
-        let writers = self.writers.min(self.fed.len() / PER_WRITER);
-        let fed = &mut *self.fed;
+        let now = Instant::now();
+        let apart = (self.fed.last_pass.replace(now)).is_none_or(|last| now - last >= SHARED_APART);
+        let writers = if apart {
+            self.writers.min(self.fed.outlets.len() / PER_WRITER)
+        } else {
+            1
+        };
+        let fed = &mut self.fed.outlets;
         let kept = if writers > 1 {
             write_shared(fed, snapshot, writers)
         } else {
@@ -94,6 +111,12 @@ impl Pass<'_> {
         kept
     }
 }
+
+/// A pass is shared only when the last one began at least this long ago. Packets a few times a
+/// second (pushes) keep the publisher's core busy much of the time, and the daemon's other work
+/// needs the other one: at five a second, shared passes gave a longer spread p99 for 3 % more
+/// CPU (`docs/BENCHMARKS.md`), and every per-send cost counts five times there.
+const SHARED_APART: Duration = Duration::from_millis(500);
 
 /// The fewest connections each writer of a shared pass has: a thread starts in tens of
 /// microseconds, and this many sends take milliseconds.
@@ -193,27 +216,28 @@ fn prefetch(_: *const i8) {}
 mod tests {
     use std::collections::HashSet;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::thread::ThreadId;
     use std::time::{Duration, Instant};
 
     use super::*;
     use crate::hub::packet::{self, Telemetry};
 
-    /// An outlet that counts the packets offered to it and notes which threads wrote; the first
-    /// one holds its writer up until another thread has written.
+    /// An outlet that counts the packets offered to it and notes which threads wrote; while
+    /// `hold` is set, the first one holds its writer up until another thread has written.
     struct Counting {
         id: usize,
         offers: AtomicUsize,
         refuse: bool,
         writers: Arc<Mutex<HashSet<ThreadId>>>,
+        hold: Arc<AtomicBool>,
     }
 
     impl Outlet for Counting {
         fn offer(&self, _: &Snapshot) -> bool {
             self.offers.fetch_add(1, Ordering::Relaxed);
             self.writers.lock().unwrap().insert(thread::current().id());
-            if self.id == 0 {
+            if self.id == 0 && self.hold.load(Ordering::Relaxed) {
                 let until = Instant::now() + Duration::from_secs(5);
                 while self.writers.lock().unwrap().len() < 2 && Instant::now() < until {
                     thread::sleep(Duration::from_millis(1));
@@ -221,6 +245,32 @@ mod tests {
             }
             !self.refuse
         }
+    }
+
+    /// `n` connections, every `refuse`-th one refusing, sharing `writers` and `hold`.
+    fn counting(
+        n: usize,
+        refuse: impl Fn(usize) -> bool,
+        writers: &Arc<Mutex<HashSet<ThreadId>>>,
+        hold: &Arc<AtomicBool>,
+    ) -> Vec<Arc<Counting>> {
+        (0..n)
+            .map(|id| {
+                Arc::new(Counting {
+                    id,
+                    offers: AtomicUsize::new(0),
+                    refuse: refuse(id),
+                    writers: Arc::clone(writers),
+                    hold: Arc::clone(hold),
+                })
+            })
+            .collect()
+    }
+
+    fn joining(all: &[Arc<Counting>]) -> Vec<Weak<dyn Outlet>> {
+        all.iter()
+            .map(|outlet| Arc::downgrade(outlet) as Weak<dyn Outlet>)
+            .collect()
     }
 
     fn snapshot(seq: u64) -> Snapshot {
@@ -235,22 +285,10 @@ mod tests {
     #[test]
     fn a_shared_pass_writes_each_connection_once_and_keeps_their_order() {
         let outlets = Outlets::with_writers(3);
-        let writers = Arc::default();
-        let mut all: Vec<Option<Arc<Counting>>> = (0..5_000)
-            .map(|id| {
-                Some(Arc::new(Counting {
-                    id,
-                    offers: AtomicUsize::new(0),
-                    refuse: id % 7 == 3,
-                    writers: Arc::clone(&writers),
-                }))
-            })
-            .collect();
-        let mut joined: Vec<Weak<dyn Outlet>> = all
-            .iter()
-            .flatten()
-            .map(|outlet| Arc::downgrade(outlet) as Weak<dyn Outlet>)
-            .collect();
+        let (writers, hold) = (Arc::default(), Arc::new(AtomicBool::new(true)));
+        let all = counting(5_000, |id| id % 7 == 3, &writers, &hold);
+        let mut joined = joining(&all);
+        let mut all: Vec<Option<Arc<Counting>>> = all.into_iter().map(Some).collect();
         for (id, outlet) in all.iter_mut().enumerate() {
             if id % 11 == 5 {
                 *outlet = None; // the connection ended before the pass
@@ -286,8 +324,9 @@ mod tests {
                 .all(|outlet| outlet.offers.load(Ordering::Relaxed) == 1),
             "each connection written once"
         );
-        assert_eq!(ids_of(&outlets.fed.lock().unwrap()), expected);
+        assert_eq!(ids_of(&outlets.fed.lock().unwrap().outlets), expected);
 
+        hold.store(false, Ordering::Relaxed);
         assert_eq!(outlets.pass().write(&snapshot(2)), expected.len());
         for outlet in all.iter().flatten() {
             let offers = if outlet.refuse { 1 } else { 2 };
@@ -298,5 +337,37 @@ mod tests {
                 outlet.id
             );
         }
+    }
+
+    /// A pass that begins soon after the last one is written by the publisher's thread alone;
+    /// once they are `SHARED_APART` apart again, passes are shared again.
+    #[test]
+    fn a_pass_close_after_the_last_is_not_shared() {
+        let outlets = Outlets::with_writers(3);
+        let (writers, hold) = (Arc::default(), Arc::new(AtomicBool::new(true)));
+        let all = counting(5_000, |_| false, &writers, &hold);
+        let mut pass = outlets.pass();
+        pass.join(&mut joining(&all));
+        assert_eq!(pass.write(&snapshot(1)), 5_000);
+        assert!(writers.lock().unwrap().len() >= 2, "the first pass shared");
+
+        hold.store(false, Ordering::Relaxed);
+        writers.lock().unwrap().clear();
+        assert_eq!(outlets.pass().write(&snapshot(2)), 5_000);
+        assert_eq!(
+            *writers.lock().unwrap(),
+            HashSet::from([thread::current().id()]),
+            "the pass right after it written by this thread alone"
+        );
+
+        thread::sleep(SHARED_APART);
+        hold.store(true, Ordering::Relaxed);
+        writers.lock().unwrap().clear();
+        assert_eq!(outlets.pass().write(&snapshot(3)), 5_000);
+        assert!(writers.lock().unwrap().len() >= 2, "shared again");
+        assert!(
+            all.iter()
+                .all(|outlet| outlet.offers.load(Ordering::Relaxed) == 3)
+        );
     }
 }
