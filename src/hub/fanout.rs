@@ -95,7 +95,11 @@ impl Pass<'_> {
     /// many took it. Those kept stay in the order they joined in.
     pub(super) fn write(mut self, snapshot: &Snapshot) -> usize {
         let now = Instant::now();
-        let apart = (self.fed.last_pass.replace(now)).is_none_or(|last| now - last >= SHARED_APART);
+        let apart = self
+            .fed
+            .last_pass
+            .replace(now)
+            .is_none_or(|last| now - last >= SHARED_APART);
         let writers = if apart {
             self.writers.min(self.fed.outlets.len() / PER_WRITER)
         } else {
