@@ -301,7 +301,12 @@ impl Metrics {
 
     /// `bytes` of whole frames of `kind` were written to a client.
     pub fn sent(&self, kind: Frame, bytes: usize) {
-        self.frames[kind as usize].inc();
+        self.sent_frames(kind, 1, bytes);
+    }
+
+    /// `frames` frames of `kind`, `bytes` in all, were written.
+    fn sent_frames(&self, kind: Frame, frames: usize, bytes: usize) {
+        self.frames[kind as usize].inc_by(frames as u64);
         self.bytes.inc_by(bytes as u64);
     }
 
@@ -380,8 +385,7 @@ impl Metrics {
     /// and `taken` of them took it.
     pub fn fanned_out(&self, took: Duration, taken: usize, bytes: usize) {
         self.fanout_seconds.observe(took.as_secs_f64());
-        self.frames[Frame::Telemetry as usize].inc_by(taken as u64);
-        self.bytes.inc_by((taken * bytes) as u64);
+        self.sent_frames(Frame::Telemetry, taken, taken * bytes);
     }
 
     /// The exposition text, with the readings taken now: `connections`, and the age at `now`

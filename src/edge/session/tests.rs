@@ -84,10 +84,7 @@ async fn a_silent_peer_is_pinged_then_dropped_at_the_idle_timeout() {
         "{waited:?}"
     );
 
-    // Read what the server wrote as raw frames: a WebSocket client would answer the pings.
-    let mut wire = Vec::new();
-    client.read_to_end(&mut wire).await.unwrap();
-    let opcodes: Vec<(u8, Vec<u8>)> = raw_frames(&wire);
+    let opcodes = written_to(&mut client).await;
     let kinds: Vec<u8> = opcodes.iter().map(|(op, _)| *op).collect();
     // WELCOME, pings at 1 s and 2 s (at 3 s the peer is already overdue), then close 1001.
     assert_eq!(kinds, [0x1, 0x9, 0x9, 0x8]);
@@ -128,15 +125,25 @@ async fn a_peer_taking_packets_is_not_pinged_and_outlives_the_idle_timeout() {
         "{waited:?}"
     );
 
-    let mut wire = Vec::new();
-    client.read_to_end(&mut wire).await.unwrap();
-    let kinds: Vec<u8> = raw_frames(&wire).iter().map(|(op, _)| *op).collect();
+    let kinds: Vec<u8> = written_to(&mut client)
+        .await
+        .iter()
+        .map(|(op, _)| *op)
+        .collect();
     // The WELCOME and 20 packets without a ping among them; then two or three pings (a
     // keepalive tick may have seen the last packet taken), and the close.
     let pings = kinds.len() - 22;
     assert!((2..=3).contains(&pings), "{kinds:?}");
     let expected: Vec<u8> = [vec![0x1; 21], vec![0x9; pings], vec![0x8]].concat();
     assert_eq!(kinds, expected);
+}
+
+/// Everything the server wrote to `client`, read to its end as raw frames (opcode, payload): a
+/// WebSocket client would answer the pings.
+async fn written_to(client: &mut DuplexStream) -> Vec<(u8, Vec<u8>)> {
+    let mut wire = Vec::new();
+    client.read_to_end(&mut wire).await.unwrap();
+    raw_frames(&wire)
 }
 
 /// Splits unmasked server frames into (opcode, payload).
