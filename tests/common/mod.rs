@@ -88,6 +88,35 @@ pub struct FakeEngine {
     answers: Arc<Mutex<HashMap<String, Answer>>>,
     /// Requests received, by path.
     hits: Arc<Mutex<HashMap<String, usize>>>,
+    /// Action POSTs, in the order they arrived, and how many were open at once.
+    actions: Arc<Mutex<ActionLog>>,
+}
+
+/// What the fake engine saw of actions (`/api/actions/<name>`).
+#[derive(Debug, Default)]
+struct ActionLog {
+    order: Vec<String>,
+    open: usize,
+    most_open: usize,
+}
+
+/// Counts an action request as open until its answer is made or the request is dropped.
+struct OpenAction(Arc<Mutex<ActionLog>>);
+
+impl OpenAction {
+    fn start(log: &Arc<Mutex<ActionLog>>, action: &str) -> Self {
+        let mut seen = log.lock().unwrap();
+        seen.order.push(action.to_owned());
+        seen.open += 1;
+        seen.most_open = seen.most_open.max(seen.open);
+        Self(log.clone())
+    }
+}
+
+impl Drop for OpenAction {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().open -= 1;
+    }
 }
 
 impl FakeEngine {
@@ -102,19 +131,32 @@ impl FakeEngine {
                 ("/models".to_string(), models),
             ]))),
             hits: Arc::default(),
+            actions: Arc::default(),
         };
         let (answers, hits) = (engine.answers.clone(), engine.hits.clone());
+        let actions = engine.actions.clone();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let (answers, hits) = (answers.clone(), hits.clone());
+                let actions = actions.clone();
                 let service = service_fn(move |req| {
                     *hits
                         .lock()
                         .unwrap()
                         .entry(req.uri().path().to_owned())
                         .or_default() += 1;
-                    respond(req, answers.clone())
+                    let open = req
+                        .uri()
+                        .path()
+                        .strip_prefix("/api/actions/")
+                        .map(|action| OpenAction::start(&actions, action));
+                    let answer = respond(req, answers.clone());
+                    async move {
+                        let answer = answer.await;
+                        drop(open);
+                        answer
+                    }
                 });
                 tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
             }
@@ -135,6 +177,16 @@ impl FakeEngine {
     /// Requests received on `path` (`/state`, `/api/actions/halt`, …) so far.
     pub fn hits(&self, path: &str) -> usize {
         self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// The actions POSTed so far (`halt`, `resume`, …), in the order they arrived.
+    pub fn action_order(&self) -> Vec<String> {
+        self.actions.lock().unwrap().order.clone()
+    }
+
+    /// The most action requests the engine was answering at one time.
+    pub fn most_actions_at_once(&self) -> usize {
+        self.actions.lock().unwrap().most_open
     }
 
     /// Changes what one endpoint (`state`, `agents`, `models`, or an action such as
