@@ -548,3 +548,311 @@ async fn each_command_is_one_log_line_and_no_token_is_logged() {
         );
     }
 }
+
+/// An engine whose `halt` and `resume` take `delay` to answer, each with success.
+async fn slow_kill_switch(delay: Duration) -> FakeEngine {
+    let engine = engine_with_actions().await;
+    for (action, message) in [("halt", "Trading halted"), ("resume", "Trading resumed")] {
+        engine.set(
+            &format!("api/actions/{action}"),
+            Answer::Slow(
+                delay,
+                json!({"success": true, "message": message}).to_string(),
+            ),
+        );
+    }
+    engine
+}
+
+/// This engine's config, secured, with room for `commands` queued on one connection, sent as
+/// fast as a client can: the order, not the rate, is under test.
+fn roomy(engine: &FakeEngine, commands: usize) -> Config {
+    let mut cfg = secured(engine);
+    cfg.commands.max_in_flight = commands;
+    cfg.commands.per_minute = 10_000;
+    cfg.commands.burst = 10_000;
+    cfg.clients.messages_per_second = 10_000;
+    cfg.clients.message_burst = 10_000;
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halt_and_resume_reach_the_engine_in_the_order_sent() {
+    LazyLock::force(&LOGS);
+    let engine = slow_kill_switch(Duration::from_millis(20)).await;
+    let daemon = Daemon::start(roomy(&engine, 200)).await;
+    let mut ws = client(&daemon, Some(&operator())).await;
+    let mut sent = Vec::new();
+    for i in 0..100 {
+        for kind in ["HALT", "RESUME"] {
+            let id = format!("{kind}-{i}");
+            send_text(&mut ws, &json!({"type": kind, "id": id}).to_string()).await;
+            sent.push(id);
+        }
+    }
+    let mut answered = Vec::new();
+    while answered.len() < sent.len() {
+        let result = packet_where(&mut ws, "a COMMAND_RESULT", |p| {
+            p["type"] == "COMMAND_RESULT"
+        })
+        .await;
+        assert_eq!(result["ok"], true, "{result}");
+        answered.push(result["id"].as_str().unwrap().to_owned());
+    }
+    let expected: Vec<String> = (0..100)
+        .flat_map(|_| ["halt".to_owned(), "resume".to_owned()])
+        .collect();
+    assert_eq!(
+        engine.action_order(),
+        expected,
+        "the engine got them in the order sent"
+    );
+    assert_eq!(answered, sent, "results come back in the order sent");
+    assert_eq!(engine.action_order().last().unwrap(), "resume");
+    assert_eq!(engine.most_actions_at_once(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halt_and_resume_from_everyone_reach_the_engine_one_at_a_time() {
+    LazyLock::force(&LOGS);
+    let engine = slow_kill_switch(Duration::from_millis(20)).await;
+    let daemon = Daemon::start(roomy(&engine, 20)).await;
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        sockets.push(client(&daemon, Some(&operator())).await);
+    }
+    let websockets = sockets.into_iter().map(|mut ws| {
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                send_text(&mut ws, r#"{"type":"HALT"}"#).await;
+                send_text(&mut ws, r#"{"type":"RESUME"}"#).await;
+            }
+            for _ in 0..20 {
+                let result = packet_where(&mut ws, "a COMMAND_RESULT", |p| {
+                    p["type"] == "COMMAND_RESULT"
+                })
+                .await;
+                assert_eq!(result["ok"], true, "{result}");
+            }
+        })
+    });
+    let addr = daemon.addr;
+    let http = (0..4).map(|n| {
+        tokio::spawn(async move {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = reqwest::Client::new();
+            for i in 0..10 {
+                let action = if (i + n) % 2 == 0 { "halt" } else { "resume" };
+                let response = client
+                    .post(format!("http://{addr}/api/actions/{action}"))
+                    .bearer_auth(operator())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        })
+    });
+    let tasks: Vec<_> = websockets.chain(http).collect();
+    within("every caller's halts and resumes", async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await;
+    assert_eq!(engine.action_order().len(), 2 * 20 + 4 * 10);
+    assert_eq!(
+        engine.most_actions_at_once(),
+        1,
+        "two halts or resumes were with the engine at once, so either could end up last"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_switch_is_never_refused_for_the_rate() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    let mut cfg = secured(&engine);
+    cfg.commands.per_minute = 1;
+    cfg.commands.burst = 3;
+    let daemon = Daemon::start(cfg).await;
+    let mut ws = client(&daemon, Some(&operator())).await;
+    // Two rebalances, a repeat and the old gateway's route: the repeat uses up no budget.
+    for (id, outcome_ok) in [("r-1", true), ("r-2", true), ("r-2", true)] {
+        let result = command(
+            &mut ws,
+            json!({"type": "COMMAND", "action": "rebalance", "id": id}),
+        )
+        .await;
+        assert_eq!(result["ok"], outcome_ok, "{result}");
+    }
+    let (status, answer) = post(&daemon, "/trade/force", Some(&operator()), "").await;
+    assert_eq!(
+        status, 200,
+        "the repeat left the third of the burst: {answer}"
+    );
+    assert_eq!(engine.hits("/api/actions/rebalance"), 3);
+    // The budget is spent now...
+    let (status, answer) = post(&daemon, "/trade/force", Some(&operator()), "").await;
+    assert_eq!(status, 429, "{answer}");
+    // ... and still the operator halts and resumes, over both ways in.
+    for kind in ["RESUME", "HALT", "RESUME"] {
+        let result = command(&mut ws, json!({"type": kind})).await;
+        assert_eq!(result["ok"], true, "{kind}: {result}");
+    }
+    for action in ["halt", "resume"] {
+        let (status, answer) = post(
+            &daemon,
+            &format!("/api/actions/{action}"),
+            Some(&operator()),
+            "",
+        )
+        .await;
+        assert_eq!(status, 200, "{action}: {answer}");
+    }
+    assert_eq!(
+        engine.action_order()[3..],
+        ["resume", "halt", "resume", "halt", "resume"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_reused_for_another_action_is_refused_not_answered_with_the_first() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    let daemon = Daemon::start(secured(&engine)).await;
+    let mut ws = client(&daemon, Some(&operator())).await;
+    let halt = command(&mut ws, json!({"type": "HALT", "id": "1"})).await;
+    assert_eq!(
+        (&halt["ok"], &halt["action"]),
+        (&json!(true), &json!("halt"))
+    );
+    let resume = command(&mut ws, json!({"type": "RESUME", "id": "1"})).await;
+    assert_eq!(
+        resume,
+        json!({
+            "type": "COMMAND_RESULT", "id": "1", "action": "resume", "ok": false,
+            "status": null, "message": null,
+            "error": "id \"1\" was used for halt within commands.repeat_window_ms; send this resume with a new id"
+        })
+    );
+    let (status, answer) = post(
+        &daemon,
+        "/api/actions/resume",
+        Some(&operator()),
+        r#"{"id":"1"}"#,
+    )
+    .await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["action"], "resume");
+    assert_eq!(engine.hits("/api/actions/resume"), 0, "no resume was sent");
+    // The same action with that id is still a repeat of the first.
+    let again = command(&mut ws, json!({"type": "HALT", "id": "1"})).await;
+    assert_eq!(again, halt);
+    assert_eq!(engine.hits("/api/actions/halt"), 1);
+    let (samples, _) = daemon.metrics().await;
+    assert_eq!(
+        samples.get(r#"bff_commands_total{action="resume",outcome="id_conflict"}"#),
+        Some(&2.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_sub_watches_but_does_not_act() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    let daemon = Daemon::start(secured(&engine)).await;
+    let claims = json!({"exp": chrono::Utc::now().timestamp() + 600, "role": "operator"});
+    let nameless = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mut ws = client(&daemon, Some(&nameless)).await;
+    let result = command(&mut ws, json!({"type": "HALT", "id": "h-1"})).await;
+    assert_eq!(result["ok"], false);
+    assert_eq!(
+        error(&result),
+        "the token has no sub: commands need a token naming its holder (bff token --sub NAME)"
+    );
+    let (status, answer) = post(&daemon, "/api/actions/halt", Some(&nameless), "").await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        error(&answer).starts_with("the token has no sub"),
+        "{answer}"
+    );
+    assert_eq!(posts(&engine), 0);
+    // It still watches.
+    assert_eq!(next_packet(&mut ws).await["type"], "TELEMETRY");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_action_name_gets_a_short_answer_and_a_short_log_line() {
+    let logs = &*LOGS;
+    let engine = engine_with_actions().await;
+    let mut cfg = secured(&engine);
+    cfg.clients.max_message_bytes = 128 * 1024;
+    let daemon = Daemon::start(cfg).await;
+    let huge = "x".repeat(60_000);
+    let mut ws = client(&daemon, Some(&operator())).await;
+    let over_ws = command(
+        &mut ws,
+        json!({"type": "COMMAND", "action": huge, "id": "huge-ws"}),
+    )
+    .await;
+    let (status, over_http) = post(
+        &daemon,
+        &format!("/api/actions/{huge}"),
+        Some(&operator()),
+        r#"{"id":"huge-http"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{:.300}", over_http.to_string());
+    for (result, id) in [(over_ws, "huge-ws"), (over_http, "huge-http")] {
+        let bytes = result.to_string().len();
+        assert!(bytes < 300, "a {bytes}-byte answer");
+        assert_eq!(result["id"], id);
+        assert_eq!(result["action"], "x".repeat(32));
+        assert_eq!(error(&result), "the action name is longer than 32 bytes");
+    }
+    assert_eq!(posts(&engine), 0);
+    for id in ["huge-ws", "huge-http"] {
+        let lines: Vec<_> = logs
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains(&format!("id=\"{id}\"")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{id}: one Command line");
+        assert!(lines[0].len() < 500, "a {}-byte log line", lines[0].len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_commands_logs_a_few_lines_and_counts_them_all() {
+    let logs = &*LOGS;
+    let engine = engine_with_actions().await;
+    let daemon = Daemon::start(roomy(&engine, 4)).await;
+    let watcher = mint(SECRET, "flora", 3600, None, &[]);
+    let mut ws = client(&daemon, Some(&watcher)).await;
+    let started = std::time::Instant::now();
+    for i in 0..100 {
+        let result = command(&mut ws, json!({"type": "HALT", "id": format!("flood-{i}")})).await;
+        assert_eq!(result["ok"], false);
+    }
+    let took = started.elapsed();
+    let (samples, _) = daemon.metrics().await;
+    assert_eq!(
+        samples.get(r#"bff_commands_total{action="halt",outcome="forbidden"}"#),
+        Some(&100.0),
+        "every refusal is counted"
+    );
+    let logged = logs.count(&["Command", "subject=\"flora\""]);
+    // Ten a ten-second interval: however slow the machine, far fewer than a hundred.
+    let intervals = took.as_secs() / 10 + 1;
+    assert!(logged >= 10, "{logged} lines");
+    assert!(
+        logged as u64 <= 10 * intervals,
+        "{logged} lines in {intervals} intervals"
+    );
+}

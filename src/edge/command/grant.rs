@@ -32,7 +32,8 @@ pub enum Token {
 }
 
 impl Caller {
-    /// The name rate limits, repeats and logs go by: the token's subject.
+    /// The name rate limits, repeats and logs go by: the token's subject (a token without one
+    /// may not act, so `(no sub)` shows only in the log of its refusal).
     pub(super) fn subject(&self) -> &str {
         match &self.token {
             Token::Valid(claims) => claims.subject.as_deref().unwrap_or("(no sub)"),
@@ -54,6 +55,12 @@ pub(super) fn authorize(
             403,
             "forbidden",
             format!("the token does not allow {}: it needs \"actions\": [\"{}\"] or \"role\": \"operator\"", action.name(), action.name()),
+        )),
+        // The rate, the repeats and the log go by `sub`: tokens without one would share them.
+        Token::Valid(claims) if claims.subject.as_deref().is_none_or(str::is_empty) => Err((
+            403,
+            "forbidden",
+            "the token has no sub: commands need a token naming its holder (bff token --sub NAME)".into(),
         )),
         Token::Valid(_) => Ok(()),
         Token::Absent if !config.auth.secret.expose().is_empty() => Err((401, "unauthorized", "no token".into())),
@@ -123,5 +130,22 @@ mod tests {
         assert_eq!((status, outcome), (403, "forbidden"));
         assert!(why.starts_with("the token does not allow halt"), "{why}");
         assert_eq!(ann.subject(), "ann");
+    }
+
+    #[test]
+    fn a_token_without_a_subject_watches_but_does_not_act() {
+        let config = Config::default();
+        for subject in [None, Some(String::new())] {
+            let claims = Claims {
+                subject,
+                expires: i64::MAX,
+                role: Some("operator".into()),
+                actions: Vec::new(),
+            };
+            let nobody = caller(Token::Valid(Box::new(claims)), "10.0.0.7:5000");
+            let (status, outcome, why) = authorize(&nobody, Action::Halt, &config).unwrap_err();
+            assert_eq!((status, outcome), (403, "forbidden"));
+            assert!(why.starts_with("the token has no sub"), "{why}");
+        }
     }
 }

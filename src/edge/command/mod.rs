@@ -1,23 +1,29 @@
 //! Commands: a dashboard asking the engine to act (`docs/PROTOCOL.md` §10). One service, shared
 //! by the WebSocket sessions and the HTTP routes ([`http`]), decides and sends every command:
 //!
-//! 1. the action must be one the engine has ([`Action`]) and is not turned off;
-//! 2. the caller must hold a valid token allowing it (`grant`); without `auth.secret` nobody
-//!    acts, unless `commands.allow_without_auth` is set and the caller is on loopback (a warning
-//!    each time);
+//! 1. the action's name and `id` must be short, the action one the engine has ([`Action`]) and
+//!    not turned off;
+//! 2. the caller must hold a valid token naming its holder (`sub`) and allowing it (`grant`);
+//!    without `auth.secret` nobody acts, unless `commands.allow_without_auth` is set and the
+//!    caller is on loopback (a warning each time);
 //! 3. a repeated `id` from the same subject within `commands.repeat_window_ms` is answered from
-//!    the first result ([`repeats`]), never sent twice;
+//!    the first result ([`repeats`]), never sent twice; the same `id` for another action is
+//!    refused (`id_conflict`);
 //! 4. each subject is held to `commands.per_minute` (governor, keyed by subject, its store
-//!    trimmed so it stays bounded);
-//! 5. the engine gets one POST, with `commands.timeout_ms` to answer; a `halt` or `resume` that
-//!    succeeds asks the poller for a fresh state at once.
+//!    trimmed so it stays bounded), except for `halt` and `resume`: the kill switch is never
+//!    refused for the rate;
+//! 5. the engine gets one POST, with `commands.timeout_ms` to answer; `halt` and `resume` from
+//!    every caller go one at a time, so the engine ends in the state of the last one sent, and
+//!    one that succeeds asks the poller for a fresh state at once.
 //!
-//! Every command ends in one [`CommandResult`] (`result`), one `Command` log line and one count in
-//! `bff_commands_total{action,outcome}`. Sessions run commands in tasks of their own
-//! ([`Commands::start`]), so a slow engine never holds a connection's packets.
+//! Every command ends in one [`CommandResult`] (`result`), one `Command` log line (`log`, which
+//! limits those of refusals) and one count in `bff_commands_total{action,outcome}`. A session's
+//! commands go through a bounded queue of its own, drained by one task ([`Commands::queue`]), so
+//! they reach the engine in the order sent and a slow engine never holds the connection's packets.
 
 mod grant;
 pub mod http;
+mod log;
 pub mod repeats;
 mod result;
 
@@ -29,11 +35,11 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, info_span};
 
 use self::grant::authorize;
 pub use self::grant::{Caller, Token};
-use self::repeats::Repeats;
+use self::repeats::{Entry, Repeats};
 pub use self::result::CommandResult;
 use crate::config::{Config, EngineConfig};
 use crate::engine::Engine;
@@ -42,15 +48,28 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 
 /// The longest command `id` accepted; ids are remembered for the repeat window.
-const MAX_ID_BYTES: usize = 128;
+pub const MAX_ID_BYTES: usize = 128;
+
+/// The longest action name read; the longest there is, `export-logs`, has 11 bytes. A longer
+/// one is refused before it is looked at, and never copied whole into an answer or a log line.
+pub const MAX_ACTION_BYTES: usize = 32;
 
 /// Subjects kept in the rate limiter before it is trimmed of those it no longer holds back.
 const LIMITER_KEYS: usize = 10_000;
+
+/// One command a connection queued: the action as named, and its `id`.
+pub type Queued = (String, Option<String>);
 
 /// The command service every session and HTTP route shares.
 pub struct Commands {
     limiter: DefaultKeyedRateLimiter<String>,
     repeats: Repeats<CommandResult>,
+    /// Held while a `halt` or `resume` is with the engine, by every caller (HTTP and WebSocket):
+    /// one at a time, in the order they came (tokio's mutex is fair), so two never cross on the
+    /// way and the engine ends in the state of the last one.
+    kill_switch: tokio::sync::Mutex<()>,
+    /// Counts refusals so a flood of them cannot flood the log.
+    throttle: Mutex<log::Throttle>,
     /// The engine client for actions and the `[engine]` it was built from, rebuilt when a
     /// reload changes it. A mutex: held only to compare and clone.
     engine: Mutex<Option<(EngineConfig, Engine)>>,
@@ -58,9 +77,9 @@ pub struct Commands {
     hub: Hub,
     /// The running config, read when each command starts.
     settings: watch::Receiver<Arc<Config>>,
-    /// Command tasks join the connection tasks, so shutdown waits for them.
+    /// Connections' command tasks join the connection tasks, so shutdown waits for them.
     tracker: TaskTracker,
-    /// Ends a command task at shutdown.
+    /// Ends a command at shutdown.
     shutdown: CancellationToken,
 }
 
@@ -88,6 +107,8 @@ impl Commands {
         Self {
             limiter: RateLimiter::keyed(quota),
             repeats: Repeats::default(),
+            kill_switch: tokio::sync::Mutex::new(()),
+            throttle: Mutex::default(),
             engine: Mutex::new(None),
             metrics,
             hub,
@@ -97,31 +118,36 @@ impl Commands {
         }
     }
 
-    /// Runs one command for `caller` in a task of its own, under the config of the moment,
-    /// and sends its result to `results`.
-    pub fn start(
+    /// A queue of `capacity` commands for one connection of `caller`, drained in order by one
+    /// task, which sends each result to `results` and ends when the queue's sender is dropped
+    /// and it is empty (a command whose connection closed still completes and is logged).
+    /// Each command runs under the config of the moment it is taken from the queue.
+    pub fn queue(
         self: &Arc<Self>,
         caller: Caller,
-        action: String,
-        id: Option<String>,
+        capacity: usize,
         results: mpsc::Sender<CommandResult>,
-    ) {
+    ) -> mpsc::Sender<Queued> {
+        let (queue, mut queued) = mpsc::channel::<Queued>(capacity);
         let commands = self.clone();
-        let span = info_span!("command", action = %action);
+        let span = info_span!("commands", peer = %caller.peer);
         self.tracker.spawn(
             async move {
-                let config = commands.settings.borrow().clone();
-                let result = tokio::select! {
-                    result = commands.run(&caller, &action, id.clone(), &config) => result,
-                    _ = commands.shutdown.cancelled() => CommandResult::refused(
-                        id, &action, 503, "shutdown", "the daemon is shutting down".into(),
-                    ),
-                };
-                // The session may have ended meanwhile; the result is logged either way.
-                let _ = results.send(result).await;
+                while let Some((action, id)) = queued.recv().await {
+                    let config = commands.settings.borrow().clone();
+                    let result = tokio::select! {
+                        result = commands.run(&caller, &action, id.clone(), &config) => result,
+                        _ = commands.shutdown.cancelled() => CommandResult::refused(
+                            id, &action, 503, "shutdown", "the daemon is shutting down".into(),
+                        ),
+                    };
+                    // The session may have ended meanwhile; the result is logged either way.
+                    let _ = results.send(result).await;
+                }
             }
             .instrument(span),
         );
+        queue
     }
 
     /// Decides and, if allowed, sends one command; always answers, and logs and counts it.
@@ -133,21 +159,20 @@ impl Commands {
         config: &Config,
     ) -> CommandResult {
         let started = Instant::now();
-        let result = self.decide_and_send(caller, action, id, config).await;
-        self.count(&result);
-        let label = Action::parse(action).map_or("unknown", Action::name);
-        info!(
-            subject = caller.subject(),
-            action = label,
-            id = result.id.as_deref().unwrap_or_default(),
-            peer = %caller.peer,
-            outcome = result.outcome,
-            status = result.status,
-            duration_ms = started.elapsed().as_millis() as u64,
-            error = result.error.as_deref().unwrap_or_default(),
-            "Command"
-        );
+        // Named by its label, never by what the client wrote: the span is on every line below.
+        let span = info_span!("command", action = label(action));
+        let result = self
+            .decide_and_send(caller, action, id, config)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| self.record(caller, &result, started.elapsed()));
         result
+    }
+
+    /// Counts `result` and writes its log line (those of refusals within the limit).
+    pub fn record(&self, caller: &Caller, result: &CommandResult, took: Duration) {
+        self.metrics.command(label(&result.action), result.outcome);
+        log::command(&self.throttle, caller, result, took);
     }
 
     async fn decide_and_send(
@@ -160,6 +185,13 @@ impl Commands {
         let refuse = |status, outcome, why: String| {
             CommandResult::refused(id.clone(), named, status, outcome, why)
         };
+        if named.len() > MAX_ACTION_BYTES {
+            return refuse(
+                400,
+                "invalid",
+                format!("the action name is longer than {MAX_ACTION_BYTES} bytes"),
+            );
+        }
         if id.as_ref().is_some_and(|id| id.len() > MAX_ID_BYTES) {
             return refuse(
                 400,
@@ -191,24 +223,49 @@ impl Commands {
             );
         }
         let window = Duration::from_millis(config.commands.repeat_window_ms);
-        let key = id
-            .as_ref()
-            .map(|id| (caller.subject().to_owned(), id.clone()));
-        if let Some(first) = key.as_ref().and_then(|k| self.repeats.find(k, window)) {
-            let mut result = first
-                .get_or_init(|| async { unreachable!("a found entry is being or was answered") })
-                .await
-                .clone();
-            result.outcome = "repeat";
-            return result;
-        }
-        if self
-            .limiter
-            .check_key(&caller.subject().to_owned())
-            .is_err()
+        // Entered before the rate is asked, in one step: a repeat never uses up the budget,
+        // even one arriving while the first still waits.
+        let entered = id.as_ref().map(|id| {
+            let key = (caller.subject().to_owned(), id.clone());
+            let entry = self.repeats.enter(key.clone(), action.name(), window);
+            (key, entry)
+        });
+        let first = match entered {
+            None => None,
+            Some((_, Entry::Conflict(first_action))) => {
+                return refuse(
+                    409,
+                    "id_conflict",
+                    format!(
+                        "id {:?} was used for {first_action} within commands.repeat_window_ms; \
+                         send this {} with a new id",
+                        id.as_deref().unwrap_or_default(),
+                        action.name()
+                    ),
+                );
+            }
+            Some((_, Entry::Repeat(first))) => {
+                // The first was cancelled only if the daemon is shutting down.
+                let mut result = first
+                    .get_or_init(|| async {
+                        refuse(503, "shutdown", "the daemon is shutting down".into())
+                    })
+                    .await
+                    .clone();
+                result.outcome = "repeat";
+                return result;
+            }
+            Some((key, Entry::New(first))) => Some((key, first)),
+        };
+        let kill_switch = matches!(action, Action::Halt | Action::Resume);
+        if !kill_switch
+            && self
+                .limiter
+                .check_key(&caller.subject().to_owned())
+                .is_err()
         {
             self.trim_limiter();
-            return refuse(
+            let result = refuse(
                 429,
                 "rate_limited",
                 format!(
@@ -216,36 +273,31 @@ impl Commands {
                     config.commands.per_minute, config.commands.burst
                 ),
             );
+            if let Some((key, first)) = first {
+                // A repeat already waiting gets this answer; a later one is sent afresh.
+                let _ = first.set(result.clone());
+                self.repeats.forget(&key, &first);
+            }
+            return result;
         }
         self.trim_limiter();
         let deadline = Duration::from_millis(config.commands.timeout_ms);
         let send = || async {
+            let _one_at_a_time = match kill_switch {
+                true => Some(self.kill_switch.lock().await),
+                false => None,
+            };
             let result =
                 CommandResult::answered(id.clone(), action, engine.act(action, deadline).await);
-            if result.ok && matches!(action, Action::Halt | Action::Resume) {
+            if result.ok && kill_switch {
                 self.hub.request_refresh();
             }
             result
         };
-        match key {
-            // Whoever arrives first sends; a repeat arriving meanwhile waits for that answer.
-            Some(key) => {
-                let (cell, first) = self.repeats.enter(key, window);
-                let mut result = cell.get_or_init(send).await.clone();
-                if !first {
-                    result.outcome = "repeat";
-                }
-                result
-            }
+        match first {
+            Some((_, first)) => first.get_or_init(send).await.clone(),
             None => send().await,
         }
-    }
-
-    /// Counts a result in `bff_commands_total`; the action label is `unknown` for a name the
-    /// engine has not, so clients cannot make up labels.
-    pub fn count(&self, result: &CommandResult) {
-        let label = Action::parse(&result.action).map_or("unknown", Action::name);
-        self.metrics.command(label, result.outcome);
     }
 
     /// The engine client for `config`, rebuilt when `[engine]` changed since the last command.
@@ -269,4 +321,13 @@ impl Commands {
             self.limiter.shrink_to_fit();
         }
     }
+}
+
+/// The `action` label of a command named `named`: `unknown` for a name the engine has not, so
+/// clients cannot make up labels.
+fn label(named: &str) -> &'static str {
+    if named.len() > MAX_ACTION_BYTES {
+        return "unknown";
+    }
+    Action::parse(named).map_or("unknown", Action::name)
 }

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use super::{MAX_ACTION_BYTES, MAX_ID_BYTES};
 use crate::engine::FetchError;
 use crate::engine::action::{Action, Answer};
 
@@ -40,7 +41,9 @@ pub struct CommandResult {
 }
 
 impl CommandResult {
-    /// A command refused before it reached the engine.
+    /// A command refused before it reached the engine. An action name or `id` longer than
+    /// the daemon reads is given back cut to that length, so a refusal is never larger than
+    /// what is allowed.
     pub fn refused(
         id: Option<String>,
         action: &str,
@@ -50,8 +53,8 @@ impl CommandResult {
     ) -> Self {
         Self {
             kind: "COMMAND_RESULT",
-            id,
-            action: action.to_owned(),
+            id: id.map(|id| clip(&id, MAX_ID_BYTES).to_owned()),
+            action: clip(action, MAX_ACTION_BYTES).to_owned(),
             ok: false,
             status: None,
             message: None,
@@ -125,6 +128,18 @@ impl CommandResult {
     }
 }
 
+/// The longest start of `text` within `max` bytes that ends on a character boundary.
+fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    &text[..end]
+}
+
 /// The `type` of a [`CommandResult`], for the schema.
 #[cfg(test)]
 #[derive(schemars::JsonSchema)]
@@ -132,4 +147,26 @@ impl CommandResult {
 enum ResultType {
     #[schemars(rename = "COMMAND_RESULT")]
     CommandResult,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_gives_back_no_more_than_the_daemon_reads() {
+        let long = "é".repeat(40_000);
+        let result = CommandResult::refused(Some(long.clone()), &long, 400, "invalid", "x".into());
+        assert_eq!(result.action, "é".repeat(MAX_ACTION_BYTES / 2));
+        assert_eq!(
+            result.id.as_deref(),
+            Some("é".repeat(MAX_ID_BYTES / 2).as_str())
+        );
+        let short =
+            CommandResult::refused(Some("c-1".into()), "halt", 403, "forbidden", "x".into());
+        assert_eq!(
+            (short.action.as_str(), short.id.as_deref()),
+            ("halt", Some("c-1"))
+        );
+    }
 }

@@ -1,20 +1,31 @@
-//! A session's commands: each starts in a task of the command service, apart from the
-//! session's loop, which writes its COMMAND_RESULT when it comes.
+//! A session's commands: queued in order for one task of the command service, apart from the
+//! session's loop, which writes each COMMAND_RESULT when it comes. The queue holds at most
+//! `commands.max_in_flight`; past that a command is answered `busy` at once.
+
+use std::time::Duration;
 
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 use super::Session;
-use crate::edge::command::CommandResult;
+use crate::edge::command::{CommandResult, Queued};
 use crate::edge::ending::Ending;
 use crate::edge::outlet::Outbox;
+
+/// A connection's command queue and the results coming back from it. Made at its first
+/// command: most connections never send one, and the two channels cost a few KB.
+pub(super) struct Pending {
+    queue: mpsc::Sender<Queued>,
+    pub(super) results: mpsc::Receiver<CommandResult>,
+}
 
 impl<R, W> Session<R, W>
 where
     R: AsyncRead + Unpin,
     W: Outbox,
 {
-    /// Starts one command apart from this loop, or answers at once when it cannot start.
+    /// Queues one command behind this connection's earlier ones, or answers at once when it
+    /// cannot be queued.
     pub(super) async fn command(
         &mut self,
         action: String,
@@ -31,24 +42,34 @@ where
             return self.send_result(&result).await;
         };
         let max = self.config.commands.max_in_flight;
-        if self.in_flight >= max {
-            let result = CommandResult::refused(
-                id,
-                &action,
-                429,
+        let pending = self.pending.get_or_insert_with(|| {
+            let (results_tx, results) = mpsc::channel(max);
+            let queue = commands.queue(caller.clone(), max, results_tx);
+            Box::new(Pending { queue, results })
+        });
+        // Counted up to the result, not only while queued: the results channel holds as many.
+        let refusal = if self.in_flight >= max {
+            Some((
                 "busy",
                 format!(
                     "{} commands are already waiting for the engine on this connection",
                     self.in_flight
                 ),
-            );
-            commands.count(&result);
-            return self.send_result(&result).await;
-        }
-        self.in_flight += 1;
-        let (results, _) = self.results.get_or_insert_with(|| mpsc::channel(max));
-        commands.start(caller.clone(), action, id, results.clone());
-        Ok(())
+            ))
+        } else {
+            match pending.queue.try_send((action.clone(), id.clone())) {
+                Ok(()) => None,
+                Err(_) => Some(("shutdown", "the daemon is shutting down".into())),
+            }
+        };
+        let Some((outcome, why)) = refusal else {
+            self.in_flight += 1;
+            return Ok(());
+        };
+        let status = if outcome == "busy" { 429 } else { 503 };
+        let result = CommandResult::refused(id, &action, status, outcome, why);
+        commands.record(caller, &result, Duration::ZERO);
+        self.send_result(&result).await
     }
 
     /// Writes one COMMAND_RESULT.

@@ -6,8 +6,8 @@
 //!
 //! What a connection is sent and how it talks depends on its [`Endpoint`]: a stream path gets
 //! WELCOME at once and every TELEMETRY; a bridge path gets nothing until it subscribes, in the
-//! lowercase dialect. What a client says is answered in `answer`; its commands run apart, in
-//! `command`.
+//! lowercase dialect. What a client says is answered in `answer`; its commands are queued, in
+//! `command`, and run apart.
 
 mod answer;
 mod command;
@@ -24,7 +24,6 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncRead;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -173,10 +172,9 @@ pub struct Session<R, W> {
     /// The command service and who this connection is; `None` where it cannot send commands
     /// (tests over pipes).
     commands: Option<(Arc<Commands>, Caller)>,
-    /// Results of this connection's commands, written as they come; bounded by
-    /// `commands.max_in_flight`, the number it may have running. Made at the first command:
-    /// most connections never send one, and a channel costs a few KB.
-    results: Option<(mpsc::Sender<CommandResult>, mpsc::Receiver<CommandResult>)>,
+    /// This connection's command queue and its results, written as they come; bounded by
+    /// `commands.max_in_flight`, the number it may have waiting. Made at the first command.
+    pending: Option<Box<command::Pending>>,
     in_flight: usize,
 }
 
@@ -200,7 +198,7 @@ where
             channels: Channels::default(),
             limiter: None,
             commands: None,
-            results: None,
+            pending: None,
             in_flight: 0,
         }
     }
@@ -282,7 +280,7 @@ where
                             None
                         }
                     },
-                    Some(result) = next_result(&mut self.results) => {
+                    Some(result) = next_result(&mut self.pending) => {
                         self.in_flight -= 1;
                         // Boxed, like starting one: rare paths must not grow every session's future.
                         Box::pin(self.send_result(&result)).await.err()
@@ -463,11 +461,9 @@ where
 }
 
 /// The next command result, once there is a channel for them; until then, never.
-async fn next_result(
-    results: &mut Option<(mpsc::Sender<CommandResult>, mpsc::Receiver<CommandResult>)>,
-) -> Option<CommandResult> {
-    match results {
-        Some((_, rx)) => rx.recv().await,
+async fn next_result(pending: &mut Option<Box<command::Pending>>) -> Option<CommandResult> {
+    match pending {
+        Some(pending) => pending.results.recv().await,
         None => std::future::pending().await,
     }
 }
