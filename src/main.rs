@@ -71,8 +71,9 @@ enum Command {
         /// The secret's file, the same the daemon reads (auth.secret_file, --auth-secret-file)
         #[arg(long, value_name = "PATH")]
         secret_file: PathBuf,
-        /// Who the token is for: logs and the command rate go by it
-        #[arg(long, default_value = "operator")]
+        /// Who the token is for (required, and one per person or script): the command rate,
+        /// repeats and the log go by it, so tokens sharing one would share them
+        #[arg(long)]
         sub: String,
         /// `operator` may send every action
         #[arg(long)]

@@ -668,7 +668,7 @@ fn token_creates_a_secret_and_prints_a_token_the_daemon_accepts() {
         let out = Command::new(BIN)
             .args(["token", "--secret-file"])
             .arg(&secret)
-            .args([flag, value])
+            .args(["--sub", "ann", flag, value])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
@@ -677,4 +677,22 @@ fn token_creates_a_secret_and_prints_a_token_the_daemon_accepts() {
             "{flag}"
         );
     }
+}
+
+#[test]
+fn token_needs_a_sub_so_no_two_holders_share_one_by_default() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("token-sub-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("ops.secret");
+    let out = Command::new(BIN)
+        .args(["token", "--secret-file"])
+        .arg(&secret)
+        .args(["--role", "operator"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no token was printed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--sub"), "{stderr}");
 }
