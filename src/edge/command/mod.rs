@@ -245,17 +245,27 @@ impl Commands {
                 );
             }
             Some((_, Entry::Repeat(first))) => {
-                // The first was cancelled only if the daemon is shutting down.
-                let mut result = first
-                    .get_or_init(|| async {
-                        refuse(503, "shutdown", "the daemon is shutting down".into())
-                    })
-                    .await
-                    .clone();
+                // The first always fills it, if only with why it ended unanswered (`Filling`).
+                let mut answer = first.subscribe();
+                let mut result = match answer.wait_for(Option::is_some).await {
+                    Ok(first) => first.clone().expect("waited for a result"),
+                    Err(_) => unreachable!("this repeat holds a sender"),
+                };
                 result.outcome = "repeat";
                 return result;
             }
-            Some((key, Entry::New(first))) => Some((key, first)),
+            Some((key, Entry::New(first))) => Some(Filling {
+                repeats: &self.repeats,
+                key,
+                first,
+                abandoned: Some(refuse(
+                    503,
+                    "unavailable",
+                    "the first command with this id ended before the engine answered (its caller \
+                     went away, or the daemon is shutting down); send it again"
+                        .into(),
+                )),
+            }),
         };
         let kill_switch = matches!(action, Action::Halt | Action::Resume);
         if !kill_switch
@@ -273,10 +283,9 @@ impl Commands {
                     config.commands.per_minute, config.commands.burst
                 ),
             );
-            if let Some((key, first)) = first {
+            if let Some(first) = first {
                 // A repeat already waiting gets this answer; a later one is sent afresh.
-                let _ = first.set(result.clone());
-                self.repeats.forget(&key, &first);
+                first.fill(&result, false);
             }
             return result;
         }
@@ -294,10 +303,11 @@ impl Commands {
             }
             result
         };
-        match first {
-            Some((_, first)) => first.get_or_init(send).await.clone(),
-            None => send().await,
+        let result = send().await;
+        if let Some(first) = first {
+            first.fill(&result, true);
         }
+        result
     }
 
     /// The engine client for `config`, rebuilt when `[engine]` changed since the last command.
@@ -323,6 +333,37 @@ impl Commands {
     }
 }
 
+/// The first command with an `id`, until it has its result. Dropped before that (its caller
+/// went away, or shutdown cancelled it), it gives the repeats waiting for it a refusal and is
+/// forgotten, so no repeat waits forever and the `id` may be sent again.
+struct Filling<'a> {
+    repeats: &'a Repeats<CommandResult>,
+    key: repeats::Key,
+    first: repeats::First<CommandResult>,
+    /// What the waiting repeats get if this is dropped unfilled.
+    abandoned: Option<CommandResult>,
+}
+
+impl Filling<'_> {
+    /// Gives `result` to the repeats waiting, and remembers it for later ones if `remember`.
+    fn fill(mut self, result: &CommandResult, remember: bool) {
+        self.abandoned = None;
+        self.first.send_replace(Some(result.clone()));
+        if !remember {
+            self.repeats.forget(&self.key, &self.first);
+        }
+    }
+}
+
+impl Drop for Filling<'_> {
+    fn drop(&mut self) {
+        if let Some(refusal) = self.abandoned.take() {
+            self.first.send_replace(Some(refusal));
+            self.repeats.forget(&self.key, &self.first);
+        }
+    }
+}
+
 /// The `action` label of a command named `named`: `unknown` for a name the engine has not, so
 /// clients cannot make up labels.
 fn label(named: &str) -> &'static str {
@@ -330,4 +371,31 @@ fn label(named: &str) -> &'static str {
         return "unknown";
     }
     Action::parse(named).map_or("unknown", Action::name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_command_dropped_unanswered_answers_its_repeats_and_is_forgotten() {
+        let repeats = Repeats::<CommandResult>::default();
+        let key = ("ann".to_owned(), "c-1".to_owned());
+        let minute = Duration::from_secs(60);
+        let Entry::New(first) = repeats.enter(key.clone(), "halt", minute) else {
+            panic!("a new id")
+        };
+        let Entry::Repeat(waiting) = repeats.enter(key.clone(), "halt", minute) else {
+            panic!("a repeat")
+        };
+        let refusal = CommandResult::refused(None, "halt", 503, "unavailable", "gone".into());
+        drop(Filling {
+            repeats: &repeats,
+            key: key.clone(),
+            first,
+            abandoned: Some(refusal.clone()),
+        });
+        assert_eq!(*waiting.borrow(), Some(refusal));
+        assert!(matches!(repeats.enter(key, "halt", minute), Entry::New(_)));
+    }
 }

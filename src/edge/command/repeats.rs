@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::OnceCell;
+use tokio::sync::watch;
 
 /// The most commands remembered at once.
 pub const MAX_ENTRIES: usize = 10_000;
@@ -19,8 +19,9 @@ pub const MAX_ENTRIES: usize = 10_000;
 /// A command's identity: its sender's subject and its `id`.
 pub type Key = (String, String);
 
-/// The first result of a command, filled once.
-pub type First<T> = Arc<OnceCell<T>>;
+/// The first result of a command: `None` until the first command fills it, which wakes every
+/// repeat waiting for it.
+pub type First<T> = Arc<watch::Sender<Option<T>>>;
 
 /// Commands seen within the window, each with its result `T`.
 #[derive(Debug)]
@@ -89,7 +90,7 @@ impl<T> Repeats<T> {
                 Entry::Conflict(first_action)
             };
         }
-        let first = First::default();
+        let first = Arc::new(watch::Sender::new(None));
         let now = Instant::now();
         seen.order.push_back((now, key.clone()));
         seen.by_key.insert(key, (now, action, first.clone()));
