@@ -291,7 +291,7 @@ async fn daemon(cli: Cli, config: Config) -> anyhow::Result<()> {
         if config.auth.secret.expose().is_empty() && !config.commands.allow_without_auth {
             info!(
                 "Commands (HALT, RESUME) need a token. To try them: \
-                 `bff token --secret-file demo.secret --role operator --ttl 1h` prints one \
+                 `bff token --secret-file demo.secret --sub me --role operator --ttl 1h` prints one \
                  (and creates demo.secret); restart with `--demo --auth-secret-file demo.secret` \
                  and open http://{}/?token=<the token>",
                 config.server.listen

@@ -99,14 +99,16 @@ pub struct CommandConfig {
     pub allow_without_auth: bool,
     /// Deadline for the engine to answer one command.
     pub timeout_ms: u64,
-    /// Commands one token subject may send per minute, sustained.
+    /// Commands one token subject may send per minute, sustained; `halt` and `resume` are not
+    /// held to it, so the kill switch always works.
     pub per_minute: u32,
     /// Commands one subject may send at once before the rate applies.
     pub burst: u32,
     /// A command repeating an `id` seen within this window is answered from the first result
     /// and not sent again (a double-click must not act twice).
     pub repeat_window_ms: u64,
-    /// Commands one connection may have waiting for the engine at once.
+    /// Commands one connection may have queued or waiting for the engine at once: the length of
+    /// its command queue, which goes in order.
     pub max_in_flight: usize,
 }
 
