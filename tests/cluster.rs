@@ -2,7 +2,8 @@
 //! engine, all on free ports. One daemon polls and every daemon's clients see the same `seq`;
 //! the poller stopping or killed is replaced, a follower killed touches only its own clients;
 //! Redis gone makes each daemon poll alone and serve on, and one poller is elected again when it
-//! is back; a client resumes on another daemon exactly where it left off.
+//! is back; a client resumes on another daemon exactly where it left off. A daemon whose feed
+//! stops says `stale` in `/health`.
 
 mod common;
 
@@ -630,4 +631,56 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
         .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
     assert_eq!(offset.text(), "1", "numbered from the first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_stale_with_the_age_while_no_packet_reaches_the_clients() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "silent", 250);
+    // A lease that outlasts the test: the stopped leader keeps it, so nobody takes over.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("lease_ms = 2000", "lease_ms = 60000");
+    std::fs::write(&config, text).unwrap();
+    let mut daemons = start_daemons(2, &config, &redis);
+    let leader = one_leader(&daemons).await;
+    let follower = &daemons[1 - leader];
+    let fresh = within("the follower to be ok", async {
+        loop {
+            let health = health(follower).await;
+            if health["state"] == "ok" {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(fresh["packet_age_ms"].as_u64() < Some(750), "{fresh}");
+
+    daemons[leader].signal(libc::SIGSTOP);
+    let stale = within("the follower to say stale", async {
+        loop {
+            let health = health(follower).await;
+            if health["state"] != "ok" {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(stale["state"], "stale", "{stale}");
+    assert!(stale["packet_age_ms"].as_u64() >= Some(750), "{stale}");
+    assert_eq!(stale["mode"], "follower");
+
+    // The leader back: packets again, and `ok`.
+    daemons[leader].signal(libc::SIGCONT);
+    within("the follower to be ok again", async {
+        while health(follower).await["state"] != "ok" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 }
