@@ -103,6 +103,8 @@ fn health(ctx: &Context) -> Response<Body> {
         "seq": latest.seq,
         // How long ago the latest packet went to the clients (since start, before the first).
         "packet_age_ms": age.as_millis() as u64,
+        // Messages from the cluster's Redis dropped for their tag (`cluster.secret_file`).
+        "cluster_rejected": ctx.metrics.cluster_rejections(),
         "connections": ctx.admission.open(),
         // Every task in the daemon's runtime: connections, HTTP requests, the poller. A number
         // that keeps growing with a steady connection count is a leak.
