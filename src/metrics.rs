@@ -106,6 +106,9 @@ pub struct Metrics {
     redis_dropped: Family<ReasonLabel, Counter>,
     redis_reconnects: Counter,
     cluster_role: Family<RoleLabel, Gauge>,
+    cluster_rejected: Family<ReasonLabel, Counter>,
+    /// The same, all reasons together, for `/health`.
+    cluster_rejections: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -246,9 +249,17 @@ impl Metrics {
             "1 for this daemon's role in its cluster now (joining, leader, follower, fallback), 0 for the others; absent without [cluster]",
             Family::default(),
         );
+        let cluster_rejected = register(
+            &mut registry,
+            "cluster_rejected",
+            "Messages on the cluster's channels or in its history dropped for their tag, by reason (unsigned, bad_tag)",
+            Family::default(),
+        );
         Self {
             registry,
             cluster_role,
+            cluster_rejected,
+            cluster_rejections: Default::default(),
             commands,
             redis_connected,
             redis_messages,
@@ -375,6 +386,21 @@ impl Metrics {
                 .get_or_create(&RoleLabel { role: known })
                 .set(i64::from(known == role));
         }
+    }
+
+    /// A message from the cluster's Redis was dropped for its tag (`reason`).
+    pub fn cluster_rejected(&self, reason: &'static str) {
+        self.cluster_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        self.cluster_rejections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Messages from the cluster's Redis dropped for their tag so far.
+    pub fn cluster_rejections(&self) -> u64 {
+        self.cluster_rejections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A packet was published.

@@ -2,7 +2,9 @@
 //! engine, all on free ports. One daemon polls and every daemon's clients see the same `seq`;
 //! the poller stopping or killed is replaced, a follower killed touches only its own clients;
 //! Redis gone makes each daemon poll alone and serve on, and one poller is elected again when it
-//! is back; a client resumes on another daemon exactly where it left off.
+//! is back; a client resumes on another daemon exactly where it left off. With
+//! `cluster.secret_file`, what anyone else publishes on the cluster's channels reaches nobody;
+//! a daemon whose feed stops says `stale` in `/health`.
 
 mod common;
 
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bff::input::cluster::scripts::{self, Keys};
+use bff::input::cluster::seal::Seal;
 use common::clients::Balancer;
 use common::process::BffProcess;
 use common::redis::RedisServer;
@@ -595,7 +598,8 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
             .await
             .unwrap()
     );
-    let first = scripts::publish(&mut conn, &keys, "old", "{}", 300, "e1").await;
+    let seal = Seal::new("");
+    let first = scripts::publish(&mut conn, &keys, "old", &seal, "{}", 300, "e1").await;
     assert_eq!(first, Ok(Some(("e1".to_owned(), 1))));
 
     // The old holder is paused past its lease; another takes it.
@@ -606,14 +610,14 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
             .await
             .unwrap()
     );
-    let late = scripts::publish(&mut conn, &keys, "old", r#"{"late":1}"#, 300, "e2").await;
+    let late = scripts::publish(&mut conn, &keys, "old", &seal, r#"{"late":1}"#, 300, "e2").await;
     assert_eq!(
         late,
         Ok(None),
         "refused: the lease is no longer the old holder's"
     );
     let relayed = [("trade.results".to_owned(), bytes::Bytes::from_static(b"{}"))];
-    scripts::relay(&mut conn, &keys, "old", "e2", &relayed)
+    scripts::relay(&mut conn, &keys, "old", &seal, "e2", &relayed)
         .await
         .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
@@ -623,11 +627,264 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     );
 
     // The count carries on under the new holder, in the same epoch, with nothing in between.
-    let next = scripts::publish(&mut conn, &keys, "new", "{}", 300, "e3").await;
+    let next = scripts::publish(&mut conn, &keys, "new", &seal, "{}", 300, "e3").await;
     assert_eq!(next, Ok(Some(("e1".to_owned(), 2))));
-    scripts::relay(&mut conn, &keys, "new", "e3", &relayed)
+    scripts::relay(&mut conn, &keys, "new", &seal, "e3", &relayed)
         .await
         .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
     assert_eq!(offset.text(), "1", "numbered from the first");
+}
+
+/// `config` with `[cluster]` signing with `secret` (written to a file next to it); the new
+/// config's path, told apart by `name`.
+fn with_secret(config: &std::path::Path, name: &str, secret: &str) -> PathBuf {
+    let stem = config.file_stem().unwrap().to_str().unwrap();
+    let secret_file = config.with_file_name(format!("{stem}-{name}.secret"));
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let text = std::fs::read_to_string(config).unwrap().replace(
+        "[cluster]\n",
+        &format!("[cluster]\nsecret_file = {:?}\n", secret_file.display()),
+    );
+    let signed = config.with_file_name(format!("{stem}-{name}.toml"));
+    std::fs::write(&signed, text).unwrap();
+    signed
+}
+
+/// The samples of `metric` in `daemon`'s `/metrics`, as `name{labels} value` lines.
+async fn samples(daemon: &BffProcess, metric: &str) -> Vec<String> {
+    let (_, text) = common::reqwest_get(&format!("http://{}/metrics", daemon.addr())).await;
+    text.as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(metric))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_packets_and_relayed_messages_reach_nobody_when_the_cluster_signs() {
+    let secret = "the-cluster-secret-the-cluster-secret";
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let plain = config_file(&engine, "forged", 250);
+    let mut text = std::fs::read_to_string(&plain).unwrap();
+    text += &format!("[redis]\nurl = \"{}\"\n", redis.url());
+    std::fs::write(&plain, text).unwrap();
+    let config = with_secret(&plain, "signed", secret);
+    let mut daemons = start_daemons(2, &config, &redis);
+    let leader = one_leader(&daemons).await;
+    let follower = &daemons[1 - leader];
+
+    let mut ws = client(follower, "").await;
+    let polled = packet_where(&mut ws, "a cluster packet", |p| {
+        p["seq"].as_u64() >= Some(1)
+    })
+    .await;
+    send_text(
+        &mut ws,
+        r#"{"type":"SUBSCRIBE","channels":["trade.results"]}"#,
+    )
+    .await;
+    packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    let epoch = redis.command(&[b"GET", b"bff:epoch"]).text();
+    assert_eq!(polled["epoch"], epoch.as_str());
+    let last = next_packet(&mut ws).await;
+    let body = last["data"].to_string();
+
+    // What anyone who can publish on that Redis could send: far-ahead numbers, unsigned or
+    // with a made-up tag, each of which would have frozen the follower's stream (and channel).
+    let made_up = "0".repeat(64);
+    for forged in [
+        format!("{epoch} 999999999999 {body}"),
+        format!("{epoch} 999999999998 {made_up} {body}"),
+    ] {
+        assert!(
+            redis.publish("bff:packets", forged) >= 2,
+            "both daemons hear it"
+        );
+    }
+    redis.publish(
+        "bff:relay",
+        format!(r#"{epoch} 999999 13 trade.results{{"forged":1}}"#),
+    );
+    redis.publish("trade.results", r#"{"n":1}"#);
+
+    // The follower's dashboard carries on with the leader's packets, one after the other.
+    let mut seq = last["seq"].as_u64().unwrap();
+    let mut update = None;
+    while seq < last["seq"].as_u64().unwrap() + 3 || update.is_none() {
+        let next = next_packet(&mut ws).await;
+        if next["type"] == "UPDATE" {
+            assert!(update.is_none(), "one UPDATE only: {next}");
+            update = Some((next["offset"].clone(), next["data"].clone()));
+            continue;
+        }
+        assert_eq!(next["epoch"], epoch.as_str(), "{next}");
+        assert_eq!(next["seq"].as_u64(), Some(seq + 1), "no forged seq: {next}");
+        seq += 1;
+    }
+    assert_eq!(
+        update,
+        Some((json!(1), json!({"n": 1}))),
+        "the real message, numbered from 1"
+    );
+
+    // Counted, logged without the secret, and said in /health.
+    for daemon in &daemons {
+        let mut got = samples(daemon, "bff_cluster_rejected_total").await;
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                r#"bff_cluster_rejected_total{reason="bad_tag"} 1"#,
+                r#"bff_cluster_rejected_total{reason="unsigned"} 2"#
+            ]
+        );
+        let health = health(daemon).await;
+        assert_eq!(health["cluster_rejected"], 3, "{health}");
+    }
+    let follower = &mut daemons[1 - leader];
+    let line = follower.line_containing("cluster.secret_file was dropped");
+    assert!(line.contains("unsigned"), "{line}");
+    assert!(follower.log().iter().all(|l| !l.contains(secret)));
+
+    // A daemon given another secret takes nothing, and says why.
+    let other = with_secret(&plain, "other", "another-secret-another-secret-another");
+    let stray = start_daemons(1, &other, &redis).remove(0);
+    let health = within("the stray daemon to say stale", async {
+        loop {
+            let health = health(&stray).await;
+            if health["state"] == "stale" && health["cluster_rejected"].as_u64() > Some(0) {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(health["seq"], 0, "{health}");
+    assert!(health["packet_age_ms"].as_u64() >= Some(750), "{health}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_stale_with_the_age_while_no_packet_reaches_the_clients() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "silent", 250);
+    // A lease that outlasts the test: the stopped leader keeps it, so nobody takes over.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("lease_ms = 2000", "lease_ms = 60000");
+    std::fs::write(&config, text).unwrap();
+    let mut daemons = start_daemons(2, &config, &redis);
+    daemons[0].line_containing("cluster.secret_file is not set");
+    let leader = one_leader(&daemons).await;
+    let follower = &daemons[1 - leader];
+    let fresh = within("the follower to be ok", async {
+        loop {
+            let health = health(follower).await;
+            if health["state"] == "ok" {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(fresh["packet_age_ms"].as_u64() < Some(750), "{fresh}");
+
+    daemons[leader].signal(libc::SIGSTOP);
+    let stale = within("the follower to say stale", async {
+        loop {
+            let health = health(follower).await;
+            if health["state"] != "ok" {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(stale["state"], "stale", "{stale}");
+    assert!(stale["packet_age_ms"].as_u64() >= Some(750), "{stale}");
+    assert_eq!(stale["mode"], "follower");
+
+    // The leader back: packets again, and `ok`.
+    daemons[leader].signal(libc::SIGCONT);
+    within("the follower to be ok again", async {
+        while health(follower).await["state"] != "ok" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_entry_in_the_cluster_history_is_never_resumed_from() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let plain = config_file(&engine, "history", 250);
+    let config = with_secret(&plain, "signed", "the-cluster-secret-the-cluster-secret");
+    let daemons = start_daemons(2, &config, &redis);
+    one_leader(&daemons).await;
+    let mut ws = client(&daemons[0], "").await;
+    let left = packet_where(&mut ws, "a cluster packet", |p| {
+        p["seq"].as_u64() >= Some(1)
+    })
+    .await;
+    let (since, epoch) = (
+        left["seq"].as_u64().unwrap(),
+        left["epoch"].as_str().unwrap().to_owned(),
+    );
+    packet_from(&mut ws, &epoch, since + 2).await;
+    drop(ws);
+
+    // Someone who can write the cluster's Redis puts their own packet after `since` in the
+    // history, in one step (the poller appends meanwhile).
+    let rewrite = br"
+        local entries = redis.call('XRANGE', KEYS[1], '-', '+')
+        redis.call('DEL', KEYS[1])
+        for _, entry in ipairs(entries) do
+          local packet = entry[2][2]
+          if entry[1] == ARGV[1] then packet = ARGV[2] end
+          redis.call('XADD', KEYS[1], entry[1], 'p', packet)
+        end
+        return #entries";
+    let id = format!("{}-1", since + 1);
+    let forged = format!(r#"{epoch} {} {{"forged":1}}"#, since + 1);
+    let rewritten = redis.command(&[
+        b"EVAL",
+        rewrite,
+        b"1",
+        b"bff:history",
+        id.as_bytes(),
+        forged.as_bytes(),
+    ]);
+    assert!(rewritten.integer() > 2, "{rewritten:?}");
+
+    // A daemon that joins now has only the history to resume from: it starts the client
+    // afresh, with the cluster's packets, and never sends the forged one.
+    let late = start_daemons(1, &config, &redis).remove(0);
+    within("the late daemon to relay the leader's packets", async {
+        while health(&late).await["seq"].as_u64().unwrap_or(0) <= since + 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let mut ws = client(&late, &format!("?since={since}&epoch={epoch}")).await;
+    let welcome = next_packet(&mut ws).await;
+    assert_eq!(welcome["resumed"], false, "{welcome}");
+    assert!(welcome["seq"].as_u64() > Some(since + 2), "{welcome}");
+    for _ in 0..2 {
+        let next = next_packet(&mut ws).await;
+        assert_ne!(next["data"], json!({"forged": 1}));
+    }
+    assert_eq!(
+        samples(&late, "bff_cluster_rejected_total").await,
+        [r#"bff_cluster_rejected_total{reason="unsigned"} 1"#]
+    );
 }

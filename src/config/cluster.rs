@@ -1,8 +1,10 @@
 //! `[cluster]`: several daemons sharing one poll through Redis. Off until `cluster.url` is set.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
-use super::RedisUrl;
+use super::{RedisUrl, Secret};
 
 const DEFAULT_NAME: &str = "bff";
 const DEFAULT_LEASE_MS: u64 = 2_000;
@@ -19,6 +21,13 @@ pub struct ClusterConfig {
     /// How long the poller's lease lasts without a renewal: the longest a killed poller leaves
     /// the cluster without packets.
     pub lease_ms: u64,
+    /// A file holding the secret every daemon of the cluster signs what it publishes with, and
+    /// checks what it takes with (surrounding whitespace ignored); none: anyone who can publish
+    /// on the cluster's Redis feeds the dashboards.
+    pub secret_file: Option<PathBuf>,
+    /// The secret read from `secret_file` at start; never in the file itself.
+    #[serde(skip)]
+    pub secret: Secret,
 }
 
 impl Default for ClusterConfig {
@@ -27,6 +36,8 @@ impl Default for ClusterConfig {
             url: RedisUrl::default(),
             name: DEFAULT_NAME.into(),
             lease_ms: DEFAULT_LEASE_MS,
+            secret_file: None,
+            secret: Secret::default(),
         }
     }
 }
@@ -35,5 +46,63 @@ impl ClusterConfig {
     /// Whether this daemon is one of a cluster.
     pub fn enabled(&self) -> bool {
         !self.url.expose().is_empty()
+    }
+
+    /// Reads `secret_file`, when one is named, into `secret`: the problem, with its key, when it
+    /// cannot be read.
+    pub fn read_secret_file(&mut self) -> Result<(), String> {
+        let Some(path) = &self.secret_file else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            format!(
+                "cluster.secret_file: cannot read {}: {err}; name a readable file holding the \
+                 cluster's secret",
+                path.display()
+            )
+        })?;
+        self.secret = Secret::new(text.trim());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn the_secret_file_is_read_named_in_its_problems_and_never_shown() {
+        let dir = std::env::temp_dir().join(format!("bff-cluster-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let with = |file: &str| {
+            let path = dir.join(file);
+            Config::parse(&format!("[cluster]\nsecret_file = {:?}\n", path.display())).unwrap()
+        };
+
+        let err = with("missing").read_secret_file("bff.toml").unwrap_err();
+        let err = err.to_string();
+        assert!(
+            err.contains("cluster.secret_file: cannot read") && err.contains("missing"),
+            "{err}"
+        );
+
+        std::fs::write(dir.join("short"), "short\n").unwrap();
+        let mut short = with("short");
+        short.read_secret_file("bff.toml").unwrap();
+        let err = short.validate("bff.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("cluster.secret_file: the secret is 5 bytes"),
+            "{err}"
+        );
+
+        let secret = "c1uster-c1uster-c1uster-c1uster-c1uster";
+        std::fs::write(dir.join("good"), format!("{secret}\n")).unwrap();
+        let mut good = with("good");
+        good.read_secret_file("bff.toml").unwrap();
+        good.validate("bff.toml").unwrap();
+        assert_eq!(good.cluster.secret.expose(), secret);
+        assert!(!good.to_toml().contains(secret), "{}", good.to_toml());
+        assert!(!format!("{good:?}").contains(secret));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -324,9 +324,16 @@ impl Config {
         Ok((config, path.display().to_string()))
     }
 
-    /// Reads `auth.secret_file`, when one is named, into `auth.secret`. `origin` is where the
-    /// config came from, for the message when both are set.
+    /// Reads `auth.secret_file`, when one is named, into `auth.secret`, and
+    /// `cluster.secret_file` into the cluster's secret. `origin` is where the config came from,
+    /// for the message when one cannot be used.
     pub fn read_secret_file(&mut self, origin: &str) -> Result<(), ConfigError> {
+        self.cluster
+            .read_secret_file()
+            .map_err(|problem| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems: vec![problem],
+            })?;
         let Some(path) = &self.auth.secret_file else {
             return Ok(());
         };

@@ -189,6 +189,16 @@ impl Config {
                 format!("{:?} must be a word, e.g. \"bff\"", k.name),
             );
         }
+        let secret = k.secret.expose();
+        if k.secret_file.is_some() && secret.len() < 32 {
+            bad(
+                "cluster.secret_file",
+                format!(
+                    "the secret is {} bytes; use at least 32 (e.g. `head -c 32 /dev/urandom | base64`)",
+                    secret.len()
+                ),
+            );
+        }
         if k.enabled() && (k.lease_ms < 500 || k.lease_ms <= self.engine.timeout_ms) {
             bad(
                 "cluster.lease_ms",

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use hyper::body::Incoming;
@@ -66,6 +67,7 @@ fn endpoint(config: &Config, path: &str) -> Option<Endpoint> {
 
 /// `GET /health`: the process, its connections and each source's freshness, as JSON.
 fn health(ctx: &Context) -> Response<Body> {
+    let config = ctx.config();
     let latest = ctx.hub.latest();
     let now = Utc::now();
     let mut sources = sources(&latest).clone();
@@ -81,7 +83,12 @@ fn health(ctx: &Context) -> Response<Body> {
         .filter(|(_, health)| !health.ok)
         .map(|(name, _)| name)
         .collect();
+    // No packet for three periods: whatever the last one said, it is old news (a stopped
+    // poller, a feed whose every message is refused).
+    let age = ctx.hub.latest_age();
+    let silent = age > Duration::from_millis(config.engine.poll_interval_ms) * 3;
     let state = match (latest.seq, stale.is_empty()) {
+        _ if silent => "stale",
         (0, _) => "starting",
         (_, true) => "ok",
         (_, false) => "degraded",
@@ -94,6 +101,10 @@ fn health(ctx: &Context) -> Response<Body> {
         "mode": ctx.hub.mode(),
         "stale": stale,
         "seq": latest.seq,
+        // How long ago the latest packet went to the clients (since start, before the first).
+        "packet_age_ms": age.as_millis() as u64,
+        // Messages from the cluster's Redis dropped for their tag (`cluster.secret_file`).
+        "cluster_rejected": ctx.metrics.cluster_rejections(),
         "connections": ctx.admission.open(),
         // Every task in the daemon's runtime: connections, HTTP requests, the poller. A number
         // that keeps growing with a steady connection count is a leak.

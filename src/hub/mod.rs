@@ -74,6 +74,9 @@ struct State {
     local_epoch: Arc<str>,
     /// Connections that joined the fan-out since its last pass.
     joined: Vec<Weak<dyn Outlet>>,
+    /// When `latest` was sent (or made, for the first), so `/health` can tell a feed that
+    /// stopped.
+    released: Instant,
 }
 
 /// A connection's feed: what to welcome it with, what it missed, and the receiver for what
@@ -143,6 +146,7 @@ impl Hub {
                     keep: history.max(1),
                     local_epoch,
                     joined: Vec::new(),
+                    released: Instant::now(),
                 }),
                 tx,
                 outlets: Outlets::default(),
@@ -221,18 +225,29 @@ impl Hub {
         }
         state.history.push_back(next.clone());
         state.latest = next.clone();
+        let started = Instant::now();
+        state.released = started;
         // An error only means nobody is connected right now.
         let _ = self.shared.tx.send(next.clone());
         pass.join(&mut state.joined);
         // Written outside the hub's lock: joining and subscribing never wait for the pass.
         drop(state);
-        let started = Instant::now();
         let fed = pass.write(&next);
         self.shared.fed.store(fed, Ordering::Relaxed);
         if let Some(metrics) = self.shared.metrics.get() {
             metrics.fanned_out(started.elapsed(), fed, next.telemetry.len());
         }
         Ok(next)
+    }
+
+    /// How long ago the latest snapshot was sent to the connections (made, for the first).
+    pub fn latest_age(&self) -> std::time::Duration {
+        self.shared
+            .state
+            .lock()
+            .expect("hub lock poisoned")
+            .released
+            .elapsed()
     }
 
     /// Joins the feed: the latest snapshot now, then every later one.

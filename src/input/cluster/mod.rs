@@ -13,9 +13,14 @@
 //! Relayed messages go the same way: the leader's Redis input hands them to [`Cluster::relay`],
 //! a script numbers them per channel, and every daemon relays them under those offsets, so a
 //! client resuming its channels on another daemon finds the same numbers there.
+//!
+//! With `cluster.secret_file`, what the leader publishes is signed ([`seal`]) and every daemon
+//! checks it before the order check and before any client sees it: a message that fails is
+//! dropped and counted, never fanned out, and never moves the expected `seq` or offset.
 
 mod relay;
 pub mod scripts;
+pub mod seal;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use self::scripts::{Failed, Keys, RELEASED};
+use self::seal::{Rejected, Seal};
 use crate::config::ClusterConfig;
 use crate::hub::packet::Telemetry;
 use crate::hub::{History, Hub, Older, new_epoch};
@@ -37,6 +43,10 @@ use crate::metrics::Metrics;
 
 /// Time a connection to the cluster's Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// At most one log line per this long about messages refused for their tag; the rest are
+/// counted (in the next line, and in `bff_cluster_rejected_total`).
+const REJECTED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What this daemon does in its cluster now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,9 +99,19 @@ impl History for HistoryReader {
                 return Vec::new();
             };
             let (keys, limit) = (&cluster.shared.keys, cluster.shared.history);
-            scripts::history(&mut redis, keys, &epoch, from, limit)
+            let packets = scripts::history(&mut redis, keys, &epoch, from, limit)
                 .await
-                .unwrap_or_default()
+                .unwrap_or_default();
+            // A forged entry in the stream is refused like one on the channel, and nothing
+            // around it is trusted: the client starts afresh rather than across a hole.
+            let mut admitted = Vec::with_capacity(packets.len());
+            for p in packets.iter().filter_map(|packet| scripts::parse(packet)) {
+                if !cluster.admit(p.epoch, p.seq, None, p.tag, p.body.as_bytes()) {
+                    return Vec::new();
+                }
+                admitted.push((p.seq, p.body.to_owned()));
+            }
+            admitted
         })
     }
 }
@@ -118,6 +138,11 @@ struct Shared {
     released: Notify,
     /// Messages the leader heard on relayed channels, on their way to be numbered.
     relay: mpsc::Sender<(String, Bytes)>,
+    /// Signs what this daemon publishes and checks what it takes (`cluster.secret_file`).
+    seal: Seal,
+    /// When a refused message was last logged, and how many were refused since. A mutex taken
+    /// only for a refused message.
+    rejected: Mutex<(Option<Instant>, u64)>,
 }
 
 impl Cluster {
@@ -132,9 +157,18 @@ impl Cluster {
         shutdown: CancellationToken,
     ) -> Self {
         let (relay, relayed) = mpsc::channel(relay::QUEUE);
+        let seal = Seal::new(config.secret.expose());
+        if !seal.enabled() {
+            warn!(
+                "cluster.secret_file is not set: anyone who can publish on the cluster's Redis \
+                 feeds this daemon's dashboards; give every daemon of the cluster the same secret"
+            );
+        }
         let cluster = Self {
             shared: Arc::new(Shared {
                 keys: Keys::new(&config.name),
+                seal,
+                rejected: Mutex::new((None, 0)),
                 token: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
                 config,
                 role: watch::Sender::new(Role::Joining),
@@ -185,6 +219,7 @@ impl Cluster {
             &mut redis,
             &self.shared.keys,
             &self.shared.token,
+            &self.shared.seal,
             body,
             self.shared.history,
             &epoch,
@@ -355,16 +390,26 @@ impl Cluster {
         "connection closed".into()
     }
 
-    /// One packet from the channel, published here under the cluster's numbers. While alone,
-    /// this daemon's own count is the one its clients follow.
+    /// One packet from the channel, published here under the cluster's numbers once its tag
+    /// passes. While alone, this daemon's own count is the one its clients follow.
     fn take(&self, packet: &str) {
         if self.role() == Role::Alone {
             return;
         }
-        let Some((epoch, seq, body)) = scripts::parse(packet) else {
+        let Some(scripts::Packet {
+            epoch,
+            seq,
+            tag,
+            body,
+        }) = scripts::parse(packet)
+        else {
             debug!("A message on the cluster channel that is not a packet; ignored");
             return;
         };
+        // Before the order check: a forged seq must not move what comes next.
+        if !self.admit(epoch, seq, None, tag, body.as_bytes()) {
+            return;
+        }
         let data: Telemetry = match serde_json::from_str(body) {
             Ok(data) => data,
             Err(err) => {
@@ -379,5 +424,41 @@ impl Cluster {
         {
             debug!(%err, "Cluster packet not published here");
         }
+    }
+
+    /// Whether a packet (`channel` `None`), or a message relayed on `channel`, passes its tag;
+    /// one that does not is counted, and logged once per [`REJECTED_LOG_EVERY`].
+    fn admit(
+        &self,
+        epoch: &str,
+        number: u64,
+        channel: Option<&str>,
+        tag: Option<&str>,
+        body: &[u8],
+    ) -> bool {
+        let seal = &self.shared.seal;
+        let checked = match (channel, std::str::from_utf8(body)) {
+            (Some(channel), _) => seal.check_relayed(epoch, number, channel, body, tag),
+            (None, Ok(body)) => seal.check_packet(epoch, number, tag, body),
+            (None, Err(_)) => Err(Rejected::BadTag),
+        };
+        let Err(rejected) = checked else {
+            return true;
+        };
+        self.shared.metrics.cluster_rejected(rejected.reason());
+        let mut log = self.shared.rejected.lock().expect("cluster lock poisoned");
+        log.1 += 1;
+        if log.0.is_none_or(|at| at.elapsed() >= REJECTED_LOG_EVERY) {
+            warn!(
+                reason = rejected.reason(),
+                number,
+                channel = channel.unwrap_or(&self.shared.keys.packets),
+                refused = log.1,
+                "A cluster message not signed with this daemon's cluster.secret_file was dropped: \
+                 give every daemon the same secret; anything else publishing there is forged"
+            );
+            *log = (Some(Instant::now()), 0);
+        }
+        false
     }
 }

@@ -48,7 +48,8 @@ impl Cluster {
             let numbered = async {
                 let mut redis = self.connection().await?;
                 let (keys, token) = (&self.shared.keys, &self.shared.token);
-                scripts::relay(&mut redis, keys, token, &new_epoch(), &batch).await
+                let seal = &self.shared.seal;
+                scripts::relay(&mut redis, keys, token, seal, &new_epoch(), &batch).await
             };
             if let Err(err) = numbered.await {
                 self.forget_connection();
@@ -68,11 +69,14 @@ impl Cluster {
             return;
         }
         match scripts::parse_relayed(message) {
-            Some((epoch, offset, channel, payload)) => {
-                self.shared
-                    .hub
-                    .relay()
-                    .publish_numbered(epoch, channel, offset, payload);
+            Some(m) => {
+                // Before the relay's order check: a forged offset must not move what comes next.
+                if self.admit(m.epoch, m.offset, Some(m.channel), m.tag, m.payload) {
+                    self.shared
+                        .hub
+                        .relay()
+                        .publish_numbered(m.epoch, m.channel, m.offset, m.payload);
+                }
             }
             None => debug!("A message on the cluster's relay channel that is not one; ignored"),
         }

@@ -3,23 +3,28 @@
 //!
 //! - the lease: `SET <name>:lease <token> NX PX <ms>` takes it; renewing and releasing are
 //!   scripts that act only while the key still holds the caller's token;
-//! - the publish is fenced: one script checks the token, numbers the packet from
-//!   `<name>:seq` (starting a new `<name>:epoch` when the count is gone), appends it to the
-//!   capped stream `<name>:history` and publishes it on `<name>:packets`. A daemon whose lease
-//!   lapsed (paused, cut off, slow) is refused, whatever it believes;
-//! - relayed messages are numbered the same way: one script checks the token, takes the next
-//!   offset of the message's channel from the hash `<name>:offsets` and publishes it on
-//!   `<name>:relay`, so every daemon gives it the same offset. A new epoch starts the offsets
-//!   again.
+//! - the publish is fenced, in two steps so the poller can sign what Redis numbers: one script
+//!   checks the token and numbers the packet from `<name>:seq` (starting a new `<name>:epoch`
+//!   when the count is gone); the poller signs epoch, seq and data ([`Seal`]); a second script
+//!   checks the token again, appends the packet to the capped stream `<name>:history` and
+//!   publishes it on `<name>:packets`. A daemon whose lease lapsed (paused, cut off, slow) is
+//!   refused, whatever it believes;
+//! - relayed messages are numbered the same way: one script checks the token and takes the next
+//!   offset of the message's channel from the hash `<name>:offsets`; signed, the second
+//!   publishes it on `<name>:relay`, so every daemon gives it the same offset. A new epoch starts
+//!   the offsets again.
 //!
-//! A packet on the channel, and in the history, is `<epoch> <seq> <data JSON>`; a relayed
-//! message is `<epoch> <offset> <length of the channel's name> <channel><payload>`.
+//! A packet on the channel, and in the history, is `<epoch> <seq> <tag> <data JSON>`; a relayed
+//! message is `<epoch> <offset> <tag> <length of the channel's name> <channel><payload>`; the
+//! tag and its space are absent without `cluster.secret_file`.
 
 use std::time::Duration;
 
 use redis::Script;
 use redis::aio::MultiplexedConnection;
 use tokio::time::timeout;
+
+use super::seal::{Seal, is_tag};
 
 /// The keys and channel of one cluster.
 #[derive(Debug, Clone)]
@@ -103,30 +108,36 @@ const EPOCH: &str = r"
     if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 ";
 
-/// ARGV: token, new epoch, data JSON, history length, packets channel.
-static PUBLISH: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+/// Numbers a packet: ARGV: token, new epoch. `{epoch, seq}`.
+static NUMBER: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
         r"{EPOCH}
           local epoch = epoch_or(ARGV[2])
-          local seq = redis.call('INCR', KEYS[2])
-          local packet = epoch .. ' ' .. seq .. ' ' .. ARGV[3]
-          redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[4], seq .. '-1', 'p', packet)
-          redis.call('PUBLISH', ARGV[5], packet)
-          return {{epoch, seq}}"
+          return {{epoch, redis.call('INCR', KEYS[2])}}"
     ))
 });
 
-/// ARGV: token, new epoch, channel, payload, relay channel.
-static RELAY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// Numbers a relayed message: ARGV: token, new epoch, channel. `{epoch, offset}`.
+static NUMBER_RELAYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         r"{EPOCH}
           local epoch = epoch_or(ARGV[2])
-          local offset = redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
-          redis.call('PUBLISH', ARGV[5],
-            epoch .. ' ' .. offset .. ' ' .. string.len(ARGV[3]) .. ' ' .. ARGV[3] .. ARGV[4])
-          return offset"
+          return {{epoch, redis.call('HINCRBY', KEYS[5], ARGV[3], 1)}}"
     )
 });
+
+/// Publishes what was numbered and signed, while the lease is the caller's, and keeps a packet
+/// in the history. KEYS: lease, history; ARGV: token, channel, message, and for a packet its
+/// seq and the history's length (empty for a relayed message). 1, or 0 when refused.
+const SEND: &str = r"
+    if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+    if ARGV[4] ~= '' then
+      redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], ARGV[4] .. '-1', 'p', ARGV[3])
+    end
+    redis.call('PUBLISH', ARGV[2], ARGV[3])
+    return 1";
+
+static SEND_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(SEND));
 
 /// Why a command did not get an answer.
 pub type Failed = String;
@@ -194,65 +205,96 @@ pub async fn release(
     Ok(answer == 1)
 }
 
-/// Publishes one packet's data while the lease is `token`'s: its epoch and seq, or `None` when
-/// the lease is not (or no longer) `token`'s. `new_epoch` names the count if it must start
-/// again; `history` is how many packets the stream keeps.
+/// Publishes one packet's data while the lease is `token`'s, signed with `seal`: its epoch and
+/// seq, or `None` when the lease is not (or no longer) `token`'s. `new_epoch` names the count
+/// if it must start again; `history` is how many packets the stream keeps. Two round trips:
+/// the seq comes from Redis, and the tag covers it.
 pub async fn publish(
     redis: &mut MultiplexedConnection,
     keys: &Keys,
     token: &str,
+    seal: &Seal,
     body: &str,
     history: usize,
     new_epoch: &str,
 ) -> Result<Option<(String, u64)>, Failed> {
-    let mut publish = PUBLISH.prepare_invoke();
-    publish
-        .key(&keys.fenced()[..])
+    let mut number = NUMBER.prepare_invoke();
+    number.key(&keys.fenced()[..]).arg(token).arg(new_epoch);
+    let numbered: Option<(String, u64)> = bounded("numbering", number.invoke_async(redis)).await?;
+    let Some((epoch, seq)) = numbered else {
+        return Ok(None);
+    };
+    let mut send = SEND_SCRIPT.prepare_invoke();
+    send.key(&keys.lease)
+        .key(&keys.history)
         .arg(token)
-        .arg(new_epoch)
-        .arg(body)
-        .arg(history)
-        .arg(&keys.packets);
-    bounded("publishing", publish.invoke_async(redis)).await
+        .arg(&keys.packets)
+        .arg(seal.packet(&epoch, seq, body))
+        .arg(seq)
+        .arg(history);
+    let sent: i64 = bounded("publishing", send.invoke_async(redis)).await?;
+    Ok((sent == 1).then_some((epoch, seq)))
 }
 
-/// Numbers and publishes relayed messages, in order, while the lease is `token`'s (those
-/// refused for a lapsed lease are dropped by Redis, not here). One round trip for the batch.
+/// Numbers, signs and publishes relayed messages, in order, while the lease is `token`'s (those
+/// refused for a lapsed lease are dropped by Redis, not here). Two round trips for the batch.
 pub async fn relay(
     redis: &mut MultiplexedConnection,
     keys: &Keys,
     token: &str,
+    seal: &Seal,
     new_epoch: &str,
     batch: &[(String, bytes::Bytes)],
 ) -> Result<(), Failed> {
     let mut pipe = redis::pipe();
     let fenced = keys.fenced();
-    for (channel, payload) in batch {
+    for (channel, _) in batch {
         // EVAL rather than EVALSHA: a restarted Redis has no scripts loaded, and a pipeline
         // cannot load one halfway; Redis caches the compiled script by its text.
         pipe.cmd("EVAL")
-            .arg(RELAY.as_str())
+            .arg(NUMBER_RELAYED.as_str())
             .arg(fenced.len())
             .arg(&fenced[..])
             .arg(token)
             .arg(new_epoch)
-            .arg(channel)
-            .arg(payload.as_ref())
+            .arg(channel);
+    }
+    let numbered: Vec<Option<(String, u64)>> =
+        bounded("numbering relayed messages", pipe.query_async(redis)).await?;
+    let mut pipe = redis::pipe();
+    let mut sending = 0;
+    for ((channel, payload), numbered) in batch.iter().zip(numbered) {
+        let Some((epoch, offset)) = numbered else {
+            continue;
+        };
+        sending += 1;
+        pipe.cmd("EVAL")
+            .arg(SEND)
+            .arg(2)
+            .arg(&keys.lease)
+            .arg(&keys.history)
+            .arg(token)
             .arg(&keys.relay)
+            .arg(seal.relayed(&epoch, offset, channel, payload))
+            .arg("")
+            .arg("")
             .ignore();
+    }
+    if sending == 0 {
+        return Ok(());
     }
     bounded("relaying", pipe.query_async::<()>(redis)).await
 }
 
-/// The packets of `epoch` from `from` on in the cluster's history, oldest first, as `(seq,
-/// data JSON)`; at most `limit`.
+/// The packets of `epoch` from `from` on in the cluster's history, oldest first, as published
+/// (their tags not checked here); at most `limit`.
 pub async fn history(
     redis: &mut MultiplexedConnection,
     keys: &Keys,
     epoch: &str,
     from: u64,
     limit: usize,
-) -> Result<Vec<(u64, String)>, Failed> {
+) -> Result<Vec<String>, Failed> {
     let mut range = redis::cmd("XRANGE");
     range
         .arg(&keys.history)
@@ -265,48 +307,116 @@ pub async fn history(
     Ok(entries
         .into_iter()
         .filter_map(|(_, fields)| fields.into_iter().find(|(name, _)| name == "p"))
-        .filter_map(|(_, packet)| {
-            let (e, seq, body) = parse(&packet)?;
-            (e == epoch).then(|| (seq, body.to_owned()))
-        })
+        .map(|(_, packet)| packet)
+        .filter(|packet| parse(packet).is_some_and(|p| p.epoch == epoch))
         .collect())
 }
 
-/// Reads one packet as published: its epoch, seq and data JSON.
-pub fn parse(packet: &str) -> Option<(&str, u64, &str)> {
+/// One packet as published, its tag not yet checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet<'a> {
+    /// The count it belongs to.
+    pub epoch: &'a str,
+    /// Its number in that count.
+    pub seq: u64,
+    /// Its HMAC-SHA256 tag, as hex; `None` when unsigned.
+    pub tag: Option<&'a str>,
+    /// Its data JSON.
+    pub body: &'a str,
+}
+
+/// One relayed message as published, its tag not yet checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relayed<'a> {
+    /// The count its offset belongs to.
+    pub epoch: &'a str,
+    /// Its number on its channel.
+    pub offset: u64,
+    /// Its HMAC-SHA256 tag, as hex; `None` when unsigned.
+    pub tag: Option<&'a str>,
+    /// The channel it was heard on.
+    pub channel: &'a str,
+    /// What was heard.
+    pub payload: &'a [u8],
+}
+
+/// Reads one packet as published: its epoch, seq, tag (a field of 64 hex digits after the seq:
+/// data JSON never starts so) and data JSON.
+pub fn parse(packet: &str) -> Option<Packet<'_>> {
     let mut parts = packet.splitn(3, ' ');
     let epoch = parts.next()?;
     let seq = parts.next()?.parse().ok()?;
-    let body = parts.next()?;
-    Some((epoch, seq, body))
+    let rest = parts.next()?;
+    let (tag, body) = match rest.split_once(' ') {
+        Some((tag, body)) if is_tag(tag.as_bytes()) => (Some(tag), body),
+        _ => (None, rest),
+    };
+    Some(Packet {
+        epoch,
+        seq,
+        tag,
+        body,
+    })
 }
 
-/// Reads one relayed message as published: its epoch, offset, channel and payload.
-pub fn parse_relayed(message: &[u8]) -> Option<(&str, u64, &str, &[u8])> {
-    let mut fields = message.splitn(4, |b| *b == b' ');
+/// Reads one relayed message as published: its epoch, offset, tag (64 hex digits: no channel
+/// length is that long), channel and payload.
+pub fn parse_relayed(message: &[u8]) -> Option<Relayed<'_>> {
+    let mut fields = message.splitn(3, |b| *b == b' ');
     let epoch = std::str::from_utf8(fields.next()?).ok()?;
     let offset = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    let mut rest = fields.next()?;
+    let mut tag = None;
+    if let Some(space) = rest.iter().position(|b| *b == b' ')
+        && is_tag(&rest[..space])
+    {
+        tag = Some(std::str::from_utf8(&rest[..space]).ok()?);
+        rest = &rest[space + 1..];
+    }
+    let mut fields = rest.splitn(2, |b| *b == b' ');
     let length: usize = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
     let rest = fields.next()?;
     let channel = std::str::from_utf8(rest.get(..length)?).ok()?;
-    Some((epoch, offset, channel, &rest[length..]))
+    Some(Relayed {
+        epoch,
+        offset,
+        tag,
+        channel,
+        payload: &rest[length..],
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn relayed<'a>(
+        epoch: &'a str,
+        offset: u64,
+        tag: Option<&'a str>,
+        channel: &'a str,
+        payload: &'a [u8],
+    ) -> Option<Relayed<'a>> {
+        Some(Relayed {
+            epoch,
+            offset,
+            tag,
+            channel,
+            payload,
+        })
+    }
+
     #[test]
     fn a_relayed_message_reads_as_published() {
         let published = b"e1 17 13 trade.results{\"a\": \"b c\"}";
         assert_eq!(
             parse_relayed(published),
-            Some(("e1", 17, "trade.results", &br#"{"a": "b c"}"#[..]))
+            relayed("e1", 17, None, "trade.results", &br#"{"a": "b c"}"#[..])
         );
         // A channel with a space in its name, and an empty payload.
         assert_eq!(
             parse_relayed(b"e1 2 5 a b c"),
-            Some(("e1", 2, "a b c", &b""[..]))
+            relayed("e1", 2, None, "a b c", b"")
         );
         assert_eq!(
             parse_relayed(b"e1 2 9 short"),
@@ -315,15 +425,52 @@ mod tests {
         );
         assert_eq!(parse_relayed(b"e1 x 1 a{}"), None);
         assert_eq!(parse_relayed(b"released"), None);
+        let tag = "ab".repeat(32);
+        let signed = format!("e1 3 {tag} 3 a b{{}}");
+        assert_eq!(
+            parse_relayed(signed.as_bytes()),
+            relayed("e1", 3, Some(&tag), "a b", b"{}")
+        );
+        let sealed = Seal::new("0123456789abcdef0123456789abcdef");
+        let message = sealed.relayed("e1", 3, "a b", b"{}");
+        let read = parse_relayed(&message).unwrap();
+        assert_eq!((read.channel, read.payload), ("a b", &b"{}"[..]));
+        assert_eq!(
+            sealed.check_relayed(
+                read.epoch,
+                read.offset,
+                read.channel,
+                read.payload,
+                read.tag
+            ),
+            Ok(())
+        );
     }
 
     #[test]
     fn a_packet_reads_as_published() {
+        let packet = |epoch, seq, tag, body| {
+            Some(Packet {
+                epoch,
+                seq,
+                tag,
+                body,
+            })
+        };
         assert_eq!(
             parse(r#"e1 42 {"a":"b c"}"#),
-            Some(("e1", 42, r#"{"a":"b c"}"#))
+            packet("e1", 42, None, r#"{"a":"b c"}"#)
         );
         assert_eq!(parse("released"), None);
         assert_eq!(parse("e1 x {}"), None);
+        let tag = "0f".repeat(32);
+        assert_eq!(
+            parse(&format!(r#"e1 42 {tag} {{"a":"b c"}}"#)),
+            packet("e1", 42, Some(&tag), r#"{"a":"b c"}"#)
+        );
+        let sealed = Seal::new("0123456789abcdef0123456789abcdef").packet("e1", 7, "{}");
+        let read = parse(&sealed).unwrap();
+        assert_eq!((read.epoch, read.seq, read.body), ("e1", 7, "{}"));
+        assert!(read.tag.is_some());
     }
 }
