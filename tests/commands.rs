@@ -624,6 +624,12 @@ async fn a_page_on_another_site_never_commands_through_the_loopback_exemption() 
     cfg.server.allowed_origins = vec!["*".into()];
     let open = Daemon::start(cfg).await;
     let mut ws = client_with(&open, &[("Origin", "http://evil.example")]).await;
+    // Logged before the daemon accepts anyone, so before this connection.
+    assert_eq!(
+        logs.count(&["WARN", "server.allowed_origins holds \"*\""]),
+        1,
+        "a warning at start-up"
+    );
     let result = command(&mut ws, json!({"type": "HALT", "id": "x-1"})).await;
     assert_eq!(result["ok"], false, "{result}");
     assert!(error(&result).contains("another site's page"), "{result}");
