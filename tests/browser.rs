@@ -665,5 +665,29 @@ fetch('http://{addr}/api/actions/halt', {{ method: 'POST', mode: 'no-cors',
     })
     .await;
     assert_eq!(engine.hits("/api/actions/halt"), 1);
+
+    // A `?ws=` to another daemon is followed when this daemon lists that daemon's origin.
+    let mut cfg = common::config(&engine);
+    cfg.server.allowed_origins = vec!["*".into()];
+    let other = Daemon::start(cfg.clone()).await;
+    cfg.server.allowed_origins = vec![format!("http://{}", other.addr)];
+    let home = Daemon::start(cfg).await;
+    let target = format!("ws://{}/", other.addr);
+    client
+        .goto(&format!("http://{}/?ws={target}", home.addr))
+        .await
+        .unwrap();
+    wait_text(
+        &client,
+        "conn",
+        "the page to connect to the other daemon",
+        |t| t == "Live",
+    )
+    .await;
+    let url = client
+        .execute("return window.bff.url;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(url, json!(target));
     client.close().await.unwrap();
 }
