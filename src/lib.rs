@@ -132,6 +132,17 @@ pub async fn run(
         tracker.clone(),
         shutdown.clone(),
     ));
+    if config
+        .server
+        .allowed_origins
+        .iter()
+        .any(|o| o == edge::origin::ANY)
+    {
+        warn!(
+            "server.allowed_origins holds \"*\": a page on any web site a viewer opens can read \
+             the stream from their browser; list your dashboards' origins instead"
+        );
+    }
     if config.commands.allow_without_auth {
         warn!(
             "commands.allow_without_auth is on: loopback peers may halt, resume, rebalance and \

@@ -6,19 +6,58 @@ mod common;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use common::process::{BffProcess, KillOnDrop};
 use common::redis::RedisServer;
+use common::{Answer, Captured, Daemon, FakeEngine};
 use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Long enough for the page's backoff (1, 2, 4, 8 s) to come round after a restart.
 const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Every log line of the daemons this test binary runs in-process.
+static LOGS: LazyLock<Captured> = LazyLock::new(Captured::install);
+
+/// A plain HTTP server on a free loopback port (another origin than any daemon's) that answers
+/// every request with `html`: where a page from another site comes from.
+async fn serve_page(html: String) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let html = html.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    html.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(html.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
 
 /// `bff --demo` on `addr`, once it has logged that it listens there.
 fn daemon(addr: SocketAddr) -> BffProcess {
@@ -311,11 +350,17 @@ async fn the_browser_snippet_shows_the_stream() {
         return;
     }
     let addr = free_port();
-    let _bff = daemon(addr);
-    let (_driver, client) = browser().await;
+    // The snippet is a dashboard on another origin, so the daemon lists that origin.
     let snippet = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/clients/browser.html");
+    let page = serve_page(std::fs::read_to_string(snippet).unwrap()).await;
+    let config = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("snippet-{page}.toml"));
+    let listed = format!("[server]\nallowed_origins = [\"http://{page}\"]\n");
+    std::fs::write(&config, listed).unwrap();
+    let args = ["--demo", "--listen", &addr.to_string(), "--config"];
+    let _bff = BffProcess::start(&[&args[..], &[config.to_str().unwrap()]].concat(), &[]);
+    let (_driver, client) = browser().await;
     client
-        .goto(&format!("file://{}?url=ws://{addr}/", snippet.display()))
+        .goto(&format!("http://{page}/?url=ws://{addr}/"))
         .await
         .unwrap();
     let seq = wait_text(&client, "seq", "a seq", |t| t.parse::<u64>().is_ok()).await;
@@ -525,5 +570,124 @@ async fn the_page_resumes_after_its_daemon_restarts_with_no_gap() {
             "no gap in the page's seq history: {seqs:?}"
         );
     }
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_site_can_neither_watch_nor_halt_and_the_own_page_still_can() {
+    if !browser_installed() {
+        return;
+    }
+    let logs = &*LOGS;
+    let engine = FakeEngine::samples().await;
+    let halted = json!({"success": true, "message": "Trading halted"});
+    engine.set("api/actions/halt", Answer::Body(halted.to_string()));
+    let mut cfg = common::config(&engine);
+    // The trader's own machine may halt without a token: exactly what another site's page in
+    // the trader's browser must not borrow.
+    cfg.commands.allow_without_auth = true;
+    let daemon = Daemon::start(cfg).await;
+    let addr = daemon.addr;
+    let attacker = serve_page(format!(
+        r#"<!doctype html><title>elsewhere</title><script>
+window.seen = {{ ws: 'pending', post: 'pending' }};
+const ws = new WebSocket('ws://{addr}/');
+ws.onopen = () => {{ window.seen.ws = 'open'; }};
+ws.onclose = () => {{ if (window.seen.ws === 'pending') window.seen.ws = 'refused'; }};
+fetch('http://{addr}/api/actions/halt', {{ method: 'POST', mode: 'no-cors',
+  headers: {{ 'Content-Type': 'text/plain' }}, body: '{{}}' }})
+  .then(() => {{ window.seen.post = 'answered'; }}, () => {{ window.seen.post = 'failed'; }});
+</script>"#
+    ))
+    .await;
+    let (_driver, client) = browser().await;
+    client.goto(&format!("http://{attacker}/")).await.unwrap();
+    wait_script(
+        &client,
+        "return window.seen.ws !== 'pending' && window.seen.post !== 'pending';",
+        "the other site's page to try both",
+    )
+    .await;
+    let seen = client.execute("return window.seen;", vec![]).await.unwrap();
+    // The stream refused, the POST answered (opaquely), and no halt reached the engine.
+    assert_eq!(
+        (seen, engine.hits("/api/actions/halt")),
+        (json!({"ws": "refused", "post": "answered"}), 0)
+    );
+    let (metrics, text) = daemon.metrics().await;
+    assert_eq!(
+        metrics.get(r#"bff_handshakes_refused_total{status="403"}"#),
+        Some(&1.0),
+        "the stream was refused with 403: {text}"
+    );
+    let origin = format!("http://{attacker}");
+    assert_eq!(
+        logs.count(&["Command route refused: origin not allowed", &origin]),
+        1,
+        "the POST came and was refused for its origin"
+    );
+
+    // The daemon's own page streams and halts; its token leaves the address bar, and a `?ws=`
+    // pointing elsewhere is ignored.
+    client
+        .goto(&format!("http://{addr}/?token=t0ken&ws=ws://{attacker}/"))
+        .await
+        .unwrap();
+    wait_text(&client, "conn", "the own page to connect", |t| t == "Live").await;
+    let href = client
+        .execute("return location.href;", vec![])
+        .await
+        .unwrap();
+    let href = href.as_str().unwrap();
+    assert!(!href.contains("t0ken") && href.contains("ws="), "{href}");
+    let url = client
+        .execute("return window.bff.url;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(url, json!(format!("ws://{addr}/")));
+    let refused = client
+        .execute("return window.bff.wsRefused;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(refused, json!(true));
+    let started = Instant::now();
+    while hidden(&client, "halt").await {
+        assert!(started.elapsed() < PATIENCE, "the HALT button never showed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client
+        .execute("window.confirm = () => true;", vec![])
+        .await
+        .unwrap();
+    click(&client, "halt").await;
+    wait_text(&client, "command-result", "the halt's result", |t| {
+        t == "halt: Trading halted"
+    })
+    .await;
+    assert_eq!(engine.hits("/api/actions/halt"), 1);
+
+    // A `?ws=` to another daemon is followed when this daemon lists that daemon's origin.
+    let mut cfg = common::config(&engine);
+    cfg.server.allowed_origins = vec!["*".into()];
+    let other = Daemon::start(cfg.clone()).await;
+    cfg.server.allowed_origins = vec![format!("http://{}", other.addr)];
+    let home = Daemon::start(cfg).await;
+    let target = format!("ws://{}/", other.addr);
+    client
+        .goto(&format!("http://{}/?ws={target}", home.addr))
+        .await
+        .unwrap();
+    wait_text(
+        &client,
+        "conn",
+        "the page to connect to the other daemon",
+        |t| t == "Live",
+    )
+    .await;
+    let url = client
+        .execute("return window.bff.url;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(url, json!(target));
     client.close().await.unwrap();
 }

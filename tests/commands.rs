@@ -86,6 +86,7 @@ async fn post(daemon: &Daemon, path: &str, token: Option<&str>, body: &str) -> (
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut request = reqwest::Client::new()
         .post(format!("http://{}{path}", daemon.addr))
+        .header("Content-Type", "application/json")
         .body(body.to_owned());
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -855,4 +856,135 @@ async fn a_flood_of_refused_commands_logs_a_few_lines_and_counts_them_all() {
         logged as u64 <= 10 * intervals,
         "{logged} lines in {intervals} intervals"
     );
+}
+
+/// A WebSocket client on `/` sending these extra headers, past its WELCOME.
+async fn client_with(daemon: &Daemon, headers: &[(&'static str, &str)]) -> Ws {
+    let mut request = daemon.url("/").into_client_request().unwrap();
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, HeaderValue::from_str(value).unwrap());
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(next_packet(&mut ws).await["type"], "WELCOME");
+    ws
+}
+
+/// `POST /api/actions/halt` with these headers and a `{}` body: the status and the body.
+async fn post_halt(daemon: &Daemon, headers: &[(&str, &str)]) -> (u16, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/api/actions/halt", daemon.addr))
+        .body("{}");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_site_never_commands_through_the_loopback_exemption() {
+    let logs = &*LOGS;
+    let engine = engine_with_actions().await;
+    let mut cfg = config(&engine);
+    cfg.commands.allow_without_auth = true;
+    let daemon = Daemon::start(cfg.clone()).await;
+    let own = format!("http://{}", daemon.addr);
+    // What a form or a `no-cors` fetch from another site sends: refused for its origin.
+    let simple = [
+        ("Origin", "http://evil.example"),
+        ("Content-Type", "text/plain"),
+    ];
+    let (status, body) = post_halt(&daemon, &simple).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.starts_with("Origin not allowed"), "{body}");
+    // A "simple" request is refused whatever its origin: a browser sends one without asking.
+    for headers in [
+        vec![("Content-Type", "text/plain")],
+        vec![("Origin", own.as_str()), ("Content-Type", "text/plain")],
+        vec![("Content-Type", "application/x-www-form-urlencoded")],
+    ] {
+        let (status, body) = post_halt(&daemon, &headers).await;
+        assert_eq!(status, 415, "{headers:?}: {body}");
+        assert!(body.contains("Content-Type: application/json"), "{body}");
+    }
+    assert_eq!(
+        engine.hits("/api/actions/halt"),
+        0,
+        "no halt reached the engine"
+    );
+    assert!(logs.count(&["WARN", "Command refused: neither a JSON body"]) >= 3);
+    // A script on this machine, or the daemon's own page, still acts on the exemption.
+    let json = [("Content-Type", "application/json; charset=utf-8")];
+    let (status, body) = post_halt(&daemon, &json).await;
+    assert_eq!(status, 200, "{body}");
+    let json = [
+        ("Origin", own.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    assert_eq!(post_halt(&daemon, &json).await.0, 200);
+    assert_eq!(engine.hits("/api/actions/halt"), 2);
+
+    // With "*", another site's page may watch, but its commands need a token.
+    cfg.server.allowed_origins = vec!["*".into()];
+    let open = Daemon::start(cfg).await;
+    let mut ws = client_with(&open, &[("Origin", "http://evil.example")]).await;
+    // Logged before the daemon accepts anyone, so before this connection.
+    assert_eq!(
+        logs.count(&["WARN", "server.allowed_origins holds \"*\""]),
+        1,
+        "a warning at start-up"
+    );
+    let result = command(&mut ws, json!({"type": "HALT", "id": "x-1"})).await;
+    assert_eq!(result["ok"], false, "{result}");
+    assert!(error(&result).contains("another site's page"), "{result}");
+    let json = [
+        ("Origin", "http://evil.example"),
+        ("Content-Type", "application/json"),
+    ];
+    let (status, body) = post_halt(&open, &json).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("another site's page"), "{body}");
+    // A page from the daemon's own origin is vouched for and acts.
+    let own = format!("http://{}", open.addr);
+    let mut ws = client_with(&open, &[("Origin", own.as_str())]).await;
+    let result = command(&mut ws, json!({"type": "HALT", "id": "x-2"})).await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(engine.hits("/api/actions/halt"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_trusted_proxy_no_command_is_from_loopback_and_the_client_is_logged() {
+    let logs = &*LOGS;
+    let engine = engine_with_actions().await;
+    let mut cfg = config(&engine);
+    cfg.commands.allow_without_auth = true;
+    cfg.server.trusted_proxies = vec!["127.0.0.1".into()];
+    let daemon = Daemon::start(cfg).await;
+    // The proxy on loopback forwards a client from anywhere, or one claiming to be on loopback.
+    for forwarded in ["203.0.113.77", "127.0.0.1", "127.0.0.1, 203.0.113.78"] {
+        let headers = [
+            ("X-Forwarded-For", forwarded),
+            ("Content-Type", "application/json"),
+        ];
+        let (status, body) = post_halt(&daemon, &headers).await;
+        assert_eq!(status, 403, "{forwarded}: {body}");
+        assert!(body.contains("never through a proxy"), "{body}");
+    }
+    let mut ws = client_with(&daemon, &[("Forwarded", "for=\"[2001:db8::7]:4711\"")]).await;
+    let result = command(&mut ws, json!({"type": "HALT", "id": "p-1"})).await;
+    assert_eq!(result["ok"], false, "{result}");
+    assert!(error(&result).contains("never through a proxy"), "{result}");
+    assert_eq!(
+        engine.hits("/api/actions/halt"),
+        0,
+        "nothing reached the engine"
+    );
+    // The log names the client the proxy forwarded for, not the proxy.
+    assert!(logs.count(&["Command", "peer=203.0.113.77:0"]) >= 1);
+    assert!(logs.count(&["Command", "peer=203.0.113.78:0"]) >= 1);
+    assert!(logs.count(&["Command", "peer=[2001:db8::7]:4711"]) >= 1);
 }

@@ -520,3 +520,98 @@ async fn a_reload_moves_the_poller_to_the_new_engine_without_dropping_clients() 
         }
     }
 }
+
+/// A handshake request to `daemon`'s `/` with these extra headers.
+fn request_with(
+    daemon: &Daemon,
+    headers: &[(&'static str, &str)],
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = daemon.url("/").into_client_request().unwrap();
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, HeaderValue::from_str(value).unwrap());
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_only_the_daemons_own_pages_may_open_the_stream() {
+    let engine = FakeEngine::samples().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    let mut watcher = daemon.watcher().await;
+    let port = daemon.addr.port();
+    // Another site, another port, another name for the host: each is another origin.
+    for origin in [
+        "http://evil.example".to_string(),
+        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+        format!("http://localhost:{port}"),
+        "null".to_string(),
+    ] {
+        let request = request_with(&daemon, &[("Origin", &origin)]);
+        let response = match tokio_tungstenite::connect_async(request).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response,
+            other => panic!("{origin}: expected a refusal, got {other:?}"),
+        };
+        assert_eq!(response.status(), 403, "{origin}");
+        let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default());
+        assert!(body.starts_with("Origin not allowed"), "{origin}: {body}");
+    }
+    // The daemon's own page, and clients that are not browsers, connect.
+    let own = format!("http://{}", daemon.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request_with(&daemon, &[("Origin", &own)]))
+        .await
+        .unwrap();
+    assert_eq!(next_packet(&mut ws).await["type"], "WELCOME");
+    let mut plain = daemon.connect().await;
+    assert_eq!(next_packet(&mut plain).await["type"], "WELCOME");
+    watcher.saw_every_tick(&daemon).await;
+    let (metrics, text) = daemon.metrics().await;
+    assert_eq!(
+        metrics.get(r#"bff_handshakes_refused_total{status="403"}"#),
+        Some(&4.0),
+        "{text}"
+    );
+
+    // "*" is the explicit opt-out: every page may watch.
+    let mut cfg = config(&engine);
+    cfg.server.allowed_origins = vec!["*".into()];
+    let open = Daemon::start(cfg).await;
+    let request = request_with(&open, &[("Origin", "http://evil.example")]);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(next_packet(&mut ws).await["type"], "WELCOME");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_share() {
+    let engine = FakeEngine::samples().await;
+    let mut cfg = config(&engine);
+    cfg.server.max_connections_per_ip = 1;
+    cfg.server.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let daemon = Daemon::start(cfg.clone()).await;
+    let connect = |forwarded: &'static str| {
+        tokio_tungstenite::connect_async(request_with(&daemon, &[("X-Forwarded-For", forwarded)]))
+    };
+    let (_a, _) = connect("198.51.100.1").await.unwrap();
+    let (_b, _) = connect("198.51.100.2").await.unwrap();
+    // The right-most hop that is not a proxy counts, not what the client wrote before it.
+    let (_c, _) = connect("198.51.100.1, 198.51.100.3, 127.0.0.5")
+        .await
+        .unwrap();
+    let again = request_with(&daemon, &[("X-Forwarded-For", "203.0.113.9, 198.51.100.1")]);
+    assert_eq!(refused(again).await, 429);
+    // An IPv6 client is counted by its /64.
+    let (_d, _) = connect("2001:db8:1:2::1").await.unwrap();
+    let same_64 = request_with(&daemon, &[("Forwarded", "for=\"[2001:db8:1:2::99]:443\"")]);
+    assert_eq!(refused(same_64).await, 429);
+    let (_e, _) = connect("2001:db8:1:3::1").await.unwrap();
+
+    // A peer that is not a trusted proxy is the client, whatever it forwards.
+    cfg.server.trusted_proxies = vec!["10.0.0.0/8".into()];
+    let direct = Daemon::start(cfg).await;
+    let forged = |forwarded: &str| request_with(&direct, &[("X-Forwarded-For", forwarded)]);
+    let (_f, _) = tokio_tungstenite::connect_async(forged("198.51.100.1"))
+        .await
+        .unwrap();
+    assert_eq!(refused(forged("198.51.100.2")).await, 429);
+}

@@ -18,6 +18,7 @@ mod validate;
 pub use cluster::ClusterConfig;
 pub use redis::{RedisConfig, RedisUrl, is_pattern, matches};
 pub use secret::Secret;
+pub use validate::proxy_net;
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_PATH: &str = "bff.toml";
@@ -155,8 +156,13 @@ pub struct ServerConfig {
     /// Paths that speak the dialect of a Redis-to-WebSocket bridge: nothing until the client
     /// subscribes, lowercase messages.
     pub bridge_paths: Vec<String>,
-    /// Browser origins allowed to connect (`https://dash.example.com`); empty allows any.
+    /// Browser origins allowed to connect and send commands besides the daemon's own
+    /// (`https://dash.example.com`); `["*"]` lets every page watch (never command on the loopback
+    /// exemption). Requests without `Origin` (not from a browser page) always pass.
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies (addresses or CIDRs) believed about the client they forward for, in
+    /// `X-Forwarded-For` or `Forwarded`; empty: every peer is the client itself.
+    pub trusted_proxies: Vec<String>,
     /// Open WebSocket connections allowed in total; beyond it the handshake gets 503.
     pub max_connections: usize,
     /// Open WebSocket connections allowed per client IP; beyond it the handshake gets 429.
@@ -227,6 +233,7 @@ impl Default for ServerConfig {
             ws_paths: DEFAULT_WS_PATHS.iter().map(|p| p.to_string()).collect(),
             bridge_paths: DEFAULT_BRIDGE_PATHS.iter().map(|p| p.to_string()).collect(),
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             header_timeout_ms: DEFAULT_HEADER_TIMEOUT_MS,

@@ -1,6 +1,9 @@
 //! The one pass that checks a whole config: every problem at once, each with its key path, so
 //! one edit fixes the whole file.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use reqwest::Url;
 
 use super::{Config, ConfigError};
@@ -73,13 +76,18 @@ impl Config {
             }
         }
         for origin in &s.allowed_origins {
-            if !valid_origin(origin) {
+            if origin != "*" && !valid_origin(origin) {
                 bad(
                     "server.allowed_origins",
                     format!(
-                        "{origin:?} is not an origin; write scheme://host[:port], e.g. \"https://dash.example.com\""
+                        "{origin:?} is not an origin; write scheme://host[:port], e.g. \"https://dash.example.com\", or [\"*\"] to let every page in"
                     ),
                 );
+            }
+        }
+        for (i, entry) in s.trusted_proxies.iter().enumerate() {
+            if let Err(msg) = proxy_net(entry) {
+                bad(&format!("server.trusted_proxies[{i}]"), msg);
             }
         }
         for (key, value) in [
@@ -280,6 +288,19 @@ fn http_url(text: &str) -> Result<(), String> {
 }
 
 /// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`.
+/// One entry of `server.trusted_proxies`: an address (`10.0.0.5`, `::1`), which stands for
+/// itself, or a network (`10.0.0.0/8`).
+pub fn proxy_net(entry: &str) -> Result<IpNet, String> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    entry.parse::<IpNet>().map_err(|_| {
+        format!(
+            "{entry:?} is not an address or a network; write e.g. \"10.0.0.5\", \"10.0.0.0/8\" or \"fd00::/8\""
+        )
+    })
+}
+
 fn valid_origin(text: &str) -> bool {
     Url::parse(text).is_ok_and(|u| {
         u.has_host() && u.path() == "/" && !text.ends_with('/') && u.query().is_none()
@@ -301,7 +322,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_with_its_key() {
         let got = problems(
-            "[engine]\nurl = \"ftp://x\"\ntimeout_ms = 1000\n[server]\nallowed_origins = [\"dash.example.com\"]\nmax_connections_per_ip = 0\n[clients]\nidle_timeout_ms = 100\n",
+            "[engine]\nurl = \"ftp://x\"\ntimeout_ms = 1000\n[server]\nallowed_origins = [\"dash.example.com\"]\ntrusted_proxies = [\"10.0.0.1\", \"10.0.0.0/33\", \"proxy.local\"]\nmax_connections_per_ip = 0\n[clients]\nidle_timeout_ms = 100\n",
         );
         let keys: Vec<&str> = got.iter().map(|p| p.split(':').next().unwrap()).collect();
         assert_eq!(
@@ -316,6 +337,8 @@ mod tests {
                 "engine.export_logs",
                 "engine.timeout_ms",
                 "server.allowed_origins",
+                "server.trusted_proxies[1]",
+                "server.trusted_proxies[2]",
                 "server.max_connections_per_ip",
                 "clients.idle_timeout_ms"
             ],

@@ -1,10 +1,12 @@
 //! Who may open a WebSocket: counts open connections in total and per client IP, and hands out
 //! a [`Permit`] that gives the slot back when the connection ends, however it ends.
 //!
-//! Rates are governor's job; this counts what is open, which a rate limiter cannot.
+//! Rates are governor's job; this counts what is open, which a rate limiter cannot. An IPv6
+//! client is counted by its /64, the block one subscriber is given, so hopping addresses inside
+//! it does not multiply its share.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 /// Counts of open connections, shared by the listener and every connection task.
@@ -43,7 +45,7 @@ pub struct Permit {
 }
 
 impl Admission {
-    /// Takes a slot for `ip` if fewer than `max_total` connections are open, fewer than
+    /// Takes a slot for `ip` (its /64 for IPv6) if fewer than `max_total` connections are open, fewer than
     /// `max_per_ip` of them from `ip`; or says which limit is reached. The limits are passed in,
     /// not kept, so a reloaded config applies to the next handshake.
     pub fn admit(
@@ -52,6 +54,7 @@ impl Admission {
         max_total: usize,
         max_per_ip: usize,
     ) -> Result<Permit, Refusal> {
+        let ip = per_ip_key(ip);
         let mut open = self.shared.open.lock().expect("admission lock poisoned");
         let from_ip = open.per_ip.get(&ip).copied().unwrap_or(0);
         if from_ip >= max_per_ip {
@@ -75,6 +78,18 @@ impl Admission {
             .lock()
             .expect("admission lock poisoned")
             .total
+    }
+}
+
+/// What the per-IP count goes by: an IPv4 address (an IPv4-mapped IPv6 one as IPv4), or an IPv6
+/// address's /64.
+fn per_ip_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
     }
 }
 
@@ -111,5 +126,26 @@ mod tests {
         assert!(admit(a).is_ok());
         // Lowered limits apply to the next connection; open ones keep their slots.
         assert_eq!(admission.admit(b, 10, 1).unwrap_err(), Refusal::PerIp(1));
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64_and_mapped_v4_as_v4() {
+        let admission = Admission::default();
+        let admit = |ip: &str| admission.admit(ip.parse().unwrap(), 100, 2);
+        let _a = admit("2001:db8:1:2::1").unwrap();
+        let _b = admit("2001:db8:1:2:ffff:ffff:ffff:ffff").unwrap();
+        assert_eq!(admit("2001:db8:1:2::99").unwrap_err(), Refusal::PerIp(2));
+        assert!(
+            admit("2001:db8:1:3::1").is_ok(),
+            "the next /64 is someone else"
+        );
+        let _c = admit("192.0.2.1").unwrap();
+        let _d = admit("::ffff:192.0.2.1").unwrap();
+        assert_eq!(admit("192.0.2.1").unwrap_err(), Refusal::PerIp(2));
+        drop((_a, _b, _c, _d));
+        assert_eq!(admission.open(), 0);
+        // Slots went back to the key they were taken from.
+        let _e = admit("2001:db8:1:2::7").unwrap();
+        let _f = admit("2001:db8:1:2::8").unwrap();
     }
 }

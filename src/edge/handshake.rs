@@ -17,7 +17,8 @@ use super::admission::Refusal;
 use super::auth::{self, Auth};
 use super::command::{Caller, Token};
 use super::context::Context;
-use super::origin::origin_allowed;
+use super::forwarded::Client;
+use super::origin::PageOrigin;
 use super::reply::{Body, text};
 use super::session::{self, Admitted, Endpoint};
 use crate::config::Config;
@@ -26,7 +27,7 @@ use crate::hub::Resume;
 /// A request to a WebSocket path: the handshake, or the reason there is none.
 pub fn websocket(
     mut req: Request<Incoming>,
-    peer: SocketAddr,
+    client: Client,
     endpoint: Endpoint,
     config: Arc<Config>,
     ctx: &Arc<Context>,
@@ -35,15 +36,16 @@ pub fn websocket(
         Ok(key) => key,
         Err(refused) => return refused,
     };
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok());
-    if !origin_allowed(&config.server.allowed_origins, origin) {
-        warn!(%peer, origin = origin.unwrap_or_default(), "Client refused: origin not allowed");
+    let peer = client.addr;
+    let page = PageOrigin::of_request(&config.server.allowed_origins, req.headers());
+    if !page.admitted() {
+        let origin = req.headers().get(header::ORIGIN).map(HeaderValue::to_str);
+        let origin = origin.and_then(Result::ok).unwrap_or("(not text)");
+        warn!(%peer, origin, "Client refused: origin not allowed");
         return text(
             StatusCode::FORBIDDEN,
-            "Origin not allowed: add it to server.allowed_origins.\n",
+            "Origin not allowed: a page may connect from the daemon's own origin or one listed \
+             in server.allowed_origins.\n",
         );
     }
     let token = match Auth::new(config.auth.secret.expose()).map(|a| a.check(req.headers())) {
@@ -76,7 +78,11 @@ pub fn websocket(
     let admitted = Admitted {
         permit,
         endpoint,
-        caller: Caller { token, peer },
+        caller: Caller {
+            token,
+            peer,
+            loopback: client.on_loopback() && page.vouched(),
+        },
         resume,
         config,
     };

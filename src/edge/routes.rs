@@ -13,7 +13,9 @@ use serde_json::json;
 
 use super::command;
 use super::context::Context;
+use super::forwarded::{self, Client, TrustedProxies};
 use super::handshake;
+use super::origin;
 use super::reply::{Body, ok, text};
 use super::session::Endpoint;
 use crate::config::Config;
@@ -35,11 +37,15 @@ pub async fn handle(
         ("/health", _) => health(&ctx),
         ("/metrics", _) => metrics(&ctx),
         ("/schema.json", _) => ok(contract::SCHEMA, "application/schema+json"),
-        _ if command::http::serves(path) => command::http::handle(req, peer, &ctx).await,
+        _ if command::http::serves(path) => {
+            let client = client(peer, &req, &config);
+            command::http::handle(req, client, &ctx).await
+        }
         // A browser asking for `/` gets the live page; a WebSocket handshake on `/` still works.
-        ("/", _) if read && !upgrade => page(&config.server.ws_paths),
+        ("/", _) if read && !upgrade => page(&config),
         (_, Some(endpoint)) => {
-            let response = handshake::websocket(req, peer, endpoint, config.clone(), &ctx);
+            let client = client(peer, &req, &config);
+            let response = handshake::websocket(req, client, endpoint, config.clone(), &ctx);
             if response.status() != StatusCode::SWITCHING_PROTOCOLS {
                 ctx.metrics.refused(response.status().as_u16());
             }
@@ -52,6 +58,20 @@ pub async fn handle(
         ),
     };
     Ok(response)
+}
+
+/// Who sent `req`: `peer`, or the client a trusted proxy at `peer` forwarded it for.
+fn client(peer: SocketAddr, req: &Request<Incoming>, config: &Config) -> Client {
+    let proxies = &config.server.trusted_proxies;
+    if proxies.is_empty() {
+        return Client {
+            addr: peer,
+            proxied: false,
+        };
+    }
+    // Validated at load, so every entry parses.
+    let trusted = TrustedProxies::parse(proxies).unwrap_or_default();
+    forwarded::client(peer, req.headers(), &trusted)
 }
 
 /// The kind of WebSocket path `path` is, if it is one.
@@ -118,17 +138,34 @@ fn health(ctx: &Context) -> Response<Body> {
 /// The live page, embedded in the binary: plain HTML and JavaScript with no dependencies.
 const PAGE: &str = include_str!("page/index.html");
 
-/// `GET /`: the live page, pointed at the first WebSocket path.
-fn page(ws_paths: &[String]) -> Response<Body> {
-    let path = ws_paths.first().map_or("/", String::as_str);
-    let html = PAGE.replacen(
-        r#"<meta name="bff-ws-path" content="/">"#,
-        &format!(
-            r#"<meta name="bff-ws-path" content="{}">"#,
-            escape_attribute(path)
-        ),
-        1,
-    );
+/// `GET /`: the live page, pointed at the first WebSocket path, and told which other origins
+/// its `?ws=` may point at (those listed in `server.allowed_origins`).
+fn page(config: &Config) -> Response<Body> {
+    let server = &config.server;
+    let path = server.ws_paths.first().map_or("/", String::as_str);
+    let listed: Vec<&str> = server
+        .allowed_origins
+        .iter()
+        .map(String::as_str)
+        .filter(|o| *o != origin::ANY)
+        .collect();
+    let html = PAGE
+        .replacen(
+            r#"<meta name="bff-ws-path" content="/">"#,
+            &format!(
+                r#"<meta name="bff-ws-path" content="{}">"#,
+                escape_attribute(path)
+            ),
+            1,
+        )
+        .replacen(
+            r#"<meta name="bff-ws-origins" content="">"#,
+            &format!(
+                r#"<meta name="bff-ws-origins" content="{}">"#,
+                escape_attribute(&listed.join(" "))
+            ),
+            1,
+        );
     let mut response = ok(html, "text/html; charset=utf-8");
     // The page runs only its own inline code and talks only to WebSocket servers.
     response.headers_mut().insert(

@@ -16,8 +16,12 @@ use crate::engine::action::Action;
 pub struct Caller {
     /// The token they presented.
     pub token: Token,
-    /// The peer's address.
+    /// The client's address: the TCP peer's, or the one a trusted proxy forwarded.
     pub peer: SocketAddr,
+    /// Whether the loopback exemption may apply: the client is on this machine, came straight
+    /// to the daemon (not through a trusted proxy), and is no browser page from another site
+    /// (it sent no `Origin`, or the daemon's own, or one listed in `server.allowed_origins`).
+    pub loopback: bool,
 }
 
 /// A caller's token, as checked.
@@ -69,10 +73,10 @@ pub(super) fn authorize(
             "unauthorized",
             "commands need a token and this daemon has no auth.secret: set one and send a token whose claims allow the action".into(),
         )),
-        Token::Absent if !caller.peer.ip().is_loopback() => Err((
+        Token::Absent if !caller.loopback => Err((
             403,
             "forbidden",
-            "commands without a token are allowed from loopback only (commands.allow_without_auth)".into(),
+            "commands without a token are allowed from loopback only, never through a proxy or from another site's page (commands.allow_without_auth)".into(),
         )),
         Token::Absent => {
             warn!(peer = %caller.peer, action = action.name(), "Command allowed without a token (commands.allow_without_auth)");
@@ -86,9 +90,11 @@ mod tests {
     use super::*;
 
     fn caller(token: Token, peer: &str) -> Caller {
+        let peer: SocketAddr = peer.parse().unwrap();
         Caller {
             token,
-            peer: peer.parse().unwrap(),
+            peer,
+            loopback: peer.ip().is_loopback(),
         }
     }
 
@@ -107,6 +113,14 @@ mod tests {
         assert_eq!(refusal(&config, "127.0.0.1:5000"), Ok(()));
         assert_eq!(refusal(&config, "[::1]:5000"), Ok(()));
         assert_eq!(refusal(&config, "10.0.0.7:5000"), Err((403, "forbidden")));
+        // A loopback address that came through a proxy or from another site's page is not.
+        let relayed = Caller {
+            loopback: false,
+            ..caller(Token::Absent, "127.0.0.1:5000")
+        };
+        let (status, outcome, why) = authorize(&relayed, Action::Halt, &config).unwrap_err();
+        assert_eq!((status, outcome), (403, "forbidden"));
+        assert!(why.contains("never through a proxy"), "{why}");
         // With a secret set, a missing token is missing, whatever the exception says.
         config.auth.secret = crate::config::Secret::new("0123456789abcdef0123456789abcdef");
         assert_eq!(

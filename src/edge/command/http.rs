@@ -3,22 +3,24 @@
 //! `Authorization: Bearer <JWT>` and an optional `{"id": "…"}` body (or an `Idempotency-Key`
 //! header); `GET /api/actions` says which actions the caller's token allows, so a page can
 //! show only the buttons that will work. Answers are JSON with the same fields as a
-//! COMMAND_RESULT. Browsers are held to the origin allow-list, and an allowed origin gets the
-//! CORS headers its page needs.
-
-use std::net::SocketAddr;
+//! COMMAND_RESULT. Browsers are held to the origin check ([`crate::edge::origin`]), a listed
+//! origin gets the CORS headers its page needs, and an action is never a CORS "simple" request:
+//! it carries `Content-Type: application/json` or an `Authorization` header, either of which a
+//! browser sends only after a preflight, so another site's page cannot send one unseen.
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
+use tracing::warn;
 
 use super::{Caller, Token};
 use crate::config::Config;
 use crate::edge::auth::Auth;
 use crate::edge::context::Context;
-use crate::edge::origin::origin_allowed;
+use crate::edge::forwarded::Client;
+use crate::edge::origin::{self, PageOrigin};
 use crate::edge::reply::{Body, ok, text};
 use crate::engine::action::Action;
 
@@ -37,27 +39,57 @@ pub fn serves(path: &str) -> bool {
 }
 
 /// Answers a request on a command route. Never fails: every problem is an HTTP answer.
-pub async fn handle(req: Request<Incoming>, peer: SocketAddr, ctx: &Context) -> Response<Body> {
+pub async fn handle(req: Request<Incoming>, client: Client, ctx: &Context) -> Response<Body> {
     let config = ctx.config();
+    let peer = client.addr;
     let origin = req
         .headers()
         .get(header::ORIGIN)
         .and_then(|o| o.to_str().ok())
         .map(str::to_owned);
-    if !origin_allowed(&config.server.allowed_origins, origin.as_deref()) {
+    let page = PageOrigin::of_request(&config.server.allowed_origins, req.headers());
+    if !page.admitted() {
+        warn!(
+            %peer,
+            origin = origin.as_deref().unwrap_or("(not text)"),
+            path = req.uri().path(),
+            "Command route refused: origin not allowed"
+        );
         return text(
             StatusCode::FORBIDDEN,
-            "Origin not allowed: add it to server.allowed_origins.\n",
+            "Origin not allowed: a page may use the command routes from the daemon's own origin \
+             or one listed in server.allowed_origins.\n",
         );
     }
+    // The loopback exemption needs a client on this machine, straight to the daemon, and no
+    // page that was merely let in by "*".
+    let loopback = client.on_loopback() && page.vouched();
     let path = req.uri().path().to_owned();
+    let is_action = req.method() == Method::POST && path != PREFIX;
+    if is_action && !preflighted(req.headers()) {
+        warn!(%peer, path, "Command refused: neither a JSON body nor an Authorization header");
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "An action is a POST with `Content-Type: application/json` or an `Authorization` \
+             header, which a browser sends only after asking (a CORS preflight).\n",
+        );
+    }
+    let caller = |headers: &HeaderMap| Caller {
+        token: token(headers, &config),
+        peer,
+        loopback,
+    };
     let mut response = match (req.method(), path.as_str()) {
         (&Method::OPTIONS, _) => preflight(),
-        (&Method::GET | &Method::HEAD, PREFIX) => allowed(req.headers(), peer, &config),
-        (&Method::POST, TRADE_FORCE) => command(req, peer, "rebalance".into(), ctx, &config).await,
+        (&Method::GET | &Method::HEAD, PREFIX) => allowed(caller(req.headers()), &config),
+        (&Method::POST, TRADE_FORCE) => {
+            let caller = caller(req.headers());
+            command(req, caller, "rebalance".into(), ctx, &config).await
+        }
         (&Method::POST, path) if path.starts_with("/api/actions/") => {
             let action = path["/api/actions/".len()..].to_owned();
-            command(req, peer, action, ctx, &config).await
+            let caller = caller(req.headers());
+            command(req, caller, action, ctx, &config).await
         }
         _ => {
             let allow = if path == PREFIX {
@@ -75,14 +107,10 @@ pub async fn handle(req: Request<Incoming>, peer: SocketAddr, ctx: &Context) -> 
             response
         }
     };
-    // A page on another allowed origin may read the answer (an empty list allows none here:
-    // a listed origin is a deliberate choice, a missing list is not).
+    // A page on a listed origin may read the answer; one let in by "*" may not: a listed
+    // origin is a deliberate choice, a star is not.
     if let Some(origin) = origin
-        && config
-            .server
-            .allowed_origins
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&origin))
+        && origin::listed(&config.server.allowed_origins, &origin)
     {
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&origin) {
@@ -102,18 +130,26 @@ fn token(headers: &HeaderMap, config: &Config) -> Token {
     }
 }
 
+/// Whether a browser had to ask before sending this POST: it says `Content-Type:
+/// application/json` or carries `Authorization`, neither of which a CORS "simple" request (a
+/// form, a `no-cors` fetch) can. A request that is not from a browser sends either as easily.
+fn preflighted(headers: &HeaderMap) -> bool {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    json || headers.contains_key(header::AUTHORIZATION)
+}
+
 /// `POST` on an action: decided and sent by the shared service.
 async fn command(
     req: Request<Incoming>,
-    peer: SocketAddr,
+    caller: Caller,
     action: String,
     ctx: &Context,
     config: &Config,
 ) -> Response<Body> {
-    let caller = Caller {
-        token: token(req.headers(), config),
-        peer,
-    };
     let header_id = req
         .headers()
         .get("idempotency-key")
@@ -162,16 +198,16 @@ async fn command(
 }
 
 /// `GET /api/actions`: which actions this caller's token allows, and every action there is.
-fn allowed(headers: &HeaderMap, peer: SocketAddr, config: &Config) -> Response<Body> {
+fn allowed(caller: Caller, config: &Config) -> Response<Body> {
     let names = |actions: Vec<Action>| actions.iter().map(|a| a.name()).collect::<Vec<_>>();
-    let (allowed, why) = match token(headers, config) {
+    let (allowed, why) = match caller.token {
         Token::Valid(claims) if !claims.expired() => (names(claims.allowed()), None),
         Token::Valid(_) => (Vec::new(), Some("token expired")),
         Token::Invalid(reason) => (Vec::new(), Some(reason)),
         Token::Absent
             if config.auth.secret.expose().is_empty()
                 && config.commands.allow_without_auth
-                && peer.ip().is_loopback() =>
+                && caller.loopback =>
         {
             (names(Action::ALL.to_vec()), None)
         }
