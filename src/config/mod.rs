@@ -88,6 +88,43 @@ pub struct AuthConfig {
     /// A file holding the secret instead (surrounding whitespace ignored), read at start-up
     /// and on every reload; `bff token --secret-file` signs with the same file.
     pub secret_file: Option<PathBuf>,
+    /// A file holding the secret rotated out: tokens it signed still verify (never sign) until
+    /// `previous_secret_until`, so dashboards can move to new tokens without a gap.
+    pub previous_secret_file: Option<PathBuf>,
+    /// When the previous secret stops verifying (RFC 3339, e.g. `2026-12-08T12:00:00Z`);
+    /// required with `previous_secret_file`. Connections holding its tokens close then.
+    pub previous_secret_until: Option<String>,
+    /// The previous secret, read from `previous_secret_file`; never in the file itself.
+    #[serde(skip)]
+    pub previous_secret: Secret,
+    /// When set, a token's `iss` must be this.
+    pub issuer: Option<String>,
+    /// When set, a token's `aud` must be (or contain) this.
+    pub audience: Option<String>,
+    /// Whether watching the stream needs a token when a secret is set; commands always do.
+    pub watch: Watch,
+}
+
+/// Who may watch the stream when `auth.secret` is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Watch {
+    /// Every connection needs a valid token.
+    #[default]
+    Token,
+    /// A connection without a token watches (a wall screen); one presenting a token must
+    /// present a valid one, and commands still need it.
+    Open,
+}
+
+impl AuthConfig {
+    /// The end of the previous secret's window, in seconds since the epoch, when it has one.
+    pub fn previous_until(&self) -> Option<i64> {
+        let until = self.previous_secret_until.as_deref()?;
+        chrono::DateTime::parse_from_rfc3339(until)
+            .ok()
+            .map(|t| t.timestamp())
+    }
 }
 
 /// How commands from dashboards reach the engine. Every command needs a token allowing it.
@@ -322,9 +359,21 @@ impl Config {
         Ok((config, path.display().to_string()))
     }
 
-    /// Reads `auth.secret_file`, when one is named, into `auth.secret`. `origin` is where the
-    /// config came from, for the message when both are set.
+    /// Reads `auth.secret_file`, when one is named, into `auth.secret`, and
+    /// `auth.previous_secret_file` into `auth.previous_secret`. `origin` is where the config
+    /// came from, for the message when both secrets are set.
     pub fn read_secret_file(&mut self, origin: &str) -> Result<(), ConfigError> {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path)
+                .map(|text| Secret::new(text.trim()))
+                .map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })
+        };
+        if let Some(path) = &self.auth.previous_secret_file {
+            self.auth.previous_secret = read(path)?;
+        }
         let Some(path) = &self.auth.secret_file else {
             return Ok(());
         };
@@ -336,11 +385,7 @@ impl Config {
                 ],
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        self.auth.secret = Secret::new(text.trim());
+        self.auth.secret = read(path)?;
         Ok(())
     }
 

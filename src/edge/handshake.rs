@@ -19,8 +19,8 @@ use super::command::{Caller, Token};
 use super::context::Context;
 use super::origin::origin_allowed;
 use super::reply::{Body, text};
-use super::session::{self, Admitted, Endpoint};
-use crate::config::Config;
+use super::session::{self, Admitted, Endpoint, TokenCheck};
+use crate::config::{Config, Watch};
 use crate::hub::Resume;
 
 /// A request to a WebSocket path: the handshake, or the reason there is none.
@@ -46,10 +46,9 @@ pub fn websocket(
             "Origin not allowed: add it to server.allowed_origins.\n",
         );
     }
-    let token = match Auth::new(config.auth.secret.expose()).map(|a| a.check(req.headers())) {
-        None => Token::Absent,
-        Some(Ok(claims)) => Token::Valid(Box::new(claims)),
-        Some(Err(reason)) => {
+    let (token, token_check) = match check_token(req.headers(), &config, ctx) {
+        Ok(checked) => checked,
+        Err(reason) => {
             warn!(%peer, reason, "Client refused: unauthorized");
             return text(
                 StatusCode::UNAUTHORIZED,
@@ -79,6 +78,7 @@ pub fn websocket(
         caller: Caller { token, peer },
         resume,
         config,
+        token_check,
     };
     let task = session::serve(hyper::upgrade::on(&mut req), admitted, ctx.clone());
     // The connection's own span (`http{peer=…}`), not one of its own: every span costs a
@@ -102,6 +102,28 @@ pub fn websocket(
         );
     }
     response
+}
+
+/// The handshake's token, checked under `config`'s `[auth]`, and what its session keeps to check
+/// it again on reloads. No secret: nobody needs one. `auth.watch = "open"`: a handshake without
+/// a token is let in to watch, while one presenting a token must present a valid one. `Err` is
+/// the reason for the log, never the token.
+fn check_token(
+    headers: &HeaderMap,
+    config: &Config,
+    ctx: &Context,
+) -> Result<(Token, Option<Box<TokenCheck>>), &'static str> {
+    let Some(auth) = Auth::from_config(&config.auth) else {
+        return Ok((Token::Absent, None));
+    };
+    let presented = auth::presented(headers);
+    if presented.is_none() && config.auth.watch == Watch::Open {
+        return Ok((Token::Absent, None));
+    }
+    let verified = auth.check(headers)?;
+    let check =
+        presented.map(|token| TokenCheck::new(token, ctx.settings.clone(), verified.window_end));
+    Ok((Token::Valid(Box::new(verified.claims)), check))
 }
 
 /// `?since=<seq>&epoch=<epoch>`: where a reconnecting client left off. A `since` without an
