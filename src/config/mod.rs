@@ -17,7 +17,7 @@ mod validate;
 
 pub use cluster::ClusterConfig;
 pub use redis::{RedisConfig, RedisUrl, is_pattern, matches};
-pub use secret::Secret;
+pub use secret::{Secret, mask_config_message, mask_credentials};
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_PATH: &str = "bff.toml";
@@ -151,7 +151,8 @@ pub struct CommandConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
-    /// Base URL that relative endpoint paths are joined to.
+    /// Base URL that relative endpoint paths are joined to; a password in it is never shown.
+    #[serde(serialize_with = "secret::serialize_masked_url")]
     pub url: String,
     /// State endpoint: a path under `url`, or a full URL.
     pub state: String,
@@ -328,7 +329,7 @@ pub enum ConfigError {
     },
     #[error(
         "{} has {} problem(s):\n{}\nfix these keys and run `bff check-config` again",
-        .origin, .problems.len(), .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+        .origin, .problems.len(), .problems.iter().map(|p| format!("  - {}", mask_credentials(p))).collect::<Vec<_>>().join("\n")
     )]
     /// The file parsed, but values are wrong.
     Invalid {
@@ -389,20 +390,23 @@ impl Config {
         Ok(())
     }
 
-    /// Parses TOML text; the message names the line and key of the first error.
+    /// Parses TOML text; the message names the line and key of the first error, with the
+    /// values of secret-bearing keys and URL passwords masked (it goes to logs on a reload).
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| {
-            // One line, so it reads as well in a log (a reload) as on a terminal.
-            let message = e.message().trim_end();
-            match e.span() {
-                Some(span) => {
-                    let line = text[..span.start].matches('\n').count() + 1;
-                    let source = text.lines().nth(line - 1).unwrap_or_default().trim();
-                    format!("line {line} `{source}`: {message}")
-                }
-                None => message.to_owned(),
+        toml::from_str(text).map_err(|e| mask_config_message(text, &Self::parse_error(text, &e)))
+    }
+
+    /// The parse error on one line, so it reads as well in a log (a reload) as on a terminal.
+    fn parse_error(text: &str, e: &toml::de::Error) -> String {
+        let message = e.message().trim_end();
+        match e.span() {
+            Some(span) => {
+                let line = text[..span.start].matches('\n').count() + 1;
+                let source = text.lines().nth(line - 1).unwrap_or_default().trim();
+                format!("line {line} `{source}`: {message}")
             }
-        })
+            None => message.to_owned(),
+        }
     }
 
     /// The keys that differ between this running config and `next` but cannot change without
