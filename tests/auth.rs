@@ -442,3 +442,74 @@ async fn watch_open_lets_a_wall_screen_watch_without_a_token_but_not_act() {
     assert_eq!(halt(&mut desk).await["ok"], true);
     assert_eq!(engine.hits("/api/actions/halt"), 1);
 }
+
+/// The same through the binary: `SIGHUP` after the secret's file is replaced closes the socket
+/// holding a token of the old secret with 4401; with the old file as `previous_secret_file`
+/// until later, a token of the old secret still connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_new_secret_file_closes_old_tokens_unless_in_the_rollover() {
+    let _serial = SERIAL.lock().await;
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let (old_file, new_file) = (dir.join("sighup-old.secret"), dir.join("sighup-new.secret"));
+    std::fs::write(&old_file, format!("{SECRET}\n")).unwrap();
+    std::fs::write(&new_file, format!("{NEW_SECRET}\n")).unwrap();
+    let config = dir.join("sighup-rotation.toml");
+    let auth = |secret: &std::path::Path, rest: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[auth]\nsecret_file = {:?}\n{rest}",
+                secret.display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    auth(&old_file, "");
+    let mut daemon = common::process::BffProcess::demo(&["--config", config.to_str().unwrap()]);
+    let url = format!("ws://{}/", daemon.addr());
+    let connect = |token: String| {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(&format!("token, {token}")).unwrap(),
+        );
+        request
+    };
+    let (mut ws, _) = tokio_tungstenite::connect_async(connect(operator(SECRET)))
+        .await
+        .unwrap();
+    assert_eq!(next_packet(&mut ws).await["type"], "WELCOME");
+
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    auth(
+        &new_file,
+        &format!(
+            "previous_secret_file = {:?}\nprevious_secret_until = {later:?}\n",
+            old_file.display().to_string()
+        ),
+    );
+    daemon.signal(libc::SIGHUP);
+    daemon.line_containing("Config reloaded");
+    let (mut during, _) = tokio_tungstenite::connect_async(connect(operator(SECRET)))
+        .await
+        .unwrap();
+    assert_eq!(next_packet(&mut during).await["type"], "WELCOME");
+
+    auth(&new_file, "");
+    daemon.signal(libc::SIGHUP);
+    daemon.line_containing("Config reloaded");
+    assert_eq!(closed(&mut ws).await.0, 4401);
+    assert_eq!(closed(&mut during).await.0, 4401);
+    assert_eq!(refused(connect(operator(SECRET))).await, 401);
+    let (mut renewed, _) = tokio_tungstenite::connect_async(connect(operator(NEW_SECRET)))
+        .await
+        .unwrap();
+    assert_eq!(next_packet(&mut renewed).await["type"], "WELCOME");
+    assert!(
+        daemon
+            .log()
+            .iter()
+            .all(|l| !l.contains(SECRET) && !l.contains(NEW_SECRET)),
+        "a secret reached the log"
+    );
+}
