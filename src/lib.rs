@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::config::Config;
+use crate::config::{Config, mask_credentials};
 use crate::edge::Context;
 use crate::edge::admission::Admission;
 use crate::edge::command::Commands;
@@ -76,9 +76,9 @@ pub async fn run(
     info!(
         %addr,
         ws_paths = ?config.server.ws_paths,
-        state = %engine.url(SourceKind::State),
-        agents = %engine.url(SourceKind::Agents),
-        models = %engine.url(SourceKind::Models),
+        state = %mask_credentials(engine.url(SourceKind::State).as_str()),
+        agents = %mask_credentials(engine.url(SourceKind::Agents).as_str()),
+        models = %mask_credentials(engine.url(SourceKind::Models).as_str()),
         redis = %config.redis.url.masked(),
         cluster = %config.cluster.url.masked(),
         "Listening"

@@ -260,6 +260,84 @@ fn check_config_reports_every_problem_with_its_key() {
     assert!(stderr.contains("3 problem(s)"), "{stderr}");
 }
 
+/// Files with an error at a secret, at a Redis URL with a password and at an engine URL with
+/// credentials, as `check-config` reports them.
+const LEAKY_FILES: [(&str, &str, &str, &str); 3] = [
+    (
+        "leaky-secret.toml",
+        "[auth]\nsecret = \"hunter2hunter2hunter2hunter2hunter2\n",
+        "hunter2",
+        "line 2",
+    ),
+    (
+        "leaky-redis.toml",
+        "[redis]\nurl = \"redis://:redispass@127.0.0.1:6379\" oops\n",
+        "redispass",
+        "line 2 `url = \"redis://:***@127.0.0.1:6379\" oops`",
+    ),
+    (
+        "leaky-engine.toml",
+        "[engine]\nurl = \"ftp://ann:enginepass@engine\"\n",
+        "enginepass",
+        "\"ftp://ann:***@engine\" must be an http:// or https:// URL",
+    ),
+];
+
+/// No config message shows a secret or a URL password: `check-config`'s errors name the line
+/// or key with the value masked, and its effective config masks the engine URL's password.
+#[test]
+fn config_messages_never_show_secrets_or_url_passwords() {
+    for (name, text, secret, names) in LEAKY_FILES {
+        let (code, stdout, stderr) = check_config(text, name);
+        assert_eq!(code, 2, "{name}: {stdout}{stderr}");
+        assert!(stderr.contains(names), "{name}: {stderr}");
+        assert!(!stderr.contains(secret), "{name}: {stderr}");
+    }
+    let (code, stdout, stderr) = check_config(
+        "[engine]\nurl = \"http://ann:enginepass@engine:8000\"\n",
+        "engine-credentials.toml",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("url = \"http://ann:***@engine:8000\""),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("enginepass"), "{stdout}");
+}
+
+/// Neither a reload's error (`SIGHUP` on a file with an error at a secret or a Redis password)
+/// nor the engine URL's credentials reach the log or `/health`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_errors_and_engine_credentials_stay_out_of_the_log() {
+    let path = temp_file("leaky-reload.toml", "[packet]\nmax_logs = 5\n");
+    let mut daemon = BffProcess::start(
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            // Nothing listens on port 1: every poll fails and the source goes stale.
+            "--engine-url",
+            "http://ann:enginepass@127.0.0.1:1",
+        ],
+        &[],
+    );
+    let stale = daemon.line_containing("Source stale");
+    assert!(stale.contains("http://ann:***@127.0.0.1:1/"), "{stale}");
+    for (_, text, _, names) in &LEAKY_FILES[..2] {
+        std::fs::write(&path, text).unwrap();
+        daemon.signal(libc::SIGHUP);
+        let not_reloaded = daemon.line_containing("Config not reloaded");
+        assert!(not_reloaded.contains(names), "{not_reloaded}");
+    }
+    let (_, health) = common::reqwest_get(&format!("http://{}/health", daemon.addr())).await;
+    for secret in ["hunter2", "redispass", "enginepass"] {
+        assert!(!health.to_string().contains(secret), "{health}");
+        let leaks: Vec<_> = daemon.log().iter().filter(|l| l.contains(secret)).collect();
+        assert!(leaks.is_empty(), "{leaks:#?}");
+    }
+}
+
 #[test]
 fn check_config_names_an_unknown_key_and_its_line() {
     let (code, _, stderr) = check_config(

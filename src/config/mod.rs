@@ -17,7 +17,7 @@ mod validate;
 
 pub use cluster::ClusterConfig;
 pub use redis::{RedisConfig, RedisUrl, is_pattern, matches};
-pub use secret::Secret;
+pub use secret::{Secret, mask_config_message, mask_credentials};
 pub use validate::proxy_net;
 
 /// The file read when `--config` is not given, if it exists.
@@ -89,6 +89,43 @@ pub struct AuthConfig {
     /// A file holding the secret instead (surrounding whitespace ignored), read at start-up
     /// and on every reload; `bff token --secret-file` signs with the same file.
     pub secret_file: Option<PathBuf>,
+    /// A file holding the secret rotated out: tokens it signed still verify (never sign) until
+    /// `previous_secret_until`, so dashboards can move to new tokens without a gap.
+    pub previous_secret_file: Option<PathBuf>,
+    /// When the previous secret stops verifying (RFC 3339, e.g. `2026-12-08T12:00:00Z`);
+    /// required with `previous_secret_file`. Connections holding its tokens close then.
+    pub previous_secret_until: Option<String>,
+    /// The previous secret, read from `previous_secret_file`; never in the file itself.
+    #[serde(skip)]
+    pub previous_secret: Secret,
+    /// When set, a token's `iss` must be this.
+    pub issuer: Option<String>,
+    /// When set, a token's `aud` must be (or contain) this.
+    pub audience: Option<String>,
+    /// Whether watching the stream needs a token when a secret is set; commands always do.
+    pub watch: Watch,
+}
+
+/// Who may watch the stream when `auth.secret` is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Watch {
+    /// Every connection needs a valid token.
+    #[default]
+    Token,
+    /// A connection without a token watches (a wall screen); one presenting a token must
+    /// present a valid one, and commands still need it.
+    Open,
+}
+
+impl AuthConfig {
+    /// The end of the previous secret's window, in seconds since the epoch, when it has one.
+    pub fn previous_until(&self) -> Option<i64> {
+        let until = self.previous_secret_until.as_deref()?;
+        chrono::DateTime::parse_from_rfc3339(until)
+            .ok()
+            .map(|t| t.timestamp())
+    }
 }
 
 /// How commands from dashboards reach the engine. Every command needs a token allowing it.
@@ -117,7 +154,8 @@ pub struct CommandConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
-    /// Base URL that relative endpoint paths are joined to.
+    /// Base URL that relative endpoint paths are joined to; a password in it is never shown.
+    #[serde(serialize_with = "secret::serialize_masked_url")]
     pub url: String,
     /// State endpoint: a path under `url`, or a full URL.
     pub state: String,
@@ -300,7 +338,7 @@ pub enum ConfigError {
     },
     #[error(
         "{} has {} problem(s):\n{}\nfix these keys and run `bff check-config` again",
-        .origin, .problems.len(), .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+        .origin, .problems.len(), .problems.iter().map(|p| format!("  - {}", mask_credentials(p))).collect::<Vec<_>>().join("\n")
     )]
     /// The file parsed, but values are wrong.
     Invalid {
@@ -332,8 +370,9 @@ impl Config {
     }
 
     /// Reads `auth.secret_file`, when one is named, into `auth.secret`, and
-    /// `cluster.secret_file` into the cluster's secret. `origin` is where the config came from,
-    /// for the message when one cannot be used.
+    /// `auth.previous_secret_file` into `auth.previous_secret`, and `cluster.secret_file` into the
+    /// cluster's secret. `origin` is where the config came from, for the message when one cannot
+    /// be used.
     pub fn read_secret_file(&mut self, origin: &str) -> Result<(), ConfigError> {
         self.cluster
             .read_secret_file()
@@ -341,6 +380,17 @@ impl Config {
                 origin: origin.to_owned(),
                 problems: vec![problem],
             })?;
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path)
+                .map(|text| Secret::new(text.trim()))
+                .map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })
+        };
+        if let Some(path) = &self.auth.previous_secret_file {
+            self.auth.previous_secret = read(path)?;
+        }
         let Some(path) = &self.auth.secret_file else {
             return Ok(());
         };
@@ -352,28 +402,27 @@ impl Config {
                 ],
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        self.auth.secret = Secret::new(text.trim());
+        self.auth.secret = read(path)?;
         Ok(())
     }
 
-    /// Parses TOML text; the message names the line and key of the first error.
+    /// Parses TOML text; the message names the line and key of the first error, with the
+    /// values of secret-bearing keys and URL passwords masked (it goes to logs on a reload).
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| {
-            // One line, so it reads as well in a log (a reload) as on a terminal.
-            let message = e.message().trim_end();
-            match e.span() {
-                Some(span) => {
-                    let line = text[..span.start].matches('\n').count() + 1;
-                    let source = text.lines().nth(line - 1).unwrap_or_default().trim();
-                    format!("line {line} `{source}`: {message}")
-                }
-                None => message.to_owned(),
+        toml::from_str(text).map_err(|e| mask_config_message(text, &Self::parse_error(text, &e)))
+    }
+
+    /// The parse error on one line, so it reads as well in a log (a reload) as on a terminal.
+    fn parse_error(text: &str, e: &toml::de::Error) -> String {
+        let message = e.message().trim_end();
+        match e.span() {
+            Some(span) => {
+                let line = text[..span.start].matches('\n').count() + 1;
+                let source = text.lines().nth(line - 1).unwrap_or_default().trim();
+                format!("line {line} `{source}`: {message}")
             }
-        })
+            None => message.to_owned(),
+        }
     }
 
     /// The keys that differ between this running config and `next` but cannot change without

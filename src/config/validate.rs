@@ -133,6 +133,7 @@ impl Config {
                 ),
             );
         }
+        self.validate_auth(&mut bad);
         if c.max_message_bytes < 64 {
             bad(
                 "clients.max_message_bytes",
@@ -265,6 +266,52 @@ fn redis_url(url: &super::RedisUrl) -> Result<(), String> {
     }
 }
 
+impl Config {
+    /// The `[auth]` checks: a rollover needs a current secret and an end; a claim to match
+    /// must not be empty.
+    fn validate_auth(&self, bad: &mut impl FnMut(&str, String)) {
+        let a = &self.auth;
+        let previous = a.previous_secret.expose();
+        if a.previous_secret_file.is_some() {
+            if a.secret.expose().is_empty() {
+                bad(
+                    "auth.previous_secret_file",
+                    "needs the new secret in auth.secret or auth.secret_file".into(),
+                );
+            }
+            if previous.len() < 32 {
+                bad(
+                    "auth.previous_secret_file",
+                    format!("holds {} bytes; a secret has at least 32", previous.len()),
+                );
+            }
+            match &a.previous_secret_until {
+                None => bad(
+                    "auth.previous_secret_until",
+                    "is required with auth.previous_secret_file: when the old secret stops \
+                     verifying, e.g. \"2026-12-08T12:00:00Z\""
+                        .into(),
+                ),
+                Some(until) if a.previous_until().is_none() => bad(
+                    "auth.previous_secret_until",
+                    format!("{until:?} is not an RFC 3339 time such as \"2026-12-08T12:00:00Z\""),
+                ),
+                Some(_) => {}
+            }
+        } else if a.previous_secret_until.is_some() {
+            bad(
+                "auth.previous_secret_until",
+                "has no auth.previous_secret_file to end; set both or neither".into(),
+            );
+        }
+        for (key, value) in [("auth.issuer", &a.issuer), ("auth.audience", &a.audience)] {
+            if value.as_deref().is_some_and(str::is_empty) {
+                bad(key, "is empty; leave it out to accept any".into());
+            }
+        }
+    }
+}
+
 /// Whether an endpoint setting can be polled: a path needs an http(s) `engine.url` to be joined
 /// to, anything else must be an http(s) URL itself. Joining is the engine client's business.
 fn endpoint(base: &str, value: &str) -> Result<(), String> {
@@ -358,6 +405,34 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(problems("[auth]\nsecret = \"short\"\n").len(), 1);
+    }
+
+    #[test]
+    fn a_rollover_needs_both_secrets_and_an_end_and_claims_to_match_are_not_empty() {
+        let keys = |toml: &str| {
+            problems(toml)
+                .iter()
+                .map(|p| p.split(':').next().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys("[auth]\nprevious_secret_until = \"2026-12-08T12:00:00Z\"\n"),
+            ["auth.previous_secret_until"]
+        );
+        // Parsed, not read: the file's secret is empty, and so is the new one.
+        assert_eq!(
+            keys("[auth]\nprevious_secret_file = \"old\"\nprevious_secret_until = \"soon\"\n"),
+            [
+                "auth.previous_secret_file",
+                "auth.previous_secret_file",
+                "auth.previous_secret_until"
+            ]
+        );
+        assert_eq!(
+            keys("[auth]\nissuer = \"\"\naudience = \"\"\nwatch = \"open\"\n"),
+            ["auth.issuer", "auth.audience"]
+        );
+        assert!(Config::parse("[auth]\nwatch = \"maybe\"\n").is_err());
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! `token, <JWT>` (what a browser can send; the daemon echoes `token` back, as browsers require)
 //! or as `Authorization: Bearer <JWT>`. The token's claims say which engine actions its bearer
 //! may send (`"actions": [...]`, or `"role": "operator"` for all); a token without them watches.
+//! An `nbf` in the future is refused, and so are an `iss` or `aud` other than `auth.issuer` or
+//! `auth.audience` when those are set. During a rollover, tokens signed with
+//! `auth.previous_secret_file` verify too, until `auth.previous_secret_until`.
 
 use chrono::Utc;
 use hyper::header::{AUTHORIZATION, HeaderMap, SEC_WEBSOCKET_PROTOCOL};
@@ -10,6 +13,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::Value;
 
+use crate::config::AuthConfig;
 use crate::engine::action::Action;
 
 /// The subprotocol name that announces a token in the next list item.
@@ -18,10 +22,23 @@ pub const TOKEN_SUBPROTOCOL: &str = "token";
 /// The role that may send every action.
 pub const OPERATOR: &str = "operator";
 
-/// Verifies dashboard tokens against the configured secret.
+/// Verifies dashboard tokens against the configured secret (and the previous one, during a
+/// rollover).
 pub struct Auth {
     key: DecodingKey,
+    /// The secret rotated out, and when it stops verifying (seconds since the epoch).
+    previous: Option<(DecodingKey, i64)>,
     validation: Validation,
+}
+
+/// A token that verified: its claims, and when it verified with the previous secret only, the
+/// end of that secret's window (a connection holding it is closed then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// What it says; `expires` is no later than the window's end.
+    pub claims: Claims,
+    /// The end of the previous secret's window, when that is the key it verified with.
+    pub window_end: Option<i64>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -86,41 +103,102 @@ impl Claims {
 }
 
 impl Auth {
-    /// Token checking with `secret`, or none when it is empty.
+    /// Token checking with `secret` alone, or none when it is empty.
     pub fn new(secret: &str) -> Option<Self> {
+        Self::from_config(&AuthConfig {
+            secret: crate::config::Secret::new(secret),
+            ..AuthConfig::default()
+        })
+    }
+
+    /// Token checking as `[auth]` says, or none when no secret is set.
+    pub fn from_config(config: &AuthConfig) -> Option<Self> {
+        let secret = config.secret.expose();
         if secret.is_empty() {
             return None;
         }
         let mut validation = Validation::new(Algorithm::HS256);
-        // `exp` is required and honoured to the second.
+        // `exp` is required and honoured to the second, and so is `nbf` when present.
         validation.leeway = 0;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if let Some(issuer) = &config.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if let Some(audience) = &config.audience {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        let previous = config.previous_until().and_then(|until| {
+            let previous = config.previous_secret.expose();
+            (!previous.is_empty()).then(|| (DecodingKey::from_secret(previous.as_bytes()), until))
+        });
         Some(Self {
             key: DecodingKey::from_secret(secret.as_bytes()),
+            previous,
             validation,
         })
     }
 
     /// Checks the handshake's token (subprotocol or bearer); the error is a reason fit for a
     /// log line and an answer (never the token).
-    pub fn check(&self, headers: &HeaderMap) -> Result<Claims, &'static str> {
-        self.verify(token(headers).ok_or("no token")?)
+    pub fn check(&self, headers: &HeaderMap) -> Result<Verified, &'static str> {
+        self.verify(presented(headers).ok_or("no token")?)
     }
 
     /// Checks `Authorization: Bearer <JWT>`, as HTTP commands carry it.
     pub fn check_bearer(&self, headers: &HeaderMap) -> Result<Claims, &'static str> {
         self.verify(bearer(headers).ok_or("no token")?)
+            .map(|v| v.claims)
     }
 
-    fn verify(&self, token: &str) -> Result<Claims, &'static str> {
-        jsonwebtoken::decode::<Value>(token, &self.key, &self.validation)
-            .map(|data| Claims::from_json(&data.claims))
-            .map_err(|err| match err.kind() {
-                ErrorKind::ExpiredSignature => "token expired",
-                ErrorKind::InvalidSignature => "token signature does not match",
-                ErrorKind::MissingRequiredClaim(_) => "token has no exp",
-                ErrorKind::InvalidAlgorithm => "token is not HS256",
-                _ => "token is not a valid JWT",
-            })
+    /// Checks one token: with the secret, or failing its signature, with the previous secret
+    /// while its window lasts. The error names the claim or check that failed, never the token.
+    pub fn verify(&self, token: &str) -> Result<Verified, &'static str> {
+        let with = |key| {
+            jsonwebtoken::decode::<Value>(token, key, &self.validation)
+                .map(|data| Claims::from_json(&data.claims))
+        };
+        match with(&self.key) {
+            Ok(claims) => Ok(Verified {
+                claims,
+                window_end: None,
+            }),
+            Err(err) => match (&self.previous, err.kind()) {
+                (Some((key, until)), ErrorKind::InvalidSignature)
+                    if *until > Utc::now().timestamp() =>
+                {
+                    let mut claims = with(key).map_err(|err| reason(&err))?;
+                    claims.expires = claims.expires.min(*until);
+                    Ok(Verified {
+                        claims,
+                        window_end: Some(*until),
+                    })
+                }
+                _ => Err(reason(&err)),
+            },
+        }
+    }
+}
+
+/// Why a token was refused, naming the claim at fault: fit for a log line and an answer.
+fn reason(err: &jsonwebtoken::errors::Error) -> &'static str {
+    match err.kind() {
+        ErrorKind::ExpiredSignature => "token expired",
+        ErrorKind::ImmatureSignature => "token not valid yet (nbf is in the future)",
+        ErrorKind::InvalidIssuer => "token issuer (iss) does not match auth.issuer",
+        ErrorKind::InvalidAudience => "token audience (aud) does not match auth.audience",
+        ErrorKind::InvalidSignature => "token signature does not match",
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "iss" => "token has no iss",
+            "aud" => "token has no aud",
+            _ => "token has no exp",
+        },
+        ErrorKind::InvalidClaimFormat(claim) if claim == "nbf" => "token nbf is not a number",
+        ErrorKind::InvalidAlgorithm => "token is not HS256",
+        _ => "token is not a valid JWT",
     }
 }
 
@@ -167,8 +245,9 @@ pub fn offers_token_subprotocol(headers: &HeaderMap) -> bool {
     subprotocols(headers).any(|p| p == TOKEN_SUBPROTOCOL)
 }
 
-/// The token from `Sec-WebSocket-Protocol: token, <JWT>` or `Authorization: Bearer <JWT>`.
-fn token(headers: &HeaderMap) -> Option<&str> {
+/// The token from `Sec-WebSocket-Protocol: token, <JWT>` or `Authorization: Bearer <JWT>`,
+/// when the handshake presents one.
+pub fn presented(headers: &HeaderMap) -> Option<&str> {
     let mut offered = subprotocols(headers).skip_while(|p| *p != TOKEN_SUBPROTOCOL);
     if let (Some(_), Some(jwt)) = (offered.next(), offered.next()) {
         return Some(jwt);
@@ -209,7 +288,7 @@ mod tests {
     fn a_minted_token_verifies_with_its_claims() {
         let secret = "0123456789abcdef0123456789abcdef";
         let token = mint(secret, "ann", 3600, Some("viewer"), &["halt".into()]);
-        let claims = Auth::new(secret).unwrap().verify(&token).unwrap();
+        let claims = Auth::new(secret).unwrap().verify(&token).unwrap().claims;
         assert_eq!(claims.subject.as_deref(), Some("ann"));
         assert_eq!(claims.allowed(), [Action::Halt]);
         assert!(!claims.expired());

@@ -37,8 +37,9 @@ pub struct Context {
 
 impl Context {
     /// The config as it is now. A reload applies to `[engine]` and `packet.max_logs` from the
-    /// next tick; to the limits, origins, trusted proxies, token secret, paths and header timeout
-    /// from the next request; to `[clients]` from the next connection (open ones keep the
+    /// next tick; to the limits, origins, trusted proxies, `[auth]`, paths and header timeout
+    /// from the next request, and `[auth]` to open connections' tokens too
+    /// (`session::TokenCheck`); to `[clients]` from the next connection (open ones keep the
     /// settings they started with). `server.listen` and `clients.queue_size` need a restart.
     pub fn config(&self) -> Arc<Config> {
         self.settings.borrow().clone()

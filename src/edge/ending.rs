@@ -29,7 +29,14 @@ pub enum Ending {
     Protocol(String),
     /// The client sent messages faster than the rate limit.
     Flooding,
+    /// Its token no longer verifies (a reload rotated the secret, or the previous secret's
+    /// window ended), for this reason.
+    TokenRevoked(&'static str),
 }
+
+/// The close code for a connection whose token no longer verifies: 4401, in the private range,
+/// so a dashboard can tell it needs a new token rather than a reconnect.
+pub const TOKEN_REVOKED: u16 = 4401;
 
 impl Ending {
     /// The close frame this ending sends, if the socket can still carry one.
@@ -42,6 +49,7 @@ impl Ending {
             Ending::BadUtf8 => (CloseCode::Invalid, "text frame is not UTF-8"),
             Ending::Protocol(_) => (CloseCode::Protocol, "protocol error"),
             Ending::Flooding => (CloseCode::Policy, "message rate limit exceeded"),
+            Ending::TokenRevoked(_) => (CloseCode::from(TOKEN_REVOKED), "token no longer valid"),
             Ending::ClientClosed(_) | Ending::Vanished(_) | Ending::Stalled => return None,
         };
         Some(CloseFrame {
@@ -63,6 +71,7 @@ impl Ending {
             Ending::BadUtf8 => "bad_utf8",
             Ending::Protocol(_) => "protocol",
             Ending::Flooding => "flooding",
+            Ending::TokenRevoked(_) => "token_revoked",
         }
     }
 
@@ -105,6 +114,7 @@ impl std::fmt::Display for Ending {
             Ending::BadUtf8 => write!(f, "invalid UTF-8 in a text frame"),
             Ending::Protocol(why) => write!(f, "protocol error: {why}"),
             Ending::Flooding => write!(f, "message rate limit exceeded"),
+            Ending::TokenRevoked(why) => write!(f, "token no longer valid: {why}"),
         }
     }
 }

@@ -20,8 +20,8 @@ use super::context::Context;
 use super::forwarded::Client;
 use super::origin::PageOrigin;
 use super::reply::{Body, text};
-use super::session::{self, Admitted, Endpoint};
-use crate::config::Config;
+use super::session::{self, Admitted, Endpoint, TokenCheck};
+use crate::config::{Config, Watch};
 use crate::hub::Resume;
 
 /// A request to a WebSocket path: the handshake, or the reason there is none.
@@ -48,10 +48,9 @@ pub fn websocket(
              in server.allowed_origins.\n",
         );
     }
-    let token = match Auth::new(config.auth.secret.expose()).map(|a| a.check(req.headers())) {
-        None => Token::Absent,
-        Some(Ok(claims)) => Token::Valid(Box::new(claims)),
-        Some(Err(reason)) => {
+    let (token, token_check) = match check_token(req.headers(), &config, ctx) {
+        Ok(checked) => checked,
+        Err(reason) => {
             warn!(%peer, reason, "Client refused: unauthorized");
             return text(
                 StatusCode::UNAUTHORIZED,
@@ -85,6 +84,7 @@ pub fn websocket(
         },
         resume,
         config,
+        token_check,
     };
     let task = session::serve(hyper::upgrade::on(&mut req), admitted, ctx.clone());
     // The connection's own span (`http{peer=…}`), not one of its own: every span costs a
@@ -108,6 +108,28 @@ pub fn websocket(
         );
     }
     response
+}
+
+/// The handshake's token, checked under `config`'s `[auth]`, and what its session keeps to check
+/// it again on reloads. No secret: nobody needs one. `auth.watch = "open"`: a handshake without
+/// a token is let in to watch, while one presenting a token must present a valid one. `Err` is
+/// the reason for the log, never the token.
+fn check_token(
+    headers: &HeaderMap,
+    config: &Config,
+    ctx: &Context,
+) -> Result<(Token, Option<Box<TokenCheck>>), &'static str> {
+    let Some(auth) = Auth::from_config(&config.auth) else {
+        return Ok((Token::Absent, None));
+    };
+    let presented = auth::presented(headers);
+    if presented.is_none() && config.auth.watch == Watch::Open {
+        return Ok((Token::Absent, None));
+    }
+    let verified = auth.check(headers)?;
+    let check =
+        presented.map(|token| TokenCheck::new(token, ctx.settings.clone(), verified.window_end));
+    Ok((Token::Valid(Box::new(verified.claims)), check))
 }
 
 /// `?since=<seq>&epoch=<epoch>`: where a reconnecting client left off. A `since` without an

@@ -21,7 +21,7 @@ use super::cluster::{Cluster, Role};
 use super::redis::merge::{Overlay, answer_time};
 use super::redis::subscriber::{Heard, SharedHealth};
 use super::round::{Answer, Round};
-use crate::config::Config;
+use crate::config::{Config, mask_credentials};
 use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
 use crate::hub::packet::Telemetry;
@@ -188,7 +188,7 @@ impl Poller {
             }
             new_clock = next.engine.poll_interval_ms != self.config.engine.poll_interval_ms;
             info!(
-                state = %self.engine.url(SourceKind::State),
+                state = %mask_credentials(self.engine.url(SourceKind::State).as_str()),
                 poll_interval_ms = next.engine.poll_interval_ms,
                 "Poller reconfigured"
             );
@@ -309,11 +309,12 @@ impl Poller {
             Answer::Agents(agents) => self.inputs.agents.record(agents, now),
             Answer::Models(models) => self.inputs.models.record(models, now),
         };
-        let url = self.engine.url(kind).as_str();
+        // Masked only when logged: a change is rare, a record is every tick.
+        let url = || mask_credentials(self.engine.url(kind).as_str());
         match change {
             Change::Failed => warn!(
                 source = kind.name(),
-                url,
+                url = %url(),
                 error = self.inputs.sources(now).named()[kind as usize]
                     .1
                     .error
@@ -321,7 +322,7 @@ impl Poller {
                     .unwrap_or_default(),
                 "Source stale: keeping its last good value until it answers again"
             ),
-            Change::Recovered => info!(source = kind.name(), url, "Source recovered"),
+            Change::Recovered => info!(source = kind.name(), url = %url(), "Source recovered"),
             Change::None => {}
         }
     }

@@ -123,7 +123,7 @@ pub async fn handle(req: Request<Incoming>, client: Client, ctx: &Context) -> Re
 
 /// The caller's token, checked: from `Authorization: Bearer` when a secret is set.
 fn token(headers: &HeaderMap, config: &Config) -> Token {
-    match Auth::new(config.auth.secret.expose()).map(|auth| auth.check_bearer(headers)) {
+    match Auth::from_config(&config.auth).map(|auth| auth.check_bearer(headers)) {
         None | Some(Err("no token")) => Token::Absent,
         Some(Ok(claims)) => Token::Valid(Box::new(claims)),
         Some(Err(reason)) => Token::Invalid(reason),

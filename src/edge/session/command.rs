@@ -31,6 +31,7 @@ where
         action: String,
         id: Option<String>,
     ) -> Result<(), Ending> {
+        self.recheck_if_reloaded()?;
         let Some((commands, caller)) = &self.commands else {
             let result = CommandResult::refused(
                 id,

@@ -11,6 +11,9 @@
 
 mod answer;
 mod command;
+mod token;
+
+pub use token::TokenCheck;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -63,6 +66,8 @@ pub struct Admitted {
     pub resume: Option<Resume>,
     /// The config it was admitted under; its `[clients]` settings hold for its whole life.
     pub config: Arc<Config>,
+    /// Its token, to check again on reloads; `None` when it came without one.
+    pub token_check: Option<Box<TokenCheck>>,
 }
 
 /// Runs one client from its upgrade until it ends, holding its admission slot throughout, and
@@ -112,6 +117,7 @@ async fn start(
         caller,
         resume,
         config,
+        token_check,
     } = admitted;
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
@@ -141,6 +147,7 @@ async fn start(
     let socket = Socket::new(read, write, leftover, &config.clients, ctx.metrics.clone()).await;
     let session = Session::new(socket, endpoint, config, ctx.hub.clone())
         .with_commands(ctx.commands.clone(), caller)
+        .checking_token(token_check)
         .resuming(resume);
     Some((session, permit, peer))
 }
@@ -176,6 +183,8 @@ pub struct Session<R, W> {
     /// `commands.max_in_flight`, the number it may have waiting. Made at the first command.
     pending: Option<Box<command::Pending>>,
     in_flight: usize,
+    /// Its token, checked again on reloads; `None` for a connection without one.
+    token_check: Option<Box<TokenCheck>>,
 }
 
 impl<R, W> Session<R, W>
@@ -200,7 +209,14 @@ where
             commands: None,
             pending: None,
             in_flight: 0,
+            token_check: None,
         }
+    }
+
+    /// Checks the session's token again at every reload, when it has one.
+    pub fn checking_token(mut self, check: Option<Box<TokenCheck>>) -> Self {
+        self.token_check = check;
+        self
     }
 
     /// Resumes the client's stream where it left off, when the history reaches back.
@@ -280,6 +296,7 @@ where
                             None
                         }
                     },
+                    () = token::due(&mut self.token_check) => self.recheck_token().err(),
                     Some(result) = next_result(&mut self.pending) => {
                         self.in_flight -= 1;
                         // Boxed, like starting one: rare paths must not grow every session's future.
