@@ -185,8 +185,25 @@ pub struct ClientConfig {
     pub message_burst: u32,
     /// Relay channels (and patterns) one client may be subscribed to at once.
     pub max_channels: usize,
+    /// Sustained rate of channels a client may subscribe to (each name of a SUBSCRIBE counts);
+    /// above it (after the burst) the client gets close 1008, so one cannot churn through names.
+    #[serde(default = "default_subscriptions_per_second")]
+    pub subscriptions_per_second: u32,
+    /// Channels a client may subscribe to at once before that rate applies.
+    #[serde(default = "default_subscription_burst")]
+    pub subscription_burst: u32,
     /// Packets kept for clients that reconnect with `?since=<seq>&epoch=<epoch>`.
     pub resume_history: usize,
+}
+
+/// A dashboard subscribes to its channels once, and again after a reconnect.
+fn default_subscriptions_per_second() -> u32 {
+    10
+}
+
+/// Twice `clients.max_channels`' default: a full set, left and taken again at once.
+fn default_subscription_burst() -> u32 {
+    64
 }
 
 /// The shape of the packet itself.
@@ -244,6 +261,8 @@ impl Default for ClientConfig {
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             message_burst: DEFAULT_MESSAGE_BURST,
             max_channels: DEFAULT_MAX_CHANNELS,
+            subscriptions_per_second: default_subscriptions_per_second(),
+            subscription_burst: default_subscription_burst(),
             resume_history: DEFAULT_RESUME_HISTORY,
         }
     }

@@ -100,6 +100,14 @@ impl Config {
                 self.clients.messages_per_second.into(),
             ),
             ("clients.message_burst", self.clients.message_burst.into()),
+            (
+                "clients.subscriptions_per_second",
+                self.clients.subscriptions_per_second.into(),
+            ),
+            (
+                "clients.subscription_burst",
+                self.clients.subscription_burst.into(),
+            ),
         ] {
             if value == 0 {
                 bad(key, "must be above 0".into());
@@ -148,6 +156,12 @@ impl Config {
             bad("clients.max_channels", "must be at least 1".into());
         }
         let r = &self.redis;
+        if r.max_topics == 0 {
+            bad(
+                "redis.max_topics",
+                "must be at least 1, or no dashboard could subscribe".into(),
+            );
+        }
         for (key, url) in [("redis.url", &r.url), ("cluster.url", &self.cluster.url)] {
             if let Err(msg) = redis_url(url) {
                 bad(key, msg);

@@ -29,6 +29,8 @@ pub enum Ending {
     Protocol(String),
     /// The client sent messages faster than the rate limit.
     Flooding,
+    /// The client subscribed to channels faster than its rate (`clients.subscriptions_per_second`).
+    Churning,
 }
 
 impl Ending {
@@ -42,6 +44,7 @@ impl Ending {
             Ending::BadUtf8 => (CloseCode::Invalid, "text frame is not UTF-8"),
             Ending::Protocol(_) => (CloseCode::Protocol, "protocol error"),
             Ending::Flooding => (CloseCode::Policy, "message rate limit exceeded"),
+            Ending::Churning => (CloseCode::Policy, "subscription rate limit exceeded"),
             Ending::ClientClosed(_) | Ending::Vanished(_) | Ending::Stalled => return None,
         };
         Some(CloseFrame {
@@ -63,6 +66,7 @@ impl Ending {
             Ending::BadUtf8 => "bad_utf8",
             Ending::Protocol(_) => "protocol",
             Ending::Flooding => "flooding",
+            Ending::Churning => "churning",
         }
     }
 
@@ -105,6 +109,7 @@ impl std::fmt::Display for Ending {
             Ending::BadUtf8 => write!(f, "invalid UTF-8 in a text frame"),
             Ending::Protocol(why) => write!(f, "protocol error: {why}"),
             Ending::Flooding => write!(f, "message rate limit exceeded"),
+            Ending::Churning => write!(f, "subscription rate limit exceeded"),
         }
     }
 }
