@@ -14,7 +14,11 @@ use tokio_tungstenite::tungstenite::Message;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_disconnect_cycles_leave_no_task_or_slot_behind() {
     let engine = FakeEngine::samples().await;
-    let daemon = Daemon::start(config(&engine)).await;
+    let mut cfg = config(&engine);
+    // Every cycle is a handshake from 127.0.0.1, as fast as the machine goes.
+    cfg.server.handshakes_per_second_per_ip = 1_000_000;
+    cfg.server.handshake_burst_per_ip = 1_000_000;
+    let daemon = Daemon::start(cfg).await;
     let mut watcher = daemon.connect().await;
     let mut seq = next_packet(&mut watcher).await["seq"].as_u64().unwrap();
     let baseline = daemon
@@ -197,4 +201,122 @@ async fn next_reply(ws: &mut Ws) -> Frame {
             other => return other,
         }
     }
+}
+
+/// A WebSocket handshake on `/` from `source` (a loopback address): the client, or the HTTP
+/// answer that refused it.
+async fn handshake_from(
+    daemon: &Daemon,
+    source: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::http::Response<Option<Vec<u8>>>> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(daemon.addr).await.unwrap();
+    let plain = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    match tokio_tungstenite::client_async(daemon.url("/"), plain).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(*response),
+        Err(other) => panic!("handshake failed without an HTTP answer: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_over_the_rate_of_one_address_get_429_with_retry_after() {
+    let engine = FakeEngine::samples().await;
+    let mut cfg = config(&engine);
+    cfg.server.handshakes_per_second_per_ip = 1;
+    cfg.server.handshake_burst_per_ip = 3;
+    let daemon = Daemon::start(cfg).await;
+    // The burst passes; of 17 more, at most one a second since could: the rest get 429.
+    for _ in 0..3 {
+        handshake_from(&daemon, "127.0.0.3").await.unwrap();
+    }
+    let mut refusals = Vec::new();
+    for _ in 0..17 {
+        if let Err(response) = handshake_from(&daemon, "127.0.0.3").await {
+            refusals.push(response);
+        }
+    }
+    let refused = refusals
+        .first()
+        .expect("a handshake over the rate is refused");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body = String::from_utf8(refused.body().clone().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        "Too many handshakes from your address (limit 1 a second, \
+         server.handshakes_per_second_per_ip); retry in 1 s.\n"
+    );
+    // Another address is not held back.
+    let mut other = handshake_from(&daemon, "127.0.0.4").await.unwrap();
+    assert_eq!(next_packet(&mut other).await["type"], "WELCOME");
+}
+
+/// A TCP connection to the daemon from `source` (a loopback address).
+async fn tcp_from(daemon: &Daemon, source: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(daemon.addr).await.unwrap()
+}
+
+/// `GET /health` over a new connection from `source`: the whole answer as text (empty when the
+/// connection was closed without one).
+async fn health_from(daemon: &Daemon, source: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tcp_from(daemon, source).await;
+    let request = "GET /health HTTP/1.1\r\nhost: bff\r\nconnection: close\r\n\r\n";
+    // A connection turned away may be gone before the request is written.
+    let _ = tcp.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = common::within("an answer", tcp.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tcp_connections_past_the_per_address_limit_are_turned_away() {
+    use tokio::io::AsyncReadExt;
+    let engine = FakeEngine::samples().await;
+    let mut cfg = config(&engine);
+    cfg.server.max_http_connections_per_ip = 4;
+    // The idle ones must outlive the test, however slow the machine.
+    cfg.server.header_timeout_ms = 600_000;
+    let daemon = Daemon::start(cfg).await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tcp_from(&daemon, "127.0.0.5").await);
+    }
+    // The fifth is answered without a word from it, and closed.
+    let mut fifth = tcp_from(&daemon, "127.0.0.5").await;
+    let mut answer = Vec::new();
+    common::within("the fifth closed", fifth.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("\r\nretry-after: 5\r\n"), "{answer}");
+    assert!(
+        answer.ends_with(
+            "\r\n\r\nToo many open connections from your address (limit 4, \
+             server.max_http_connections_per_ip); close one and retry.\n"
+        ),
+        "{answer}"
+    );
+    // Another address is served meanwhile.
+    let health = health_from(&daemon, "127.0.0.6").await;
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    // One idle connection closed gives its slot back.
+    drop(idle.pop());
+    common::within("a slot back for 127.0.0.5", async {
+        while !health_from(&daemon, "127.0.0.5")
+            .await
+            .starts_with("HTTP/1.1 200 OK\r\n")
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
 }

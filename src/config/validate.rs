@@ -85,6 +85,11 @@ impl Config {
         for (key, value) in [
             ("server.max_connections", s.max_connections),
             ("server.max_connections_per_ip", s.max_connections_per_ip),
+            ("server.max_http_connections", s.max_http_connections),
+            (
+                "server.max_http_connections_per_ip",
+                s.max_http_connections_per_ip,
+            ),
             ("clients.queue_size", self.clients.queue_size),
         ] {
             if value == 0 {
@@ -93,6 +98,14 @@ impl Config {
         }
         for (key, value) in [
             ("server.header_timeout_ms", s.header_timeout_ms),
+            (
+                "server.handshakes_per_second_per_ip",
+                s.handshakes_per_second_per_ip.into(),
+            ),
+            (
+                "server.handshake_burst_per_ip",
+                s.handshake_burst_per_ip.into(),
+            ),
             ("clients.send_timeout_ms", self.clients.send_timeout_ms),
             ("clients.ping_interval_ms", self.clients.ping_interval_ms),
             (
