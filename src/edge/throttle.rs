@@ -20,8 +20,11 @@ const MAX_ADDRESSES: usize = 65_536;
 pub struct Throttle {
     /// The limiter and the (rate, burst) it was made for, made again when a reload changes
     /// them. A mutex held only to clone the limiter out; the limiter locks its own store.
-    limiter: Mutex<Option<((u32, u32), Arc<DefaultKeyedRateLimiter<IpAddr>>)>>,
+    limiter: Mutex<Option<Made>>,
 }
+
+/// A limiter and the (rate, burst) it was made for.
+type Made = ((u32, u32), Arc<DefaultKeyedRateLimiter<IpAddr>>);
 
 impl Throttle {
     /// Counts one handshake from `ip` against `per_second` sustained with `burst` at once;
