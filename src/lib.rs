@@ -152,6 +152,8 @@ pub async fn run(
     let ctx = Arc::new(Context {
         settings,
         admission: Admission::default(),
+        handshakes: Default::default(),
+        sockets: Admission::default(),
         commands,
         hub,
         metrics,

@@ -1,8 +1,8 @@
 //! Prometheus metrics, served at `GET /metrics` in the text exposition format.
 //!
-//! Counters are bumped where things happen (connections, the poller); the two values that are
-//! a reading rather than a count (open connections, age of each source's last good poll) are
-//! taken at scrape time, so they are never stale and cost nothing between scrapes.
+//! Counters are bumped where things happen (connections, the poller); the values that are a
+//! reading rather than a count (open connections, relay topics held, age of each source's last
+//! good poll) are taken at scrape time, so they are never stale and cost nothing between scrapes.
 //!
 //! Below every other module: callers name their sources and frames; nothing here knows the
 //! engine or the packet.
@@ -85,6 +85,7 @@ struct StatusLabel {
 pub struct Metrics {
     registry: Registry,
     connections: Gauge,
+    relay_topics: Gauge,
     connects: Counter,
     disconnects: Family<DisconnectLabels, Counter>,
     refused: Family<StatusLabel, Counter>,
@@ -125,6 +126,12 @@ impl Metrics {
             &mut registry,
             "connections",
             "WebSocket connections open now",
+            Gauge::default(),
+        );
+        let relay_topics = register(
+            &mut registry,
+            "relay_topics",
+            "Relay channels and patterns held now, each for at least one subscriber (capped by redis.max_topics)",
             Gauge::default(),
         );
         let connects = register(
@@ -268,6 +275,7 @@ impl Metrics {
             redis_dropped,
             redis_reconnects,
             connections,
+            relay_topics,
             connects,
             disconnects,
             refused,
@@ -413,6 +421,11 @@ impl Metrics {
     pub fn fanned_out(&self, took: Duration, taken: usize, bytes: usize) {
         self.fanout_seconds.observe(took.as_secs_f64());
         self.sent_frames(Frame::Telemetry, taken, taken * bytes);
+    }
+
+    /// The relay topics held now, read at scrape time like the connections.
+    pub fn relay_topics(&self, held: usize) {
+        self.relay_topics.set(held as i64);
     }
 
     /// The exposition text, with the readings taken now: `connections`, and the age at `now`

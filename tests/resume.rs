@@ -1,9 +1,11 @@
 //! Resuming after a reconnect: a client that comes back with `?since=<seq>&epoch=<epoch>` gets
 //! exactly the packets it missed, in order, then the live stream; one the history cannot serve
-//! is told so and starts from the latest.
+//! is told so and starts from the latest, at no cost to the store behind the daemon's memory.
 
 mod common;
 
+use bff::config::RedisUrl;
+use common::redis::RedisServer;
 use common::{Daemon, FakeEngine, Ws, config, next_packet};
 use serde_json::Value;
 
@@ -88,4 +90,56 @@ async fn another_epoch_or_a_history_that_does_not_reach_back_starts_afresh() {
     let welcome = next_packet(&mut ws).await;
     assert_eq!(welcome["resumed"], false);
     assert_ne!(welcome["epoch"], epoch.as_str());
+}
+
+/// How many `XRANGE` reads (the cluster's history) `redis` has served.
+fn history_reads(redis: &RedisServer) -> u64 {
+    let info = redis.command(&[b"INFO", b"commandstats"]).text();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_xrange:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_epoch_is_refused_before_the_cluster_history_is_read() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let mut cfg = config(&engine);
+    cfg.cluster.url = RedisUrl::new(redis.url());
+    let leader = Daemon::start(cfg.clone()).await;
+    leader
+        .wait_health("a leader ten ticks on", |h| {
+            h["mode"] == "leader" && h["seq"].as_u64() >= Some(10)
+        })
+        .await;
+    // A daemon that joins now remembers nothing before it: older packets are in the history.
+    let follower = Daemon::start(cfg).await;
+    let health = follower
+        .wait_health("a follower fed", |h| {
+            h["mode"] == "follower" && h["seq"].as_u64() >= Some(10)
+        })
+        .await;
+    let epoch = {
+        let mut ws = connect(&follower, "").await;
+        next_packet(&mut ws).await["epoch"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(history_reads(&redis), 0, "{health}");
+
+    let mut ws = connect(&follower, "?since=2&epoch=0000000000000000").await;
+    assert_eq!(next_packet(&mut ws).await["resumed"], false);
+    assert_eq!(history_reads(&redis), 0, "another epoch reads nothing");
+
+    // The same request in the cluster's epoch does read it, and resumes.
+    let mut ws = connect(&follower, &format!("?since=2&epoch={epoch}")).await;
+    let welcome = next_packet(&mut ws).await;
+    assert_eq!(
+        (&welcome["resumed"], welcome["seq"].as_u64()),
+        (&Value::from(true), Some(3))
+    );
+    assert_eq!(history_reads(&redis), 1);
 }

@@ -205,6 +205,20 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Open WebSocket connections allowed per client IP; beyond it the handshake gets 429.
     pub max_connections_per_ip: usize,
+    /// TCP connections allowed in total while they speak plain HTTP (a WebSocket counts until
+    /// its upgrade); beyond it a new one is answered 503 and closed at once.
+    #[serde(default = "default_max_http_connections")]
+    pub max_http_connections: usize,
+    /// The same per client IP; beyond it a new one is answered 429 and closed at once.
+    #[serde(default = "default_max_http_connections_per_ip")]
+    pub max_http_connections_per_ip: usize,
+    /// WebSocket handshakes one client IP may make a second, sustained; beyond it (after the
+    /// burst) the handshake gets 429 with `Retry-After`, before its token is even checked.
+    #[serde(default = "default_handshakes_per_second_per_ip")]
+    pub handshakes_per_second_per_ip: u32,
+    /// Handshakes one client IP may make at once before that rate applies.
+    #[serde(default = "default_handshake_burst_per_ip")]
+    pub handshake_burst_per_ip: u32,
     /// Time a client has to send its request headers before the socket is closed.
     pub header_timeout_ms: u64,
     /// Time clients get to receive their close frame at shutdown before the process exits.
@@ -231,8 +245,46 @@ pub struct ClientConfig {
     pub message_burst: u32,
     /// Relay channels (and patterns) one client may be subscribed to at once.
     pub max_channels: usize,
+    /// Sustained rate of channels a client may subscribe to (each name of a SUBSCRIBE counts);
+    /// above it (after the burst) the client gets close 1008, so one cannot churn through names.
+    #[serde(default = "default_subscriptions_per_second")]
+    pub subscriptions_per_second: u32,
+    /// Channels a client may subscribe to at once before that rate applies.
+    #[serde(default = "default_subscription_burst")]
+    pub subscription_burst: u32,
     /// Packets kept for clients that reconnect with `?since=<seq>&epoch=<epoch>`.
     pub resume_history: usize,
+}
+
+/// Room for a connect storm's handshakes in flight and the scrapes, far below the open-file
+/// limit.
+fn default_max_http_connections() -> usize {
+    1024
+}
+
+/// A browser keeps about six connections to a host; an office behind one address, more.
+fn default_max_http_connections_per_ip() -> usize {
+    64
+}
+
+/// Far above what one browser, or an office behind one address, reconnects at.
+fn default_handshakes_per_second_per_ip() -> u32 {
+    50
+}
+
+/// Two seconds' worth: a page of dashboards reloading at once.
+fn default_handshake_burst_per_ip() -> u32 {
+    100
+}
+
+/// A dashboard subscribes to its channels once, and again after a reconnect.
+fn default_subscriptions_per_second() -> u32 {
+    10
+}
+
+/// Twice `clients.max_channels`' default: a full set, left and taken again at once.
+fn default_subscription_burst() -> u32 {
+    64
 }
 
 /// The shape of the packet itself.
@@ -274,6 +326,10 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_http_connections: default_max_http_connections(),
+            max_http_connections_per_ip: default_max_http_connections_per_ip(),
+            handshakes_per_second_per_ip: default_handshakes_per_second_per_ip(),
+            handshake_burst_per_ip: default_handshake_burst_per_ip(),
             header_timeout_ms: DEFAULT_HEADER_TIMEOUT_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
         }
@@ -291,6 +347,8 @@ impl Default for ClientConfig {
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             message_burst: DEFAULT_MESSAGE_BURST,
             max_channels: DEFAULT_MAX_CHANNELS,
+            subscriptions_per_second: default_subscriptions_per_second(),
+            subscription_burst: default_subscription_burst(),
             resume_history: DEFAULT_RESUME_HISTORY,
         }
     }

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 const DEFAULT_MAX_PUSH_HZ: u32 = 5;
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 const DEFAULT_SILENCE_MS: u64 = 3_000;
+/// Each topic costs a queue of 256 messages, about 10 KB: 1,000 of them about 10 MB.
+const DEFAULT_MAX_TOPICS: usize = 1_000;
 /// The engine's own channels, the quotes, and the trading agents' channels.
 const DEFAULT_RELAY: &[&str] = &[
     "market.tick.*",
@@ -38,6 +40,14 @@ pub struct RedisConfig {
     /// A subscription that hears nothing this long, not even the daemon's own heartbeat
     /// (published every second), is taken for dead and made again.
     pub silence_ms: u64,
+    /// Relay channels and patterns subscribed at once, all dashboards together; a subscription
+    /// to one more is refused, so clients churning through names cannot grow the daemon.
+    #[serde(default = "default_max_topics")]
+    pub max_topics: usize,
+}
+
+fn default_max_topics() -> usize {
+    DEFAULT_MAX_TOPICS
 }
 
 impl Default for RedisConfig {
@@ -48,6 +58,7 @@ impl Default for RedisConfig {
             max_push_hz: DEFAULT_MAX_PUSH_HZ,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             silence_ms: DEFAULT_SILENCE_MS,
+            max_topics: default_max_topics(),
         }
     }
 }

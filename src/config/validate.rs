@@ -93,6 +93,11 @@ impl Config {
         for (key, value) in [
             ("server.max_connections", s.max_connections),
             ("server.max_connections_per_ip", s.max_connections_per_ip),
+            ("server.max_http_connections", s.max_http_connections),
+            (
+                "server.max_http_connections_per_ip",
+                s.max_http_connections_per_ip,
+            ),
             ("clients.queue_size", self.clients.queue_size),
         ] {
             if value == 0 {
@@ -101,6 +106,14 @@ impl Config {
         }
         for (key, value) in [
             ("server.header_timeout_ms", s.header_timeout_ms),
+            (
+                "server.handshakes_per_second_per_ip",
+                s.handshakes_per_second_per_ip.into(),
+            ),
+            (
+                "server.handshake_burst_per_ip",
+                s.handshake_burst_per_ip.into(),
+            ),
             ("clients.send_timeout_ms", self.clients.send_timeout_ms),
             ("clients.ping_interval_ms", self.clients.ping_interval_ms),
             (
@@ -108,6 +121,14 @@ impl Config {
                 self.clients.messages_per_second.into(),
             ),
             ("clients.message_burst", self.clients.message_burst.into()),
+            (
+                "clients.subscriptions_per_second",
+                self.clients.subscriptions_per_second.into(),
+            ),
+            (
+                "clients.subscription_burst",
+                self.clients.subscription_burst.into(),
+            ),
         ] {
             if value == 0 {
                 bad(key, "must be above 0".into());
@@ -157,6 +178,12 @@ impl Config {
             bad("clients.max_channels", "must be at least 1".into());
         }
         let r = &self.redis;
+        if r.max_topics == 0 {
+            bad(
+                "redis.max_topics",
+                "must be at least 1, or no dashboard could subscribe".into(),
+            );
+        }
         for (key, url) in [("redis.url", &r.url), ("cluster.url", &self.cluster.url)] {
             if let Err(msg) = redis_url(url) {
                 bad(key, msg);

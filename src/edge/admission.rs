@@ -82,8 +82,8 @@ impl Admission {
 }
 
 /// What the per-IP count goes by: an IPv4 address (an IPv4-mapped IPv6 one as IPv4), or an IPv6
-/// address's /64.
-fn per_ip_key(ip: IpAddr) -> IpAddr {
+/// address's /64. The handshake rate goes by it too.
+pub(crate) fn per_ip_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);

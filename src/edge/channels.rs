@@ -105,12 +105,29 @@ pub struct UpdateMessage {
 /// What a relayed receiver gave: a message, or how many it skipped for falling behind.
 pub type Heard = Result<Arc<Update>, u64>;
 
-/// A connection's subscriptions.
+/// A connection's subscriptions. Each topic it leaves, and all of them when it is dropped, are
+/// given back to the relay, which frees a topic once its last subscriber is gone.
 #[derive(Default)]
 pub struct Channels {
     topics: StreamMap<String, BroadcastStream<Arc<Update>>>,
+    /// The relay its topics were joined on, set at the first; `None` while there was none.
+    relay: Option<Arc<Relay>>,
     /// Bridge only: the packet, as the `telemetry` channel.
     pub telemetry: bool,
+}
+
+impl Drop for Channels {
+    fn drop(&mut self) {
+        let Some(relay) = self.relay.take() else {
+            return;
+        };
+        let topics: Vec<String> = self.topics.keys().cloned().collect();
+        // The receivers first: a topic is dropped only once none is left.
+        self.topics = StreamMap::new();
+        for topic in topics {
+            relay.leave(&topic);
+        }
+    }
 }
 
 impl Channels {
@@ -132,7 +149,7 @@ impl Channels {
         &mut self,
         asked: Subscribe,
         config: &Config,
-        relay: &Relay,
+        relay: &Arc<Relay>,
         bridge: bool,
     ) -> (Subscribed, Vec<Arc<Update>>) {
         let mut answer = Subscribed {
@@ -154,6 +171,21 @@ impl Channels {
                     answer.channels.push(channel);
                 }
                 Ok(()) => {
+                    let relay = self.relay.get_or_insert_with(|| relay.clone()).clone();
+                    let max_topics = config.redis.max_topics;
+                    let since = &asked.since;
+                    let Ok(joined) =
+                        relay.join(&channel, since, asked.epoch.as_deref(), max_topics)
+                    else {
+                        answer.rejected.push(Rejected {
+                            channel,
+                            reason: format!(
+                                "too many relay channels held daemon-wide (redis.max_topics = \
+                                 {max_topics}); retry later"
+                            ),
+                        });
+                        continue;
+                    };
                     if is_pattern(&channel) {
                         // The pattern covers these now: keep one way in for each message.
                         let covered: Vec<String> = self
@@ -163,10 +195,9 @@ impl Channels {
                             .cloned()
                             .collect();
                         for topic in covered {
-                            self.topics.remove(&topic);
+                            self.leave(&topic);
                         }
                     }
-                    let joined = relay.subscribe(&channel, &asked.since, asked.epoch.as_deref());
                     let Joined {
                         rx,
                         missed: older,
@@ -248,7 +279,7 @@ impl Channels {
                 self.telemetry = false;
                 true
             } else {
-                self.topics.remove(&channel).is_some()
+                self.leave(&channel)
             };
             if held {
                 answer.channels.push(channel);
@@ -260,6 +291,18 @@ impl Channels {
             }
         }
         answer
+    }
+
+    /// Drops the subscription to `topic`, and the relay's topic with it when it was the last;
+    /// whether it was held.
+    fn leave(&mut self, topic: &str) -> bool {
+        if self.topics.remove(topic).is_none() {
+            return false;
+        }
+        if let Some(relay) = &self.relay {
+            relay.leave(topic);
+        }
+        true
     }
 
     /// The next relayed message on any subscription; never, while there is none.

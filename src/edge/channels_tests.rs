@@ -23,7 +23,7 @@ fn names(list: &[Rejected]) -> Vec<(&str, &str)> {
 
 #[test]
 fn the_allow_list_and_the_cap_decide_and_each_refusal_says_why() {
-    let (relay, config) = (Relay::default(), config());
+    let (relay, config) = (Arc::new(Relay::default()), config());
     let mut channels = Channels::default();
     let asked = [
         "trade.results",
@@ -78,7 +78,7 @@ fn the_allow_list_and_the_cap_decide_and_each_refusal_says_why() {
 
 #[test]
 fn without_redis_only_the_bridge_telemetry_channel_exists() {
-    let relay = Relay::default();
+    let relay = Arc::new(Relay::default());
     let config = Config::default();
     let mut channels = Channels::default();
     let asked = ask(&["telemetry", "risk.state"], true);
@@ -99,7 +99,7 @@ fn without_redis_only_the_bridge_telemetry_channel_exists() {
 
 #[tokio::test]
 async fn subscribed_channels_deliver_in_order() {
-    let (relay, config) = (Relay::default(), config());
+    let (relay, config) = (Arc::new(Relay::default()), config());
     let mut channels = Channels::default();
     channels.subscribe(ask(&["market.tick.*"], false), &config, &relay, false);
     relay.publish("e", "market.tick.SPY", b"1");
@@ -111,7 +111,7 @@ async fn subscribed_channels_deliver_in_order() {
 
 #[test]
 fn a_resuming_subscribe_gets_what_it_missed_and_says_which_channels_resumed() {
-    let (relay, config) = (Relay::new("e1".into(), 300), config());
+    let (relay, config) = (Arc::new(Relay::new("e1".into(), 300)), config());
     for n in 1..=5 {
         relay.publish("e1", "trade.results", format!("{n}").as_bytes());
     }
@@ -153,4 +153,54 @@ fn a_resuming_subscribe_gets_what_it_missed_and_says_which_channels_resumed() {
     // Without `since`, the answer says nothing of resuming.
     let (answer, missed) = channels.subscribe(ask(&["risk.state"], false), &config, &relay, false);
     assert_eq!((answer.resumed, missed.len()), (None, 0));
+}
+
+#[test]
+fn a_topic_is_freed_when_its_last_subscriber_leaves_or_ends() {
+    let (relay, config) = (Arc::new(Relay::default()), config());
+    let (mut a, mut b) = (Channels::default(), Channels::default());
+    a.subscribe(
+        ask(&["trade.results", "risk.state"], false),
+        &config,
+        &relay,
+        false,
+    );
+    b.subscribe(ask(&["trade.results"], false), &config, &relay, false);
+    assert_eq!(relay.held(), 2);
+    a.unsubscribe(vec!["risk.state".into(), "trade.results".into()], false);
+    assert_eq!(relay.held(), 1, "b still hears trade.results");
+    // A pattern replaces the exact channels it covers, and their topics with them.
+    b.subscribe(ask(&["market.tick.SPY"], false), &config, &relay, false);
+    b.subscribe(ask(&["market.tick.*"], false), &config, &relay, false);
+    assert_eq!(relay.held(), 2);
+    drop(b);
+    assert_eq!(relay.held(), 0);
+}
+
+#[test]
+fn the_daemon_wide_cap_refuses_a_new_topic_and_says_why() {
+    let (relay, mut config) = (Arc::new(Relay::default()), config());
+    config.redis.max_topics = 2;
+    let (mut a, mut b) = (Channels::default(), Channels::default());
+    a.subscribe(
+        ask(&["trade.results", "risk.state"], false),
+        &config,
+        &relay,
+        false,
+    );
+    let (answer, _) = b.subscribe(
+        ask(&["trade.results", "agent.updates"], false),
+        &config,
+        &relay,
+        false,
+    );
+    assert_eq!(answer.channels, ["trade.results"], "a held topic is joined");
+    assert_eq!(
+        names(&answer.rejected),
+        [(
+            "agent.updates",
+            "too many relay channels held daemon-wide (redis.max_topics = 2); retry later"
+        )]
+    );
+    assert_eq!((b.len(), relay.held()), (1, 2));
 }

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use super::admission::Admission;
 use super::command::Commands;
+use super::throttle::Throttle;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -25,6 +26,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Open connections, in total and per IP.
     pub admission: Admission,
+    /// Handshakes per client IP per second.
+    pub handshakes: Throttle,
+    /// TCP connections still speaking HTTP (until they close or upgrade), in total and per IP.
+    pub sockets: Admission,
     /// Decides and sends commands, for sessions and HTTP routes alike.
     pub commands: Arc<Commands>,
     /// Cancelled once, at shutdown; every loop selects on it.

@@ -32,6 +32,8 @@ pub enum Ending {
     /// Its token no longer verifies (a reload rotated the secret, or the previous secret's
     /// window ended), for this reason.
     TokenRevoked(&'static str),
+    /// The client subscribed to channels faster than its rate (`clients.subscriptions_per_second`).
+    Churning,
 }
 
 /// The close code for a connection whose token no longer verifies: 4401, in the private range,
@@ -50,6 +52,7 @@ impl Ending {
             Ending::Protocol(_) => (CloseCode::Protocol, "protocol error"),
             Ending::Flooding => (CloseCode::Policy, "message rate limit exceeded"),
             Ending::TokenRevoked(_) => (CloseCode::from(TOKEN_REVOKED), "token no longer valid"),
+            Ending::Churning => (CloseCode::Policy, "subscription rate limit exceeded"),
             Ending::ClientClosed(_) | Ending::Vanished(_) | Ending::Stalled => return None,
         };
         Some(CloseFrame {
@@ -72,6 +75,7 @@ impl Ending {
             Ending::Protocol(_) => "protocol",
             Ending::Flooding => "flooding",
             Ending::TokenRevoked(_) => "token_revoked",
+            Ending::Churning => "churning",
         }
     }
 
@@ -115,6 +119,7 @@ impl std::fmt::Display for Ending {
             Ending::Protocol(why) => write!(f, "protocol error: {why}"),
             Ending::Flooding => write!(f, "message rate limit exceeded"),
             Ending::TokenRevoked(why) => write!(f, "token no longer valid: {why}"),
+            Ending::Churning => write!(f, "subscription rate limit exceeded"),
         }
     }
 }

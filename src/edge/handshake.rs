@@ -37,6 +37,14 @@ pub fn websocket(
         Err(refused) => return refused,
     };
     let peer = client.addr;
+    let limits = &config.server;
+    if let Err(wait) = ctx.handshakes.check(
+        peer.ip(),
+        limits.handshakes_per_second_per_ip,
+        limits.handshake_burst_per_ip,
+    ) {
+        return too_fast(peer, limits.handshakes_per_second_per_ip, wait);
+    }
     let page = PageOrigin::of_request(&config.server.allowed_origins, req.headers());
     if !page.admitted() {
         let origin = req.headers().get(header::ORIGIN).map(HeaderValue::to_str);
@@ -60,7 +68,6 @@ pub fn websocket(
         }
     };
     let echo_token = auth::offers_token_subprotocol(req.headers());
-    let limits = &config.server;
     let permit = match ctx.admission.admit(
         peer.ip(),
         limits.max_connections,
@@ -206,6 +213,24 @@ fn check_handshake(method: &Method, headers: &HeaderMap) -> Result<String, Respo
             "Handshake needs a Sec-WebSocket-Key of 16 base64-encoded bytes.\n",
         )),
     }
+}
+
+/// 429 for a handshake over `server.handshakes_per_second_per_ip`, with the whole seconds to
+/// wait until the next would pass.
+fn too_fast(peer: SocketAddr, per_second: u32, wait: std::time::Duration) -> Response<Body> {
+    let retry = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let retry = retry.max(1);
+    let message = format!(
+        "Too many handshakes from your address (limit {per_second} a second, \
+         server.handshakes_per_second_per_ip); retry in {retry} s.\n"
+    );
+    warn!(%peer, status = 429, "Client refused: {}", message.trim_end());
+    let mut response = text(StatusCode::TOO_MANY_REQUESTS, &message);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&retry.to_string()).expect("digits are a valid header"),
+    );
+    response
 }
 
 fn refuse(peer: SocketAddr, refusal: Refusal) -> Response<Body> {

@@ -201,6 +201,7 @@ fn metrics(ctx: &Context) -> Response<Body> {
         .named()
         .into_iter()
         .map(|(name, health)| (name, health.updated.map(|t| t.0)));
+    ctx.metrics.relay_topics(ctx.hub.relay().held());
     let body = ctx
         .metrics
         .render(ctx.admission.open(), last_good, Utc::now());

@@ -49,7 +49,7 @@ struct Shared {
     /// How many connections the fan-out wrote the last packet to.
     fed: AtomicUsize,
     /// Messages relayed from Redis channels to the dashboards that subscribed.
-    relay: relay::Relay,
+    relay: Arc<relay::Relay>,
     /// Raised when a consumer needs a fresh snapshot sooner than the next tick (a command
     /// changed the engine's state); the producer takes it as a cue to poll at once.
     refresh: Notify,
@@ -137,7 +137,7 @@ impl Hub {
         let local_epoch = new_epoch();
         let body = packet::body(&initial);
         let latest = Arc::new(Snapshot::new(0, local_epoch.clone(), initial, body));
-        let relay = relay::Relay::new(local_epoch.clone(), history);
+        let relay = Arc::new(relay::Relay::new(local_epoch.clone(), history));
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -360,6 +360,13 @@ impl Hub {
         let Some(history) = history else {
             return Vec::new();
         };
+        // The store holds the current epoch only (a new one clears it): a client of another
+        // epoch, or ahead of the latest packet, cannot be served, so it costs no read.
+        let latest = self.latest();
+        if *latest.epoch != *epoch || since > latest.seq {
+            return Vec::new();
+        }
+        drop(latest);
         // From `since` itself, so a client that missed nothing is resumed too (with that packet
         // again as its WELCOME).
         let mut packets = history.from(epoch, since).await;
@@ -398,7 +405,7 @@ impl Hub {
     }
 
     /// The relay channels: the Redis input publishes to them, sessions subscribe.
-    pub fn relay(&self) -> &relay::Relay {
+    pub fn relay(&self) -> &Arc<relay::Relay> {
         &self.shared.relay
     }
 

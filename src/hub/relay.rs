@@ -4,7 +4,9 @@
 //! every subscriber writes those same bytes.
 //!
 //! A subscription is a topic: one exact channel, or a pattern (`market.tick.*`). Topics are made
-//! when the first dashboard subscribes and dropped once nobody listens. Every relayed message is
+//! when the first dashboard subscribes and dropped when the last one leaves ([`Relay::leave`]),
+//! so names subscribed and left in a loop hold nothing; how many may be held at once is capped
+//! daemon-wide (`redis.max_topics`). Every relayed message is
 //! framed and kept whether or not anybody listens now: a dashboard may come back for it.
 //!
 //! Offsets belong to an epoch, the packets' one: this daemon's own, or its cluster's when the
@@ -211,7 +213,28 @@ impl Relay {
     /// the last offset a resuming client got of some channels, under `epoch` (none: this
     /// relay's own); the kept messages after them come back in [`Joined::missed`].
     pub fn subscribe(&self, topic: &str, since: &[(String, u64)], epoch: Option<&str>) -> Joined {
+        self.join(topic, since, epoch, usize::MAX)
+            .expect("no cap, no refusal")
+    }
+
+    /// [`Relay::subscribe`], unless `topic` is new and `max_topics` are held already: then
+    /// `Err(max_topics)`, and nothing is held for it. Each topic costs its subscribers'
+    /// queue ([`TOPIC_CAPACITY`] slots) until [`Relay::leave`] drops it.
+    pub fn join(
+        &self,
+        topic: &str,
+        since: &[(String, u64)],
+        epoch: Option<&str>,
+        max_topics: usize,
+    ) -> Result<Joined, usize> {
         let mut inner = self.inner.lock().expect("relay lock poisoned");
+        if !inner.topics.contains_key(topic) && inner.topics.len() >= max_topics {
+            // Receivers dropped without a `leave` (none should be) still hold their slot.
+            inner.topics.retain(|_, tx| tx.receiver_count() > 0);
+            if inner.topics.len() >= max_topics {
+                return Err(max_topics);
+            }
+        }
         let rx = inner
             .topics
             .entry(topic.to_owned())
@@ -233,11 +256,30 @@ impl Relay {
             resumed.push((channel.clone(), reaches));
         }
         missed.sort_by_key(|(heard, _)| *heard);
-        Joined {
+        Ok(Joined {
             rx,
             missed: missed.into_iter().map(|(_, update)| update).collect(),
             resumed,
+        })
+    }
+
+    /// Drops `topic` if its last subscriber is gone: called once a receiver of it is dropped,
+    /// so a topic nobody hears costs nothing even when no message ever comes to prune it.
+    pub fn leave(&self, topic: &str) {
+        let mut inner = self.inner.lock().expect("relay lock poisoned");
+        if inner
+            .topics
+            .get(topic)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            inner.topics.remove(topic);
         }
+    }
+
+    /// Topics held now, each with its queue: what `redis.max_topics` caps, and the
+    /// `bff_relay_topics` gauge.
+    pub fn held(&self) -> usize {
+        self.inner.lock().expect("relay lock poisoned").topics.len()
     }
 
     /// Topics with at least one subscriber now.

@@ -34,6 +34,9 @@ where
                     .await
             }
             Ok(ClientMessage::Subscribe(mut asked)) => {
+                if self.churning(asked.channels.len()) {
+                    return Err(Ending::Churning);
+                }
                 // Offsets without an epoch belong to the one the client resumed in, if it did.
                 asked.epoch = asked
                     .epoch

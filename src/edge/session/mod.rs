@@ -172,10 +172,17 @@ pub struct Session<R, W> {
     resume_epoch: Option<Box<str>>,
     /// Its relay-channel subscriptions.
     channels: Channels,
-    /// Client messages beyond this rate (pongs excluded) end the connection with 1008. Made at
+    /// Whether a ping went out that no pong has answered yet: only such a pong shows the client
+    /// alive and is free; any other is a message the client started, counted like the rest.
+    pinged: bool,
+    /// Client messages beyond this rate (pongs to our pings excluded) end the connection with
+    /// 1008. Made at
     /// the first message: most dashboards never send one, and a fresh limiter allows the full
     /// burst, as one made at the start would after any pause.
     limiter: Option<Box<DefaultDirectRateLimiter>>,
+    /// Channels subscribed beyond this rate end the connection with 1008: each costs the relay
+    /// a topic. Made at the first SUBSCRIBE, for the same reasons.
+    joins: Option<Box<DefaultDirectRateLimiter>>,
     /// The command service and who this connection is; `None` where it cannot send commands
     /// (tests over pipes).
     commands: Option<(Arc<Commands>, Caller)>,
@@ -205,7 +212,9 @@ where
             resume: None,
             resume_epoch: None,
             channels: Channels::default(),
+            pinged: false,
             limiter: None,
+            joins: None,
             commands: None,
             pending: None,
             in_flight: 0,
@@ -303,10 +312,16 @@ where
                         Box::pin(self.send_result(&result)).await.err()
                     },
                     frame = self.socket.next() => {
-                        alive_at = Instant::now();
+                        // A pong shows the client alive only when it answers our ping: an
+                        // unsolicited one must not keep a dead or hostile client on forever.
+                        let pong = matches!(frame, Some(Ok(Message::Pong(_))));
+                        let answer = pong && std::mem::take(&mut self.pinged);
+                        if !pong || answer {
+                            alive_at = Instant::now();
+                        }
                         // Boxed: what a client says is rare, and its handling must not grow the
                         // state every connection keeps.
-                        match Box::pin(self.heard(frame)).await {
+                        match Box::pin(self.heard(frame, answer)).await {
                             None => self.socket.send_replies().await.err(),
                             some => some,
                         }
@@ -326,6 +341,7 @@ where
                         } else if alive_at.elapsed() >= Duration::from_millis(idle_timeout) {
                             Some(Ending::IdleTimeout)
                         } else {
+                            self.pinged = true;
                             self.socket.write(PING, Frame::Ping).await.err()
                         }
                     },
@@ -432,10 +448,12 @@ where
         self.socket.flush().await
     }
 
-    /// Acts on one frame (or the end) from the client; `Some` when the connection is over.
+    /// Acts on one frame (or the end) from the client, `answer` when it is a pong to our ping;
+    /// `Some` when the connection is over.
     async fn heard(
         &mut self,
         frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        answer: bool,
     ) -> Option<Ending> {
         match frame {
             None => Some(Ending::Vanished("closed without a close frame".into())),
@@ -443,8 +461,8 @@ where
             Some(Ok(Message::Close(frame))) => {
                 Some(Ending::ClientClosed(frame.map(|f| f.code.into())))
             }
-            // Pongs answer our own pings, so only what the client starts counts.
-            Some(Ok(Message::Pong(_))) => None,
+            // A pong that answers our ping is free; an unsolicited one counts like any message.
+            Some(Ok(Message::Pong(_))) if answer => None,
             Some(Ok(_)) if self.flooding() => Some(Ending::Flooding),
             Some(Ok(Message::Text(text))) => self.answer(&text).await.err(),
             Some(Ok(Message::Binary(data))) => {
@@ -454,7 +472,8 @@ where
                 );
                 None
             }
-            // Pings: tungstenite has queued the pong, which the loop sends next.
+            // Pings (tungstenite has queued the pong, which the loop sends next), and pongs
+            // within the rate.
             Some(Ok(_)) => None,
         }
     }
@@ -474,6 +493,22 @@ where
             ))
         });
         limiter.check().is_err()
+    }
+
+    /// Whether subscribing to `channels` more goes over the client's rate, counting them.
+    fn churning(&mut self, channels: usize) -> bool {
+        let clients = &self.config.clients;
+        let joins = self.joins.get_or_insert_with(|| {
+            Box::new(RateLimiter::direct(
+                Quota::per_second(validated_non_zero(clients.subscriptions_per_second))
+                    .allow_burst(validated_non_zero(clients.subscription_burst)),
+            ))
+        });
+        let Some(n) = NonZeroU32::new(u32::try_from(channels).unwrap_or(u32::MAX)) else {
+            return false;
+        };
+        // More at once than the burst can ever allow is over it too.
+        !matches!(joins.check_n(n), Ok(Ok(())))
     }
 }
 

@@ -91,6 +91,37 @@ async fn a_silent_peer_is_pinged_then_dropped_at_the_idle_timeout() {
     assert_eq!(opcodes[3].1[..2], 1001u16.to_be_bytes());
 }
 
+/// Pongs the client sends on its own, within the message rate, are not a sign of life: only
+/// one that answers a ping is. A peer that pongs before any ping and never after is dropped at
+/// the idle timeout counted from the start, not from its last pong.
+#[tokio::test(start_paused = true)]
+async fn unsolicited_pongs_do_not_keep_a_peer_alive() {
+    use tokio::io::AsyncWriteExt;
+    let config = config(10_000, 15_000, 5_000);
+    let (server, client) = pair(64 * 1024).await;
+    let (_read, mut write) = tokio::io::split(client.into_inner());
+    // A pong a second (masked, empty, zero key) for 9 s, all before the first ping at 10 s;
+    // then silence.
+    tokio::spawn(async move {
+        for _ in 0..9 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            write.write_all(&[0x8a, 0x80, 0, 0, 0, 0]).await.unwrap();
+        }
+        std::future::pending::<()>().await;
+    });
+    let started = Instant::now();
+    let ending = run(server, &hub(4), &config, &CancellationToken::new()).await;
+    assert_eq!(ending, Ending::IdleTimeout);
+    // Found at the ping tick of 20 s (15 s after the start); had the pongs counted, the one at
+    // 9 s would have kept it until the tick of 30 s.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(20)
+            && waited <= Duration::from_secs(20) + KEEPALIVE_GRID + LINGER,
+        "{waited:?}"
+    );
+}
+
 /// A client taking packets shows itself alive without a word: it is sent no ping and outlives
 /// the idle timeout many times over; once the packets stop, the keepalive pings it, and a
 /// client that never answers is dropped an idle timeout after the last packet it took.
