@@ -40,19 +40,12 @@ use tracing::{Instrument, info_span};
 use self::grant::authorize;
 pub use self::grant::{Caller, Token};
 use self::repeats::{Entry, Repeats};
-pub use self::result::CommandResult;
+pub use self::result::{CommandResult, MAX_ACTION_BYTES, MAX_ID_BYTES};
 use crate::config::{Config, EngineConfig};
 use crate::engine::Engine;
 use crate::engine::action::Action;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-
-/// The longest command `id` accepted; ids are remembered for the repeat window.
-pub const MAX_ID_BYTES: usize = 128;
-
-/// The longest action name read; the longest there is, `export-logs`, has 11 bytes. A longer
-/// one is refused before it is looked at, and never copied whole into an answer or a log line.
-pub const MAX_ACTION_BYTES: usize = 32;
 
 /// Subjects kept in the rate limiter before it is trimmed of those it no longer holds back.
 const LIMITER_KEYS: usize = 10_000;

@@ -5,9 +5,15 @@
 
 use serde::Serialize;
 
-use super::{MAX_ACTION_BYTES, MAX_ID_BYTES};
 use crate::engine::FetchError;
 use crate::engine::action::{Action, Answer};
+
+/// The longest command `id` accepted; ids are remembered for the repeat window.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// The longest action name read; the longest there is, `export-logs`, has 11 bytes. A longer
+/// one is refused before it is looked at, and never copied whole into an answer or a log line.
+pub const MAX_ACTION_BYTES: usize = 32;
 
 /// The answer to one command: a `COMMAND_RESULT` frame on WebSocket, the body over HTTP.
 #[derive(Debug, Clone, PartialEq, Serialize)]
