@@ -696,3 +696,75 @@ fn token_needs_a_sub_so_no_two_holders_share_one_by_default() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--sub"), "{stderr}");
 }
+
+/// `bff SUBCOMMAND --help`, which must succeed.
+fn help(subcommand: &str) -> String {
+    let out = Command::new(BIN)
+        .args([subcommand, "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{subcommand} --help: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn each_subcommand_lists_only_its_own_flags() {
+    let token = help("token");
+    let demo_engine = help("demo-engine");
+    for flag in ["--listen", "--engine-url", "--cluster", "--config"] {
+        assert!(!token.contains(flag), "token --help lists {flag}:\n{token}");
+        assert!(
+            !demo_engine.contains(flag),
+            "demo-engine --help lists {flag}:\n{demo_engine}"
+        );
+    }
+    assert!(!token.contains("--redis-url"), "{token}");
+    assert!(
+        token.contains("--secret-file") && token.contains("--sub"),
+        "{token}"
+    );
+    assert!(
+        demo_engine.contains("--on") && demo_engine.contains("--redis-url"),
+        "demo-engine publishes to Redis:\n{demo_engine}"
+    );
+    assert!(
+        help("check-config").contains("--engine-url"),
+        "check-config takes the daemon's overrides"
+    );
+}
+
+#[test]
+fn token_takes_the_daemons_secret_flag_and_refuses_an_unknown_role() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("token-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("ops.secret");
+    let _ = std::fs::remove_file(&secret);
+    let out = Command::new(BIN)
+        .args(["token", "--auth-secret-file"])
+        .arg(&secret)
+        .args(["--sub", "ann", "--role", "operator"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(secret.exists(), "the secret was created where the flag said");
+    assert_eq!(String::from_utf8(out.stdout).unwrap().split('.').count(), 3);
+
+    let out = Command::new(BIN)
+        .args(["token", "--auth-secret-file"])
+        .arg(&secret)
+        .args(["--sub", "ann", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no token was printed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--role") && stderr.contains("admin") && stderr.contains("operator"),
+        "{stderr}"
+    );
+}
