@@ -768,3 +768,58 @@ fn token_takes_the_daemons_secret_flag_and_refuses_an_unknown_role() {
         "{stderr}"
     );
 }
+
+/// A port nobody listens on.
+fn closed_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn at_start_an_engine_not_answering_is_said_to_have_no_answer_yet() {
+    let engine = format!("http://{}", closed_port());
+    let mut bff = BffProcess::start(
+        &["--listen", "127.0.0.1:0", "--engine-url", &engine],
+        &[],
+    );
+    let line = bff.line_containing("source=\"state\"");
+    assert!(
+        line.contains("WARN") && line.contains("no answer from it yet") && line.contains("refused"),
+        "{line}"
+    );
+    bff.line_containing("Telemetry published");
+    assert!(
+        !bff.log().iter().any(|l| l.contains("last good value")),
+        "no last good value is promised when there never was one: {:#?}",
+        bff.log()
+    );
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_secret_warns_of_it() {
+    let engine = format!("http://{}", closed_port());
+    let mut open = BffProcess::start(
+        &["--listen", "0.0.0.0:0", "--engine-url", &engine],
+        &[],
+    );
+    let warning = open.line_containing("no auth.secret");
+    assert!(
+        warning.contains("WARN")
+            && warning.contains("without a token")
+            && warning.contains("127.0.0.1"),
+        "{warning}"
+    );
+
+    let mut local = BffProcess::start(
+        &["--listen", "127.0.0.1:0", "--engine-url", &engine],
+        &[],
+    );
+    local.line_containing("Telemetry published");
+    assert!(
+        !local.log().iter().any(|l| l.contains("no auth.secret")),
+        "loopback needs no warning: {:#?}",
+        local.log()
+    );
+}
