@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::clients::{node, python};
+use common::clients::{dashboard_js, node, node_major, python};
 use common::process::{BIN, BffProcess};
 use common::redis::RedisServer;
 use common::{FakeEngine, PATIENCE, next_packet, refused, within};
@@ -822,4 +822,147 @@ fn listening_beyond_loopback_without_a_secret_warns_of_it() {
         "loopback needs no warning: {:#?}",
         local.log()
     );
+}
+
+/// A secret of the length the daemon asks for, for the example clients' tokens.
+const CLIENT_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+/// `bff --demo` with [`CLIENT_SECRET`] as its `auth.secret`.
+fn demo_with_a_secret() -> BffProcess {
+    let secret = temp_file(
+        &format!("clients-{}.secret", std::process::id()),
+        CLIENT_SECRET,
+    );
+    BffProcess::demo(&["--auth-secret-file", secret.to_str().unwrap()])
+}
+
+/// `client ARGS` with `env` set: its exit code, stdout and stderr.
+fn output(mut client: Command, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = client
+        .args(args)
+        .env_remove("BFF_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// An example client against a daemon with a secret: refused without a token or with a bad
+/// one, saying so and why and exiting 1; streaming with one from `--token` or `BFF_TOKEN`.
+fn assert_takes_a_token(client: impl Fn() -> Command, url: &str) {
+    let token = bff::edge::auth::mint(CLIENT_SECRET, "dash", 3600, None, &[]);
+    let forged = bff::edge::auth::mint(
+        "another secret, another secret, another secret",
+        "dash",
+        3600,
+        None,
+        &[],
+    );
+
+    let (code, stdout, stderr) = output(client(), &[url, "3"], &[]);
+    assert_eq!(code, Some(1), "no token: {stdout}{stderr}");
+    assert!(
+        stderr.starts_with("error: HTTP 401 ") && stderr.contains("--token or BFF_TOKEN"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("is it running"), "{stderr}");
+
+    let (code, stdout, stderr) = output(client(), &[url, "3", "--token", &forged], &[]);
+    assert_eq!(code, Some(1), "a forged token: {stdout}{stderr}");
+    assert!(
+        stderr.starts_with("error: HTTP 401 ") && stderr.contains("the token was refused"),
+        "{stderr}"
+    );
+
+    for (args, env) in [
+        (vec![url, "3", "--token", &token], vec![]),
+        (vec!["--token", &token, url, "3"], vec![]),
+        (vec![url, "3"], vec![("BFF_TOKEN", token.as_str())]),
+    ] {
+        let (code, stdout, stderr) = output(client(), &args, &env);
+        assert_eq!(code, Some(0), "{args:?} {env:?}: {stdout}{stderr}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 4, "{stdout}");
+        assert!(lines[0].starts_with("WELCOME seq="), "{stdout}");
+        assert_eq!(lines[3], "closed code=1000", "{stdout}");
+    }
+}
+
+/// An example client against a daemon allowing one connection per address, one taken: a 429
+/// said as such, with the daemon's reason, and exit code 1.
+async fn assert_reports_too_many(client: Command) {
+    let config = temp_file(
+        &format!("one-per-ip-{}.toml", std::process::id()),
+        "[server]\nmax_connections_per_ip = 1\n",
+    );
+    let daemon = BffProcess::demo(&["--config", config.to_str().unwrap()]);
+    let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
+    let (_taken, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || output(client, &[&url, "3"], &[]))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with("error: HTTP 429 Too Many Requests: Too many connections")
+            && stderr.contains("Retry-After: 5"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_javascript_client_takes_a_token_and_says_why_it_is_refused() {
+    let Some(_) = node() else {
+        return;
+    };
+    let daemon = demo_with_a_secret();
+    let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
+    assert_takes_a_token(|| node().unwrap(), &url);
+}
+
+#[test]
+fn the_python_client_takes_a_token_and_says_why_it_is_refused() {
+    let Some(_) = python() else {
+        return;
+    };
+    let daemon = demo_with_a_secret();
+    let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
+    assert_takes_a_token(|| python().unwrap(), &url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_clients_say_a_429_is_too_many_connections() {
+    if let Some(node) = node() {
+        assert_reports_too_many(node).await;
+    }
+    if let Some(python) = python() {
+        assert_reports_too_many(python).await;
+    }
+}
+
+/// Node 20 has no WebSocket unless told: the client says which flag or version to use.
+#[test]
+fn the_javascript_client_on_node_20_says_which_flag_it_needs() {
+    let Some(major) = node_major() else {
+        return;
+    };
+    if major >= 22 {
+        eprintln!("SKIPPED: Node {major} has WebSocket without a flag");
+        return;
+    }
+    let mut node = Command::new("node");
+    node.arg(dashboard_js());
+    let (code, stdout, stderr) = output(node, &["ws://127.0.0.1:9/", "3"], &[]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("has no WebSocket")
+            && stderr.contains("node --experimental-websocket dashboard.js")
+            && stderr.contains("Node 22"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ReferenceError"), "{stderr}");
 }
