@@ -751,7 +751,10 @@ fn token_takes_the_daemons_secret_flag_and_refuses_an_unknown_role() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(secret.exists(), "the secret was created where the flag said");
+    assert!(
+        secret.exists(),
+        "the secret was created where the flag said"
+    );
     assert_eq!(String::from_utf8(out.stdout).unwrap().split('.').count(), 3);
 
     let out = Command::new(BIN)
@@ -780,10 +783,7 @@ fn closed_port() -> std::net::SocketAddr {
 #[test]
 fn at_start_an_engine_not_answering_is_said_to_have_no_answer_yet() {
     let engine = format!("http://{}", closed_port());
-    let mut bff = BffProcess::start(
-        &["--listen", "127.0.0.1:0", "--engine-url", &engine],
-        &[],
-    );
+    let mut bff = BffProcess::start(&["--listen", "127.0.0.1:0", "--engine-url", &engine], &[]);
     let line = bff.line_containing("source=\"state\"");
     assert!(
         line.contains("WARN") && line.contains("no answer from it yet") && line.contains("refused"),
@@ -800,10 +800,7 @@ fn at_start_an_engine_not_answering_is_said_to_have_no_answer_yet() {
 #[test]
 fn listening_beyond_loopback_without_a_secret_warns_of_it() {
     let engine = format!("http://{}", closed_port());
-    let mut open = BffProcess::start(
-        &["--listen", "0.0.0.0:0", "--engine-url", &engine],
-        &[],
-    );
+    let mut open = BffProcess::start(&["--listen", "0.0.0.0:0", "--engine-url", &engine], &[]);
     let warning = open.line_containing("no auth.secret");
     assert!(
         warning.contains("WARN")
@@ -812,10 +809,7 @@ fn listening_beyond_loopback_without_a_secret_warns_of_it() {
         "{warning}"
     );
 
-    let mut local = BffProcess::start(
-        &["--listen", "127.0.0.1:0", "--engine-url", &engine],
-        &[],
-    );
+    let mut local = BffProcess::start(&["--listen", "127.0.0.1:0", "--engine-url", &engine], &[]);
     local.line_containing("Telemetry published");
     assert!(
         !local.log().iter().any(|l| l.contains("no auth.secret")),
@@ -837,7 +831,11 @@ fn demo_with_a_secret() -> BffProcess {
 }
 
 /// `client ARGS` with `env` set: its exit code, stdout and stderr.
-fn output(mut client: Command, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+fn output(
+    mut client: Command,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
     let out = client
         .args(args)
         .env_remove("BFF_TOKEN")
@@ -901,7 +899,9 @@ async fn assert_reports_too_many(client: Command) {
     );
     let daemon = BffProcess::demo(&["--config", config.to_str().unwrap()]);
     let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
-    let (_taken, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (_taken, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
     let (code, stdout, stderr) =
         tokio::task::spawn_blocking(move || output(client, &[&url, "3"], &[]))
             .await

@@ -233,5 +233,9 @@ async fn an_engine_under_a_path_prefix_is_polled_under_it() {
     })
     .await;
     assert_eq!(packet["data"]["status"], "ACTIVE", "{packet}");
-    assert_eq!(engine.hits("/state"), 0, "nothing was asked at the host's root");
+    assert_eq!(
+        engine.hits("/state"),
+        0,
+        "nothing was asked at the host's root"
+    );
 }

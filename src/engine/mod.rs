@@ -239,11 +239,23 @@ mod tests {
         for (base, path, url) in [
             ("http://e:8000", "/api/x", "http://e:8000/api/x"),
             ("http://e:8000/", "/api/x", "http://e:8000/api/x"),
-            ("http://e:8000/prefix", "/api/x", "http://e:8000/prefix/api/x"),
+            (
+                "http://e:8000/prefix",
+                "/api/x",
+                "http://e:8000/prefix/api/x",
+            ),
             ("http://e:8000/a/b/", "/api/x", "http://e:8000/a/b/api/x"),
-            ("http://e:8000/p", "/api/x?full=1", "http://e:8000/p/api/x?full=1"),
+            (
+                "http://e:8000/p",
+                "/api/x?full=1",
+                "http://e:8000/p/api/x?full=1",
+            ),
         ] {
-            assert_eq!(resolve(base, path).unwrap().as_str(), url, "{base} + {path}");
+            assert_eq!(
+                resolve(base, path).unwrap().as_str(),
+                url,
+                "{base} + {path}"
+            );
         }
     }
 }
