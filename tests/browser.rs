@@ -360,7 +360,16 @@ async fn the_page_offers_halt_and_resume_only_to_a_token_that_allows_them() {
     let _ = std::fs::remove_file(&secret);
     let file = secret.to_str().unwrap();
     // The first call creates the secret file; both tokens are signed with it.
-    let operator = token(&["--secret-file", file, "--role", "operator", "--ttl", "10m"]);
+    let operator = token(&[
+        "--secret-file",
+        file,
+        "--sub",
+        "olga",
+        "--role",
+        "operator",
+        "--ttl",
+        "10m",
+    ]);
     let viewer = token(&["--secret-file", file, "--sub", "viewer"]);
     let addr = free_port();
     let bff = BffProcess::start(
