@@ -83,6 +83,14 @@ pub async fn run(
         cluster = %config.cluster.url.masked(),
         "Listening"
     );
+    if !addr.ip().is_loopback() && config.auth.secret.expose().is_empty() {
+        warn!(
+            %addr,
+            "Listening beyond this machine with no auth.secret: anyone who can reach {addr} can \
+             watch the telemetry without a token (commands stay refused). Set auth.secret or \
+             auth.secret_file (see `bff token`), or listen on 127.0.0.1"
+        );
+    }
     let metrics = Arc::new(Metrics::new());
     hub.report_to(metrics.clone());
     let tracker = TaskTracker::new();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use bff::config::{Config, ConfigError};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -19,26 +19,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Config file [default: ./bff.toml when present, else built-in defaults]
-    #[arg(long, global = true, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// Address to listen on, overriding server.listen (e.g. 0.0.0.0:3000, 127.0.0.1:0)
-    #[arg(long, global = true, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    /// Engine base URL, overriding engine.url (relative endpoint paths are joined to it)
-    #[arg(long, global = true, value_name = "URL")]
-    engine_url: Option<String>,
-    /// Redis URL, overriding redis.url: merge the engine's events and relay channels (with
-    /// --demo or demo-engine, the simulator publishes its events there too; a redis.url from
-    /// the config file never gets them)
-    #[arg(long, global = true, value_name = "URL")]
-    redis_url: Option<String>,
-    /// Redis shared by several daemons, overriding cluster.url: one of them polls, all serve
-    #[arg(long, global = true, value_name = "URL")]
-    cluster: Option<String>,
-    /// File holding the token secret, overriding auth.secret_file (see `bff token`)
-    #[arg(long, global = true, value_name = "PATH")]
-    auth_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
     /// Poll an embedded engine simulator instead of a real engine
     #[arg(long)]
     demo: bool,
@@ -47,6 +29,47 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// The config file and the flags overriding it: the daemon's and `check-config`'s own, so other
+/// subcommands' `--help` does not list them.
+#[derive(Debug, Clone, Default, Args)]
+struct Settings {
+    /// Config file [default: ./bff.toml when present, else built-in defaults]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Address to listen on, overriding server.listen (e.g. 0.0.0.0:3000, 127.0.0.1:0)
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Engine base URL, overriding engine.url (endpoint paths are appended to its path)
+    #[arg(long, value_name = "URL")]
+    engine_url: Option<String>,
+    /// Redis URL, overriding redis.url: merge the engine's events and relay channels (with
+    /// --demo, the simulator publishes its events there too; a redis.url from the config file
+    /// never gets them)
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
+    /// Redis shared by several daemons, overriding cluster.url: one of them polls, all serve
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+    /// File holding the token secret, overriding auth.secret_file (see `bff token`)
+    #[arg(long, value_name = "PATH")]
+    auth_secret_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// These settings, each one not given taken from `outer` (`bff --config x check-config`
+    /// and `bff check-config --config x` mean the same).
+    fn or(self, outer: Settings) -> Settings {
+        Settings {
+            config: self.config.or(outer.config),
+            listen: self.listen.or(outer.listen),
+            engine_url: self.engine_url.or(outer.engine_url),
+            redis_url: self.redis_url.or(outer.redis_url),
+            cluster: self.cluster.or(outer.cluster),
+            auth_secret_file: self.auth_secret_file.or(outer.auth_secret_file),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -58,25 +81,33 @@ enum LogFormat {
 #[derive(Debug, Clone, Subcommand)]
 enum Command {
     /// Check a config file and print the effective config
-    CheckConfig,
+    CheckConfig {
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Run only the engine simulator that --demo polls, for testing against a separate engine
     DemoEngine {
         /// Address to serve the engine API on
         #[arg(long = "on", value_name = "ADDR", default_value = "127.0.0.1:8000")]
         addr: SocketAddr,
+        /// Redis URL to publish the simulator's events to (market ticks, system_events, …)
+        #[arg(long, value_name = "URL")]
+        redis_url: Option<String>,
     },
     /// Print a token (an HS256 JWT) signed with the secret in a file, creating the file with a
     /// random secret when it does not exist yet
     Token {
-        /// The secret's file, the same the daemon reads (auth.secret_file, --auth-secret-file)
-        #[arg(long, value_name = "PATH")]
+        /// The secret's file, the same the daemon reads (auth.secret_file, --auth-secret-file,
+        /// which is accepted here too)
+        #[arg(long, visible_alias = "auth-secret-file", value_name = "PATH")]
         secret_file: PathBuf,
         /// Who the token is for (required, and one per person or script): the command rate,
         /// repeats and the log go by it, so tokens sharing one would share them
         #[arg(long)]
         sub: String,
-        /// `operator` may send every action
-        #[arg(long)]
+        /// `operator` may send every action; the only role there is, so any other is refused
+        /// rather than minting a token that only watches
+        #[arg(long, value_parser = [bff::edge::auth::OPERATOR])]
         role: Option<String>,
         /// Actions it may send (halt, resume, rebalance, export-logs), comma-separated
         #[arg(long, value_delimiter = ',')]
@@ -88,9 +119,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::CheckConfig { settings }) = &cli.command {
+        cli.settings = settings.clone().or(cli.settings);
+    }
     init_logging(cli.log_format);
-    if cli.demo && cli.engine_url.is_some() {
+    if cli.demo && cli.settings.engine_url.is_some() {
         eprintln!("bff: --demo polls the built-in simulator; drop --engine-url or --demo");
         return ExitCode::from(2);
     }
@@ -110,8 +144,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Some(Command::DemoEngine { addr }) = cli.command {
-        return match demo_engine(addr, cli.redis_url.as_deref()) {
+    if let Some(Command::DemoEngine { addr, redis_url }) = &cli.command {
+        // `bff --redis-url URL demo-engine`, as before the flag was demo-engine's own, too.
+        let redis = redis_url.as_deref().or(cli.settings.redis_url.as_deref());
+        return match demo_engine(*addr, redis) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("bff: {err:#}");
@@ -120,7 +156,7 @@ fn main() -> ExitCode {
         };
     }
     match load(&cli) {
-        Ok(config) if matches!(cli.command, Some(Command::CheckConfig)) => {
+        Ok(config) if matches!(cli.command, Some(Command::CheckConfig { .. })) => {
             print!("{}", config.to_toml());
             ExitCode::SUCCESS
         }
@@ -158,6 +194,7 @@ fn init_logging(format: LogFormat) {
 
 /// The config file with the command line's overrides, validated.
 fn load(cli: &Cli) -> Result<Config, ConfigError> {
+    let cli = &cli.settings;
     let (mut config, origin) = Config::load(cli.config.as_deref())?;
     if let Some(listen) = cli.listen {
         config.server.listen = listen;
@@ -271,7 +308,7 @@ async fn daemon(cli: Cli, config: Config) -> anyhow::Result<()> {
     let demo = if cli.demo {
         // Only a Redis named on the command line gets the simulator's events: a redis.url in the
         // config file may be a real engine's.
-        let publish_to = cli.redis_url.as_ref().map(|_| &config.redis.url);
+        let publish_to = cli.settings.redis_url.as_ref().map(|_| &config.redis.url);
         let addr = bff::demo::start(
             ([127, 0, 0, 1], 0).into(),
             publish_to.map(|url| url.expose()),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::clients::{node, python};
+use common::clients::{dashboard_js, node, node_major, python};
 use common::process::{BIN, BffProcess};
 use common::redis::RedisServer;
 use common::{FakeEngine, PATIENCE, next_packet, refused, within};
@@ -773,4 +773,274 @@ fn token_needs_a_sub_so_no_two_holders_share_one_by_default() {
     assert!(out.stdout.is_empty(), "no token was printed");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--sub"), "{stderr}");
+}
+
+/// `bff SUBCOMMAND --help`, which must succeed.
+fn help(subcommand: &str) -> String {
+    let out = Command::new(BIN)
+        .args([subcommand, "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{subcommand} --help: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn each_subcommand_lists_only_its_own_flags() {
+    let token = help("token");
+    let demo_engine = help("demo-engine");
+    for flag in ["--listen", "--engine-url", "--cluster", "--config"] {
+        assert!(!token.contains(flag), "token --help lists {flag}:\n{token}");
+        assert!(
+            !demo_engine.contains(flag),
+            "demo-engine --help lists {flag}:\n{demo_engine}"
+        );
+    }
+    assert!(!token.contains("--redis-url"), "{token}");
+    assert!(
+        token.contains("--secret-file") && token.contains("--sub"),
+        "{token}"
+    );
+    assert!(
+        demo_engine.contains("--on") && demo_engine.contains("--redis-url"),
+        "demo-engine publishes to Redis:\n{demo_engine}"
+    );
+    assert!(
+        help("check-config").contains("--engine-url"),
+        "check-config takes the daemon's overrides"
+    );
+}
+
+#[test]
+fn token_takes_the_daemons_secret_flag_and_refuses_an_unknown_role() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("token-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("ops.secret");
+    let _ = std::fs::remove_file(&secret);
+    let out = Command::new(BIN)
+        .args(["token", "--auth-secret-file"])
+        .arg(&secret)
+        .args(["--sub", "ann", "--role", "operator"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        secret.exists(),
+        "the secret was created where the flag said"
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().split('.').count(), 3);
+
+    let out = Command::new(BIN)
+        .args(["token", "--auth-secret-file"])
+        .arg(&secret)
+        .args(["--sub", "ann", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no token was printed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--role") && stderr.contains("admin") && stderr.contains("operator"),
+        "{stderr}"
+    );
+}
+
+/// A port nobody listens on.
+fn closed_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn at_start_an_engine_not_answering_is_said_to_have_no_answer_yet() {
+    let engine = format!("http://{}", closed_port());
+    let mut bff = BffProcess::start(&["--listen", "127.0.0.1:0", "--engine-url", &engine], &[]);
+    let line = bff.line_containing("source=\"state\"");
+    assert!(
+        line.contains("WARN") && line.contains("no answer from it yet") && line.contains("refused"),
+        "{line}"
+    );
+    bff.line_containing("Telemetry published");
+    assert!(
+        !bff.log().iter().any(|l| l.contains("last good value")),
+        "no last good value is promised when there never was one: {:#?}",
+        bff.log()
+    );
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_secret_warns_of_it() {
+    let engine = format!("http://{}", closed_port());
+    let mut open = BffProcess::start(&["--listen", "0.0.0.0:0", "--engine-url", &engine], &[]);
+    let warning = open.line_containing("no auth.secret");
+    assert!(
+        warning.contains("WARN")
+            && warning.contains("without a token")
+            && warning.contains("127.0.0.1"),
+        "{warning}"
+    );
+
+    let mut local = BffProcess::start(&["--listen", "127.0.0.1:0", "--engine-url", &engine], &[]);
+    local.line_containing("Telemetry published");
+    assert!(
+        !local.log().iter().any(|l| l.contains("no auth.secret")),
+        "loopback needs no warning: {:#?}",
+        local.log()
+    );
+}
+
+/// A secret of the length the daemon asks for, for the example clients' tokens.
+const CLIENT_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+/// `bff --demo` with [`CLIENT_SECRET`] as its `auth.secret`.
+fn demo_with_a_secret() -> BffProcess {
+    let secret = temp_file(
+        &format!("clients-{}.secret", std::process::id()),
+        CLIENT_SECRET,
+    );
+    BffProcess::demo(&["--auth-secret-file", secret.to_str().unwrap()])
+}
+
+/// `client ARGS` with `env` set: its exit code, stdout and stderr.
+fn output(
+    mut client: Command,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let out = client
+        .args(args)
+        .env_remove("BFF_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// An example client against a daemon with a secret: refused without a token or with a bad
+/// one, saying so and why and exiting 1; streaming with one from `--token` or `BFF_TOKEN`.
+fn assert_takes_a_token(client: impl Fn() -> Command, url: &str) {
+    let token = bff::edge::auth::mint(CLIENT_SECRET, "dash", 3600, None, &[]);
+    let forged = bff::edge::auth::mint(
+        "another secret, another secret, another secret",
+        "dash",
+        3600,
+        None,
+        &[],
+    );
+
+    let (code, stdout, stderr) = output(client(), &[url, "3"], &[]);
+    assert_eq!(code, Some(1), "no token: {stdout}{stderr}");
+    assert!(
+        stderr.starts_with("error: HTTP 401 ") && stderr.contains("--token or BFF_TOKEN"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("is it running"), "{stderr}");
+
+    let (code, stdout, stderr) = output(client(), &[url, "3", "--token", &forged], &[]);
+    assert_eq!(code, Some(1), "a forged token: {stdout}{stderr}");
+    assert!(
+        stderr.starts_with("error: HTTP 401 ") && stderr.contains("the token was refused"),
+        "{stderr}"
+    );
+
+    for (args, env) in [
+        (vec![url, "3", "--token", &token], vec![]),
+        (vec!["--token", &token, url, "3"], vec![]),
+        (vec![url, "3"], vec![("BFF_TOKEN", token.as_str())]),
+    ] {
+        let (code, stdout, stderr) = output(client(), &args, &env);
+        assert_eq!(code, Some(0), "{args:?} {env:?}: {stdout}{stderr}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 4, "{stdout}");
+        assert!(lines[0].starts_with("WELCOME seq="), "{stdout}");
+        assert_eq!(lines[3], "closed code=1000", "{stdout}");
+    }
+}
+
+/// An example client against a daemon allowing one connection per address, one taken: a 429
+/// said as such, with the daemon's reason, and exit code 1.
+async fn assert_reports_too_many(client: Command) {
+    let config = temp_file(
+        &format!("one-per-ip-{}.toml", std::process::id()),
+        "[server]\nmax_connections_per_ip = 1\n",
+    );
+    let daemon = BffProcess::demo(&["--config", config.to_str().unwrap()]);
+    let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
+    let (_taken, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || output(client, &[&url, "3"], &[]))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with("error: HTTP 429 Too Many Requests: Too many connections")
+            && stderr.contains("Retry-After: 5"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_javascript_client_takes_a_token_and_says_why_it_is_refused() {
+    let Some(_) = node() else {
+        return;
+    };
+    let daemon = demo_with_a_secret();
+    let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
+    assert_takes_a_token(|| node().unwrap(), &url);
+}
+
+#[test]
+fn the_python_client_takes_a_token_and_says_why_it_is_refused() {
+    let Some(_) = python() else {
+        return;
+    };
+    let daemon = demo_with_a_secret();
+    let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
+    assert_takes_a_token(|| python().unwrap(), &url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_clients_say_a_429_is_too_many_connections() {
+    if let Some(node) = node() {
+        assert_reports_too_many(node).await;
+    }
+    if let Some(python) = python() {
+        assert_reports_too_many(python).await;
+    }
+}
+
+/// Node 20 has no WebSocket unless told: the client says which flag or version to use.
+#[test]
+fn the_javascript_client_on_node_20_says_which_flag_it_needs() {
+    let Some(major) = node_major() else {
+        return;
+    };
+    if major >= 22 {
+        eprintln!("SKIPPED: Node {major} has WebSocket without a flag");
+        return;
+    }
+    let mut node = Command::new("node");
+    node.arg(dashboard_js());
+    let (code, stdout, stderr) = output(node, &["ws://127.0.0.1:9/", "3"], &[]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("has no WebSocket")
+            && stderr.contains("node --experimental-websocket dashboard.js")
+            && stderr.contains("Node 22"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ReferenceError"), "{stderr}");
 }

@@ -988,3 +988,55 @@ async fn through_a_trusted_proxy_no_command_is_from_loopback_and_the_client_is_l
     assert!(logs.count(&["Command", "peer=203.0.113.78:0"]) >= 1);
     assert!(logs.count(&["Command", "peer=[2001:db8::7]:4711"]) >= 1);
 }
+
+/// `POST` as a script does: the status and the `Retry-After` header, if any.
+async fn post_status(daemon: &Daemon, path: &str, token: &str) -> (u16, Option<String>) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::Client::new()
+        .post(format!("http://{}{path}", daemon.addr))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), retry_after)
+}
+
+/// A script checking the status (`curl -f`) never takes a refused command for a done one, and
+/// one held to the rate is told how long to wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_only_a_done_command_is_a_success_and_a_429_says_when_to_retry() {
+    LazyLock::force(&LOGS);
+    let engine = engine_with_actions().await;
+    engine.set(
+        "api/actions/halt",
+        Answer::Body(json!({"success": false, "message": "Already halted"}).to_string()),
+    );
+    let mut cfg = secured(&engine);
+    // One a minute: the rate refuses the second rebalance however slowly the test runs.
+    cfg.commands.per_minute = 1;
+    cfg.commands.burst = 1;
+    let daemon = Daemon::start(cfg).await;
+    let token = operator();
+
+    assert_eq!(
+        post_status(&daemon, "/api/actions/halt", &token).await,
+        (422, None),
+        "the engine refused the halt"
+    );
+    assert_eq!(engine.hits("/api/actions/halt"), 1);
+    assert_eq!(
+        post_status(&daemon, "/api/actions/rebalance", &token).await,
+        (200, None),
+        "done"
+    );
+    assert_eq!(
+        post_status(&daemon, "/api/actions/rebalance", &token).await,
+        (429, Some("60".to_owned())),
+        "over the rate"
+    );
+    assert_eq!(engine.hits("/api/actions/rebalance"), 1);
+}

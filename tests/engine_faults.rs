@@ -206,3 +206,36 @@ async fn an_engine_that_is_not_running_is_stale_with_a_reason_and_packets_flow()
     }
     assert_eq!(packet["data"]["status"], "INITIALIZING");
 }
+
+/// An engine served under a path prefix (behind a proxy, say) is polled under it: the endpoint
+/// paths go below `engine.url`'s path, not at the host's root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_under_a_path_prefix_is_polled_under_it() {
+    // Only the prefixed paths answer; the host's root ones are 404s, as behind such a proxy.
+    let engine = FakeEngine::start(
+        Answer::Status(404),
+        Answer::Status(404),
+        Answer::Status(404),
+    )
+    .await;
+    engine.set("engine/v1/state", Answer::File("state-current.json"));
+    engine.set("engine/v1/agents", Answer::File("agents-raw-records.json"));
+    engine.set("engine/v1/models", Answer::File("models-raw-records.json"));
+    let mut cfg = config(&engine);
+    cfg.engine.url = format!("http://{}/engine/v1", engine.addr);
+    let daemon = Daemon::start(cfg).await;
+    let mut ws = daemon.connect().await;
+    let mut seq = next_packet(&mut ws).await["seq"].as_u64().unwrap();
+    let packet = follow(&mut ws, &mut seq, "every source answering", |p| {
+        ["state", "agents", "models"]
+            .iter()
+            .all(|source| source_ok(p, source))
+    })
+    .await;
+    assert_eq!(packet["data"]["status"], "ACTIVE", "{packet}");
+    assert_eq!(
+        engine.hits("/state"),
+        0,
+        "nothing was asked at the host's root"
+    );
+}

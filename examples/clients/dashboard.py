@@ -2,6 +2,12 @@
 """The smallest dashboard in Python: the same output as dashboard.js.
 
 Usage: python3 dashboard.py [ws://localhost:3000] [messages to read, default: forever] [channel]
+                           [--token JWT]
+The count takes every message: packets and, with a channel, that channel's updates.
+A daemon with auth.secret needs a token (`bff token --secret-file F --sub NAME` prints one):
+`--token JWT`, or the BFF_TOKEN environment variable. A refused connection is reported with its
+HTTP status and the daemon's reason (401: no or a bad token, 403: origin not allowed, 429: too
+many connections from this address) and the exit code is 1.
 With a channel (e.g. agent.updates, one of the daemon's redis.relay), it subscribes to it and
 prints each relayed message as `UPDATE <channel> offset=<n>`.
 When the connection drops, it reconnects (after 1, 2, 4 ... 30 s) saying where it left off, so
@@ -12,11 +18,13 @@ Needs `pip install -r requirements.txt` (websockets >= 13).
 """
 import asyncio
 import json
+import os
 import sys
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.typing import Subprotocol
 
 
 def js(value):
@@ -38,7 +46,28 @@ def resume_url(url, last):
     return parts._replace(path=parts.path or "/", query=urlencode(query)).geturl()
 
 
-async def main(url, limit, channel):
+def refusal(response, token):
+    """Why the daemon refused the handshake, from its HTTP answer."""
+    body = response.body.decode("utf-8", "replace").strip()
+    why = f"HTTP {response.status_code} {response.reason_phrase}: {body}"
+    if response.status_code == 401:
+        why += (" (the token was refused: expired, or signed with another secret than the "
+                "daemon's?)" if token else
+                " (this daemon needs a token: give one with --token or BFF_TOKEN; "
+                "`bff token --secret-file F --sub NAME` prints one)")
+    elif "Retry-After" in response.headers:
+        why += f" (Retry-After: {response.headers['Retry-After']} s)"
+    return why
+
+
+def fail(why):
+    print(f"error: {why}", file=sys.stderr, flush=True)
+    return 1
+
+
+async def main(url, limit, channel, token):
+    # The token goes as a subprotocol, the one way a browser can send it.
+    subprotocols = [Subprotocol("token"), Subprotocol(token)] if token else None
     seen = 0
     last = None  # the seq and epoch of the last packet, to resume from
     offsets, offsets_epoch = {}, None  # the last offset of each channel, and their epoch
@@ -49,12 +78,15 @@ async def main(url, limit, channel):
             await asyncio.sleep(min(30, 2 ** attempt))
             attempt += 1
         try:
-            ws = await connect(resume_url(url, last))
-        except (OSError, TimeoutError, WebSocketException):
+            ws = await connect(resume_url(url, last), subprotocols=subprotocols)
+        except InvalidStatus as refused:
             if connected:
                 continue
-            print("error: cannot reach the daemon; is it running?")
-            return 1
+            return fail(refusal(refused.response, token))
+        except (OSError, TimeoutError, WebSocketException) as err:
+            if connected:
+                continue
+            return fail(f"cannot reach the daemon ({err}); is it running?")
         reconnected, connected = connected, True
         if channel:
             subscribe = {"type": "SUBSCRIBE", "channels": [channel]}
@@ -99,11 +131,24 @@ async def main(url, limit, channel):
             pass
 
 
+def token_arg(args):
+    """`--token JWT` (or `--token=JWT`) taken out of `args`; else BFF_TOKEN, else None."""
+    for i, arg in enumerate(args):
+        if arg == "--token" and i + 1 < len(args):
+            del args[i]
+            return args.pop(i)
+        if arg.startswith("--token="):
+            return args.pop(i)[len("--token="):]
+    return os.environ.get("BFF_TOKEN") or None
+
+
 if __name__ == "__main__":
-    url = sys.argv[1] if len(sys.argv) > 1 else "ws://localhost:3000"
-    limit = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else None
-    channel = sys.argv[3] if len(sys.argv) > 3 else None
+    args = sys.argv[1:]
+    token = token_arg(args)
+    url = args[0] if len(args) > 0 else "ws://localhost:3000"
+    limit = int(args[1]) if len(args) > 1 and args[1] else None
+    channel = args[2] if len(args) > 2 else None
     try:
-        sys.exit(asyncio.run(main(url, limit, channel)))
+        sys.exit(asyncio.run(main(url, limit, channel, token)))
     except KeyboardInterrupt:
         sys.exit(130)

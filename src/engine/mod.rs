@@ -183,12 +183,20 @@ pub fn endpoint(config: &EngineConfig, kind: SourceKind) -> Result<Url, String> 
     resolve(&config.url, value)
 }
 
-/// `value` as is when it is a full URL, else joined to `base`.
+/// `value` as is when it is a full URL, else appended to `base`'s path: with `base`
+/// `http://host:8000/prefix`, `/api/x` is `http://host:8000/prefix/api/x`, so an engine served
+/// under a path prefix is reached under it. (A plain URL join would put `/api/x` at the host's
+/// root and drop the prefix.)
 fn resolve(base: &str, value: &str) -> Result<Url, String> {
     let parse = |text: &str| Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e})"));
     if value.starts_with('/') {
-        parse(base)?
-            .join(value)
+        let mut base = parse(base)?;
+        // The base is a directory: `/prefix` and `/prefix/` alike take the path under them.
+        if !base.path().ends_with('/') {
+            let dir = format!("{}/", base.path());
+            base.set_path(&dir);
+        }
+        base.join(value.trim_start_matches('/'))
             .map_err(|e| format!("{value:?} cannot be joined to engine.url: {e}"))
     } else {
         parse(value)
@@ -222,7 +230,32 @@ mod tests {
         );
         assert_eq!(
             endpoint(&cfg.engine, SourceKind::Agents).unwrap().as_str(),
-            "http://engine:9000/api/system/metrics/agents"
+            "http://engine:9000/base/api/system/metrics/agents"
         );
+    }
+
+    #[test]
+    fn paths_go_under_the_base_urls_path() {
+        for (base, path, url) in [
+            ("http://e:8000", "/api/x", "http://e:8000/api/x"),
+            ("http://e:8000/", "/api/x", "http://e:8000/api/x"),
+            (
+                "http://e:8000/prefix",
+                "/api/x",
+                "http://e:8000/prefix/api/x",
+            ),
+            ("http://e:8000/a/b/", "/api/x", "http://e:8000/a/b/api/x"),
+            (
+                "http://e:8000/p",
+                "/api/x?full=1",
+                "http://e:8000/p/api/x?full=1",
+            ),
+        ] {
+            assert_eq!(
+                resolve(base, path).unwrap().as_str(),
+                url,
+                "{base} + {path}"
+            );
+        }
     }
 }

@@ -312,16 +312,27 @@ impl Poller {
         // Masked only when logged: a change is rare, a record is every tick.
         let url = || mask_credentials(self.engine.url(kind).as_str());
         match change {
-            Change::Failed => warn!(
-                source = kind.name(),
-                url = %url(),
-                error = self.inputs.sources(now).named()[kind as usize]
-                    .1
-                    .error
-                    .as_deref()
-                    .unwrap_or_default(),
-                "Source stale: keeping its last good value until it answers again"
-            ),
+            Change::Failed => {
+                let sources = self.inputs.sources(now);
+                let health = sources.named()[kind as usize].1;
+                let error = health.error.as_deref().unwrap_or_default();
+                // At start there is no good value to keep: say so rather than promise one.
+                match health.updated {
+                    Some(_) => warn!(
+                        source = kind.name(),
+                        url = %url(),
+                        error,
+                        "Source stale: keeping its last good value until it answers again"
+                    ),
+                    None => warn!(
+                        source = kind.name(),
+                        url = %url(),
+                        error,
+                        "Source not answering: no answer from it yet, so its part of the packet \
+                         stays empty until it answers"
+                    ),
+                }
+            }
             Change::Recovered => info!(source = kind.name(), url = %url(), "Source recovered"),
             Change::None => {}
         }

@@ -11,23 +11,35 @@ use tokio::net::{TcpListener, TcpStream};
 /// `node` for the example client, with `--experimental-websocket` before Node 22; `None` (the
 /// test is skipped) without Node.
 pub fn node() -> Option<Command> {
-    let version = Command::new("node").arg("--version").output();
-    if !super::tool_available(version.is_ok(), "node", "install Node.js") {
-        return None;
-    }
-    let major: u32 = String::from_utf8_lossy(&version.unwrap().stdout)
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let major = node_major()?;
     let mut node = Command::new("node");
     if major < 22 {
         node.arg("--experimental-websocket");
     }
-    node.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.js"));
+    node.arg(dashboard_js());
     Some(node)
+}
+
+/// The major version of `node`; `None` (the test is skipped) without Node.
+pub fn node_major() -> Option<u32> {
+    let version = Command::new("node").arg("--version").output();
+    if !super::tool_available(version.is_ok(), "node", "install Node.js") {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(&version.unwrap().stdout)
+            .trim_start_matches('v')
+            .split('.')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap(),
+    )
+}
+
+/// `examples/clients/dashboard.js`.
+pub fn dashboard_js() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.js")
 }
 
 /// `python3 dashboard.py`; `None` (the test is skipped) without Python's `websockets`.

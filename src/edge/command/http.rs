@@ -189,12 +189,26 @@ async fn command(
         "application/json",
     );
     *response.status_mut() = StatusCode::from_u16(result.http_status).unwrap_or(StatusCode::OK);
-    if result.http_status == 401 {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    match result.http_status {
+        401 => {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        429 => {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after(config.commands.per_minute));
+        }
+        _ => {}
     }
     response
+}
+
+/// Seconds until a subject refused for the rate has a command again: one `per_minute`'s share
+/// of a minute, rounded up, so a script that waits this long is not refused again for the rate.
+fn retry_after(per_minute: u32) -> HeaderValue {
+    HeaderValue::from(60u32.div_ceil(per_minute.max(1)))
 }
 
 /// `GET /api/actions`: which actions this caller's token allows, and every action there is.
@@ -239,4 +253,16 @@ fn preflight() -> Response<Body> {
         HeaderValue::from_static("600"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_a_share_of_a_minute_rounded_up() {
+        for (per_minute, seconds) in [(1, "60"), (7, "9"), (10, "6"), (120, "1")] {
+            assert_eq!(retry_after(per_minute), seconds, "{per_minute} a minute");
+        }
+    }
 }

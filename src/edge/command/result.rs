@@ -83,12 +83,14 @@ impl CommandResult {
                     "the engine refused: {}",
                     a.message.as_deref().unwrap_or("no reason given")
                 );
+                // Not a 2xx over HTTP: a script checking the status (`curl -f`) must not take a
+                // refused halt for a done one.
                 (
                     false,
                     Some(a.status),
                     a.message,
                     Some(why),
-                    200,
+                    422,
                     "engine_refused",
                 )
             }
