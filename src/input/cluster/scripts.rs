@@ -286,8 +286,17 @@ pub async fn relay(
     bounded("relaying", pipe.query_async::<()>(redis)).await
 }
 
+/// Reads the history only for the epoch in force: KEYS: epoch, history; ARGV: epoch, first id,
+/// count. A client of another epoch costs one `GET`, not up to `clients.resume_history` packets.
+static HISTORY: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {} end
+          return redis.call('XRANGE', KEYS[2], ARGV[2], '+', 'COUNT', ARGV[3])",
+    )
+});
+
 /// The packets of `epoch` from `from` on in the cluster's history, oldest first, as published
-/// (their tags not checked here); at most `limit`.
+/// (their tags not checked here); at most `limit`, and none unless `epoch` is the one in force.
 pub async fn history(
     redis: &mut MultiplexedConnection,
     keys: &Keys,
@@ -295,15 +304,15 @@ pub async fn history(
     from: u64,
     limit: usize,
 ) -> Result<Vec<String>, Failed> {
-    let mut range = redis::cmd("XRANGE");
+    let mut range = HISTORY.prepare_invoke();
     range
-        .arg(&keys.history)
+        .key(&keys.epoch)
+        .key(&keys.history)
+        .arg(epoch)
         .arg(format!("{from}-1"))
-        .arg("+")
-        .arg("COUNT")
         .arg(limit);
     let entries: Vec<(String, Vec<(String, String)>)> =
-        bounded("reading the history", range.query_async(redis)).await?;
+        bounded("reading the history", range.invoke_async(redis)).await?;
     Ok(entries
         .into_iter()
         .filter_map(|(_, fields)| fields.into_iter().find(|(name, _)| name == "p"))
