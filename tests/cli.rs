@@ -316,13 +316,13 @@ async fn reload_errors_and_engine_credentials_stay_out_of_the_log() {
             path.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
-            // Nothing listens on port 1: every poll fails and the source goes stale.
+            // Nothing listens on port 1: no source ever answers.
             "--engine-url",
             "http://ann:enginepass@127.0.0.1:1",
         ],
         &[],
     );
-    let stale = daemon.line_containing("Source stale");
+    let stale = daemon.line_containing("Source not answering");
     assert!(stale.contains("http://ann:***@127.0.0.1:1/"), "{stale}");
     for (_, text, _, names) in &LEAKY_FILES[..2] {
         std::fs::write(&path, text).unwrap();
