@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// Polls a trading engine and streams one TELEMETRY packet a second to WebSocket dashboards.
 #[derive(Debug, Clone, Parser)]
@@ -38,8 +39,9 @@ struct Settings {
     /// Config file [default: ./bff.toml when present, else built-in defaults]
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Address to listen on, overriding server.listen (e.g. 0.0.0.0:3000, 127.0.0.1:0)
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on, overriding server.listen (e.g. 0.0.0.0:3000, 127.0.0.1:0,
+    /// localhost:3000)
+    #[arg(long, value_name = "ADDR", value_parser = bff::config::listen_addr)]
     listen: Option<SocketAddr>,
     /// Engine base URL, overriding engine.url (endpoint paths are appended to its path)
     #[arg(long, value_name = "URL")]
@@ -123,7 +125,9 @@ fn main() -> ExitCode {
     if let Some(Command::CheckConfig { settings }) = &cli.command {
         cli.settings = settings.clone().or(cli.settings);
     }
-    init_logging(cli.log_format);
+    // check-config's standard output is the TOML alone, so it can be saved and read back.
+    let check_config = matches!(cli.command, Some(Command::CheckConfig { .. }));
+    init_logging(cli.log_format, check_config);
     if cli.demo && cli.settings.engine_url.is_some() {
         eprintln!("bff: --demo polls the built-in simulator; drop --engine-url or --demo");
         return ExitCode::from(2);
@@ -156,7 +160,7 @@ fn main() -> ExitCode {
         };
     }
     match load(&cli) {
-        Ok(config) if matches!(cli.command, Some(Command::CheckConfig { .. })) => {
+        Ok(config) if check_config => {
             print!("{}", config.to_toml());
             ExitCode::SUCCESS
         }
@@ -174,16 +178,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stdout at `RUST_LOG`'s levels (default `info`).
-fn init_logging(format: LogFormat) {
+/// Logs at `RUST_LOG`'s levels (default `info`): the daemon to standard output, `check-config`
+/// (`to_stderr`) to standard error, as its standard output is the effective config.
+fn init_logging(format: LogFormat, to_stderr: bool) {
+    let (writer, terminal) = if to_stderr {
+        (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        )
+    } else {
+        (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        )
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_writer(writer)
         // A closed stdout (`bff | head`) must not turn every log line into a panic on stderr.
         .log_internal_errors(false);
     match format {
-        LogFormat::Pretty => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Pretty => builder.with_ansi(terminal).init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -192,29 +209,67 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// The config file with the command line's overrides, validated.
+/// The config file with the command line's overrides, validated, and set to the values that
+/// apply. A problem with a value a flag gave names the flag.
 fn load(cli: &Cli) -> Result<Config, ConfigError> {
     let cli = &cli.settings;
     let (mut config, origin) = Config::load(cli.config.as_deref())?;
+    // The keys the command line set, and the flag that set each.
+    let mut flags = Vec::new();
     if let Some(listen) = cli.listen {
         config.server.listen = listen;
+        flags.push(("server.listen", "--listen"));
     }
     if let Some(url) = &cli.engine_url {
         config.engine.url = url.clone();
+        flags.push(("engine.url", "--engine-url"));
     }
     if let Some(url) = &cli.redis_url {
         config.redis.url = bff::config::RedisUrl::new(url.clone());
+        flags.push(("redis.url", "--redis-url"));
     }
     if let Some(url) = &cli.cluster {
         config.cluster.url = bff::config::RedisUrl::new(url.clone());
+        flags.push(("cluster.url", "--cluster"));
     }
     if let Some(path) = &cli.auth_secret_file {
         config.auth.secret_file = Some(path.clone());
+        flags.push(("auth.secret_file", "--auth-secret-file"));
     }
-    config.read_secret_file(&origin)?;
-    config.validate(&origin)?;
+    let origin = if flags.is_empty() {
+        origin
+    } else {
+        let names: Vec<&str> = flags.iter().map(|(_, flag)| *flag).collect();
+        format!("{origin} with {}", names.join(", "))
+    };
+    config
+        .read_secret_file(&origin)
+        .and_then(|()| config.validate(&origin))
+        .map_err(|err| name_flags(err, &flags))?;
+    for note in config.normalise() {
+        warn!("{note}");
+    }
     info!(config = %origin, "Config loaded");
     Ok(config)
+}
+
+/// `err` with each problem about a key the command line set naming the flag that set it.
+fn name_flags(err: ConfigError, flags: &[(&str, &str)]) -> ConfigError {
+    let ConfigError::Invalid { origin, problems } = err else {
+        return err;
+    };
+    let problems = problems
+        .into_iter()
+        .map(|problem| {
+            for (key, flag) in flags {
+                if let Some(rest) = problem.strip_prefix(&format!("{key}:")) {
+                    return format!("{key} (from {flag}):{rest}");
+                }
+            }
+            problem
+        })
+        .collect();
+    ConfigError::Invalid { origin, problems }
 }
 
 /// `bff token`: prints a token signed with the secret in `secret_file`, which it creates (32

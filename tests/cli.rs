@@ -316,7 +316,7 @@ async fn reload_errors_and_engine_credentials_stay_out_of_the_log() {
             path.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
-            // Nothing listens on port 1: every poll fails, and the log names the engine's URL.
+            // Nothing listens on port 1: no source ever answers, and the log names its URL.
             "--engine-url",
             "http://ann:enginepass@127.0.0.1:1",
         ],
@@ -347,6 +347,218 @@ fn check_config_names_an_unknown_key_and_its_line() {
     assert_eq!(code, 2);
     assert!(
         stderr.contains("max_conections") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+}
+
+/// `bff ARGS` run in a directory of its own (so no `./bff.toml` is read): its exit code, stdout
+/// and stderr.
+fn bff_in_empty_dir(args: &[&str]) -> (i32, String, String) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-bff-toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The problem lines (`  - key: message`) of a config message.
+fn problem_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("  - "))
+        .collect()
+}
+
+/// Three misspelt keys take one run, not three: each named with its key path, its line and the
+/// key it was meant to be.
+#[test]
+fn check_config_reports_every_typo_at_once_with_the_nearest_key() {
+    let (code, stdout, stderr) = check_config(
+        "[engine]\npoll_intervall_ms = 500\n[server]\nmax_conections = 5\n[clinets]\nqueue_size = 2\n",
+        "three-typos.toml",
+    );
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("three-typos.toml has 3 problem(s):"),
+        "{stderr}"
+    );
+    assert_eq!(
+        problem_lines(&stderr),
+        [
+            "engine.poll_intervall_ms: unknown key; did you mean `poll_interval_ms`? (line 2)",
+            "server.max_conections: unknown key; did you mean `max_connections`? (line 4)",
+            "clinets: unknown key; did you mean `clients`? (line 5)",
+        ],
+        "{stderr}"
+    );
+}
+
+/// A value of the wrong kind says what to write, with an example, and does not hide the
+/// problems after it.
+#[test]
+fn a_value_of_the_wrong_kind_says_what_to_write() {
+    let (code, stdout, stderr) = check_config(
+        "[engine]\npoll_interval_ms = \"1s\"\n[clients]\nmax_message_bytes = \"4k\"\n",
+        "wrong-kind.toml",
+    );
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(
+        problem_lines(&stderr),
+        [
+            "engine.poll_interval_ms: expected a number of milliseconds, e.g. 1000, not \"1s\" (line 2)",
+            "clients.max_message_bytes: expected a number of bytes, e.g. 4096, not \"4k\" (line 4)",
+        ],
+        "{stderr}"
+    );
+}
+
+/// A bad `--engine-url` is one problem, against `engine.url` and naming the flag, not one per
+/// endpoint path joined to it.
+#[test]
+fn a_bad_engine_url_flag_is_one_problem_that_names_the_flag() {
+    let (code, stdout, stderr) = bff_in_empty_dir(&["check-config", "--engine-url", "engine:8000"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with("bff: built-in defaults with --engine-url has 1 problem(s):\n"),
+        "{stderr}"
+    );
+    assert_eq!(
+        problem_lines(&stderr),
+        [
+            "engine.url (from --engine-url): \"engine:8000\" must be an http:// or https:// URL with a host"
+        ],
+        "{stderr}"
+    );
+}
+
+/// `bff check-config > effective.toml` then `bff check-config --config effective.toml`: its
+/// standard output is the TOML alone (logs go to stderr), read back it is the same config, and
+/// values print as they apply (a publish deadline past a quarter of the period, with a note).
+#[test]
+fn check_config_output_reads_back_as_the_same_config() {
+    let secret = temp_file(
+        "round-trip.secret",
+        "r0und-tr1p-r0und-tr1p-r0und-tr1p-r0und\n",
+    );
+    let (code, first, stderr) = check_config(
+        &format!(
+            "[engine]\npoll_interval_ms = 500\ntimeout_ms = 400\npublish_deadline_ms = 5000\n[auth]\nsecret_file = {:?}\n[redis]\nrelay = [\"a.*\"]\n",
+            secret.display()
+        ),
+        "round-trip.toml",
+    );
+    assert_eq!(code, 0, "{first}{stderr}");
+    assert!(
+        stderr.contains(
+            "engine.publish_deadline_ms: 5000 is more than a quarter of engine.poll_interval_ms (500); 125 applies"
+        ),
+        "{stderr}"
+    );
+    assert!(first.contains("publish_deadline_ms = 125\n"), "{first}");
+    assert!(!first.contains("r0und"), "{first}");
+    let (code, second, stderr) = check_config(&first, "effective.toml");
+    assert_eq!(code, 0, "{first}\n{stderr}");
+    assert_eq!(second, first);
+}
+
+/// Every key as `section.key`.
+fn keys(table: &toml::Table) -> std::collections::BTreeSet<String> {
+    table
+        .iter()
+        .flat_map(|(section, value)| {
+            let keys: Vec<String> = match value.as_table() {
+                Some(inner) => inner.keys().map(|k| format!("{section}.{k}")).collect(),
+                None => vec![section.clone()],
+            };
+            keys
+        })
+        .collect()
+}
+
+/// The repository's `bff.toml` documents every key the daemon has: the same keys as the config
+/// `check-config` prints (optional keys with no default are in it as comments, in neither).
+#[test]
+fn the_checked_in_bff_toml_has_every_key_check_config_prints() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bff.toml");
+    let file: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: toml::Table =
+        toml::from_str(&stdout).unwrap_or_else(|e| panic!("not TOML ({e}):\n{stdout}"));
+    let (file, printed) = (keys(&file), keys(&printed));
+    assert_eq!(
+        printed.difference(&file).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "keys missing from bff.toml"
+    );
+    assert_eq!(file, printed);
+}
+
+/// `listen = "localhost:3000"` listens on 127.0.0.1:3000; any other host name says what to write.
+#[test]
+fn listen_takes_localhost_and_otherwise_says_to_write_ip_and_port() {
+    let (code, stdout, stderr) =
+        check_config("[server]\nlisten = \"localhost:3000\"\n", "localhost.toml");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("listen = \"127.0.0.1:3000\""), "{stdout}");
+    let (code, _, stderr) = check_config(
+        "[server]\nlisten = \"dash.example.com:3000\"\n",
+        "hostname.toml",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        problem_lines(&stderr),
+        [
+            "server.listen: \"dash.example.com:3000\" is not an address to listen on; write IP:port, e.g. 127.0.0.1:3000 (0.0.0.0:3000 for every interface) or localhost:3000 (line 2)"
+        ],
+        "{stderr}"
+    );
+}
+
+/// A secret file that cannot be read is a problem of `auth.secret_file` (or of the flag that
+/// named it), not of the config file, and says how to make one.
+#[test]
+fn a_missing_auth_secret_file_is_named_by_its_key() {
+    let missing = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-such.secret");
+    let (code, stdout, stderr) = check_config(
+        &format!("[auth]\nsecret_file = {:?}\n", missing.display()),
+        "missing-secret.toml",
+    );
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let problems = problem_lines(&stderr);
+    assert_eq!(problems.len(), 1, "{stderr}");
+    assert!(
+        problems[0].starts_with(&format!(
+            "auth.secret_file: cannot read {}: ",
+            missing.display()
+        )) && problems[0].ends_with("creates one)"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = bff_in_empty_dir(&[
+        "check-config",
+        "--auth-secret-file",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        problem_lines(&stderr)[0]
+            .starts_with("auth.secret_file (from --auth-secret-file): cannot read"),
         "{stderr}"
     );
 }

@@ -1,7 +1,8 @@
 //! `bff.toml`: the daemon's settings, their defaults, and one pass that checks them all.
 //!
-//! Unknown keys are errors (a typo must not silently fall back to a default), and
-//! [`Config::validate`] (in `validate`) reports every problem at once, each with its key path.
+//! Unknown keys are errors (a typo must not silently fall back to a default): `keys` names every
+//! unknown key and every value of the wrong kind at once, and [`Config::validate`] (in
+//! `validate`) every value out of bounds, each with its key path.
 //! Below every other module: it knows the settings, not what uses them.
 
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod cluster;
+mod keys;
 mod redis;
 mod secret;
 mod validate;
@@ -18,7 +20,7 @@ mod validate;
 pub use cluster::ClusterConfig;
 pub use redis::{RedisConfig, RedisUrl, is_pattern, matches};
 pub use secret::{Secret, mask_config_message, mask_credentials};
-pub use validate::proxy_net;
+pub use validate::{listen_addr, proxy_net};
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_PATH: &str = "bff.toml";
@@ -187,7 +189,9 @@ pub struct EngineConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address to bind; loopback by default so nothing is exposed by accident.
+    /// Address to bind; loopback by default so nothing is exposed by accident. `localhost`
+    /// stands for 127.0.0.1; other host names are not resolved (see [`listen_addr`]).
+    #[serde(deserialize_with = "deserialize_listen")]
     pub listen: SocketAddr,
     /// Paths that accept WebSocket upgrades.
     pub ws_paths: Vec<String>,
@@ -254,6 +258,12 @@ pub struct ClientConfig {
     pub subscription_burst: u32,
     /// Packets kept for clients that reconnect with `?since=<seq>&epoch=<epoch>`.
     pub resume_history: usize,
+}
+
+/// `server.listen` through [`listen_addr`], so its message says what to write.
+fn deserialize_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    listen_addr(&text).map_err(serde::de::Error::custom)
 }
 
 /// Room for a connect storm's handshakes in flight and the scrapes, far below the open-file
@@ -386,23 +396,17 @@ pub enum ConfigError {
         /// Why it could not be read.
         source: std::io::Error,
     },
-    /// The file is not TOML of the config's shape.
-    #[error("config file {path} is not valid: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The first error, with its line and key.
-        message: String,
-    },
     #[error(
         "{} has {} problem(s):\n{}\nfix these keys and run `bff check-config` again",
         .origin, .problems.len(), .problems.iter().map(|p| format!("  - {}", mask_credentials(p))).collect::<Vec<_>>().join("\n")
     )]
-    /// The file parsed, but values are wrong.
+    /// The file is not TOML of the config's shape (every unknown key, every value of the
+    /// wrong kind), or values are wrong.
     Invalid {
-        /// Where the config came from (a path, or the built-in defaults).
+        /// Where the config came from (a path, or the built-in defaults), and the flags over it.
         origin: String,
-        /// Every problem, each starting with its key path.
+        /// Every problem, each starting with its key path (or, for a TOML syntax error, its
+        /// line).
         problems: Vec<String>,
     },
 }
@@ -420,9 +424,9 @@ impl Config {
             path: path.clone(),
             source,
         })?;
-        let config = Self::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.clone(),
-            message,
+        let config = Self::parse(&text).map_err(|problems| ConfigError::Invalid {
+            origin: path.display().to_string(),
+            problems,
         })?;
         Ok((config, path.display().to_string()))
     }
@@ -430,44 +434,68 @@ impl Config {
     /// Reads `auth.secret_file`, when one is named, into `auth.secret`, and
     /// `auth.previous_secret_file` into `auth.previous_secret`, and `cluster.secret_file` into the
     /// cluster's secret. `origin` is where the config came from, for the message when one cannot
-    /// be used.
+    /// be used: every such problem at once, each naming its key.
     pub fn read_secret_file(&mut self, origin: &str) -> Result<(), ConfigError> {
-        self.cluster
-            .read_secret_file()
-            .map_err(|problem| ConfigError::Invalid {
-                origin: origin.to_owned(),
-                problems: vec![problem],
-            })?;
-        let read = |path: &PathBuf| {
+        let mut problems = Vec::new();
+        if let Err(problem) = self.cluster.read_secret_file() {
+            problems.push(problem);
+        }
+        let read = |key: &str, path: &PathBuf, what: &str| {
             std::fs::read_to_string(path)
                 .map(|text| Secret::new(text.trim()))
-                .map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
+                .map_err(|err| {
+                    format!(
+                        "{key}: cannot read {}: {err}; name a readable file holding {what}",
+                        path.display()
+                    )
                 })
         };
         if let Some(path) = &self.auth.previous_secret_file {
-            self.auth.previous_secret = read(path)?;
+            match read("auth.previous_secret_file", path, "the old secret") {
+                Ok(secret) => self.auth.previous_secret = secret,
+                Err(problem) => problems.push(problem),
+            }
         }
-        let Some(path) = &self.auth.secret_file else {
-            return Ok(());
-        };
-        if !self.auth.secret.expose().is_empty() {
-            return Err(ConfigError::Invalid {
-                origin: origin.to_owned(),
-                problems: vec![
+        if let Some(path) = &self.auth.secret_file {
+            if !self.auth.secret.expose().is_empty() {
+                problems.push(
                     "auth.secret_file: auth.secret is set too; keep one of the two".to_owned(),
-                ],
-            });
+                );
+            } else {
+                let what = format!(
+                    "the secret (`bff token --secret-file {} --sub NAME` creates one)",
+                    path.display()
+                );
+                match read("auth.secret_file", path, &what) {
+                    Ok(secret) => self.auth.secret = secret,
+                    Err(problem) => problems.push(problem),
+                }
+            }
         }
-        self.auth.secret = read(path)?;
-        Ok(())
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems,
+            })
+        }
     }
 
-    /// Parses TOML text; the message names the line and key of the first error, with the
-    /// values of secret-bearing keys and URL passwords masked (it goes to logs on a reload).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| mask_config_message(text, &Self::parse_error(text, &e)))
+    /// Parses TOML text. The problems: a syntax error with its line, or else every unknown key
+    /// (with the nearest known one) and every value of the wrong kind (with what to write),
+    /// each with its key path and line; the values of secret-bearing keys and URL passwords
+    /// masked (they go to logs on a reload).
+    pub fn parse(text: &str) -> Result<Self, Vec<String>> {
+        let masked =
+            |e: toml::de::Error| vec![mask_config_message(text, &Self::parse_error(text, &e))];
+        let doc: toml::Table = toml::from_str(text).map_err(masked)?;
+        let problems = keys::problems(text, &doc);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        // The backstop: `deny_unknown_fields` and every type, read from the text for its lines.
+        toml::from_str(text).map_err(masked)
     }
 
     /// The parse error on one line, so it reads as well in a log (a reload) as on a terminal.
@@ -530,9 +558,15 @@ impl Config {
         Duration::from_millis(self.engine.poll_interval_ms)
     }
 
-    /// The effective config as TOML, for `bff check-config`.
+    /// The effective config as TOML, for `bff check-config`: read back, it is the same config
+    /// (but for secrets and URL passwords, shown as `***`). A secret read from
+    /// `auth.secret_file` stays there: printed as `auth.secret` too, the two would clash.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("a Config always serializes")
+        let mut shown = self.clone();
+        if shown.auth.secret_file.is_some() {
+            shown.auth.secret = Secret::default();
+        }
+        toml::to_string_pretty(&shown).expect("a Config always serializes")
     }
 }
 

@@ -1,7 +1,7 @@
 //! The one pass that checks a whole config: every problem at once, each with its key path, so
 //! one edit fixes the whole file.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 use reqwest::Url;
@@ -14,24 +14,26 @@ impl Config {
         let mut problems = Vec::new();
         let mut bad = |key: &str, msg: String| problems.push(format!("{key}: {msg}"));
         let e = &self.engine;
-        for (key, value) in [
+        // An empty action path turns that action off.
+        let endpoints = [
             ("engine.state", &e.state),
             ("engine.agents", &e.agents),
             ("engine.models", &e.models),
-        ] {
-            if let Err(msg) = endpoint(&e.url, value) {
-                bad(key, msg);
-            }
-        }
-        // An empty action path turns that action off.
-        for (key, value) in [
             ("engine.halt", &e.halt),
             ("engine.resume", &e.resume),
             ("engine.rebalance", &e.rebalance),
             ("engine.export_logs", &e.export_logs),
-        ] {
+        ];
+        // A path is joined to engine.url: a bad base is one problem, not one per path.
+        if endpoints.iter().any(|(_, value)| value.starts_with('/'))
+            && let Err(msg) = http_url(&e.url)
+        {
+            bad("engine.url", msg);
+        }
+        for (key, value) in endpoints {
             if !value.is_empty()
-                && let Err(msg) = endpoint(&e.url, value)
+                && !value.starts_with('/')
+                && let Err(msg) = http_url(value)
             {
                 bad(key, msg);
             }
@@ -145,7 +147,14 @@ impl Config {
             );
         }
         let secret = self.auth.secret.expose();
-        if !secret.is_empty() && secret.len() < 32 {
+        if secret == "***" {
+            bad(
+                "auth.secret",
+                "\"***\" is how check-config shows a secret, not one; write the secret itself, \
+                 or keep it in auth.secret_file"
+                    .into(),
+            );
+        } else if !secret.is_empty() && secret.len() < 32 {
             bad(
                 "auth.secret",
                 format!(
@@ -339,16 +348,8 @@ impl Config {
     }
 }
 
-/// Whether an endpoint setting can be polled: a path needs an http(s) `engine.url` to be joined
-/// to, anything else must be an http(s) URL itself. Joining is the engine client's business.
-fn endpoint(base: &str, value: &str) -> Result<(), String> {
-    if value.starts_with('/') {
-        http_url(base).map_err(|e| format!("engine.url {e}"))
-    } else {
-        http_url(value)
-    }
-}
-
+/// Whether `text` can be polled or joined to: an http(s) URL with a host. A path is joined to
+/// `engine.url`; joining is the engine client's business.
 fn http_url(text: &str) -> Result<(), String> {
     let url = Url::parse(text).map_err(|e| {
         format!("{text:?} is not a URL ({e}); write e.g. \"http://127.0.0.1:8000\"")
@@ -361,7 +362,43 @@ fn http_url(text: &str) -> Result<(), String> {
     }
 }
 
-/// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`.
+impl Config {
+    /// Sets values that cannot apply as written to the values that do, so `check-config` prints
+    /// what runs: a note for each, with its key, to log.
+    pub fn normalise(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let applies = self.publish_deadline().as_millis() as u64;
+        let e = &mut self.engine;
+        if applies != e.publish_deadline_ms {
+            notes.push(format!(
+                "engine.publish_deadline_ms: {} is more than a quarter of engine.poll_interval_ms \
+                 ({}); {applies} applies",
+                e.publish_deadline_ms, e.poll_interval_ms
+            ));
+            e.publish_deadline_ms = applies;
+        }
+        notes
+    }
+}
+
+/// `server.listen` (and `--listen`): `IP:port`, or `localhost:port` for 127.0.0.1; other host
+/// names are not resolved, so the address bound is the one written.
+pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if let Some((host, port)) = text.rsplit_once(':')
+        && host.eq_ignore_ascii_case("localhost")
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(format!(
+        "{text:?} is not an address to listen on; write IP:port, e.g. 127.0.0.1:3000 \
+         (0.0.0.0:3000 for every interface) or localhost:3000"
+    ))
+}
+
 /// One entry of `server.trusted_proxies`: an address (`10.0.0.5`, `::1`), which stands for
 /// itself, or a network (`10.0.0.0/8`).
 pub fn proxy_net(entry: &str) -> Result<IpNet, String> {
@@ -375,6 +412,7 @@ pub fn proxy_net(entry: &str) -> Result<IpNet, String> {
     })
 }
 
+/// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`.
 fn valid_origin(text: &str) -> bool {
     Url::parse(text).is_ok_and(|u| {
         u.has_host() && u.path() == "/" && !text.ends_with('/') && u.query().is_none()
@@ -402,13 +440,7 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "engine.state",
-                "engine.agents",
-                "engine.models",
-                "engine.halt",
-                "engine.resume",
-                "engine.rebalance",
-                "engine.export_logs",
+                "engine.url",
                 "engine.timeout_ms",
                 "server.allowed_origins",
                 "server.trusted_proxies[1]",
@@ -463,15 +495,60 @@ mod tests {
     }
 
     #[test]
-    fn endpoint_paths_need_an_http_base_and_urls_must_be_http() {
-        assert_eq!(endpoint("http://engine:9000/base/", "/state"), Ok(()));
-        assert_eq!(endpoint("ftp://engine", "http://other:1/s"), Ok(()));
-        assert!(
-            endpoint("ftp://engine", "/state")
-                .unwrap_err()
-                .starts_with("engine.url ")
+    fn a_bad_engine_url_is_one_problem_and_full_endpoint_urls_must_be_http() {
+        let all_paths = problems("[engine]\nurl = \"ftp://x\"\n");
+        assert_eq!(
+            all_paths,
+            ["engine.url: \"ftp://x\" must be an http:// or https:// URL with a host"]
         );
-        assert!(endpoint("http://engine", "engine:9000/s").is_err());
+        // No path to join to it: the base is not used, so not checked.
+        let full = "state = \"http://e/s\"\nagents = \"http://e/a\"\nmodels = \"engine:9000/m\"\nhalt = \"\"\nresume = \"\"\nrebalance = \"\"\nexport_logs = \"\"\n";
+        let got = problems(&format!("[engine]\nurl = \"ftp://x\"\n{full}"));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("engine.models: "), "{got:?}");
+    }
+
+    #[test]
+    fn listen_takes_an_address_or_localhost_and_says_what_to_write() {
+        assert_eq!(listen_addr("0.0.0.0:3000"), Ok(([0, 0, 0, 0], 3000).into()));
+        assert_eq!(listen_addr("[::1]:0"), Ok("[::1]:0".parse().unwrap()));
+        assert_eq!(
+            listen_addr("localhost:3000"),
+            Ok(([127, 0, 0, 1], 3000).into())
+        );
+        for bad in [
+            "nowhere",
+            "localhost",
+            "dash.example.com:3000",
+            "localhost:99999",
+        ] {
+            let err = listen_addr(bad).unwrap_err();
+            assert!(err.contains("write IP:port, e.g. 127.0.0.1:3000"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_publish_deadline_past_a_quarter_of_the_period_is_set_to_what_applies() {
+        let mut cfg = Config::parse("[engine]\npublish_deadline_ms = 5000\n").unwrap();
+        assert_eq!(
+            cfg.normalise(),
+            [
+                "engine.publish_deadline_ms: 5000 is more than a quarter of engine.poll_interval_ms (1000); 250 applies"
+            ]
+        );
+        assert_eq!(cfg.engine.publish_deadline_ms, 250);
+        assert!(cfg.normalise().is_empty());
+        assert!(Config::default().normalise().is_empty());
+    }
+
+    #[test]
+    fn a_masked_secret_read_back_is_named() {
+        let got = problems("[auth]\nsecret = \"***\"\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("auth.secret: \"***\" is how check-config shows a secret"),
+            "{got:?}"
+        );
     }
 
     #[test]
