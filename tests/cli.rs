@@ -1256,3 +1256,37 @@ fn the_javascript_client_on_node_20_says_which_flag_it_needs() {
     );
     assert!(!stderr.contains("ReferenceError"), "{stderr}");
 }
+
+/// Redis URLs are masked alike, whichever key holds them: the password only, so a value that is
+/// not a URL at all still shows what to mend.
+#[test]
+fn redis_urls_hide_their_password_only() {
+    let (code, stdout, stderr) = check_config(
+        "[redis]\nurl = \"redis://u:hunter2@127.0.0.1:6379\"\n\
+         [cluster]\nurl = \"redis://u:hunter3@127.0.0.1:6379\"\n",
+        "redis-urls.toml",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout
+            .matches("url = \"redis://u:***@127.0.0.1:6379\"")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    // Not a URL: the value is shown (no password in it), with how to write it.
+    let (code, _, stderr) = check_config(
+        "[redis]\nurl = \"127.0.0.1:6379\"\n[cluster]\nurl = \":hunter4@127.0.0.1:6379\"\n",
+        "redis-not-urls.toml",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("redis.url: 127.0.0.1:6379 is not a redis:// URL"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cluster.url: ***@127.0.0.1:6379 is not a redis:// URL"),
+        "{stderr}"
+    );
+    assert!(!format!("{stdout}{stderr}").contains("hunter"), "{stderr}");
+}

@@ -95,9 +95,12 @@ impl RedisUrl {
                 url.to_string()
             }
             Ok(_) => self.0.clone(),
-            // Not a URL: it may hold anything, so show none of it.
-            Err(_) if self.0.is_empty() => String::new(),
-            Err(_) => "***".into(),
+            // Not a URL (`127.0.0.1:6379`, a scheme forgotten): shown, so the operator sees what
+            // to mend, but for whatever stands before an `@`, where a password would be.
+            Err(_) => match self.0.rsplit_once('@') {
+                Some((_, host)) => format!("***@{host}"),
+                None => self.0.clone(),
+            },
         }
     }
 }
@@ -147,7 +150,13 @@ mod tests {
             RedisUrl::new("redis://127.0.0.1:6379").masked(),
             "redis://127.0.0.1:6379"
         );
-        assert_eq!(RedisUrl::new("not a url hunter2").masked(), "***");
+        // Not a URL: shown whole, so the mistake can be seen, but for what stands before an `@`.
+        assert_eq!(RedisUrl::new("127.0.0.1:6379").masked(), "127.0.0.1:6379");
+        assert_eq!(
+            RedisUrl::new(":hunter2@127.0.0.1:6379").masked(),
+            "***@127.0.0.1:6379"
+        );
+        assert_eq!(RedisUrl::new("").masked(), "");
     }
 
     #[test]
