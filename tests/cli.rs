@@ -1290,3 +1290,95 @@ fn redis_urls_hide_their_password_only() {
     );
     assert!(!format!("{stdout}{stderr}").contains("hunter"), "{stderr}");
 }
+
+/// The `bff` command lines of the README's first-steps blocks (each a fenced block after a
+/// `<!-- first-steps -->` line), as argument lists: the program (`bff`, `target/release/bff`,
+/// `cargo run --release --`) taken off, and so are leading `VAR=value` words, comments (` #`)
+/// and whatever follows a pipe, a redirection or a `&`. Other commands (`cargo test`,
+/// `redis-server`) are not the binary's and are left out.
+fn readme_first_steps(readme: &str) -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "<!-- first-steps -->" {
+            continue;
+        }
+        let fence = lines.by_ref().find(|l| !l.trim().is_empty());
+        assert!(
+            fence.is_some_and(|f| f.starts_with("```")),
+            "README.md: a `<!-- first-steps -->` line must be followed by a fenced code block"
+        );
+        for line in lines.by_ref().take_while(|l| !l.starts_with("```")) {
+            let line = line.split(" #").next().unwrap();
+            let line = line.split(['|', '>', '&', ';']).next().unwrap();
+            let mut words = line
+                .split_whitespace()
+                .map(|w| w.trim_matches(|c| c == '\'' || c == '"').to_string())
+                .skip_while(|w| w.contains('=') && !w.starts_with('-'))
+                .peekable();
+            match words.peek().map(String::as_str) {
+                Some("bff" | "target/release/bff" | "target/debug/bff") => {
+                    words.next();
+                }
+                Some("cargo") => {
+                    let before: Vec<String> = words.by_ref().take_while(|w| w != "--").collect();
+                    if before.get(1).map(String::as_str) != Some("run") {
+                        continue;
+                    }
+                }
+                _ => continue,
+            }
+            commands.push(words.collect());
+        }
+    }
+    commands
+}
+
+/// The README's first steps run as written: every `bff` command line of its first-steps blocks
+/// parses with the built binary (`--help` appended, so nothing starts), and `check-config` lines
+/// run for real from the repository root. A flag or subcommand the binary does not have fails
+/// here; whether a command does what the prose around it says is for the other tests.
+#[test]
+fn the_readme_first_steps_name_only_flags_and_subcommands_that_exist() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(PathBuf::from(root).join("README.md")).unwrap();
+    let commands = readme_first_steps(&readme);
+    assert!(
+        commands.iter().any(|c| c == &["--demo"]),
+        "README.md's first steps should run the demo: {commands:?}"
+    );
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.first().map(String::as_str) == Some("check-config")),
+        "README.md's first steps should check a config: {commands:?}"
+    );
+    for args in &commands {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--help")
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Usage: bff"),
+            "README.md: `bff {}` does not parse: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if args.first().map(String::as_str) == Some("check-config") {
+            let out = Command::new(BIN)
+                .args(args)
+                .current_dir(root)
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "README.md: `bff {}` from the repository root: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

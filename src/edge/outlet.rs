@@ -27,8 +27,8 @@ const CLOSING_ROOM: usize = 64 * 1024;
 
 /// The cap counts packets in steps of this many bytes. Packets vary by a few bytes from tick to
 /// tick, and a cap raised at every new largest packet cost a system call per client each time
-/// (with a wake-up of the socket's waiters in the kernel): 4 % of the daemon's CPU at 10,000
-/// clients. Rounded up, a client may be up to one step a packet further behind before it is
+/// (with a wake-up of the socket's waiters in the kernel; measured in `docs/BENCHMARKS-JOURNAL.md`,
+/// "The socket's cap in steps"). Rounded up, a client may be up to one step a packet further behind before it is
 /// cut off.
 const CAP_STEP: usize = 512;
 
@@ -70,7 +70,8 @@ impl Outbox for OwnedWriteHalf {
     /// One `send`, registering no waker, so the hub's writes never take the session's place as
     /// the one woken. Not through tokio's `try_write`: its check of the readiness it has seen
     /// reads one more allocation per socket, a cache miss per client in the fan-out's pass
-    /// (without it, the daemon's CPU at 10,000 clients fell from 8.8 to 7.8 % of a core). A
+    /// (measured in `docs/BENCHMARKS-JOURNAL.md`, "Storms without an overflow, and cheaper
+    /// sends"). A
     /// send that finds the socket full leaves that readiness stale, and the session's next wait
     /// for room tries once and finds out.
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {

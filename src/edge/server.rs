@@ -51,7 +51,8 @@ pub async fn accept(listener: TcpListener, ctx: Arc<Context>) {
                 };
                 let task = serve_http(stream, peer, ctx.clone(), permit);
                 // At DEBUG: an enabled span is kept by the log subscriber for the connection's
-                // whole life, about 230 bytes each (2.3 MB at 10,000 clients). The lines
+                // whole life (`docs/BENCHMARKS-JOURNAL.md`, "Lighter connections, and the
+                // figures in alternated rounds"). The lines
                 // operators read carry the peer as a field of their own.
                 ctx.tracker
                     .spawn(task.instrument(debug_span!("http", %peer)));

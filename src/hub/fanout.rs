@@ -6,8 +6,9 @@
 //!
 //! A long pass is shared between the cores: helper threads, one per core beyond the first, take
 //! batches of connections from it as the publisher's thread does, so the last client gets its
-//! copy sooner. Each send is the kernel's work, and a pass over 10,000 clients is some 70 ms of
-//! it on one core; a pass of a few hundred is not worth a thread, and passes that follow each
+//! copy sooner. Each send is the kernel's work, and a pass over many thousand clients is tens of
+//! milliseconds of it on one core (`docs/BENCHMARKS-JOURNAL.md`, "The pass shared between the
+//! cores"); a pass of a few hundred is not worth a thread, and passes that follow each
 //! other closely (pushes a few times a second) are not shared either: see [`SHARED_APART`]. The
 //! hub counts the packets a pass wrote once, at its end.
 //!
@@ -118,8 +119,9 @@ impl Pass<'_> {
 
 /// A pass is shared only when the last one began at least this long ago. Packets a few times a
 /// second (pushes) keep the publisher's core busy much of the time, and the daemon's other work
-/// needs the other one: at five a second, shared passes gave a longer spread p99 for 3 % more
-/// CPU (`docs/BENCHMARKS.md`), and every per-send cost counts five times there.
+/// needs the other one: at five a second, shared passes gave a longer spread p99 for more CPU
+/// (`docs/BENCHMARKS-JOURNAL.md`, "Passes close together written by one thread"), and every
+/// per-send cost counts five times there.
 const SHARED_APART: Duration = Duration::from_millis(500);
 
 /// The fewest connections each writer of a shared pass has: a thread starts in tens of

@@ -61,7 +61,8 @@ impl Snapshot {
     /// What the hub keeps of this snapshot once a newer one is published: the frames a resuming
     /// client is sent, without the typed data and the WELCOME frame, which only the latest
     /// needs, nor the bridge frame: bridge clients do not resume, and take their packets from
-    /// the feed. Kept packets are some 5 KB rather than 26, 300 of them by default.
+    /// the feed. What it saves: `docs/BENCHMARKS-JOURNAL.md`, "The resume history fills after
+    /// the window".
     pub fn slim(&self) -> Self {
         Self {
             seq: self.seq,
