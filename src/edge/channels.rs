@@ -4,8 +4,9 @@
 //!
 //! A pattern may be subscribed only as the allow-list writes it; an exact channel when any entry
 //! matches it. An exact channel already covered by a pattern the client holds is refused, and a
-//! pattern replaces the exact channels it covers, so no message arrives twice. On a bridge path
-//! `telemetry` is a channel too: the packet itself.
+//! pattern replaces the exact channels it covers, so no message arrives twice. Where the
+//! connection's encoding says so (a bridge path's), `telemetry` is a channel too: the packet
+//! itself.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,9 +19,11 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::message::Subscribe;
 use crate::config::{Config, is_pattern, matches};
+use crate::hub::Encoding;
 use crate::hub::relay::{Joined, Relay, Update};
 
-/// The channel that carries the packet itself, on bridge paths.
+/// The channel that carries the packet itself, where that is a channel
+/// ([`Encoding::telemetry_is_a_channel`]).
 pub const TELEMETRY: &str = "telemetry";
 
 /// A channel a client asked for and did not get.
@@ -141,19 +144,20 @@ impl Channels {
         self.len() == 0
     }
 
-    /// Subscribes to what was `asked`, as far as `config` allows; `bridge` when on a bridge
-    /// path (where `telemetry` is a channel, and answers are lowercase). Returns the answer
-    /// and, when the request named offsets, the kept messages after them, to send before any
-    /// live one.
+    /// Subscribes to what was `asked`, as far as `config` allows, for a connection of
+    /// `encoding` (which says whether `telemetry` is a channel, and answers are lowercase).
+    /// Returns the answer and, when the request named offsets, the kept messages after them,
+    /// to send before any live one.
     pub fn subscribe(
         &mut self,
         asked: Subscribe,
         config: &Config,
         relay: &Arc<Relay>,
-        bridge: bool,
+        encoding: Encoding,
     ) -> (Subscribed, Vec<Arc<Update>>) {
+        let packets = encoding.telemetry_is_a_channel();
         let mut answer = Subscribed {
-            kind: if asked.lowercase || bridge {
+            kind: if asked.lowercase || encoding.lowercase() {
                 "subscribed"
             } else {
                 "SUBSCRIBED"
@@ -164,9 +168,9 @@ impl Channels {
         };
         let mut missed = Vec::new();
         for channel in asked.channels {
-            match self.admit(&channel, config, bridge) {
+            match self.admit(&channel, config, packets) {
                 Err(reason) => answer.rejected.push(Rejected { channel, reason }),
-                Ok(()) if bridge && channel == TELEMETRY => {
+                Ok(()) if packets && channel == TELEMETRY => {
                     self.telemetry = true;
                     answer.channels.push(channel);
                 }
@@ -216,12 +220,14 @@ impl Channels {
         (answer, missed)
     }
 
-    /// Whether `channel` may be added; `Err` says why not.
-    fn admit(&self, channel: &str, config: &Config, bridge: bool) -> Result<(), String> {
+    /// Whether `channel` may be added (`packets` when `telemetry` is a channel); `Err` says why
+    /// not.
+    fn admit(&self, channel: &str, config: &Config, packets: bool) -> Result<(), String> {
         if channel.is_empty() || channel.contains(char::is_whitespace) {
             return Err("not a channel name".into());
         }
-        if self.topics.contains_key(channel) || (bridge && channel == TELEMETRY && self.telemetry) {
+        if self.topics.contains_key(channel) || (packets && channel == TELEMETRY && self.telemetry)
+        {
             return Err("already subscribed".into());
         }
         if self.len() >= config.clients.max_channels {
@@ -230,7 +236,7 @@ impl Channels {
                 config.clients.max_channels
             ));
         }
-        if bridge && channel == TELEMETRY {
+        if packets && channel == TELEMETRY {
             return Ok(());
         }
         if !config.redis.enabled() {

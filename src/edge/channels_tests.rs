@@ -33,7 +33,7 @@ fn the_allow_list_and_the_cap_decide_and_each_refusal_says_why() {
         "",
         "trade.results",
     ];
-    let (answer, _) = channels.subscribe(ask(&asked, false), &config, &relay, false);
+    let (answer, _) = channels.subscribe(ask(&asked, false), &config, &relay, Encoding::Stream);
     assert_eq!(answer.kind, "SUBSCRIBED");
     assert_eq!(answer.channels, ["trade.results", "market.tick.SPY"]);
     assert_eq!(
@@ -52,11 +52,16 @@ fn the_allow_list_and_the_cap_decide_and_each_refusal_says_why() {
         ]
     );
     // A pattern replaces the exact channels it covers, then covers them.
-    let (answer, _) = channels.subscribe(ask(&["market.tick.*"], true), &config, &relay, false);
+    let (answer, _) = channels.subscribe(
+        ask(&["market.tick.*"], true),
+        &config,
+        &relay,
+        Encoding::Stream,
+    );
     assert_eq!((answer.kind, answer.channels.len()), ("subscribed", 1));
     assert_eq!(channels.len(), 2);
     let asked = ask(&["market.tick.AAPL", "risk.state", "agent.updates"], false);
-    let (answer, _) = channels.subscribe(asked, &config, &relay, false);
+    let (answer, _) = channels.subscribe(asked, &config, &relay, Encoding::Stream);
     assert_eq!(answer.channels, ["risk.state"]);
     assert_eq!(
         names(&answer.rejected),
@@ -82,14 +87,19 @@ fn without_redis_only_the_bridge_telemetry_channel_exists() {
     let config = Config::default();
     let mut channels = Channels::default();
     let asked = ask(&["telemetry", "risk.state"], true);
-    let (answer, _) = channels.subscribe(asked, &config, &relay, true);
+    let (answer, _) = channels.subscribe(asked, &config, &relay, Encoding::Bridge);
     assert_eq!(answer.channels, ["telemetry"]);
     assert_eq!(
         names(&answer.rejected),
         [("risk.state", "channels are off here: redis.url is not set")]
     );
     assert!(channels.telemetry);
-    let (answer, _) = channels.subscribe(ask(&["telemetry"], false), &config, &relay, false);
+    let (answer, _) = channels.subscribe(
+        ask(&["telemetry"], false),
+        &config,
+        &relay,
+        Encoding::Stream,
+    );
     assert_eq!(
         answer.rejected.len(),
         1,
@@ -101,7 +111,12 @@ fn without_redis_only_the_bridge_telemetry_channel_exists() {
 async fn subscribed_channels_deliver_in_order() {
     let (relay, config) = (Arc::new(Relay::default()), config());
     let mut channels = Channels::default();
-    channels.subscribe(ask(&["market.tick.*"], false), &config, &relay, false);
+    channels.subscribe(
+        ask(&["market.tick.*"], false),
+        &config,
+        &relay,
+        Encoding::Stream,
+    );
     relay.publish("e", "market.tick.SPY", b"1");
     relay.publish("e", "risk.state", b"2");
     relay.publish("e", "market.tick.SPY", b"3");
@@ -127,7 +142,7 @@ fn a_resuming_subscribe_gets_what_it_missed_and_says_which_channels_resumed() {
         epoch: Some("e1".into()),
         ..ask(&["trade.results", "market.tick.*"], false)
     };
-    let (answer, missed) = channels.subscribe(asked, &config, &relay, false);
+    let (answer, missed) = channels.subscribe(asked, &config, &relay, Encoding::Stream);
     let resumed = answer.resumed.unwrap();
     assert_eq!(
         resumed.into_iter().collect::<Vec<_>>(),
@@ -151,7 +166,12 @@ fn a_resuming_subscribe_gets_what_it_missed_and_says_which_channels_resumed() {
         ]
     );
     // Without `since`, the answer says nothing of resuming.
-    let (answer, missed) = channels.subscribe(ask(&["risk.state"], false), &config, &relay, false);
+    let (answer, missed) = channels.subscribe(
+        ask(&["risk.state"], false),
+        &config,
+        &relay,
+        Encoding::Stream,
+    );
     assert_eq!((answer.resumed, missed.len()), (None, 0));
 }
 
@@ -163,15 +183,30 @@ fn a_topic_is_freed_when_its_last_subscriber_leaves_or_ends() {
         ask(&["trade.results", "risk.state"], false),
         &config,
         &relay,
-        false,
+        Encoding::Stream,
     );
-    b.subscribe(ask(&["trade.results"], false), &config, &relay, false);
+    b.subscribe(
+        ask(&["trade.results"], false),
+        &config,
+        &relay,
+        Encoding::Stream,
+    );
     assert_eq!(relay.held(), 2);
     a.unsubscribe(vec!["risk.state".into(), "trade.results".into()], false);
     assert_eq!(relay.held(), 1, "b still hears trade.results");
     // A pattern replaces the exact channels it covers, and their topics with them.
-    b.subscribe(ask(&["market.tick.SPY"], false), &config, &relay, false);
-    b.subscribe(ask(&["market.tick.*"], false), &config, &relay, false);
+    b.subscribe(
+        ask(&["market.tick.SPY"], false),
+        &config,
+        &relay,
+        Encoding::Stream,
+    );
+    b.subscribe(
+        ask(&["market.tick.*"], false),
+        &config,
+        &relay,
+        Encoding::Stream,
+    );
     assert_eq!(relay.held(), 2);
     drop(b);
     assert_eq!(relay.held(), 0);
@@ -186,13 +221,13 @@ fn the_daemon_wide_cap_refuses_a_new_topic_and_says_why() {
         ask(&["trade.results", "risk.state"], false),
         &config,
         &relay,
-        false,
+        Encoding::Stream,
     );
     let (answer, _) = b.subscribe(
         ask(&["trade.results", "agent.updates"], false),
         &config,
         &relay,
-        false,
+        Encoding::Stream,
     );
     assert_eq!(answer.channels, ["trade.results"], "a held topic is joined");
     assert_eq!(

@@ -20,15 +20,16 @@ use super::context::Context;
 use super::forwarded::Client;
 use super::origin::PageOrigin;
 use super::reply::{Body, text};
-use super::session::{self, Admitted, Endpoint, TokenCheck};
+use super::session::{self, Admitted, TokenCheck};
 use crate::config::{Config, Watch};
-use crate::hub::Resume;
+use crate::hub::{Encoding, Resume};
 
-/// A request to a WebSocket path: the handshake, or the reason there is none.
+/// A request to a WebSocket path whose connections are written as `encoding`: the handshake,
+/// or the reason there is none.
 pub fn websocket(
     mut req: Request<Incoming>,
     client: Client,
-    endpoint: Endpoint,
+    encoding: Encoding,
     config: Arc<Config>,
     ctx: &Arc<Context>,
 ) -> Response<Body> {
@@ -76,14 +77,15 @@ pub fn websocket(
         Ok(permit) => permit,
         Err(refusal) => return refuse(peer, refusal),
     };
-    // Only the stream paths resume; a bridge path's packets carry no seq to resume from.
-    let resume = match endpoint {
-        Endpoint::Stream => req.uri().query().and_then(resume_from),
-        Endpoint::Bridge => None,
+    // Only where packets carry a seq to resume from (not on a bridge path).
+    let resume = if encoding.resumes() {
+        req.uri().query().and_then(resume_from)
+    } else {
+        None
     };
     let admitted = Admitted {
         permit,
-        endpoint,
+        encoding,
         caller: Caller {
             token,
             peer,

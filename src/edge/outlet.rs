@@ -18,7 +18,7 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncWrite, WriteHalf};
 use tokio::net::tcp::OwnedWriteHalf;
 
-use crate::hub::{self, Snapshot};
+use crate::hub::{self, Encoding, Snapshot};
 use crate::metrics::{Frame, Metrics};
 use crate::os;
 
@@ -145,12 +145,16 @@ struct Flow {
     /// `Notify`: the session waits on its outlet for its whole life, and a `Notify`'s wait is
     /// 88 bytes of every connection's state, this one's 8.
     waiting: Option<Waker>,
+    /// How the connection's packets are written, for the fan-out: here rather than beside
+    /// `queue_size`, as the flow has a byte to spare for it (a field of the outlet's own would
+    /// grow every connection by 8), and the fan-out reads it under the lock it takes anyway.
+    encoding: Encoding,
 }
 
 impl<W: Outbox> Outlet<W> {
-    /// Wraps a transport's write half; a packet that does not fit `queue_size` of its kind in
-    /// the socket means the client is behind.
-    pub fn new(out: W, queue_size: usize, metrics: Arc<Metrics>) -> Self {
+    /// Wraps a transport's write half, for packets written as `encoding`; a packet that does
+    /// not fit `queue_size` of its kind in the socket means the client is behind.
+    pub fn new(out: W, queue_size: usize, metrics: Arc<Metrics>, encoding: Encoding) -> Self {
         Self {
             out,
             flow: Mutex::new(Flow {
@@ -160,10 +164,16 @@ impl<W: Outbox> Outlet<W> {
                 took: false,
                 trouble: None,
                 waiting: None,
+                encoding,
             }),
             metrics,
             queue_size: queue_size.max(1),
         }
+    }
+
+    /// How its packets are written.
+    pub fn encoding(&self) -> Encoding {
+        self.flow().encoding
     }
 
     /// How many packets' worth its client may fall behind.
@@ -209,7 +219,11 @@ impl<W: Outbox> Outlet<W> {
 
     /// [`Outlet::offer`] without counting the packet.
     fn offer_uncounted(&self, frame: &[u8]) -> Offered {
-        let mut flow = self.flow();
+        self.offer_locked(&mut self.flow(), frame)
+    }
+
+    /// Writes `frame`, under the flow's lock.
+    fn offer_locked(&self, flow: &mut Flow, frame: &[u8]) -> Offered {
         if flow.trouble.is_some() {
             return Offered::Refused;
         }
@@ -221,13 +235,13 @@ impl<W: Outbox> Outlet<W> {
         let draining = !flow.pending.is_empty();
         if flow.cappable && draining && flow.pending.len() + frame.len() > flow.unsent_cap {
             // Behind something still draining by the queue's worth.
-            return self.trouble(&mut flow, Trouble::Behind);
+            return self.trouble(flow, Trouble::Behind);
         }
-        let written = match self.write_or_queue(&mut flow, frame) {
+        let written = match self.write_or_queue(flow, frame) {
             Ok(written) => written,
             Err(err) => {
                 self.metrics.send_failed();
-                return self.trouble(&mut flow, Trouble::Failed(err.to_string()));
+                return self.trouble(flow, Trouble::Failed(err.to_string()));
             }
         };
         if written == frame.len() || draining || !flow.cappable {
@@ -244,7 +258,7 @@ impl<W: Outbox> Outlet<W> {
         }
         flow.unsent_cap += frame.len() + CLOSING_ROOM;
         self.out.cap_unsent(flow.unsent_cap);
-        self.trouble(&mut flow, Trouble::Behind)
+        self.trouble(flow, Trouble::Behind)
     }
 
     fn trouble(&self, flow: &mut Flow, trouble: Trouble) -> Offered {
@@ -344,7 +358,9 @@ impl<W: Outbox> Outlet<W> {
 /// at every send from each of the pass's threads, would pass their cache line between the cores.
 impl<W: Outbox> hub::Outlet for Outlet<W> {
     fn offer(&self, snapshot: &Snapshot) -> bool {
-        self.offer_uncounted(&snapshot.telemetry) != Offered::Refused
+        let mut flow = self.flow();
+        let frame = snapshot.packet(flow.encoding);
+        self.offer_locked(&mut flow, frame) != Offered::Refused
     }
 }
 
@@ -370,7 +386,7 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (_read, write) = server.into_split();
-        let outlet = Outlet::new(write, 4, metrics());
+        let outlet = Outlet::new(write, 4, metrics(), Encoding::Stream);
         assert!(outlet.direct(), "a TCP socket caps its unsent bytes");
 
         let packet = vec![b'x'; 16 * 1024];
@@ -419,7 +435,7 @@ mod tests {
     /// (from the fan-out and the session alike), refused ones do not, and each is told once.
     #[test]
     fn the_keepalive_learns_whether_packets_were_taken_since_it_last_asked() {
-        let outlet = Outlet::new(Recording::default(), 4, metrics());
+        let outlet = Outlet::new(Recording::default(), 4, metrics(), Encoding::Stream);
         assert!(!outlet.took_packets(), "nothing written yet");
         assert!(outlet.direct());
         let snapshot = Snapshot::new(
@@ -487,7 +503,7 @@ mod tests {
             last: 0,
             caps: Mutex::new(Vec::new()),
         };
-        let outlet = Outlet::new(out, 4, metrics());
+        let outlet = Outlet::new(out, 4, metrics(), Encoding::Stream);
         assert!(outlet.direct());
         for size in [1000, 1200, 1100, 900] {
             assert_eq!(outlet.offer(&vec![b'x'; size]), Offered::Sent);
@@ -510,7 +526,7 @@ mod tests {
                 last,
                 caps: Mutex::new(Vec::new()),
             };
-            let outlet = Outlet::new(out, 4, metrics());
+            let outlet = Outlet::new(out, 4, metrics(), Encoding::Stream);
             assert!(outlet.direct());
             let packet = vec![b'x'; 20_000];
             for _ in 0..4 {
@@ -533,7 +549,7 @@ mod tests {
     async fn what_waits_for_the_socket_goes_out_first_and_in_order() {
         let (server, mut client) = tokio::io::duplex(64);
         let (_read, write) = tokio::io::split(server);
-        let outlet = Outlet::new(Mutex::new(write), 4, metrics());
+        let outlet = Outlet::new(Mutex::new(write), 4, metrics(), Encoding::Stream);
         assert!(!outlet.direct(), "a pipe is not fed by the hub");
 
         let first = vec![b'a'; 200];

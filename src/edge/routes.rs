@@ -17,11 +17,10 @@ use super::forwarded::{self, Client, TrustedProxies};
 use super::handshake;
 use super::origin;
 use super::reply::{Body, ok, text};
-use super::session::Endpoint;
 use crate::config::Config;
 use crate::contract;
-use crate::hub::Snapshot;
 use crate::hub::packet::Sources;
+use crate::hub::{Encoding, Snapshot};
 
 /// Routes one request. Never fails: every problem is an HTTP answer.
 pub async fn handle(
@@ -33,7 +32,7 @@ pub async fn handle(
     let config = ctx.config();
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
-    let response = match (path, endpoint(&config, path)) {
+    let response = match (path, encoding(&config, path)) {
         ("/health", _) => health(&ctx),
         ("/metrics", _) => metrics(&ctx),
         ("/schema.json", _) => ok(contract::SCHEMA, "application/schema+json"),
@@ -43,9 +42,9 @@ pub async fn handle(
         }
         // A browser asking for `/` gets the live page; a WebSocket handshake on `/` still works.
         ("/", _) if read && !upgrade => page(&config),
-        (_, Some(endpoint)) => {
+        (_, Some(encoding)) => {
             let client = client(peer, &req, &config);
-            let response = handshake::websocket(req, client, endpoint, config.clone(), &ctx);
+            let response = handshake::websocket(req, client, encoding, config.clone(), &ctx);
             if response.status() != StatusCode::SWITCHING_PROTOCOLS {
                 ctx.metrics.refused(response.status().as_u16());
             }
@@ -74,12 +73,13 @@ fn client(peer: SocketAddr, req: &Request<Incoming>, config: &Config) -> Client 
     forwarded::client(peer, req.headers(), &trusted)
 }
 
-/// The kind of WebSocket path `path` is, if it is one.
-fn endpoint(config: &Config, path: &str) -> Option<Endpoint> {
+/// How connections on `path` are written, if it is a WebSocket path: the one place a path
+/// picks an encoding.
+fn encoding(config: &Config, path: &str) -> Option<Encoding> {
     if config.server.ws_paths.iter().any(|p| p == path) {
-        Some(Endpoint::Stream)
+        Some(Encoding::Stream)
     } else if config.server.bridge_paths.iter().any(|p| p == path) {
-        Some(Endpoint::Bridge)
+        Some(Encoding::Bridge)
     } else {
         None
     }

@@ -16,6 +16,7 @@ use super::ending::Ending;
 use super::inbound::Inbound;
 use super::outlet::{Offered, Outbox, Outlet, Trouble};
 use crate::config::ClientConfig;
+use crate::hub::Encoding;
 use crate::metrics::{Frame, Metrics};
 
 /// tungstenite's read buffer is allocated up front for every connection (and cleared on every
@@ -49,14 +50,15 @@ where
     R: AsyncRead + Unpin,
     W: Outbox,
 {
-    /// Wraps an upgraded connection's halves; `leftover` is whatever the HTTP layer read past
-    /// the handshake.
+    /// Wraps an upgraded connection's halves, whose packets are written as `encoding`;
+    /// `leftover` is whatever the HTTP layer read past the handshake.
     pub async fn new(
         read: R,
         out: W,
         leftover: Vec<u8>,
         config: &ClientConfig,
         metrics: Arc<Metrics>,
+        encoding: Encoding,
     ) -> Self {
         let ws = WebSocketStream::from_partially_read(
             Inbound::new(read),
@@ -67,7 +69,12 @@ where
         .await;
         Self {
             ws,
-            out: Arc::new(Outlet::new(out, config.queue_size, metrics.clone())),
+            out: Arc::new(Outlet::new(
+                out,
+                config.queue_size,
+                metrics.clone(),
+                encoding,
+            )),
             metrics,
             send_timeout: Duration::from_millis(config.send_timeout_ms),
         }

@@ -8,6 +8,7 @@
 //! the last `clients.resume_history` are kept, so a client that reconnects with where it left
 //! off gets what it missed.
 
+pub mod encoding;
 mod fanout;
 pub mod frame;
 pub mod packet;
@@ -21,6 +22,7 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, broadcast};
 
+pub use self::encoding::Encoding;
 pub use self::fanout::Outlet;
 use self::fanout::Outlets;
 use self::packet::Telemetry;

@@ -42,7 +42,8 @@ fn a_subscriber_gets_exactly_the_snapshots_after_its_welcome() {
 fn both_frames_carry_the_same_seq_epoch_and_data() {
     let hub = Hub::new(data(), 4, 10);
     let snapshot = hub.publish(data());
-    let (telemetry, welcome) = (json(&snapshot.telemetry), json(&snapshot.welcome));
+    let welcome = snapshot.welcome(Encoding::Stream, None);
+    let (telemetry, welcome) = (json(&snapshot.telemetry), json(&welcome));
     assert_eq!(
         (telemetry["type"].as_str(), welcome["type"].as_str()),
         (Some("TELEMETRY"), Some("WELCOME"))
@@ -58,7 +59,10 @@ fn both_frames_carry_the_same_seq_epoch_and_data() {
         telemetry["data"],
         serde_json::to_value(snapshot.data()).unwrap()
     );
-    assert_eq!(json(&snapshot.welcome_resumed(true))["resumed"], true);
+    assert_eq!(
+        json(&snapshot.welcome(Encoding::Stream, Some(true)))["resumed"],
+        true
+    );
 }
 
 #[test]
@@ -264,15 +268,18 @@ fn kept_packets_are_slim_and_still_resume_whole() {
     }
     let latest = hub.latest();
     assert!(latest.data().is_some(), "the latest keeps its data");
-    assert!(!latest.welcome.is_empty(), "and its WELCOME frame");
+    assert!(
+        !latest.welcome(Encoding::Stream, None).is_empty(),
+        "and its WELCOME frame"
+    );
     let sub = hub.subscribe_from(Some(&Resume {
         since: 1,
         epoch: latest.epoch.to_string(),
     }));
     // 2 as the resumed WELCOME, then 3 and 4 (the latest, whole).
     assert_eq!(sub.welcome.seq, 2);
-    assert!(sub.welcome.data().is_none() && sub.welcome.welcome.is_empty());
-    let resumed = json(&sub.welcome.welcome_resumed(true));
+    assert!(sub.welcome.data().is_none());
+    let resumed = json(&sub.welcome.welcome(Encoding::Stream, Some(true)));
     assert_eq!(
         (resumed["type"].as_str(), resumed["seq"].as_u64()),
         (Some("WELCOME"), Some(2))

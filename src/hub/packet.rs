@@ -360,7 +360,7 @@ pub struct Packet {
     pub resumed: Option<bool>,
 }
 
-/// The JSON of `data`, written once per snapshot and then copied into both envelopes.
+/// The JSON of `data`, written once per snapshot and then copied into each frame made of it.
 pub fn body(data: &Telemetry) -> String {
     serde_json::to_string(data).expect("a Telemetry always serializes")
 }
@@ -383,14 +383,6 @@ pub fn envelope(kind: &str, seq: u64, epoch: &str, data: &str, resumed: Option<b
     }
     out.push('}');
     out
-}
-
-/// Where `data` starts in an [`envelope`] of `kind` and `seq`, so a snapshot can keep its body
-/// as a slice of its frame rather than a second copy.
-pub fn data_offset(kind: &str, seq: u64) -> usize {
-    let mut head = String::with_capacity(48);
-    envelope_head(&mut head, kind, seq);
-    head.len()
 }
 
 /// What comes before `data` in an envelope.

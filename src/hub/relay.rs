@@ -1,7 +1,7 @@
 //! Relay channels: messages heard on Redis, passed as they are to the dashboards that subscribed
 //! to their channel (`docs/PROTOCOL.md` §9). Each message gets the next `offset` of its channel
-//! and is framed once per dialect (`UPDATE` on the stream paths, `update` on the bridge paths);
-//! every subscriber writes those same bytes.
+//! and is framed once per [`Encoding`] (`UPDATE` on the stream paths, `update` on the bridge
+//! paths); every subscriber writes those same bytes.
 //!
 //! A subscription is a topic: one exact channel, or a pattern (`market.tick.*`). Topics are made
 //! when the first dashboard subscribes and dropped when the last one leaves ([`Relay::leave`]),
@@ -22,7 +22,7 @@ use bytes::Bytes;
 use serde::de::IgnoredAny;
 use tokio::sync::broadcast;
 
-use super::frame;
+use super::encoding::{Encoding, Message};
 use crate::config::{is_pattern, matches};
 
 /// Relayed messages a subscriber may fall behind on one topic before it skips ahead (and
@@ -37,22 +37,26 @@ const MAX_CHANNELS: usize = 10_000;
 /// go first, whatever their channel.
 const KEPT_BYTES: usize = 16 << 20;
 
-/// One relayed message, framed for both dialects.
+/// One relayed message, framed in every encoding.
 #[derive(Debug)]
 pub struct Update {
     /// The channel it was published on.
     pub channel: Arc<str>,
     /// One more than the previous message on that channel.
     pub offset: u64,
-    /// `{"type":"UPDATE","channel":…,"offset":…,"data":…}`, framed.
-    pub stream: Bytes,
-    /// `{"type":"update","channel":…,"data":…}`, framed.
-    pub bridge: Bytes,
+    /// Its frame in each encoding, by [`Encoding::index`]. Made when it is heard, as it is kept
+    /// for resuming and counted against [`KEPT_BYTES`] by what it holds then.
+    frames: [Bytes; Encoding::COUNT],
 }
 
 impl Update {
+    /// The message as `encoding` writes it.
+    pub fn frame(&self, encoding: Encoding) -> &Bytes {
+        &self.frames[encoding.index()]
+    }
+
     fn bytes(&self) -> usize {
-        self.stream.len() + self.bridge.len()
+        self.frames.iter().map(Bytes::len).sum()
     }
 }
 
@@ -355,7 +359,7 @@ impl Inner {
     }
 }
 
-/// Both dialects' frames of one message.
+/// Every encoding's frame of one message.
 fn frames(channel: Arc<str>, offset: u64, payload: &[u8]) -> Update {
     let raw;
     let data = if serde_json::from_slice::<IgnoredAny>(payload).is_ok() {
@@ -364,14 +368,16 @@ fn frames(channel: Arc<str>, offset: u64, payload: &[u8]) -> Update {
         raw = serde_json::json!({ "raw": String::from_utf8_lossy(payload) }).to_string();
         &raw
     };
-    let name = serde_json::to_string(&*channel).expect("a string serializes");
-    let stream = format!(r#"{{"type":"UPDATE","channel":{name},"offset":{offset},"data":{data}}}"#);
-    let bridge = format!(r#"{{"type":"update","channel":{name},"data":{data}}}"#);
+    let message = Message::Update {
+        channel: &channel,
+        offset,
+        data,
+    };
+    let frames = Encoding::ALL.map(|encoding| encoding.frame(message));
     Update {
         channel,
         offset,
-        stream: frame::text_frame(&stream),
-        bridge: frame::text_frame(&bridge),
+        frames,
     }
 }
 

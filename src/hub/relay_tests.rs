@@ -28,11 +28,11 @@ fn subscribers_of_a_channel_or_a_matching_pattern_get_each_message_with_its_offs
 
     let update = exact.try_recv().unwrap();
     assert_eq!(
-        json(&update.stream),
+        json(update.frame(Encoding::Stream)),
         serde_json::json!({"type": "UPDATE", "channel": "trade.results", "offset": 1, "data": {"n": 1}})
     );
     assert_eq!(
-        json(&update.bridge),
+        json(update.frame(Encoding::Bridge)),
         serde_json::json!({"type": "update", "channel": "trade.results", "data": {"n": 1}})
     );
     assert_eq!(exact.try_recv().unwrap().offset, 2);
@@ -56,7 +56,7 @@ fn text_that_is_not_json_is_carried_as_raw() {
     relay.publish("e", "agent.updates", b"not json at all: {\"price\": 1");
     let update = rx.try_recv().unwrap();
     assert_eq!(
-        json(&update.stream)["data"],
+        json(update.frame(Encoding::Stream))["data"],
         serde_json::json!({"raw": "not json at all: {\"price\": 1"})
     );
 }

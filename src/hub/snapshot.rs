@@ -1,15 +1,16 @@
-//! One published snapshot: its number and epoch, its typed data, and the frames every
-//! connection writes as they are. The TELEMETRY and WELCOME frames are made once, when it is
-//! published; the rarer ones (a bridge's `telemetry` update, a resumed WELCOME) when first
-//! needed. Once a newer one is published, the hub keeps a [`Snapshot::slim`] copy for clients
-//! that resume: what they are sent, without what only the latest needs.
+//! One published snapshot: its number and epoch, its typed data, and its frames, each built once
+//! per [`Encoding`] and written as is by every connection of that encoding. The stream packet
+//! (TELEMETRY) is made when it is published, as the fan-out writes it to nearly everyone; the
+//! others (a WELCOME, a bridge's `telemetry` update, what comes next) by the first connection
+//! that needs them. Once a newer one is published, the hub keeps a [`Snapshot::slim`] copy for
+//! clients that resume: what they are sent, without what only the latest needs.
 
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use super::frame;
-use super::packet::{self, Telemetry};
+use super::encoding::{Encoding, Message, Packet};
+use super::packet::Telemetry;
 
 /// One published snapshot.
 #[derive(Debug)]
@@ -19,93 +20,122 @@ pub struct Snapshot {
     pub seq: u64,
     /// The sequence this `seq` belongs to; a new one means the count started again.
     pub epoch: Arc<str>,
-    /// The typed data, for `/health` and `/metrics`: only while it is the latest (see
-    /// [`Snapshot::data`]). Boxed, so the kept copies without it do not keep its room (some
-    /// 580 bytes each).
-    data: Option<Box<Telemetry>>,
-    /// The framed `{"type":"TELEMETRY",…}`, written as is by every connection.
+    /// What only the latest needs: `None` in a slim copy. Boxed, so the kept copies without it
+    /// do not keep its room (some 600 bytes each).
+    latest: Option<Box<Latest>>,
+    /// The framed `{"type":"TELEMETRY",…}`: the [`Encoding::Stream`] packet, made at once.
     pub telemetry: Bytes,
-    /// The framed `{"type":"WELCOME",…}`, for clients that connect while this is the latest
-    /// (empty in a slim copy: a resuming client gets [`Snapshot::welcome_resumed`]).
-    pub welcome: Bytes,
-    /// The serialized `data`, for the frames made on demand: a slice of `telemetry`, which
+    /// The serialized data, for the frames made on demand: a slice of `telemetry`, which
     /// carries it whole, so a kept packet holds it once.
     body: Bytes,
-    /// `{"type":"update","channel":"telemetry","data":…}` framed, for bridge clients that
-    /// subscribed to the packet; made by the first that needs it.
-    bridge: OnceLock<Bytes>,
+    /// The packet's frame in each encoding, by [`Encoding::index`]: made by the first connection
+    /// that needs it, then shared (the stream one is `telemetry`).
+    packets: [OnceLock<Bytes>; Encoding::COUNT],
+}
+
+/// The parts of the latest snapshot that kept ones drop.
+#[derive(Debug)]
+struct Latest {
+    /// The typed data, for `/health` and `/metrics`.
+    data: Telemetry,
+    /// The frame a connection starts with, in each encoding, made by the first that connects
+    /// while this is the latest (a resuming client gets one of its own).
+    welcomes: [OnceLock<Bytes>; Encoding::COUNT],
 }
 
 impl Snapshot {
     /// Frames `data` (serialized as `body`) as snapshot `seq` of `epoch`.
     pub fn new(seq: u64, epoch: Arc<str>, data: Telemetry, body: String) -> Self {
-        let envelope = packet::envelope("TELEMETRY", seq, &epoch, &body, None);
-        let telemetry = frame::text_frame(&envelope);
-        let welcome = frame::text_frame(&packet::envelope("WELCOME", seq, &epoch, &body, None));
-        // The envelope is `{"type":"TELEMETRY","seq":N,"data":` + body + the rest, after the
-        // frame's header.
-        let start = telemetry.len() - envelope.len() + packet::data_offset("TELEMETRY", seq);
-        let body_bytes = telemetry.slice(start..start + body.len());
+        let parts = Packet {
+            seq,
+            epoch: &epoch,
+            body: &body,
+        };
+        let telemetry = Encoding::Stream.frame(Message::Packet(parts));
+        // The frame ends with `data` + `,"epoch":` + the quoted epoch + `}`.
+        let quoted_epoch = serde_json::to_string(&*epoch).expect("a string serializes");
+        let end = telemetry.len() - r#","epoch":}"#.len() - quoted_epoch.len();
+        let body_bytes = telemetry.slice(end - body.len()..end);
         debug_assert_eq!(&body_bytes[..], body.as_bytes());
+        Self::framed(seq, epoch, telemetry, body_bytes, Some(data))
+    }
+
+    fn framed(
+        seq: u64,
+        epoch: Arc<str>,
+        telemetry: Bytes,
+        body: Bytes,
+        data: Option<Telemetry>,
+    ) -> Self {
+        let packets = std::array::from_fn(|_| OnceLock::new());
+        packets[Encoding::Stream.index()]
+            .set(telemetry.clone())
+            .expect("a new table is empty");
         Self {
             seq,
-            telemetry,
-            welcome,
             epoch,
-            data: Some(Box::new(data)),
-            body: body_bytes,
-            bridge: OnceLock::new(),
+            latest: data.map(|data| {
+                Box::new(Latest {
+                    data,
+                    welcomes: std::array::from_fn(|_| OnceLock::new()),
+                })
+            }),
+            telemetry,
+            body,
+            packets,
         }
     }
 
     /// What the hub keeps of this snapshot once a newer one is published: the frames a resuming
-    /// client is sent, without the typed data and the WELCOME frame, which only the latest
-    /// needs, nor the bridge frame: bridge clients do not resume, and take their packets from
-    /// the feed. What it saves: `docs/BENCHMARKS-JOURNAL.md`, "The resume history fills after
-    /// the window".
+    /// client is sent, without the typed data and the WELCOMEs, which only the latest needs,
+    /// nor the other encodings' packets: only stream clients resume, and the others take their
+    /// packets from the feed. What it saves: `docs/BENCHMARKS-JOURNAL.md`, "The resume history
+    /// fills after the window".
     pub fn slim(&self) -> Self {
-        Self {
-            seq: self.seq,
-            epoch: self.epoch.clone(),
-            data: None,
-            telemetry: self.telemetry.clone(),
-            welcome: Bytes::new(),
-            body: self.body.clone(),
-            bridge: OnceLock::new(),
-        }
+        Self::framed(
+            self.seq,
+            self.epoch.clone(),
+            self.telemetry.clone(),
+            self.body.clone(),
+            None,
+        )
     }
 
     /// The typed data; `None` in a [`Snapshot::slim`] copy. The hub's latest snapshot always
     /// has it.
     pub fn data(&self) -> Option<&Telemetry> {
-        self.data.as_deref()
+        self.latest.as_deref().map(|latest| &latest.data)
     }
 
-    /// The serialized `data`.
+    /// The serialized data.
     pub fn body(&self) -> &str {
         std::str::from_utf8(&self.body).expect("a serialized body is UTF-8")
     }
 
-    /// The WELCOME for a client that asked to resume: it says whether what it missed follows.
-    /// Made for that one client.
-    pub fn welcome_resumed(&self, resumed: bool) -> Bytes {
-        frame::text_frame(&packet::envelope(
-            "WELCOME",
-            self.seq,
-            &self.epoch,
-            self.body(),
-            Some(resumed),
-        ))
+    /// The packet as `encoding` writes it, framed once and shared.
+    pub fn packet(&self, encoding: Encoding) -> &Bytes {
+        self.packets[encoding.index()].get_or_init(|| encoding.frame(Message::Packet(self.parts())))
     }
 
-    /// The packet as a bridge-dialect update on the `telemetry` channel, framed once.
-    pub fn bridge_frame(&self) -> &Bytes {
-        self.bridge.get_or_init(|| {
-            frame::text_frame(&format!(
-                r#"{{"type":"update","channel":"telemetry","data":{}}}"#,
-                self.body()
-            ))
-        })
+    /// The frame a connection of `encoding` starts with. `resumed` when it asked to resume:
+    /// whether what it missed follows, which it is told in a frame made for it alone; else the
+    /// latest snapshot's, framed once and shared.
+    pub fn welcome(&self, encoding: Encoding, resumed: Option<bool>) -> Bytes {
+        let welcome = || encoding.frame(Message::Welcome(self.parts(), resumed));
+        match (&self.latest, resumed) {
+            (Some(latest), None) => latest.welcomes[encoding.index()]
+                .get_or_init(welcome)
+                .clone(),
+            _ => welcome(),
+        }
+    }
+
+    fn parts(&self) -> Packet<'_> {
+        Packet {
+            seq: self.seq,
+            epoch: &self.epoch,
+            body: self.body(),
+        }
     }
 }
 
@@ -115,22 +145,27 @@ mod tests {
     use chrono::Utc;
 
     /// The body is read out of the TELEMETRY frame, whatever the length of the frame's header
-    /// (2, 4 or 10 bytes) and of the sequence number, and a slim copy holds no second copy of
-    /// it, nor room for the typed data it no longer has.
+    /// (2, 4 or 10 bytes), of the sequence number and of the epoch, and a slim copy holds no
+    /// second copy of it, nor room for the typed data it no longer has.
     #[test]
     fn the_body_is_a_slice_of_the_telemetry_frame() {
-        for (seq, len) in [(0, 10), (7, 100), (12, 4_000), (123_456_789_012, 70_000)] {
+        for (seq, len, epoch) in [
+            (0, 10, "e1"),
+            (7, 100, "a\"quoted\"epoch"),
+            (12, 4_000, "0123456789abcdef"),
+            (123_456_789_012, 70_000, "e"),
+        ] {
             let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(len));
             let snapshot = Snapshot::new(
                 seq,
-                "e1".into(),
+                epoch.into(),
                 Telemetry::initializing(Utc::now()),
                 body.clone(),
             );
-            snapshot.bridge_frame();
+            snapshot.packet(Encoding::Bridge);
             let slim = snapshot.slim();
             assert!(
-                slim.bridge.get().is_none(),
+                slim.packets[Encoding::Bridge.index()].get().is_none(),
                 "seq {seq}: a kept packet does not hold the bridge frame"
             );
             assert!(
@@ -145,10 +180,47 @@ mod tests {
                 "seq {seq}: not a slice"
             );
             assert!(
-                slim.bridge_frame()
+                slim.packet(Encoding::Bridge)
                     .ends_with(format!("{body}}}").as_bytes()),
                 "seq {seq}: the bridge frame carries the body"
             );
         }
+    }
+
+    /// Each encoding's packet and WELCOME are made once and shared; a resumed WELCOME is the
+    /// client's own.
+    #[test]
+    fn frames_are_made_once_per_encoding() {
+        let snapshot = Snapshot::new(
+            3,
+            "e1".into(),
+            Telemetry::initializing(Utc::now()),
+            r#"{"a":1}"#.into(),
+        );
+        assert_eq!(
+            snapshot.packet(Encoding::Stream).as_ptr(),
+            snapshot.telemetry.as_ptr()
+        );
+        for encoding in Encoding::ALL {
+            assert_eq!(
+                snapshot.packet(encoding).as_ptr(),
+                snapshot.packet(encoding).as_ptr(),
+                "{encoding:?}"
+            );
+            let welcome = snapshot.welcome(encoding, None);
+            assert_eq!(
+                welcome.as_ptr(),
+                snapshot.welcome(encoding, None).as_ptr(),
+                "{encoding:?}"
+            );
+        }
+        assert_eq!(
+            &snapshot.welcome(Encoding::Stream, Some(true))[2..],
+            br#"{"type":"WELCOME","seq":3,"data":{"a":1},"epoch":"e1","resumed":true}"#
+        );
+        assert_eq!(
+            &snapshot.welcome(Encoding::Bridge, None)[..],
+            &snapshot.packet(Encoding::Bridge)[..]
+        );
     }
 }

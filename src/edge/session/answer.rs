@@ -1,12 +1,12 @@
 //! What a session answers to what its client says: PING, SUBSCRIBE and UNSUBSCRIBE here;
-//! commands are started in `command`. A reply's type follows the request's case, and a bridge
-//! path speaks lowercase only.
+//! commands are started in `command`. A reply's type follows the request's case, unless the
+//! connection's encoding speaks lowercase only (a bridge path's).
 
 use serde::Serialize;
 use tokio::io::AsyncRead;
 use tracing::debug;
 
-use super::{Endpoint, Session};
+use super::Session;
 use crate::edge::channels::TELEMETRY;
 use crate::edge::ending::Ending;
 use crate::edge::message::{self, ClientMessage};
@@ -21,10 +21,10 @@ where
 {
     /// Answers one text frame from the client.
     pub(super) async fn answer(&mut self, text: &str) -> Result<(), Ending> {
-        let bridge = self.endpoint == Endpoint::Bridge;
+        let encoding = self.encoding;
         match message::parse(text) {
             Ok(ClientMessage::Ping { lowercase }) => {
-                let pong = if lowercase || bridge {
+                let pong = if lowercase || encoding.lowercase() {
                     r#"{"type":"pong"}"#
                 } else {
                     r#"{"type":"PONG"}"#
@@ -43,19 +43,19 @@ where
                     .or_else(|| self.resume_epoch.as_deref().map(String::from));
                 let (answer, missed) =
                     self.channels
-                        .subscribe(asked, &self.config, self.hub.relay(), bridge);
-                let joined_telemetry =
-                    bridge && self.feed.is_none() && answer.channels.iter().any(|c| c == TELEMETRY);
+                        .subscribe(asked, &self.config, self.hub.relay(), encoding);
+                let joined_telemetry = encoding.telemetry_is_a_channel()
+                    && self.feed.is_none()
+                    && answer.channels.iter().any(|c| c == TELEMETRY);
                 self.send_json(&answer).await?;
                 for update in missed {
-                    let frame = match self.endpoint {
-                        Endpoint::Stream => &update.stream,
-                        Endpoint::Bridge => &update.bridge,
-                    };
-                    self.socket.write(frame, Frame::Update).await?;
+                    self.socket
+                        .write(update.frame(encoding), Frame::Update)
+                        .await?;
                 }
                 if joined_telemetry {
-                    // A bridge dashboard gets the latest packet at once, then every one.
+                    // A dashboard that subscribes to the packet gets the latest at once, then
+                    // every one.
                     self.follow(Frame::Update).await?;
                 }
                 Ok(())
@@ -64,8 +64,10 @@ where
                 channels,
                 lowercase,
             }) => {
-                let answer = self.channels.unsubscribe(channels, lowercase || bridge);
-                if bridge && !self.channels.telemetry {
+                let answer = self
+                    .channels
+                    .unsubscribe(channels, lowercase || encoding.lowercase());
+                if encoding.telemetry_is_a_channel() && !self.channels.telemetry {
                     self.feed = None;
                 }
                 self.send_json(&answer).await

@@ -4,10 +4,12 @@
 //! until an [`Ending`]. A stream connection's packets are written by the hub's fan-out once it
 //! is welcomed, so its task sleeps through the ticks.
 //!
-//! What a connection is sent and how it talks depends on its [`Endpoint`]: a stream path gets
-//! WELCOME at once and every TELEMETRY; a bridge path gets nothing until it subscribes, in the
-//! lowercase dialect. What a client says is answered in `answer`; its commands are queued, in
-//! `command`, and run apart.
+//! What a connection is sent and how it talks depends on its [`Encoding`], which the path it
+//! came in on decides: a stream path gets WELCOME at once and every TELEMETRY; a bridge path
+//! gets nothing until it subscribes, in the lowercase dialect. The session asks the encoding
+//! what to do and takes its frames from the snapshots and messages, never picking one itself.
+//! What a client says is answered in `answer`; its commands are queued, in `command`, and run
+//! apart.
 
 mod answer;
 mod command;
@@ -42,24 +44,15 @@ use super::outlet::{Offered, Outbox};
 use super::socket::Socket;
 use crate::config::Config;
 use crate::hub::frame::PING;
-use crate::hub::{self, Hub, Resume, Snapshot, Subscription};
+use crate::hub::{self, Encoding, Hub, Resume, Snapshot, Subscription};
 use crate::metrics::Frame;
-
-/// The kind of path a connection came in on, which decides what it is sent and how it talks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A `server.ws_paths` path: WELCOME at once, then every TELEMETRY.
-    Stream,
-    /// A `server.bridge_paths` path: nothing until the client subscribes; lowercase messages.
-    Bridge,
-}
 
 /// What the handshake decided about a client it let in.
 pub struct Admitted {
     /// Its slot among the open connections, given back when it ends.
     pub permit: Permit,
-    /// The kind of path it came in on.
-    pub endpoint: Endpoint,
+    /// How its frames are written, which the path it came in on decided.
+    pub encoding: Encoding,
     /// Who it is, for its commands.
     pub caller: Caller,
     /// Where it left off, when it reconnected with `?since=…&epoch=…`.
@@ -113,7 +106,7 @@ async fn start(
 ) -> Option<(Session<OwnedReadHalf, OwnedWriteHalf>, Permit, SocketAddr)> {
     let Admitted {
         permit,
-        endpoint,
+        encoding,
         caller,
         resume,
         config,
@@ -141,11 +134,19 @@ async fn start(
     info!(
         %peer,
         clients = ctx.admission.open(),
-        ?endpoint,
+        endpoint = ?encoding,
         "Client Connected"
     );
-    let socket = Socket::new(read, write, leftover, &config.clients, ctx.metrics.clone()).await;
-    let session = Session::new(socket, endpoint, config, ctx.hub.clone())
+    let socket = Socket::new(
+        read,
+        write,
+        leftover,
+        &config.clients,
+        ctx.metrics.clone(),
+        encoding,
+    )
+    .await;
+    let session = Session::new(socket, config, ctx.hub.clone())
         .with_commands(ctx.commands.clone(), caller)
         .checking_token(token_check)
         .resuming(resume);
@@ -155,12 +156,13 @@ async fn start(
 /// One connection's state between the socket and the hub.
 pub struct Session<R, W> {
     socket: Socket<R, W>,
-    endpoint: Endpoint,
+    /// How its frames are written, and the dialect it talks.
+    encoding: Encoding,
     /// The config it was admitted under.
     config: Arc<Config>,
     hub: Hub,
-    /// The packets: from the start on a stream path; on a bridge path once it subscribes to
-    /// `telemetry`.
+    /// The packets: from the start, or once it subscribes to `telemetry` where that is a
+    /// channel ([`Encoding::telemetry_is_a_channel`]).
     feed: Option<broadcast::Receiver<Arc<Snapshot>>>,
     /// The last packet sent and its epoch, so none is sent twice or out of order.
     last_seq: u64,
@@ -199,11 +201,12 @@ where
     R: AsyncRead + Unpin,
     W: Outbox,
 {
-    /// A session on `socket` under the settings it started with, fed by `hub`.
-    pub fn new(socket: Socket<R, W>, endpoint: Endpoint, config: Arc<Config>, hub: Hub) -> Self {
+    /// A session on `socket` under the settings it started with, fed by `hub`, in the
+    /// socket's encoding.
+    pub fn new(socket: Socket<R, W>, config: Arc<Config>, hub: Hub) -> Self {
         Self {
+            encoding: socket.outlet().encoding(),
             socket,
-            endpoint,
             config,
             hub,
             feed: None,
@@ -252,13 +255,14 @@ where
         W: 'a,
     {
         async move {
-            let mut ending = match self.endpoint {
+            let mut ending = if self.encoding.telemetry_is_a_channel() {
+                None
+            } else {
                 // The latest snapshot at once, so a dashboard never starts blank.
-                Endpoint::Stream => match Box::pin(self.follow(Frame::Welcome)).await {
+                match Box::pin(self.follow(Frame::Welcome)).await {
                     Ok(()) => Box::pin(self.go_direct()).await.err(),
                     Err(ending) => Some(ending),
-                },
-                Endpoint::Bridge => None,
+                }
             };
             let outlet = self.socket.outlet().clone();
             // A timer kept in place rather than an `Interval`, which boxes its own.
@@ -282,10 +286,7 @@ where
                         Ok(snapshot) => {
                             self.last_seq = snapshot.seq;
                             self.epoch = Some(snapshot.epoch.clone());
-                            let frame = match self.endpoint {
-                                Endpoint::Stream => &snapshot.telemetry,
-                                Endpoint::Bridge => snapshot.bridge_frame(),
-                            };
+                            let frame = snapshot.packet(self.encoding);
                             self.socket.send_packet(frame).await.err()
                         }
                         Err(RecvError::Lagged(missed)) => Some(Ending::TooSlow(missed)),
@@ -293,10 +294,7 @@ where
                     },
                     heard = self.channels.next() => match heard {
                         Ok(update) => {
-                            let frame = match self.endpoint {
-                                Endpoint::Stream => &update.stream,
-                                Endpoint::Bridge => &update.bridge,
-                            };
+                            let frame = update.frame(self.encoding);
                             self.socket.write(frame, Frame::Update).await.err()
                         }
                         // Fell behind on a channel: the offsets show the gap; carry on.
@@ -354,10 +352,11 @@ where
         }
     }
 
-    /// Joins the hub's feed and sends the latest snapshot as `kind`: the WELCOME of a stream
-    /// path, or the first `telemetry` update of a bridge path. A stream client that asked to
-    /// resume gets the first packet it missed as WELCOME (`"resumed": true`) and the rest after
-    /// it, when the history reaches back; else the latest, with `"resumed": false`.
+    /// Joins the hub's feed and sends the latest snapshot as `kind`, in the frame its encoding
+    /// starts with (the WELCOME of a stream path, the first `telemetry` update of a bridge
+    /// path). A client that asked to resume gets the first packet it missed as WELCOME
+    /// (`"resumed": true`) and the rest after it, when the history reaches back; else the
+    /// latest, with `"resumed": false`.
     async fn follow(&mut self, kind: Frame) -> Result<(), Ending> {
         let resume = self.resume.take();
         let Subscription {
@@ -367,7 +366,10 @@ where
             rx,
         } = self.hub.subscribe_from(resume.as_deref());
         self.feed = Some(rx);
-        if let (Some(false), Some(resume), Endpoint::Stream) = (resumed, &resume, self.endpoint) {
+        // The cluster keeps its history as stream frames, which only a stream client can take.
+        if let (Some(false), Some(resume)) = (resumed, &resume)
+            && self.encoding == Encoding::Stream
+        {
             // Further back than this daemon remembers: the cluster's history may reach.
             let older = self.hub.older(&resume.epoch, resume.since).await;
             if let Some((last, _)) = older.last() {
@@ -385,7 +387,7 @@ where
                 for snapshot in missed {
                     self.last_seq = snapshot.seq;
                     self.socket
-                        .write(&snapshot.telemetry, Frame::Telemetry)
+                        .write(snapshot.packet(self.encoding), Frame::Telemetry)
                         .await?;
                 }
                 return Ok(());
@@ -393,18 +395,12 @@ where
         }
         self.last_seq = welcome.seq;
         self.epoch = Some(welcome.epoch.clone());
-        match (self.endpoint, resumed) {
-            (Endpoint::Stream, None) => self.socket.write(&welcome.welcome, kind).await?,
-            (Endpoint::Stream, Some(resumed)) => {
-                let frame = welcome.welcome_resumed(resumed);
-                self.socket.write(&frame, kind).await?
-            }
-            (Endpoint::Bridge, _) => self.socket.write(welcome.bridge_frame(), kind).await?,
-        }
+        let first = welcome.welcome(self.encoding, resumed);
+        self.socket.write(&first, kind).await?;
         for snapshot in missed {
             self.last_seq = snapshot.seq;
             self.socket
-                .write(&snapshot.telemetry, Frame::Telemetry)
+                .write(snapshot.packet(self.encoding), Frame::Telemetry)
                 .await?;
         }
         Ok(())
@@ -421,7 +417,7 @@ where
         let Some(mut feed) = self.feed.take() else {
             return Ok(());
         };
-        let (last_seq, epoch) = (self.last_seq, self.epoch.clone());
+        let (last_seq, epoch, encoding) = (self.last_seq, self.epoch.clone(), self.encoding);
         let fed: Arc<dyn hub::Outlet> = outlet.clone();
         let lagged = self.hub.attach(Arc::downgrade(&fed), || {
             loop {
@@ -429,7 +425,7 @@ where
                     Ok(snapshot)
                         if snapshot.seq <= last_seq && epoch.as_ref() == Some(&snapshot.epoch) => {}
                     Ok(snapshot) => {
-                        if outlet.offer(&snapshot.telemetry) == Offered::Refused {
+                        if outlet.offer(snapshot.packet(encoding)) == Offered::Refused {
                             return None;
                         }
                     }
@@ -566,8 +562,16 @@ where
 {
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let write = std::sync::Mutex::new(write);
-    let socket = Socket::new(read, write, Vec::new(), &config.clients, metrics).await;
-    Session::new(socket, Endpoint::Stream, Arc::new(config), hub.clone())
+    let socket = Socket::new(
+        read,
+        write,
+        Vec::new(),
+        &config.clients,
+        metrics,
+        Encoding::Stream,
+    )
+    .await;
+    Session::new(socket, Arc::new(config), hub.clone())
 }
 
 #[cfg(test)]

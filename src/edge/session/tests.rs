@@ -13,12 +13,12 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-use super::{Endpoint, KEEPALIVE_GRID, Session, over};
+use super::{KEEPALIVE_GRID, Session, over};
 use crate::config::{ClientConfig, Config};
 use crate::edge::ending::Ending;
 use crate::edge::socket::{LINGER, Socket};
-use crate::hub::Hub;
 use crate::hub::packet::Telemetry;
+use crate::hub::{Encoding, Hub};
 
 fn hub(queue_size: usize) -> Hub {
     Hub::new(Telemetry::initializing(Utc::now()), queue_size, 10)
@@ -287,13 +287,16 @@ async fn a_sessions_long_lived_state_stays_small() {
     let (read, write) = server.into_split();
     let config = Config::default();
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-    let socket = Socket::new(read, write, Vec::new(), &config.clients, metrics).await;
-    let session = Session::new(
-        socket,
-        Endpoint::Stream,
-        std::sync::Arc::new(config),
-        hub(8),
-    );
+    let socket = Socket::new(
+        read,
+        write,
+        Vec::new(),
+        &config.clients,
+        metrics,
+        Encoding::Stream,
+    )
+    .await;
+    let session = Session::new(socket, std::sync::Arc::new(config), hub(8));
     let session_bytes = std::mem::size_of_val(&session);
     let shutdown = CancellationToken::new();
     let running = session.run(&shutdown);
