@@ -4,7 +4,7 @@
 //! rides out a Redis that is away; a Redis named only in the config file gets nothing from the
 //! demo; and `bff demo-engine --redis-url` publishes on its own.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! to a relay channel of `bff --demo --redis-url` with a real `redis-server`, and resuming with no
 //! gap when their daemon restarts.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

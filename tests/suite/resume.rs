@@ -2,7 +2,7 @@
 //! exactly the packets it missed, in order, then the live stream; one the history cannot serve
 //! is told so and starts from the latest, at no cost to the store behind the daemon's memory.
 
-mod common;
+use crate::common;
 
 use bff::config::RedisUrl;
 use common::redis::RedisServer;

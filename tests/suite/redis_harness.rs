@@ -3,7 +3,7 @@
 //! makes is the fault it claims: subscribers cut off, a paused server silent until resumed, a
 //! stopped one back on the same port, a killed one refusing connections.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
