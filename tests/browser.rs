@@ -151,6 +151,10 @@ async fn wait_text(client: &Client, id: &str, what: &str, done: impl Fn(&str) ->
     }
 }
 
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_streams_shows_disconnected_and_reconnects() {
     if !browser_installed() {
@@ -216,6 +220,14 @@ async fn click(client: &Client, id: &str) {
         .unwrap();
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_shows_pushed_prices_and_relayed_channels() {
     if !browser_installed() {
@@ -344,6 +356,10 @@ async fn the_live_page_shows_pushed_prices_and_relayed_channels() {
     client.close().await.unwrap();
 }
 
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_browser_snippet_shows_the_stream() {
     if !browser_installed() {
@@ -393,6 +409,10 @@ async fn hidden(client: &Client, id: &str) -> bool {
     client.execute(script, vec![json!(id)]).await.unwrap() == json!(true)
 }
 
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_offers_halt_and_resume_only_to_a_token_that_allows_them() {
     if !browser_installed() {
@@ -509,6 +529,14 @@ async fn page_seqs(client: &Client) -> Vec<String> {
     serde_json::from_value(value).unwrap()
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_resumes_after_its_daemon_restarts_with_no_gap() {
     if !browser_installed() {
@@ -582,6 +610,10 @@ async fn the_page_resumes_after_its_daemon_restarts_with_no_gap() {
     client.close().await.unwrap();
 }
 
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_on_another_site_can_neither_watch_nor_halt_and_the_own_page_still_can() {
     if !browser_installed() {

@@ -136,6 +136,10 @@ async fn packet_from(ws: &mut Ws, epoch: &str, from: u64) -> Value {
     .await
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_daemon_polls_and_every_client_sees_the_same_packets() {
     let Some(Cluster {
@@ -179,6 +183,10 @@ async fn one_daemon_polls_and_every_client_sees_the_same_packets() {
     );
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches_only_its_own() {
     let Some(Cluster {
@@ -265,6 +273,10 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
     }
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_gone_each_daemon_serves_alone_then_one_poller_again() {
     let Some(Cluster {
@@ -332,6 +344,10 @@ async fn redis_gone_each_daemon_serves_alone_then_one_poller_again() {
     .await;
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_cannot_leave_two_pollers_publishing() {
     let Some(Cluster {
@@ -366,6 +382,10 @@ async fn a_paused_redis_cannot_leave_two_pollers_publishing() {
     }
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_on_another_daemon_where_it_left_off() {
     let Some(Cluster {
@@ -414,6 +434,10 @@ async fn updates(ws: &mut Ws, n: usize) -> Vec<(u64, Value)> {
     got
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_channels_are_numbered_once_for_the_cluster_and_resume_on_another_daemon() {
     let Some(Cluster {
@@ -471,6 +495,14 @@ async fn relay_channels_are_numbered_once_for_the_cluster_and_resume_on_another_
     );
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[cfg_attr(
+    bff_no_python,
+    ignore = "python3 with websockets not found: pip install -r examples/clients/requirements.txt"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_dashboard_behind_a_balancer_loses_nothing_when_its_daemon_dies() {
     let Some(python) = common::clients::python() else {
@@ -581,6 +613,10 @@ fn numbers_in_order(stdout: &str, prefixes: &[&str]) -> Vec<u64> {
         .collect()
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     let Some(redis) = RedisServer::start() else {
@@ -662,6 +698,10 @@ async fn samples(daemon: &BffProcess, metric: &str) -> Vec<String> {
         .collect()
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_packets_and_relayed_messages_reach_nobody_when_the_cluster_signs() {
     let secret = "the-cluster-secret-the-cluster-secret";
@@ -768,6 +808,10 @@ async fn forged_packets_and_relayed_messages_reach_nobody_when_the_cluster_signs
     assert!(health["packet_age_ms"].as_u64() >= Some(750), "{health}");
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_says_stale_with_the_age_while_no_packet_reaches_the_clients() {
     let Some(redis) = RedisServer::start() else {
@@ -821,6 +865,10 @@ async fn health_says_stale_with_the_age_while_no_packet_reaches_the_clients() {
     .await;
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_entry_in_the_cluster_history_is_never_resumed_from() {
     let Some(redis) = RedisServer::start() else {

@@ -89,6 +89,10 @@ fn now() -> String {
         .to_string()
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_events_are_merged_and_pushed_before_the_next_poll() {
     LazyLock::force(&LOGS);
@@ -212,6 +216,10 @@ async fn engine_events_are_merged_and_pushed_before_the_next_poll() {
     assert_eq!(engine.hits("/state"), 1, "no poll since the first");
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_poll_wins_over_an_older_event() {
     let Some(Subscribed {
@@ -241,6 +249,10 @@ async fn a_newer_poll_wins_over_an_older_event() {
     .await;
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_are_relayed_to_the_clients_that_subscribe() {
     let Some(Subscribed {
@@ -312,6 +324,10 @@ async fn channels_are_relayed_to_the_clients_that_subscribe() {
     );
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bridge_path_speaks_the_agents_dashboards_dialect() {
     LazyLock::force(&LOGS);
@@ -361,6 +377,14 @@ async fn the_bridge_path_speaks_the_agents_dashboards_dialect() {
     assert_eq!(health["status"], "healthy");
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[cfg_attr(
+    bff_no_python,
+    ignore = "python3 with websockets not found: pip install -r examples/clients/requirements.txt"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dashboard_written_for_the_bridge_works_unchanged() {
     LazyLock::force(&LOGS);
@@ -427,6 +451,10 @@ async fn a_dashboard_written_for_the_bridge_works_unchanged() {
     );
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_missing_restarted_or_cut_off_never_stops_the_stream() {
     let logs = &*LOGS;
@@ -489,6 +517,10 @@ async fn redis_missing_restarted_or_cut_off_never_stops_the_stream() {
     assert_eq!(samples["bff_redis_connected"], 1.0);
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_is_noticed_by_its_silence_and_recovers() {
     let logs = &*LOGS;
@@ -518,6 +550,10 @@ async fn a_paused_redis_is_noticed_by_its_silence_and_recovers() {
     assert_eq!(logs.count(&["Redis recovered", &url]), 1);
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_is_counted_and_dropped_and_a_burst_is_coalesced() {
     LazyLock::force(&LOGS);
@@ -597,6 +633,10 @@ async fn updates(ws: &mut Ws, n: usize) -> std::collections::BTreeMap<String, Ve
     by_channel
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_client_resumes_its_channels_where_it_left_off() {
     let Some(Subscribed {

@@ -45,6 +45,10 @@ async fn subscribe(ws: &mut Ws, channels: &[&str]) -> Value {
     packet_where(ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_publishes_its_events_and_the_daemon_pushes_them_between_polls() {
     let Some(redis) = RedisServer::start() else {
@@ -125,6 +129,10 @@ async fn the_demo_publishes_its_events_and_the_daemon_pushes_them_between_polls(
     );
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_halt_sent_by_a_dashboard_is_published_on_system_events() {
     let Some(redis) = RedisServer::start() else {
@@ -181,6 +189,10 @@ async fn a_halt_sent_by_a_dashboard_is_published_on_system_events() {
     assert_eq!(event["data"]["event"], "SYSTEM_RESUME");
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_keeps_publishing_after_redis_comes_back() {
     let Some(mut redis) = RedisServer::start() else {
@@ -211,6 +223,10 @@ async fn the_demo_keeps_publishing_after_redis_comes_back() {
     );
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_url_from_the_config_file_gets_nothing_from_the_demo() {
     let Some(redis) = RedisServer::start() else {
@@ -252,6 +268,10 @@ async fn a_redis_url_from_the_config_file_gets_nothing_from_the_demo() {
     );
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[test]
 fn demo_engine_alone_publishes_with_redis_url_too() {
     let Some(redis) = RedisServer::start() else {
