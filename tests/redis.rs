@@ -130,6 +130,23 @@ async fn engine_events_are_merged_and_pushed_before_the_next_poll() {
         json!({"price": 190.0}).to_string(),
     )
     .await;
+    // Another symbol's tick is not merged: the next message (one subscription, so it comes after
+    // the tick) changes nothing but the signal, and the price is still the SPY tick's.
+    let signal = json!({"timestamp": now(), "symbol": "SPY", "side": "HOLD", "strength": 0.35,
+        "meta": {"reasoning": "Momentum fading"}});
+    publish(&redis, "strategy.signals", signal.to_string()).await;
+    let p = packet_where(&mut ws, "the signal", |p| {
+        p["data"]["signal"]["confidence"] == 0.35
+    })
+    .await;
+    assert_eq!(
+        p["data"]["market"]["price"], 451.25,
+        "the AAPL tick changed nothing"
+    );
+    assert_eq!(
+        p["data"]["signal"],
+        json!({"side": "FLAT", "confidence": 0.35, "reasoning": "Momentum fading"})
+    );
 
     let physics = json!({"symbol": "SPY", "timestamp": now(), "vectors": {"alpha_coefficient": 1.72, "price": 451.5}});
     publish(&redis, "physics.forces", physics.to_string()).await;
@@ -140,18 +157,6 @@ async fn engine_events_are_merged_and_pushed_before_the_next_poll() {
             &p["data"]["market"]["price"]
         ),
         (&json!("Lévy Stable"), &json!(451.5))
-    );
-
-    let signal = json!({"timestamp": now(), "symbol": "SPY", "side": "HOLD", "strength": 0.35,
-        "meta": {"reasoning": "Momentum fading"}});
-    publish(&redis, "strategy.signals", signal.to_string()).await;
-    let p = packet_where(&mut ws, "the signal", |p| {
-        p["data"]["signal"]["confidence"] == 0.35
-    })
-    .await;
-    assert_eq!(
-        p["data"]["signal"],
-        json!({"side": "FLAT", "confidence": 0.35, "reasoning": "Momentum fading"})
     );
 
     let forecast = common::redis_fixture("forecast.signals.json");
@@ -203,10 +208,6 @@ async fn engine_events_are_merged_and_pushed_before_the_next_poll() {
             .unwrap()
             .contains("Manual Kill Switch"),
         "{last}"
-    );
-    assert_eq!(
-        p["data"]["market"]["price"], 451.5,
-        "the AAPL tick changed nothing"
     );
 
     // All of this before the second poll.
@@ -288,22 +289,28 @@ async fn channels_are_relayed_to_the_clients_that_subscribe() {
             updates.push(p);
         }
     }
-    // In order per channel; across channels either way.
-    updates.sort_by_key(|u| {
-        (
-            u["channel"].as_str().unwrap().to_owned(),
-            u["offset"].as_u64(),
-        )
-    });
-    updates.swap(0, 2);
-    updates.swap(0, 1);
+    // In order per channel, as received (nothing sorted); across channels either way.
+    let channel = |name: &str| -> Vec<Value> {
+        updates
+            .iter()
+            .filter(|u| u["channel"] == name)
+            .cloned()
+            .collect()
+    };
     assert_eq!(
-        updates,
+        channel("trade.results"),
         [
             json!({"type": "UPDATE", "channel": "trade.results", "offset": 1, "data": serde_json::from_str::<Value>(&trade).unwrap()}),
             json!({"type": "UPDATE", "channel": "trade.results", "offset": 2, "data": {"raw": "not json at all"}}),
-            json!({"type": "UPDATE", "channel": "market.tick.AAPL", "offset": 1, "data": {"price": 190.5}}),
-        ]
+        ],
+        "{updates:#?}"
+    );
+    assert_eq!(
+        channel("market.tick.AAPL"),
+        [
+            json!({"type": "UPDATE", "channel": "market.tick.AAPL", "offset": 1, "data": {"price": 190.5}})
+        ],
+        "{updates:#?}"
     );
     // The older form, and leaving.
     send_text(
