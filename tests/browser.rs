@@ -458,9 +458,28 @@ async fn the_page_offers_halt_and_resume_only_to_a_token_that_allows_them() {
         t == "Live"
     })
     .await;
-    let loaded = "return Array.isArray(window.bff.allowed);";
-    assert_eq!(client.execute(loaded, vec![]).await.unwrap(), json!(true));
-    assert!(hidden(&client, "halt").await && hidden(&client, "resume").await);
+    // The buttons start hidden, so looking at them proves nothing until the page has applied
+    // the daemon's answer: run its own permission check to the end, then look.
+    client
+        .execute_async("loadAllowed().then(arguments[0]);", vec![])
+        .await
+        .unwrap();
+    let allowed = client
+        .execute("return window.bff.allowed;", vec![])
+        .await
+        .unwrap();
+    assert!(
+        !allowed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "halt" || a == "resume"),
+        "{allowed}"
+    );
+    assert!(
+        hidden(&client, "halt").await && hidden(&client, "resume").await,
+        "the viewer is offered HALT or RESUME"
+    );
 
     client
         .goto(&format!("http://{addr}/?token={operator}"))
@@ -504,6 +523,20 @@ async fn the_page_offers_halt_and_resume_only_to_a_token_that_allows_them() {
         t == "halt: Trading halted"
     })
     .await;
+    // Counted once the confirmed halt is answered: a halt the declined click sent went over
+    // the same connection before it, so it is counted by now. The daemon took one, this one.
+    let (_, metrics) = common::reqwest_get(&format!("http://{addr}/metrics")).await;
+    let halts: Vec<&str> = metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("bff_commands_total{") && l.contains(r#"action="halt""#))
+        .collect();
+    assert_eq!(
+        halts,
+        [r#"bff_commands_total{action="halt",outcome="ok"} 1"#],
+        "the declined HALT was sent"
+    );
     // The demo engine really halts, and the page shows it without waiting for the next tick.
     wait_text(&client, "status", "HALT on screen", |t| t == "HALT").await;
     client
