@@ -1,8 +1,9 @@
 //! Several daemons, one poll: three real `bff` processes, a real `redis-server` and a test
-//! engine per daemon (so its hits say who polled), all on free ports. One daemon polls and every daemon's clients see the same `seq`;
-//! the poller stopping or killed is replaced, a follower killed touches only its own clients;
-//! Redis gone makes each daemon poll alone and serve on, and one poller is elected again when it
-//! is back; a client resumes on another daemon exactly where it left off. With
+//! engine per daemon (so its hits say which daemon polled), all on free ports. One daemon polls
+//! and every daemon's clients see the same `seq`; the poller stopping or killed is replaced (not
+//! before its lease lapses), a follower killed touches only its own clients; Redis gone or
+//! paused makes each daemon poll alone and serve on, and one poller is elected again when it is
+//! back; a client resumes on another daemon exactly where it left off. With
 //! `cluster.secret_file`, what anyone else publishes on the cluster's channels reaches nobody;
 //! a daemon whose feed stops says `stale` in `/health`.
 
