@@ -17,7 +17,10 @@ async fn a_source_going_bad_logs_once_and_its_recovery_once() {
     .await;
     let daemon = Daemon::start(config(&engine)).await;
     let mut ws = daemon.connect().await;
-    next_packet(&mut ws).await;
+    // The first packet may be the welcome before any poll: wait for agents to have answered,
+    // or the 503 below is a source that never answered ("Source not answering"), not one going
+    // bad.
+    packet_where(&mut ws, "agents fresh", |p| source_ok(p, "agents")).await;
 
     engine.set("agents", Answer::Status(503));
     let first_bad = packet_where(&mut ws, "agents stale", |p| !source_ok(p, "agents")).await;
