@@ -151,6 +151,10 @@ async fn wait_text(client: &Client, id: &str, what: &str, done: impl Fn(&str) ->
     }
 }
 
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_streams_shows_disconnected_and_reconnects() {
     if !browser_installed() {
@@ -216,6 +220,14 @@ async fn click(client: &Client, id: &str) {
         .unwrap();
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_shows_pushed_prices_and_relayed_channels() {
     if !browser_installed() {
@@ -344,6 +356,10 @@ async fn the_live_page_shows_pushed_prices_and_relayed_channels() {
     client.close().await.unwrap();
 }
 
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_browser_snippet_shows_the_stream() {
     if !browser_installed() {
@@ -393,6 +409,10 @@ async fn hidden(client: &Client, id: &str) -> bool {
     client.execute(script, vec![json!(id)]).await.unwrap() == json!(true)
 }
 
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_offers_halt_and_resume_only_to_a_token_that_allows_them() {
     if !browser_installed() {
@@ -438,9 +458,28 @@ async fn the_page_offers_halt_and_resume_only_to_a_token_that_allows_them() {
         t == "Live"
     })
     .await;
-    let loaded = "return Array.isArray(window.bff.allowed);";
-    assert_eq!(client.execute(loaded, vec![]).await.unwrap(), json!(true));
-    assert!(hidden(&client, "halt").await && hidden(&client, "resume").await);
+    // The buttons start hidden, so looking at them proves nothing until the page has applied
+    // the daemon's answer: run its own permission check to the end, then look.
+    client
+        .execute_async("loadAllowed().then(arguments[0]);", vec![])
+        .await
+        .unwrap();
+    let allowed = client
+        .execute("return window.bff.allowed;", vec![])
+        .await
+        .unwrap();
+    assert!(
+        !allowed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "halt" || a == "resume"),
+        "{allowed}"
+    );
+    assert!(
+        hidden(&client, "halt").await && hidden(&client, "resume").await,
+        "the viewer is offered HALT or RESUME"
+    );
 
     client
         .goto(&format!("http://{addr}/?token={operator}"))
@@ -484,6 +523,20 @@ async fn the_page_offers_halt_and_resume_only_to_a_token_that_allows_them() {
         t == "halt: Trading halted"
     })
     .await;
+    // Counted once the confirmed halt is answered: a halt the declined click sent went over
+    // the same connection before it, so it is counted by now. The daemon took one, this one.
+    let (_, metrics) = common::reqwest_get(&format!("http://{addr}/metrics")).await;
+    let halts: Vec<&str> = metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("bff_commands_total{") && l.contains(r#"action="halt""#))
+        .collect();
+    assert_eq!(
+        halts,
+        [r#"bff_commands_total{action="halt",outcome="ok"} 1"#],
+        "the declined HALT was sent"
+    );
     // The demo engine really halts, and the page shows it without waiting for the next tick.
     wait_text(&client, "status", "HALT on screen", |t| t == "HALT").await;
     client
@@ -509,6 +562,14 @@ async fn page_seqs(client: &Client) -> Vec<String> {
     serde_json::from_value(value).unwrap()
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_resumes_after_its_daemon_restarts_with_no_gap() {
     if !browser_installed() {
@@ -582,6 +643,10 @@ async fn the_page_resumes_after_its_daemon_restarts_with_no_gap() {
     client.close().await.unwrap();
 }
 
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_on_another_site_can_neither_watch_nor_halt_and_the_own_page_still_can() {
     if !browser_installed() {

@@ -1,8 +1,9 @@
-//! Several daemons, one poll: three real `bff` processes, a real `redis-server` and one test
-//! engine, all on free ports. One daemon polls and every daemon's clients see the same `seq`;
-//! the poller stopping or killed is replaced, a follower killed touches only its own clients;
-//! Redis gone makes each daemon poll alone and serve on, and one poller is elected again when it
-//! is back; a client resumes on another daemon exactly where it left off. With
+//! Several daemons, one poll: three real `bff` processes, a real `redis-server` and a test
+//! engine per daemon (so its hits say which daemon polled), all on free ports. One daemon polls
+//! and every daemon's clients see the same `seq`; the poller stopping or killed is replaced (not
+//! before its lease lapses), a follower killed touches only its own clients; Redis gone or
+//! paused makes each daemon poll alone and serve on, and one poller is elected again when it is
+//! back; a client resumes on another daemon exactly where it left off. With
 //! `cluster.secret_file`, what anyone else publishes on the cluster's channels reaches nobody;
 //! a daemon whose feed stops says `stale` in `/health`.
 
@@ -37,11 +38,12 @@ fn config_file(engine: &FakeEngine, name: &str, poll_ms: u64) -> PathBuf {
     path
 }
 
-/// What a test's cluster is made of: its Redis, the engine its daemons poll, their config file,
-/// the daemons, and which of them was elected to poll.
+/// What a test's cluster is made of: its Redis, the engine each daemon polls (its own, with the
+/// same answers, so the hits say which daemon polled), the first daemon's config file, the
+/// daemons, and which of them was elected to poll.
 struct Cluster {
     redis: RedisServer,
-    engine: FakeEngine,
+    engines: Vec<FakeEngine>,
     config: PathBuf,
     daemons: Vec<BffProcess>,
     leader: usize,
@@ -51,22 +53,48 @@ struct Cluster {
 /// channels on the cluster's Redis), once one leads; `None` (skipped) without `redis-server`.
 async fn cluster(name: &str, poll_ms: u64, n: usize, hearing_redis: bool) -> Option<Cluster> {
     let redis = RedisServer::start()?;
-    let engine = FakeEngine::samples().await;
-    let config = config_file(&engine, name, poll_ms);
-    if hearing_redis {
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text += &format!("[redis]\nurl = \"{}\"\n", redis.url());
-        std::fs::write(&config, text).unwrap();
+    let mut engines = Vec::new();
+    let mut configs = Vec::new();
+    for i in 0..n {
+        let engine = FakeEngine::samples().await;
+        let config = config_file(&engine, &format!("{name}-{i}"), poll_ms);
+        if hearing_redis {
+            let mut text = std::fs::read_to_string(&config).unwrap();
+            text += &format!("[redis]\nurl = \"{}\"\n", redis.url());
+            std::fs::write(&config, text).unwrap();
+        }
+        engines.push(engine);
+        configs.push(config);
     }
-    let daemons = start_daemons(n, &config, &redis);
+    let daemons: Vec<BffProcess> = configs
+        .iter()
+        .flat_map(|config| start_daemons(1, config, &redis))
+        .collect();
     let leader = one_leader(&daemons).await;
     Some(Cluster {
         redis,
-        engine,
-        config,
+        engines,
+        config: configs.swap_remove(0),
         daemons,
         leader,
     })
+}
+
+/// The `/state` requests each engine of `engines` has had.
+fn polls(engines: &[FakeEngine]) -> Vec<usize> {
+    engines.iter().map(|e| e.hits("/state")).collect()
+}
+
+/// Reads `ws` until `n` packets of the cluster's `epoch` came, and returns the last.
+async fn packets_of(ws: &mut Ws, epoch: &str, n: usize) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..n {
+        last = packet_where(ws, "a packet of the cluster's epoch", |p| {
+            p["epoch"] == epoch
+        })
+        .await;
+    }
+    last
 }
 
 /// `n` daemons of the cluster at `redis`.
@@ -136,12 +164,17 @@ async fn packet_from(ws: &mut Ws, epoch: &str, from: u64) -> Value {
     .await
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_daemon_polls_and_every_client_sees_the_same_packets() {
     let Some(Cluster {
         redis: _redis,
-        engine,
+        engines,
         daemons,
+        leader,
         ..
     }) = cluster("one", 250, 3, false).await
     else {
@@ -169,21 +202,29 @@ async fn one_daemon_polls_and_every_client_sees_the_same_packets() {
         );
     }
 
-    // Over two seconds the engine is polled as by one daemon (every 250 ms), not three.
-    let before = engine.hits("/state");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let polls = engine.hits("/state") - before;
-    assert!(
-        (6..=10).contains(&polls),
-        "{polls} polls in 2 s at 250 ms, three daemons"
-    );
+    // Only the leader polls: while four more packets are published, the others' engines hear
+    // nothing (each daemon has its own engine, so the hits say who polled).
+    let before = polls(&engines);
+    packets_of(&mut clients[0], &epoch, 4).await;
+    let after = polls(&engines);
+    for (i, (before, after)) in before.iter().zip(&after).enumerate() {
+        if i == leader {
+            assert!(after > before, "the leader polled: {before} then {after}");
+        } else {
+            assert_eq!(after, before, "daemon {i} polled, and it does not lead");
+        }
+    }
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches_only_its_own() {
     let Some(Cluster {
         redis,
-        engine: _engine,
+        engines: _engines,
         config,
         mut daemons,
         leader,
@@ -228,17 +269,40 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
     let survivor = 1 - new_leader;
     let mut ws = client(&daemons[survivor], "").await;
     let mut last = next_packet(&mut ws).await;
-    let killed_at = Instant::now();
+    // What is left of the leader's lease as it dies: nobody may take over before that lapses
+    // (a renewal after this reading only moves the lapse later).
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let asked_at = Instant::now();
+    let left: i64 = redis::cmd("PTTL")
+        .arg("bff:lease")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left > 0, "the leader holds the lease: PTTL {left}");
     daemons[new_leader].signal(libc::SIGKILL);
     daemons[new_leader].wait_exit();
+    let took_over = within("the survivor to take over", async {
+        while health(&daemons[survivor]).await["mode"] != "leader" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        asked_at.elapsed()
+    })
+    .await;
+    eprintln!(
+        "after SIGKILL of the leader: the survivor led after {took_over:?}, lease left {left} ms"
+    );
+    assert!(
+        took_over >= Duration::from_millis(left.unsigned_abs()),
+        "the survivor led {took_over:?} after the reading, when the dead leader's lease still had {left} ms"
+    );
     let mut next = next_packet(&mut ws).await;
     while next["seq"] == last["seq"] {
         next = next_packet(&mut ws).await;
     }
-    eprintln!(
-        "after SIGKILL of the leader: next packet after {:?}",
-        killed_at.elapsed()
-    );
     assert_eq!(next["epoch"], epoch.as_str());
     assert!(next["seq"].as_u64() > last["seq"].as_u64());
     last = next;
@@ -265,11 +329,15 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
     }
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_gone_each_daemon_serves_alone_then_one_poller_again() {
     let Some(Cluster {
         mut redis,
-        engine: _engine,
+        engines: _engines,
         daemons,
         ..
     }) = cluster("fallback", 500, 3, false).await
@@ -332,11 +400,15 @@ async fn redis_gone_each_daemon_serves_alone_then_one_poller_again() {
     .await;
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_cannot_leave_two_pollers_publishing() {
     let Some(Cluster {
         redis,
-        engine: _engine,
+        engines,
         daemons,
         ..
     }) = cluster("fence", 500, 3, false).await
@@ -345,32 +417,66 @@ async fn a_paused_redis_cannot_leave_two_pollers_publishing() {
     };
     let mut ws = client(&daemons[1], "").await;
     next_packet(&mut ws).await;
+    // A packet the leader published (the WELCOME may be this daemon's own first snapshot); the
+    // paused Redis keeps the cluster's count, so it carries on under this epoch afterwards.
+    let cluster_epoch = next_packet(&mut ws).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     redis.pause();
     // Past the lease and its deadline, nobody holds it for sure: each daemon serves alone.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    within("every daemon polling alone", async {
+        while polling_alone(&daemons).await < daemons.len() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     redis.resume();
-    one_leader(&daemons).await;
-    // From here, one count: every packet one after the other, whoever published it.
-    let first = common::packet_where(&mut ws, "a cluster packet", |_| true).await;
-    let epoch = first["epoch"].as_str().unwrap().to_owned();
-    let start = packet_from(&mut ws, &epoch, 0).await;
+    let leader = one_leader(&daemons).await;
+    // From here one poller, and one count. Two of the leader's packets first, so that a poll a
+    // daemon started while it was still alone has landed.
+    let start = packets_of(&mut ws, &cluster_epoch, 2).await;
+    let before = polls(&engines);
     let mut last = start["seq"].as_u64().unwrap();
     for _ in 0..4 {
-        let next = next_packet(&mut ws).await;
-        if next["epoch"] != epoch.as_str() {
-            continue;
-        }
+        let next = packets_of(&mut ws, &cluster_epoch, 1).await;
         let seq = next["seq"].as_u64().unwrap();
-        assert_eq!(seq, last + 1, "one publisher, one count");
+        assert_eq!(seq, last + 1, "one count, nothing skipped or repeated");
         last = seq;
+    }
+    let after = polls(&engines);
+    for (i, (before, after)) in before.iter().zip(&after).enumerate() {
+        if i == leader {
+            assert!(after > before, "the leader polled: {before} then {after}");
+        } else {
+            assert_eq!(
+                after, before,
+                "daemon {i} still polls after Redis came back, and it does not lead"
+            );
+        }
     }
 }
 
+/// How many of `daemons` say in `/health` that they poll alone (`fallback`).
+async fn polling_alone(daemons: &[BffProcess]) -> usize {
+    let mut alone = 0;
+    for daemon in daemons {
+        if health(daemon).await["mode"] == "fallback" {
+            alone += 1;
+        }
+    }
+    alone
+}
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_on_another_daemon_where_it_left_off() {
     let Some(Cluster {
         redis: _redis,
-        engine: _engine,
+        engines: _engines,
         daemons,
         ..
     }) = cluster("resume", 250, 3, false).await
@@ -385,7 +491,13 @@ async fn a_client_resumes_on_another_daemon_where_it_left_off() {
         left["epoch"].as_str().unwrap().to_owned(),
     );
     drop(ws);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Some packets published while it is away: the other daemon has seen two more.
+    within("two packets while the client is away", async {
+        while health(&daemons[2]).await["seq"].as_u64() < Some(since + 2) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let mut ws = client(&daemons[2], &format!("?since={since}&epoch={epoch}")).await;
     let welcome = next_packet(&mut ws).await;
     assert_eq!(
@@ -414,11 +526,15 @@ async fn updates(ws: &mut Ws, n: usize) -> Vec<(u64, Value)> {
     got
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_channels_are_numbered_once_for_the_cluster_and_resume_on_another_daemon() {
     let Some(Cluster {
         redis,
-        engine: _engine,
+        engines: _engines,
         config,
         mut daemons,
         ..
@@ -471,6 +587,14 @@ async fn relay_channels_are_numbered_once_for_the_cluster_and_resume_on_another_
     );
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[cfg_attr(
+    bff_no_python,
+    ignore = "python3 with websockets not found: pip install -r examples/clients/requirements.txt"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_dashboard_behind_a_balancer_loses_nothing_when_its_daemon_dies() {
     let Some(python) = common::clients::python() else {
@@ -478,7 +602,7 @@ async fn the_example_dashboard_behind_a_balancer_loses_nothing_when_its_daemon_d
     };
     let Some(Cluster {
         redis,
-        engine: _engine,
+        engines: _engines,
         daemons,
         leader,
         ..
@@ -581,6 +705,10 @@ fn numbers_in_order(stdout: &str, prefixes: &[&str]) -> Vec<u64> {
         .collect()
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     let Some(redis) = RedisServer::start() else {
@@ -602,8 +730,21 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     let first = scripts::publish(&mut conn, &keys, "old", &seal, "{}", 300, "e1").await;
     assert_eq!(first, Ok(Some(("e1".to_owned(), 1))));
 
-    // The old holder is paused past its lease; another takes it.
-    tokio::time::sleep(short * 2).await;
+    // The old holder is paused past its lease (Redis has let the key go); another takes it.
+    within("the short lease to lapse", async {
+        loop {
+            let left: i64 = redis::cmd("PTTL")
+                .arg("fenced:lease")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if left == -2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let lease = Duration::from_secs(5);
     assert!(
         scripts::acquire(&mut conn, &keys, "new", lease)
@@ -662,6 +803,10 @@ async fn samples(daemon: &BffProcess, metric: &str) -> Vec<String> {
         .collect()
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_packets_and_relayed_messages_reach_nobody_when_the_cluster_signs() {
     let secret = "the-cluster-secret-the-cluster-secret";
@@ -768,6 +913,10 @@ async fn forged_packets_and_relayed_messages_reach_nobody_when_the_cluster_signs
     assert!(health["packet_age_ms"].as_u64() >= Some(750), "{health}");
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_says_stale_with_the_age_while_no_packet_reaches_the_clients() {
     let Some(redis) = RedisServer::start() else {
@@ -821,6 +970,10 @@ async fn health_says_stale_with_the_age_while_no_packet_reaches_the_clients() {
     .await;
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_entry_in_the_cluster_history_is_never_resumed_from() {
     let Some(redis) = RedisServer::start() else {

@@ -229,6 +229,19 @@ async fn every_refusal_says_why_and_sends_nothing() {
     }
 }
 
+/// The `exp` claim of `token`, read from its payload.
+fn expiry(token: &str) -> i64 {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["exp"].as_i64().expect("the token has an exp")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_expires_on_an_open_connection_stops_acting() {
     LazyLock::force(&LOGS);
@@ -236,8 +249,15 @@ async fn a_token_that_expires_on_an_open_connection_stops_acting() {
     let daemon = Daemon::start(secured(&engine)).await;
     let short = mint(SECRET, "olga", 1, Some("operator"), &[]);
     let mut ws = client(&daemon, Some(&short)).await;
-    // Its `exp` is a whole second: wait past it (the connection itself stays open).
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Its `exp` is a whole second: wait until the clock reaches it (the connection itself stays
+    // open), the moment the daemon counts it expired.
+    let exp = expiry(&short);
+    within("the token's exp to pass", async {
+        while chrono::Utc::now().timestamp() < exp {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     let result = command(&mut ws, json!({"type": "RESUME"})).await;
     assert_eq!(error(&result), "token expired");
     assert_eq!(posts(&engine), 0);

@@ -2,7 +2,7 @@
 //! source is marked stale with a readable reason and keeps its last good values, the other
 //! sources and the packet sequence carry on, and the source recovers when the engine does.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

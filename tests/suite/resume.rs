@@ -2,7 +2,7 @@
 //! exactly the packets it missed, in order, then the live stream; one the history cannot serve
 //! is told so and starts from the latest, at no cost to the store behind the daemon's memory.
 
-mod common;
+use crate::common;
 
 use bff::config::RedisUrl;
 use common::redis::RedisServer;
@@ -100,6 +100,10 @@ fn history_reads(redis: &RedisServer) -> u64 {
         .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_epoch_is_refused_before_the_cluster_history_is_read() {
     let Some(redis) = RedisServer::start() else {

@@ -1,6 +1,6 @@
 //! The daemon end to end: a real engine over HTTP, the real daemon, real WebSocket clients.
 
-mod common;
+use crate::common;
 
 use common::{
     Answer, CONTRACT_KEYS, Daemon, FakeEngine, Frame, config, next_frame, next_packet,

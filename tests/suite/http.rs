@@ -1,6 +1,6 @@
 //! The plain-HTTP routes beside the WebSocket: `/metrics`, the live page at `/`, `/schema.json`.
 
-mod common;
+use crate::common;
 
 use common::{Answer, Daemon, FakeEngine, config, reqwest_get, within};
 use futures_util::{SinkExt, StreamExt};

@@ -3,7 +3,7 @@
 //! to a relay channel of `bff --demo --redis-url` with a real `redis-server`, and resuming with no
 //! gap when their daemon restarts.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -607,6 +607,7 @@ async fn demo_streams_on_a_port_it_picked_and_sigterm_closes_with_1001() {
 
 /// Node.js runs the same WebSocket code a browser would. CI installs nothing for it: Node is part
 /// of the machine image; where it is missing outside CI the test says so and passes.
+#[cfg_attr(bff_no_node, ignore = "node not found: install Node.js")]
 #[test]
 fn a_javascript_client_reading_type_and_data_works_unchanged() {
     let Some(node) = node() else {
@@ -631,6 +632,11 @@ fn a_javascript_client_reading_type_and_data_works_unchanged() {
 
 /// With a channel as its third argument, the JavaScript client subscribes and prints the
 /// channel's updates; a channel the daemon does not relay is refused with its reason.
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[cfg_attr(bff_no_node, ignore = "node not found: install Node.js")]
 #[test]
 fn the_javascript_client_subscribes_to_a_channel() {
     let Some(_) = node() else {
@@ -656,6 +662,11 @@ fn the_javascript_client_subscribes_to_a_channel() {
 
 /// When its daemon restarts, the JavaScript client reconnects saying where it left off, and
 /// prints each packet once: no `seq` missing across the restart.
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[cfg_attr(bff_no_node, ignore = "node not found: install Node.js")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_javascript_client_resumes_after_its_daemon_restarts() {
     let Some(node) = node() else {
@@ -769,6 +780,7 @@ async fn sighup_reloads_the_config_without_dropping_clients() {
 }
 
 /// The unit under `contrib/` is one systemd accepts as is, with the binary where it says.
+#[cfg_attr(bff_no_systemd, ignore = "systemd-analyze not found: install systemd")]
 #[test]
 fn the_systemd_unit_passes_systemd_analyze_verify() {
     let found = Command::new("systemd-analyze")
@@ -839,6 +851,10 @@ fn log_formats_are_json_lines_or_plain_text() {
 
 /// The Python example, with the `websockets` package from `examples/clients/requirements.txt`
 /// (which `.ci/run` installs), prints the same lines as the JavaScript one.
+#[cfg_attr(
+    bff_no_python,
+    ignore = "python3 with websockets not found: pip install -r examples/clients/requirements.txt"
+)]
 #[test]
 fn the_python_client_prints_the_stream() {
     let Some(python) = python() else {
@@ -871,6 +887,14 @@ fn the_python_client_prints_the_stream() {
 
 /// With a channel as its third argument, the Python client subscribes and prints the same
 /// lines as the JavaScript one.
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[cfg_attr(
+    bff_no_python,
+    ignore = "python3 with websockets not found: pip install -r examples/clients/requirements.txt"
+)]
 #[test]
 fn the_python_client_subscribes_to_a_channel() {
     let Some(python) = python() else {
@@ -885,6 +909,14 @@ fn the_python_client_subscribes_to_a_channel() {
 }
 
 /// The Python client resumes after its daemon restarts as the JavaScript one does.
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[cfg_attr(
+    bff_no_python,
+    ignore = "python3 with websockets not found: pip install -r examples/clients/requirements.txt"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_client_resumes_after_its_daemon_restarts() {
     let Some(python) = python() else {
@@ -1204,6 +1236,7 @@ async fn assert_reports_too_many(client: Command) {
     );
 }
 
+#[cfg_attr(bff_no_node, ignore = "node not found: install Node.js")]
 #[test]
 fn the_javascript_client_takes_a_token_and_says_why_it_is_refused() {
     let Some(_) = node() else {
@@ -1214,6 +1247,10 @@ fn the_javascript_client_takes_a_token_and_says_why_it_is_refused() {
     assert_takes_a_token(|| node().unwrap(), &url);
 }
 
+#[cfg_attr(
+    bff_no_python,
+    ignore = "python3 with websockets not found: pip install -r examples/clients/requirements.txt"
+)]
 #[test]
 fn the_python_client_takes_a_token_and_says_why_it_is_refused() {
     let Some(_) = python() else {
@@ -1224,6 +1261,10 @@ fn the_python_client_takes_a_token_and_says_why_it_is_refused() {
     assert_takes_a_token(|| python().unwrap(), &url);
 }
 
+#[cfg_attr(
+    all(bff_no_node, bff_no_python),
+    ignore = "neither node nor python3 with websockets found: install Node.js or pip install -r examples/clients/requirements.txt"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_clients_say_a_429_is_too_many_connections() {
     if let Some(node) = node() {
@@ -1235,6 +1276,11 @@ async fn the_example_clients_say_a_429_is_too_many_connections() {
 }
 
 /// Node 20 has no WebSocket unless told: the client says which flag or version to use.
+#[cfg_attr(bff_no_node, ignore = "node not found: install Node.js")]
+#[cfg_attr(
+    bff_node_has_websocket,
+    ignore = "this node has WebSocket without a flag: the test needs Node 20 or 21"
+)]
 #[test]
 fn the_javascript_client_on_node_20_says_which_flag_it_needs() {
     let Some(major) = node_major() else {

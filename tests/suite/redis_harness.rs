@@ -3,7 +3,7 @@
 //! makes is the fault it claims: subscribers cut off, a paused server silent until resumed, a
 //! stopped one back on the same port, a killed one refusing connections.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -47,6 +47,10 @@ fn message(reader: &mut impl BufRead) -> (String, Vec<u8>) {
     (channel.text(), payload.bulk().to_vec())
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[test]
 fn it_starts_on_a_free_port_and_answers_ping() {
     let Some(redis) = RedisServer::start() else {
@@ -66,6 +70,10 @@ fn it_starts_on_a_free_port_and_answers_ping() {
     ));
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[test]
 fn a_subscriber_receives_what_is_published_until_its_connection_is_killed() {
     let Some(redis) = RedisServer::start() else {
@@ -95,6 +103,10 @@ fn a_subscriber_receives_what_is_published_until_its_connection_is_killed() {
     assert_eq!(redis.client_kill_pubsub(), 0);
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[test]
 fn pattern_subscriptions_are_counted() {
     let Some(redis) = RedisServer::start() else {
@@ -127,6 +139,10 @@ fn pattern_subscriptions_are_counted() {
     );
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[test]
 fn a_paused_server_answers_nothing_until_resumed() {
     let Some(redis) = RedisServer::start() else {
@@ -144,6 +160,10 @@ fn a_paused_server_answers_nothing_until_resumed() {
     assert_eq!(redis.pid(), pid);
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[test]
 fn a_stopped_server_restarts_on_the_same_port() {
     let Some(mut redis) = RedisServer::start() else {
@@ -161,6 +181,10 @@ fn a_stopped_server_restarts_on_the_same_port() {
     assert!(redis.pubsub_channels("*").is_empty(), "a new, empty server");
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[test]
 fn a_ten_megabyte_message_is_delivered_whole() {
     let Some(redis) = RedisServer::start() else {
@@ -177,6 +201,10 @@ fn a_ten_megabyte_message_is_delivered_whole() {
     assert!(received == payload, "the payload came back changed");
 }
 
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
 #[test]
 fn a_killed_server_refuses_connections_and_can_be_restarted() {
     let Some(mut redis) = RedisServer::start() else {

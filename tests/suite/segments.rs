@@ -3,7 +3,7 @@
 //! count of the data segments it received, `TCP_INFO`, shows it), and packets without keepalive
 //! pings to a client that takes them.
 
-mod common;
+use crate::common;
 
 use std::io::Cursor;
 use std::os::fd::AsRawFd;
