@@ -765,3 +765,60 @@ fetch('http://{addr}/api/actions/halt', {{ method: 'POST', mode: 'no-cors',
     assert_eq!(url, json!(target));
     client.close().await.unwrap();
 }
+
+/// A token the daemon stops accepting (the secret rotated, then `SIGHUP`) closes the page's
+/// connection with 4401; the page says so and asks for a new token rather than retrying with the
+/// one it has, which would only be refused.
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_asks_for_a_new_token_when_its_token_is_revoked() {
+    if !browser_installed() {
+        return;
+    }
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("revoked-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("demo.secret");
+    let _ = std::fs::remove_file(&secret);
+    let file = secret.to_str().unwrap();
+    let viewer = token(&["--secret-file", file, "--sub", "viewer"]);
+    let addr = free_port();
+    let bff = BffProcess::start(
+        &[
+            "--demo",
+            "--listen",
+            &addr.to_string(),
+            "--auth-secret-file",
+            file,
+        ],
+        &[],
+    );
+    let (_driver, client) = browser().await;
+    client
+        .goto(&format!("http://{addr}/?token={viewer}"))
+        .await
+        .unwrap();
+    wait_text(&client, "conn", "the page to connect", |t| t == "Live").await;
+
+    std::fs::write(
+        &secret,
+        "a-new-secret-nobody-has-signed-with-yet-0123456789",
+    )
+    .unwrap();
+    bff.signal(libc::SIGHUP);
+    wait_text(
+        &client,
+        "conn",
+        "the page to say its token is no longer valid",
+        |t| t == "Token no longer valid",
+    )
+    .await;
+    assert_eq!(
+        text(&client, "retry").await,
+        "open the page with a new ?token="
+    );
+    client.close().await.unwrap();
+}
