@@ -313,8 +313,10 @@ impl Poller {
         let url = || mask_credentials(self.engine.url(kind).as_str());
         match change {
             Change::Failed => {
-                let sources = self.inputs.sources(now);
-                let health = sources.named()[kind as usize].1;
+                let mut sources = self.inputs.sources(now);
+                let health = sources
+                    .endpoint_mut(kind.name())
+                    .expect("every endpoint has its row in sources");
                 let error = health.error.as_deref().unwrap_or_default();
                 // At start there is no good value to keep: say so rather than promise one.
                 match health.updated {
@@ -345,10 +347,8 @@ impl Poller {
         let mut packet = self.packet(now);
         let deadline = self.config.publish_deadline().as_millis();
         for kind in late {
-            let health = match kind {
-                SourceKind::State => &mut packet.sources.state,
-                SourceKind::Agents => &mut packet.sources.agents,
-                SourceKind::Models => &mut packet.sources.models,
+            let Some(health) = packet.sources.endpoint_mut(kind.name()) else {
+                continue;
             };
             health.ok = false;
             // A source that already failed keeps showing why (a timeout, say); one that was
