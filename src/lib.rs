@@ -46,12 +46,12 @@ use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
 use crate::hub::packet::Telemetry;
 use crate::input::cluster::Cluster;
-use crate::input::poller::{self, Events};
 use crate::input::redis::subscriber::{self, SharedHealth, Subscriber};
+use crate::input::{assembler, poller};
 use crate::metrics::Metrics;
 
-/// Engine events heard but not yet merged; past it the Redis reading waits for the poller
-/// (a burst of ten thousand a second is merged well within it).
+/// Inputs heard but not yet assembled; past it the Redis reading (and the poller) waits for the
+/// assembler (a burst of ten thousand events a second is merged well within it).
 const EVENT_QUEUE: usize = 4096;
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled, then closes every client with
@@ -104,8 +104,9 @@ pub async fn run(
             shutdown.clone(),
         )
     });
-    let events = config.redis.enabled().then(|| {
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    // The one receiver of the inputs: the poller and the Redis subscriber send to it.
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    let health = config.redis.enabled().then(|| {
         let health = SharedHealth::default();
         subscriber::spawn(
             Subscriber {
@@ -113,22 +114,34 @@ pub async fn run(
                 hub: hub.clone(),
                 cluster: cluster.clone(),
                 metrics: metrics.clone(),
-                events: tx,
+                events: tx.clone(),
                 health: health.clone(),
                 shutdown: shutdown.clone(),
             },
             &tracker,
         );
-        Events { rx, health }
+        health
     });
+    tracker.spawn(
+        assembler::run(
+            hub.clone(),
+            metrics.clone(),
+            settings.borrow().clone(),
+            rx,
+            health,
+            cluster.clone(),
+            shutdown.clone(),
+        )
+        .instrument(info_span!("poller")),
+    );
     tracker.spawn(
         poller::run(
             engine,
             hub.clone(),
             metrics.clone(),
             settings.clone(),
-            events,
             cluster,
+            tx,
             shutdown.clone(),
         )
         .instrument(info_span!("poller")),

@@ -91,12 +91,7 @@ fn health(ctx: &Context) -> Response<Body> {
     let latest = ctx.hub.latest();
     let now = Utc::now();
     let mut sources = sources(&latest).clone();
-    for source in [&mut sources.state, &mut sources.agents, &mut sources.models]
-        .into_iter()
-        .chain(sources.redis.as_mut())
-    {
-        source.age_ms = source.updated.map(|t| t.age_ms(now));
-    }
+    sources.each_mut(|_, source| source.age_ms = source.updated.map(|t| t.age_ms(now)));
     let stale: Vec<&str> = sources
         .named()
         .into_iter()

@@ -3,7 +3,7 @@
 //! bytes out to every connection.
 //!
 //! Producers (`crate::input`: the poller) call [`Hub::publish`] or [`Hub::publish_numbered`];
-//! connections (`crate::edge`) only ever call [`Hub::subscribe`] or [`Hub::subscribe_from`], so
+//! connections (`crate::edge`) only ever call [`Hub::join`] (or [`Hub::subscribe`]), so
 //! either side can change without touching the other. Each snapshot belongs to an epoch, and
 //! the last `clients.resume_history` are kept, so a client that reconnects with where it left
 //! off gets what it missed.
@@ -92,6 +92,20 @@ pub struct Subscription {
     /// `None` when it did not ask.
     pub resumed: Option<bool>,
     /// Every snapshot published after those, in order.
+    pub rx: broadcast::Receiver<Arc<Snapshot>>,
+}
+
+/// Where a connection starts: the frames to send it first, in order (the first is its WELCOME,
+/// the rest TELEMETRY), the last packet among them, and the feed of every packet after it.
+pub struct Joined {
+    /// The frames, already in the connection's encoding.
+    pub frames: Vec<bytes::Bytes>,
+    /// The `seq` of the last packet in `frames`.
+    pub seq: u64,
+    /// Its epoch.
+    pub epoch: Arc<str>,
+    /// Every snapshot published after those, in order (it may repeat some of `frames`: the
+    /// connection skips what is not after `seq` of `epoch`).
     pub rx: broadcast::Receiver<Arc<Snapshot>>,
 }
 
@@ -306,6 +320,64 @@ impl Hub {
         }
     }
 
+    /// Joins the feed for a connection of `encoding`, resuming where it left off when it asks
+    /// to: from the hub's memory when it reaches back; else, for a stream connection (the
+    /// store keeps stream frames), from the store behind it ([`Hub::set_history`]) and then
+    /// what memory holds after that; else the latest, telling it that it could not resume. The
+    /// one place resume ordering is decided.
+    pub async fn join(&self, resume: Option<&Resume>, encoding: Encoding) -> Joined {
+        let Subscription {
+            welcome,
+            missed,
+            resumed,
+            rx,
+        } = self.subscribe_from(resume);
+        if let (Some(false), Some(resume)) = (resumed, resume)
+            && encoding == Encoding::Stream
+        {
+            // Further back than this daemon remembers: the cluster's history may reach.
+            let older = self.older(&resume.epoch, resume.since).await;
+            if let Some(&(last, _)) = older.last() {
+                let mut frames: Vec<_> = older.into_iter().map(|(_, frame)| frame).collect();
+                // What came after, still in memory; the live feed follows with no repeat.
+                let after = self.subscribe_from(Some(&Resume {
+                    since: last,
+                    epoch: resume.epoch.clone(),
+                }));
+                // Its WELCOME is the first packet after `last` when memory reaches back to it
+                // (and `last` itself, not sent again, when nothing came after).
+                let first = (after.resumed == Some(true) && after.welcome.seq > last)
+                    .then_some(after.welcome);
+                let mut seq = last;
+                for snapshot in first.into_iter().chain(after.missed) {
+                    seq = snapshot.seq;
+                    frames.push(snapshot.packet(encoding).clone());
+                }
+                return Joined {
+                    frames,
+                    seq,
+                    epoch: resume.epoch.as_str().into(),
+                    rx,
+                };
+            }
+        }
+        let last = missed.last().unwrap_or(&welcome);
+        let (seq, epoch) = (last.seq, last.epoch.clone());
+        let frames = std::iter::once(welcome.welcome(encoding, resumed))
+            .chain(
+                missed
+                    .iter()
+                    .map(|snapshot| snapshot.packet(encoding).clone()),
+            )
+            .collect();
+        Joined {
+            frames,
+            seq,
+            epoch,
+            rx,
+        }
+    }
+
     /// Hands a connection over from its feed to the fan-out: from the next packet published on,
     /// the hub writes each one to `outlet` itself. `catch_up` runs under the hub's lock, where
     /// nothing is published: it drains what the connection's feed still holds, so the last
@@ -352,7 +424,7 @@ impl Hub {
     /// The packets of `epoch` after `since` from the store behind the hub's memory, framed as
     /// TELEMETRY (the first as a resumed WELCOME; `since` itself when nothing came after it);
     /// empty when there is no store or it does not reach back.
-    pub async fn older(&self, epoch: &str, since: u64) -> Vec<(u64, bytes::Bytes)> {
+    async fn older(&self, epoch: &str, since: u64) -> Vec<(u64, bytes::Bytes)> {
         let history = self
             .shared
             .history

@@ -369,3 +369,94 @@ fn the_fan_outs_packets_are_counted_as_sent() {
     assert_eq!(value("bff_bytes_sent_total"), bytes as f64);
     assert_eq!(value("bff_fanout_duration_seconds_count"), 2.0);
 }
+
+/// A store behind the hub's memory that holds `epoch`'s packets `seqs`.
+#[derive(Debug)]
+struct Store {
+    epoch: String,
+    seqs: std::ops::RangeInclusive<u64>,
+}
+
+impl History for Store {
+    fn from(&self, epoch: &str, since: u64) -> Older<'_> {
+        let packets = if epoch == self.epoch {
+            self.seqs
+                .clone()
+                .filter(|seq| *seq >= since)
+                .map(|seq| (seq, format!("{{\"n\":{seq}}}")))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Box::pin(std::future::ready(packets))
+    }
+}
+
+/// The `(type, seq, resumed)` of each frame a connection is started with.
+fn started(joined: &Joined) -> Vec<(String, u64, Option<bool>)> {
+    joined
+        .frames
+        .iter()
+        .map(|frame| {
+            let json = serde_json::from_slice::<serde_json::Value>(&frame[2..])
+                .or_else(|_| serde_json::from_slice(&frame[4..]))
+                .unwrap();
+            (
+                json["type"].as_str().unwrap().to_owned(),
+                json["seq"].as_u64().unwrap(),
+                json["resumed"].as_bool(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn joining_resumes_from_memory_then_from_the_store_behind_it_in_one_call() {
+    let hub = Hub::new(data(), 16, 3);
+    for _ in 0..6 {
+        hub.publish(data());
+    }
+    let epoch = hub.latest().epoch.to_string();
+    let resume = |since: u64, epoch: &str| Resume {
+        since,
+        epoch: epoch.into(),
+    };
+    let welcome = |seq, resumed| ("WELCOME".to_owned(), seq, resumed);
+    let telemetry = |seq| ("TELEMETRY".to_owned(), seq, None);
+    // No resume asked: the latest, as it is sent to everyone.
+    let joined = hub.join(None, Encoding::Stream).await;
+    assert_eq!(started(&joined), [welcome(6, None)]);
+    assert_eq!((joined.seq, &*joined.epoch), (6, epoch.as_str()));
+    // The memory keeps 4..=6: a client that had 4 gets 5 as its WELCOME, then 6.
+    let joined = hub.join(Some(&resume(4, &epoch)), Encoding::Stream).await;
+    assert_eq!(started(&joined), [welcome(5, Some(true)), telemetry(6)]);
+    assert_eq!(joined.seq, 6);
+    // Further back, with no store: the latest, not resumed.
+    let joined = hub.join(Some(&resume(1, &epoch)), Encoding::Stream).await;
+    assert_eq!(started(&joined), [welcome(6, Some(false))]);
+    // With a store that reaches back: 2 and 3 from it, then 4..=6 from memory, no repeat.
+    hub.set_history(Arc::new(Store {
+        epoch: epoch.clone(),
+        seqs: 1..=5,
+    }));
+    let joined = hub.join(Some(&resume(1, &epoch)), Encoding::Stream).await;
+    assert_eq!(
+        started(&joined),
+        [
+            welcome(2, Some(true)),
+            telemetry(3),
+            telemetry(4),
+            telemetry(5),
+            telemetry(6)
+        ]
+    );
+    assert_eq!((joined.seq, &*joined.epoch), (6, epoch.as_str()));
+    // The store keeps stream frames only: a client of another encoding is not resumed.
+    let joined = hub.join(Some(&resume(1, &epoch)), Encoding::Bridge).await;
+    assert_eq!(joined.frames.len(), 1);
+    assert_eq!(joined.seq, 6);
+    // Then the live feed, with no gap after what was sent.
+    let mut joined = hub.join(Some(&resume(1, &epoch)), Encoding::Stream).await;
+    hub.publish(data());
+    assert_eq!(joined.rx.try_recv().unwrap().seq, 7);
+}

@@ -226,19 +226,48 @@ pub struct Sources {
     pub redis: Option<SourceHealth>,
 }
 
+/// One engine endpoint's row in `sources`: its name (the engine's `SourceKind::name`) and where
+/// its health is.
+type Row = (
+    &'static str,
+    fn(&Sources) -> &SourceHealth,
+    fn(&mut Sources) -> &mut SourceHealth,
+);
+
+/// The engine's endpoints in `sources`, in the order they are serialized. A new endpoint is one
+/// row here beside its field above; everything that walks the sources reads this table.
+const ENDPOINTS: [Row; 3] = [
+    ("state", |s| &s.state, |s| &mut s.state),
+    ("agents", |s| &s.agents, |s| &mut s.agents),
+    ("models", |s| &s.models, |s| &mut s.models),
+];
+
 impl Sources {
-    /// Every source with its name, in the order they are serialized: the three endpoints, then
+    /// Every source with its name, in the order they are serialized: the endpoints, then
     /// Redis when it is on.
     pub fn named(&self) -> Vec<(&'static str, &SourceHealth)> {
-        let mut all = vec![
-            ("state", &self.state),
-            ("agents", &self.agents),
-            ("models", &self.models),
-        ];
-        if let Some(redis) = &self.redis {
-            all.push(("redis", redis));
+        ENDPOINTS
+            .iter()
+            .map(|(name, health, _)| (*name, health(self)))
+            .chain(self.redis.as_ref().map(|redis| ("redis", redis)))
+            .collect()
+    }
+
+    /// Changes every source, in the order of [`Sources::named`].
+    pub fn each_mut(&mut self, mut change: impl FnMut(&'static str, &mut SourceHealth)) {
+        for (name, _, health) in &ENDPOINTS {
+            change(name, health(self));
         }
-        all
+        if let Some(redis) = &mut self.redis {
+            change("redis", redis);
+        }
+    }
+
+    /// The endpoint named `name` (an engine `SourceKind::name`), to change; `None` for a name
+    /// with no row.
+    pub fn endpoint_mut(&mut self, name: &str) -> Option<&mut SourceHealth> {
+        let (_, _, health) = ENDPOINTS.iter().find(|(row, _, _)| *row == name)?;
+        Some(health(self))
     }
 }
 

@@ -55,3 +55,53 @@ fn a_packet_reads_back_as_it_was_written() {
         "only the engine's own sections are extra"
     );
 }
+
+/// The table of endpoints names every engine endpoint, each at its own field, in the order
+/// `sources` is serialized; Redis follows when it is on.
+#[test]
+fn every_engine_endpoint_has_its_row_in_sources_in_the_serialized_order() {
+    let mut sources = Sources {
+        redis: Some(SourceHealth::default()),
+        ..Sources::default()
+    };
+    for (i, kind) in crate::engine::SourceKind::ALL.into_iter().enumerate() {
+        sources
+            .endpoint_mut(kind.name())
+            .unwrap_or_else(|| panic!("no row for {}", kind.name()))
+            .age_ms = Some(i as u64);
+    }
+    assert!(
+        sources.endpoint_mut("redis").is_none(),
+        "redis is no endpoint"
+    );
+    sources.each_mut(|name, health| health.error = Some(name.to_owned()));
+    let named: Vec<(&str, Option<u64>, Option<&str>)> = sources
+        .named()
+        .into_iter()
+        .map(|(name, health)| (name, health.age_ms, health.error.as_deref()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("state", Some(0), Some("state")),
+            ("agents", Some(1), Some("agents")),
+            ("models", Some(2), Some("models")),
+            ("redis", None, Some("redis")),
+        ]
+    );
+    // The JSON holds exactly these, in this order.
+    let json = serde_json::to_string(&sources).unwrap();
+    let at: Vec<usize> = named
+        .iter()
+        .map(|(name, ..)| json.find(&format!("\"{name}\":")).unwrap())
+        .collect();
+    assert!(at.is_sorted(), "{json}");
+    assert_eq!(
+        serde_json::to_value(&sources)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .len(),
+        named.len()
+    );
+}

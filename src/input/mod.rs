@@ -1,15 +1,43 @@
 //! Inputs: where snapshots come from. Each input turns what it hears into packet data and hands
 //! it to the [`crate::hub`]; nothing here knows who is connected.
 //!
-//! Today that is the engine's HTTP API ([`crate::engine`]), polled on a fixed-rate clock:
-//! [`normalize`] reads its loose answers, [`aggregate`] folds them into one packet and
-//! [`poller`] fetches and drives the two. [`redis`] reads the engine's pub/sub events and folds
-//! them over the polled packet (its pure part so far; the subscriber is not wired in yet).
-//! Another input (a feed shared by several daemons) lives here beside the poller.
+//! Each input runs on its own and sends what it hears to the one [`assembler`], which folds it
+//! into the packet and sends the packet out. The engine's HTTP API ([`crate::engine`]) is polled
+//! on a fixed-rate clock by [`poller`]; [`normalize`] reads its loose answers and [`aggregate`]
+//! folds them into one packet. [`redis`] reads the engine's pub/sub events, which the assembler
+//! folds over the polled packet. Another input (a feed shared by several daemons) lives here
+//! beside the poller.
 
 pub mod aggregate;
+pub mod assembler;
 pub mod cluster;
 pub mod normalize;
 pub mod poller;
 pub mod redis;
 pub mod round;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use self::redis::event::Heard;
+use self::round::Answer;
+use crate::config::Config;
+use crate::engine::SourceKind;
+
+/// What an input hands the assembler, in the order it happened.
+pub enum Input {
+    /// One endpoint's answer (the poller's).
+    Answer(Answer),
+    /// A poll's packet is due: all answered, or the publish deadline passed with `late` still
+    /// out; `took` since the poll started.
+    Polled {
+        /// The endpoints still out.
+        late: Vec<SourceKind>,
+        /// Time since the poll started.
+        took: Duration,
+    },
+    /// A reloaded config the poller applied: it holds from here on.
+    Config(Arc<Config>),
+    /// An engine event or a change in Redis's health (the subscriber's).
+    Heard(Heard),
+}

@@ -43,7 +43,7 @@ pub struct Round {
     pub started: tokio::time::Instant,
     began: Instant,
     pending: FuturesUnordered<Fetch>,
-    answered: [bool; 3],
+    answered: [bool; SourceKind::ALL.len()],
     /// Its packet went out (all answered, or the deadline passed).
     pub published: bool,
 }
@@ -76,7 +76,7 @@ impl Round {
             started: tokio::time::Instant::now(),
             began: Instant::now(),
             pending,
-            answered: [false; 3],
+            answered: [false; SourceKind::ALL.len()],
             published: false,
         }
     }

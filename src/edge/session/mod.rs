@@ -44,7 +44,7 @@ use super::outlet::{Offered, Outbox};
 use super::socket::Socket;
 use crate::config::Config;
 use crate::hub::frame::PING;
-use crate::hub::{self, Encoding, Hub, Resume, Snapshot, Subscription};
+use crate::hub::{self, Encoding, Hub, Resume, Snapshot};
 use crate::metrics::Frame;
 
 /// What the handshake decided about a client it let in.
@@ -359,49 +359,13 @@ where
     /// latest, with `"resumed": false`.
     async fn follow(&mut self, kind: Frame) -> Result<(), Ending> {
         let resume = self.resume.take();
-        let Subscription {
-            welcome,
-            missed,
-            resumed,
-            rx,
-        } = self.hub.subscribe_from(resume.as_deref());
-        self.feed = Some(rx);
-        // The cluster keeps its history as stream frames, which only a stream client can take.
-        if let (Some(false), Some(resume)) = (resumed, &resume)
-            && self.encoding == Encoding::Stream
-        {
-            // Further back than this daemon remembers: the cluster's history may reach.
-            let older = self.hub.older(&resume.epoch, resume.since).await;
-            if let Some((last, _)) = older.last() {
-                self.last_seq = *last;
-                self.epoch = Some(resume.epoch.as_str().into());
-                for (i, (_, frame)) in older.iter().enumerate() {
-                    let kind = if i == 0 { kind } else { Frame::Telemetry };
-                    self.socket.write(frame, kind).await?;
-                }
-                // What came after, still in memory; the live feed follows with no repeat.
-                let Subscription { missed, .. } = self.hub.subscribe_from(Some(&Resume {
-                    since: *last,
-                    epoch: resume.epoch.clone(),
-                }));
-                for snapshot in missed {
-                    self.last_seq = snapshot.seq;
-                    self.socket
-                        .write(snapshot.packet(self.encoding), Frame::Telemetry)
-                        .await?;
-                }
-                return Ok(());
-            }
-        }
-        self.last_seq = welcome.seq;
-        self.epoch = Some(welcome.epoch.clone());
-        let first = welcome.welcome(self.encoding, resumed);
-        self.socket.write(&first, kind).await?;
-        for snapshot in missed {
-            self.last_seq = snapshot.seq;
-            self.socket
-                .write(snapshot.packet(self.encoding), Frame::Telemetry)
-                .await?;
+        let joined = self.hub.join(resume.as_deref(), self.encoding).await;
+        self.feed = Some(joined.rx);
+        self.last_seq = joined.seq;
+        self.epoch = Some(joined.epoch);
+        for (i, frame) in joined.frames.iter().enumerate() {
+            let kind = if i == 0 { kind } else { Frame::Telemetry };
+            self.socket.write(frame, kind).await?;
         }
         Ok(())
     }

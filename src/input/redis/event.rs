@@ -6,10 +6,20 @@
 //! unknown words are `None`. A message that is not JSON, or not the shape its channel needs, is a
 //! [`Dropped`] with a short reason, never a panic. Pure: no I/O, no clock.
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::hub::packet::{Side, Status, Timestamp};
 use crate::input::normalize::fields::{number, side, string, timestamp};
+
+/// What the subscriber tells the assembler.
+#[derive(Debug)]
+pub enum Heard {
+    /// One engine event, and when it arrived (for events that carry no time of their own).
+    Event(Event, DateTime<Utc>),
+    /// The subscription came up or went down: `sources.redis` changed, worth a packet now.
+    Health,
+}
 
 /// The channel patterns whose messages are merged into the packet, as given to `PSUBSCRIBE`.
 pub const MERGED: &[&str] = &[

@@ -19,10 +19,11 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::event::{self, Event};
+use super::event::{self, Heard};
 use crate::config::{RedisConfig, is_pattern, matches};
 use crate::hub::Hub;
 use crate::hub::packet::{SourceHealth, Timestamp};
+use crate::input::Input;
 use crate::input::cluster::{Cluster, Role};
 use crate::metrics::Metrics;
 
@@ -32,15 +33,6 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(5)];
 /// How often the daemon proves the subscription alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-
-/// What the subscriber tells the poller.
-#[derive(Debug)]
-pub enum Heard {
-    /// One engine event, and when it arrived (for events that carry no time of their own).
-    Event(Event, DateTime<Utc>),
-    /// The subscription came up or went down: `sources.redis` changed, worth a packet now.
-    Health,
-}
 
 /// How the Redis input is doing, for `sources.redis`, `/health` and `/metrics`.
 #[derive(Debug, Default, Clone)]
@@ -80,9 +72,9 @@ pub struct Subscriber {
     pub cluster: Option<Cluster>,
     /// Counts messages, drops and reconnects.
     pub metrics: Arc<Metrics>,
-    /// Where the engine's events go: the poller, which merges and pushes them. Bounded: a
-    /// poller that falls behind slows the reading, which Redis buffers.
-    pub events: mpsc::Sender<Heard>,
+    /// Where the engine's events go: the assembler, which merges and pushes them. Bounded: an
+    /// assembler that falls behind slows the reading, which Redis buffers.
+    pub events: mpsc::Sender<Input>,
     /// Shared with the poller.
     pub health: SharedHealth,
     /// Stops it.
@@ -250,7 +242,10 @@ impl Subscriber {
         match event::parse(channel, payload) {
             Ok(Some(event)) => {
                 // The poller gone means the daemon is stopping.
-                let _ = self.events.send(Heard::Event(event, received)).await;
+                let _ = self
+                    .events
+                    .send(Input::Heard(Heard::Event(event, received)))
+                    .await;
             }
             Ok(None) => {}
             Err(dropped) => {
@@ -273,7 +268,7 @@ impl Subscriber {
         health.error = None;
         self.metrics.redis_connected(true);
         drop(health);
-        let _ = self.events.try_send(Heard::Health);
+        let _ = self.events.try_send(Input::Heard(Heard::Health));
     }
 
     fn set_down(&self, why: Lost) {
@@ -284,7 +279,7 @@ impl Subscriber {
         self.metrics.redis_connected(false);
         drop(health);
         if changed {
-            let _ = self.events.try_send(Heard::Health);
+            let _ = self.events.try_send(Input::Heard(Heard::Health));
         }
     }
 }
