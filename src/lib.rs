@@ -13,11 +13,13 @@
 //! Below them, used by all and using none of them: [`config`] (`bff.toml`), [`engine`] (the
 //! engine's HTTP API: the sources the poller reads and the actions commands send), [`metrics`]
 //! (the Prometheus metrics), [`os`] (file limits, the listening socket) and [`contract`] (the
-//! published JSON Schema). [`demo`] is an engine simulator on its own, for `--demo`.
+//! published JSON Schema). [`demo`] is an engine simulator on its own, for `--demo`. [`cli`] is
+//! the command line's flags, subcommands and reload, which `main.rs` calls.
 //!
 //! The wire contract is written down in `docs/PROTOCOL.md`.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod demo;

@@ -1428,3 +1428,68 @@ fn the_readme_first_steps_name_only_flags_and_subcommands_that_exist() {
         }
     }
 }
+
+/// The reload `SIGHUP` triggers, driven without a signal: the file changed on disk is read
+/// again with the same flags over it, a key that applies only after a restart is named, and
+/// with `--demo` the engine stays the simulator.
+#[test]
+fn reload_rereads_the_file_with_the_same_flags() {
+    use bff::cli::{Settings, reload};
+    let path = temp_file(
+        "library-reload.toml",
+        "[server]\nlisten = \"127.0.0.1:3999\"\n[packet]\nmax_logs = 5\n",
+    );
+    let flagged: std::net::SocketAddr = "127.0.0.1:4001".parse().unwrap();
+    let settings = Settings {
+        config: Some(path.clone()),
+        listen: Some(flagged),
+        ..Settings::default()
+    };
+    let demo: std::net::SocketAddr = "127.0.0.1:4002".parse().unwrap();
+    let start = reload::with_demo_engine(reload::load(&settings).unwrap(), Some(demo));
+    assert_eq!(start.server.listen, flagged, "--listen over server.listen");
+    let (running, watching) = tokio::sync::watch::channel(std::sync::Arc::new(start));
+
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:3998\"\n[packet]\nmax_logs = 7\n\
+         [engine]\nurl = \"http://127.0.0.1:9\"\n[clients]\nqueue_size = 17\n",
+    )
+    .unwrap();
+    let restart = reload::reload(&settings, Some(demo), &running).unwrap();
+    let now = watching.borrow().clone();
+    assert_eq!(now.packet.max_logs, 7, "the file as it is now");
+    assert_eq!(now.server.listen, flagged, "--listen still over the file");
+    assert_eq!(
+        now.engine.url,
+        format!("http://{demo}"),
+        "still the simulator"
+    );
+    assert_eq!(
+        restart,
+        ["clients.queue_size"],
+        "listen did not change: the flag holds it"
+    );
+}
+
+/// A reload of a file with a problem returns it and leaves the running config as it was.
+#[test]
+fn reload_of_a_broken_file_keeps_the_running_config() {
+    use bff::cli::{Settings, reload};
+    let path = temp_file("library-reload-broken.toml", "[packet]\nmax_logs = 5\n");
+    let settings = Settings {
+        config: Some(path.clone()),
+        ..Settings::default()
+    };
+    let start = std::sync::Arc::new(reload::load(&settings).unwrap());
+    let (running, watching) = tokio::sync::watch::channel(start.clone());
+
+    std::fs::write(&path, "[server]\nmax_conections = 3\n").unwrap();
+    let err = reload::reload(&settings, None, &running).unwrap_err();
+    assert!(err.to_string().contains("max_conections"), "{err}");
+    assert!(
+        std::sync::Arc::ptr_eq(&watching.borrow(), &start),
+        "the running config stays"
+    );
+    assert!(!watching.has_changed().unwrap(), "nothing was sent");
+}

@@ -15,6 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("contract", &[]),
     ("engine", &["config"]),
     ("demo", &[]),
+    ("cli", &["config", "demo", "edge", "engine"]),
     ("hub", &["config", "metrics", "os"]),
     ("input", &["hub", "engine", "config", "metrics", "os"]),
     (
