@@ -2,22 +2,28 @@
 //! TELEMETRY packet, and pushes it over WebSocket to every connected dashboard.
 //!
 //! Data flows one way, through three layers, each a folder:
-//! - [`input`]: where snapshots come from. The normaliser and aggregation of the engine's
-//!   answers and the fixed-rate poller that drives them; other inputs (a pub/sub subscriber, a
-//!   feed shared by several daemons) go beside the poller.
+//! - [`input`]: where snapshots come from. The fixed-rate poller of the engine's answers, their
+//!   normaliser and aggregation, and the Redis subscriber of the engine's events and the relayed
+//!   channels hand what they hear to the one assembler, which builds the packets; the cluster
+//!   passes them through one shared Redis when several daemons share one poll.
 //! - [`hub`]: the only place packets come from. The packet types, the frames serialized once
-//!   per snapshot, the latest snapshot for newcomers and the fan-out; a resume history goes here.
+//!   per snapshot and per encoding, the latest snapshot for newcomers and a resume history of
+//!   the last ones, the relay channels, and the fan-out.
 //! - [`edge`]: what dashboards touch. The listener, HTTP routes, the WebSocket handshake and its
-//!   checks, and each connection's session; client commands and channel subscriptions go here.
+//!   checks (rate, origin, token, limits, who is behind a trusted proxy), each connection's
+//!   session with its channel subscriptions, and the commands sent to the engine.
 //!
 //! Below them, used by all and using none of them: [`config`] (`bff.toml`), [`engine`] (the
 //! engine's HTTP API: the sources the poller reads and the actions commands send), [`metrics`]
-//! (the Prometheus metrics), [`os`] (file limits, the listening socket) and [`contract`] (the
-//! published JSON Schema). [`demo`] is an engine simulator on its own, for `--demo`. [`cli`] is
-//! the command line's flags, subcommands and reload, which `main.rs` calls.
+//! (the Prometheus metrics), [`os`] (file limits, the listening socket, socket options, the
+//! fan-out's prefetch: the only module allowed `unsafe` code) and [`contract`] (the published
+//! JSON Schema). [`demo`] is an engine simulator on its own, for `--demo`. [`cli`] is the
+//! command line's flags, subcommands and reload, which `main.rs` calls.
 //!
 //! The wire contract is written down in `docs/PROTOCOL.md`.
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
 pub mod config;

@@ -190,7 +190,7 @@ fn write_batch(fed: &mut [Weak<dyn Outlet>], snapshot: &Snapshot) -> usize {
         // Each send runs the kernel's whole TCP path and leaves little of the cache, so the
         // next connections' state is fetched ahead while it runs.
         if let Some(ahead) = fed.get(i + PREFETCH_AHEAD) {
-            prefetch(ahead.as_ptr().cast());
+            crate::os::prefetch(ahead.as_ptr().cast());
         }
         if fed[i]
             .upgrade()
@@ -206,17 +206,6 @@ fn write_batch(fed: &mut [Weak<dyn Outlet>], snapshot: &Snapshot) -> usize {
 
 /// How many connections ahead of the one being written the pass fetches the state of.
 const PREFETCH_AHEAD: usize = 4;
-
-/// Asks the CPU to bring the cache line at `at` in; reads nothing, so any address will do.
-#[cfg(target_arch = "x86_64")]
-fn prefetch(at: *const i8) {
-    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-    // SAFETY: a prefetch is a hint: it never faults and reads nothing the program sees.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(at) }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn prefetch(_: *const i8) {}
 
 #[cfg(test)]
 mod tests {
