@@ -4,14 +4,15 @@
 //!
 //! - [`server`] accepts TCP connections and serves HTTP on each ([`http_io`] holds a `101`
 //!   back to leave with the WELCOME); [`routes`] answers the plain
-//!   requests (page, health, metrics, schema) and hands WebSocket paths to [`handshake`], which
-//!   checks the request, the handshake rate ([`throttle`]), the origin ([`origin`]), the token
-//!   ([`auth`]) and the limits ([`admission`]); behind a trusted proxy, [`forwarded`] says who
-//!   the client is.
+//!   requests (page, health, metrics, schema, commands) and hands WebSocket paths to
+//!   [`handshake`], which checks the request, the handshake rate ([`throttle`]), the origin
+//!   ([`origin`]), the token ([`auth`]) and the limits ([`admission`]); behind a trusted proxy,
+//!   [`forwarded`] says who the client is.
 //! - [`command`] decides and sends engine actions for sessions and for HTTP callers.
 //! - [`session`] is one connection's life over its [`socket`] ([`inbound`] is the read half
-//!   tungstenite parses; [`outlet`] the write half, shared with the hub's fan-out), with what clients may send in [`message`] and every way it can end in
-//!   [`ending`]. Relay-channel subscriptions belong beside them.
+//!   tungstenite parses; [`outlet`] the write half, shared with the hub's fan-out), with what
+//!   clients may send in [`message`], its relay-channel subscriptions in [`channels`], and every
+//!   way it can end in [`ending`].
 //! - [`context`] is what all of them share; [`reply`] builds the plain HTTP answers.
 
 pub mod admission;

@@ -3,10 +3,11 @@
 //!
 //! Each input runs on its own and sends what it hears to the one [`assembler`], which folds it
 //! into the packet and sends the packet out. The engine's HTTP API ([`crate::engine`]) is polled
-//! on a fixed-rate clock by [`poller`]; [`normalize`] reads its loose answers and [`aggregate`]
-//! folds them into one packet. [`redis`] reads the engine's pub/sub events, which the assembler
-//! folds over the polled packet. Another input (a feed shared by several daemons) lives here
-//! beside the poller.
+//! on a fixed-rate clock by [`poller`], one [`round`] of its three endpoints a tick; [`normalize`]
+//! reads their loose answers and [`aggregate`] folds them into one packet. [`redis`] reads the
+//! engine's pub/sub events, which the assembler folds over the polled packet, and relays the
+//! dashboards' channels. [`cluster`] shares one poll among several daemons over Redis: the one
+//! holding the lease polls and publishes, and every daemon takes the packets from there.
 
 pub mod aggregate;
 pub mod assembler;
