@@ -2,7 +2,7 @@
 //! (`docs/PROTOCOL.md` §8).
 //!
 //! [`subscriber`] holds the connection: it subscribes to the engine's channels and the relay
-//! list, hands every relayed message to the hub's relay, and each engine event to the poller,
+//! list, hands every relayed message to the hub's relay, and each engine event to the assembler,
 //! and keeps itself alive (backoff, its own heartbeat). [`event`] reads one message of a channel
 //! into an [`event::Event`] (or says why it was dropped), and [`merge`] folds those events into
 //! an [`merge::Overlay`] that writes the newest values over a packet built by
