@@ -78,7 +78,7 @@ struct State {
     joined: Vec<Weak<dyn Outlet>>,
     /// When `latest` was sent (or made, for the first), so `/health` can tell a feed that
     /// stopped.
-    released: Instant,
+    sent_out: Instant,
 }
 
 /// A connection's feed: what to welcome it with, what it missed, and the receiver for what
@@ -162,7 +162,7 @@ impl Hub {
                     keep: history.max(1),
                     local_epoch,
                     joined: Vec::new(),
-                    released: Instant::now(),
+                    sent_out: Instant::now(),
                 }),
                 tx,
                 outlets: Outlets::default(),
@@ -180,7 +180,7 @@ impl Hub {
     /// snapshot to every connection; returns it.
     pub fn publish(&self, data: Telemetry) -> Arc<Snapshot> {
         let body = packet::body(&data);
-        self.release(None, data, body)
+        self.send_out(None, data, body)
             .expect("the hub's own numbering is always in order")
     }
 
@@ -196,10 +196,12 @@ impl Hub {
         body: Option<String>,
     ) -> Result<Arc<Snapshot>, OutOfOrder> {
         let body = body.unwrap_or_else(|| packet::body(&data));
-        self.release(Some((epoch, seq)), data, body)
+        self.send_out(Some((epoch, seq)), data, body)
     }
 
-    fn release(
+    /// Numbers, keeps and sends out one snapshot to every connection (the one path both
+    /// `publish` and `publish_numbered` take).
+    fn send_out(
         &self,
         numbered: Option<(&str, u64)>,
         data: Telemetry,
@@ -242,7 +244,7 @@ impl Hub {
         state.history.push_back(next.clone());
         state.latest = next.clone();
         let started = Instant::now();
-        state.released = started;
+        state.sent_out = started;
         // An error only means nobody is connected right now.
         let _ = self.shared.tx.send(next.clone());
         pass.join(&mut state.joined);
@@ -262,7 +264,7 @@ impl Hub {
             .state
             .lock()
             .expect("hub lock poisoned")
-            .released
+            .sent_out
             .elapsed()
     }
 
