@@ -49,7 +49,7 @@ struct Shared {
     /// The stream connections the hub writes packets to itself, with no task woken.
     outlets: Outlets,
     /// How many connections the fan-out wrote the last packet to.
-    fed: AtomicUsize,
+    last_pass_reached: AtomicUsize,
     /// Messages relayed from Redis channels to the dashboards that subscribed.
     relay: Arc<relay::Relay>,
     /// Raised when a consumer needs a fresh snapshot sooner than the next tick (a command
@@ -166,7 +166,7 @@ impl Hub {
                 }),
                 tx,
                 outlets: Outlets::default(),
-                fed: AtomicUsize::new(0),
+                last_pass_reached: AtomicUsize::new(0),
                 relay,
                 refresh: Notify::new(),
                 mode: Mutex::new("single"),
@@ -250,10 +250,12 @@ impl Hub {
         pass.join(&mut state.joined);
         // Written outside the hub's lock: joining and subscribing never wait for the pass.
         drop(state);
-        let fed = pass.write(&next);
-        self.shared.fed.store(fed, Ordering::Relaxed);
+        let reached = pass.write(&next);
+        self.shared
+            .last_pass_reached
+            .store(reached, Ordering::Relaxed);
         if let Some(metrics) = self.shared.metrics.get() {
-            metrics.fanned_out(started.elapsed(), fed, next.telemetry.len());
+            metrics.fanned_out(started.elapsed(), reached, next.telemetry.len());
         }
         Ok(next)
     }
@@ -487,9 +489,9 @@ impl Hub {
         self.shared.relay.publish(&epoch, channel, payload)
     }
 
-    /// Connections currently fed: subscribed, or written to by the fan-out's last pass.
+    /// Connections currently served: subscribed, or written to by the fan-out's last pass.
     pub fn subscribers(&self) -> usize {
-        self.shared.tx.receiver_count() + self.shared.fed.load(Ordering::Relaxed)
+        self.shared.tx.receiver_count() + self.shared.last_pass_reached.load(Ordering::Relaxed)
     }
 }
 
