@@ -10,9 +10,29 @@ use super::{Config, ConfigError};
 
 impl Config {
     /// Checks every value, returning all problems at once, each prefixed with its key path.
+    /// One function per section, in the order of the file.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let mut bad = |key: &str, msg: String| problems.push(format!("{key}: {msg}"));
+        self.validate_engine(&mut bad);
+        self.validate_server(&mut bad);
+        self.validate_clients(&mut bad);
+        self.validate_auth(&mut bad);
+        self.validate_redis(&mut bad);
+        self.validate_cluster(&mut bad);
+        self.validate_commands(&mut bad);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// The `[engine]` checks: the URLs, and a timeout that fits in the poll interval.
+    fn validate_engine(&self, bad: &mut impl FnMut(&str, String)) {
         let e = &self.engine;
         // An empty action path turns that action off.
         let endpoints = [
@@ -62,6 +82,10 @@ impl Config {
                 format!("{} is too small; use at least 1024", e.max_body_bytes),
             );
         }
+    }
+
+    /// The `[server]` checks: paths, origins, proxies and limits.
+    fn validate_server(&self, bad: &mut impl FnMut(&str, String)) {
         let s = &self.server;
         if s.ws_paths.is_empty() {
             bad(
@@ -100,7 +124,6 @@ impl Config {
                 "server.max_http_connections_per_ip",
                 s.max_http_connections_per_ip,
             ),
-            ("clients.queue_size", self.clients.queue_size),
         ] {
             if value == 0 {
                 bad(key, "must be at least 1".into());
@@ -116,59 +139,10 @@ impl Config {
                 "server.handshake_burst_per_ip",
                 s.handshake_burst_per_ip.into(),
             ),
-            ("clients.send_timeout_ms", self.clients.send_timeout_ms),
-            ("clients.ping_interval_ms", self.clients.ping_interval_ms),
-            (
-                "clients.messages_per_second",
-                self.clients.messages_per_second.into(),
-            ),
-            ("clients.message_burst", self.clients.message_burst.into()),
-            (
-                "clients.subscriptions_per_second",
-                self.clients.subscriptions_per_second.into(),
-            ),
-            (
-                "clients.subscription_burst",
-                self.clients.subscription_burst.into(),
-            ),
         ] {
             if value == 0 {
                 bad(key, "must be above 0".into());
             }
-        }
-        let c = &self.clients;
-        if c.idle_timeout_ms <= c.ping_interval_ms {
-            bad(
-                "clients.idle_timeout_ms",
-                format!(
-                    "{} must be longer than clients.ping_interval_ms ({}), or live clients would be dropped between pings",
-                    c.idle_timeout_ms, c.ping_interval_ms
-                ),
-            );
-        }
-        let secret = self.auth.secret.expose();
-        if secret == "***" {
-            bad(
-                "auth.secret",
-                "\"***\" is how check-config shows a secret, not one; write the secret itself, \
-                 or keep it in auth.secret_file"
-                    .into(),
-            );
-        } else if !secret.is_empty() && secret.len() < 32 {
-            bad(
-                "auth.secret",
-                format!(
-                    "is {} bytes; use at least 32 random bytes for HS256",
-                    secret.len()
-                ),
-            );
-        }
-        self.validate_auth(&mut bad);
-        if c.max_message_bytes < 64 {
-            bad(
-                "clients.max_message_bytes",
-                format!("{} is too small; use at least 64", c.max_message_bytes),
-            );
         }
         for path in &s.bridge_paths {
             if !path.starts_with('/') || RESERVED_PATHS.contains(&path.as_str()) {
@@ -183,9 +157,51 @@ impl Config {
                 );
             }
         }
+    }
+
+    /// The `[clients]` checks: queues, timers, rates and sizes.
+    fn validate_clients(&self, bad: &mut impl FnMut(&str, String)) {
+        let c = &self.clients;
+        if c.queue_size == 0 {
+            bad("clients.queue_size", "must be at least 1".into());
+        }
+        for (key, value) in [
+            ("clients.send_timeout_ms", c.send_timeout_ms),
+            ("clients.ping_interval_ms", c.ping_interval_ms),
+            ("clients.messages_per_second", c.messages_per_second.into()),
+            ("clients.message_burst", c.message_burst.into()),
+            (
+                "clients.subscriptions_per_second",
+                c.subscriptions_per_second.into(),
+            ),
+            ("clients.subscription_burst", c.subscription_burst.into()),
+        ] {
+            if value == 0 {
+                bad(key, "must be above 0".into());
+            }
+        }
+        if c.idle_timeout_ms <= c.ping_interval_ms {
+            bad(
+                "clients.idle_timeout_ms",
+                format!(
+                    "{} must be longer than clients.ping_interval_ms ({}), or live clients would be dropped between pings",
+                    c.idle_timeout_ms, c.ping_interval_ms
+                ),
+            );
+        }
+        if c.max_message_bytes < 64 {
+            bad(
+                "clients.max_message_bytes",
+                format!("{} is too small; use at least 64", c.max_message_bytes),
+            );
+        }
         if c.max_channels == 0 {
             bad("clients.max_channels", "must be at least 1".into());
         }
+    }
+
+    /// The `[redis]` checks: the URL, the topic and push limits, the relayed channels.
+    fn validate_redis(&self, bad: &mut impl FnMut(&str, String)) {
         let r = &self.redis;
         if r.max_topics == 0 {
             bad(
@@ -193,10 +209,8 @@ impl Config {
                 "must be at least 1, or no dashboard could subscribe".into(),
             );
         }
-        for (key, url) in [("redis.url", &r.url), ("cluster.url", &self.cluster.url)] {
-            if let Err(msg) = redis_url(url) {
-                bad(key, msg);
-            }
+        if let Err(msg) = redis_url(&r.url) {
+            bad("redis.url", msg);
         }
         if !(1..=100).contains(&r.max_push_hz) {
             bad(
@@ -227,7 +241,14 @@ impl Config {
                 );
             }
         }
+    }
+
+    /// The `[cluster]` checks: the URL, the name, the secret and a lease longer than a poll.
+    fn validate_cluster(&self, bad: &mut impl FnMut(&str, String)) {
         let k = &self.cluster;
+        if let Err(msg) = redis_url(&k.url) {
+            bad("cluster.url", msg);
+        }
         if k.name.is_empty() || k.name.contains(char::is_whitespace) {
             bad(
                 "cluster.name",
@@ -253,6 +274,10 @@ impl Config {
                 ),
             );
         }
+    }
+
+    /// The `[commands]` checks: every limit above 0.
+    fn validate_commands(&self, bad: &mut impl FnMut(&str, String)) {
         let m = &self.commands;
         for (key, value) in [
             ("commands.timeout_ms", m.timeout_ms),
@@ -263,14 +288,6 @@ impl Config {
             if value == 0 {
                 bad(key, "must be above 0".into());
             }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid {
-                origin: origin.to_owned(),
-                problems,
-            })
         }
     }
 }
@@ -303,9 +320,26 @@ fn redis_url(url: &super::RedisUrl) -> Result<(), String> {
 }
 
 impl Config {
-    /// The `[auth]` checks: a rollover needs a current secret and an end; a claim to match
-    /// must not be empty.
+    /// The `[auth]` checks: a secret long enough for HS256; a rollover needs a current secret
+    /// and an end; a claim to match must not be empty.
     fn validate_auth(&self, bad: &mut impl FnMut(&str, String)) {
+        let secret = self.auth.secret.expose();
+        if secret == "***" {
+            bad(
+                "auth.secret",
+                "\"***\" is how check-config shows a secret, not one; write the secret itself, \
+                 or keep it in auth.secret_file"
+                    .into(),
+            );
+        } else if !secret.is_empty() && secret.len() < 32 {
+            bad(
+                "auth.secret",
+                format!(
+                    "is {} bytes; use at least 32 random bytes for HS256",
+                    secret.len()
+                ),
+            );
+        }
         let a = &self.auth;
         let previous = a.previous_secret.expose();
         if a.previous_secret_file.is_some() {

@@ -1,8 +1,9 @@
 //! A client's write side, shared by its session and the hub's fan-out. Every byte a connection
-//! sends goes through its [`Outlet`], under one short lock, so frames never interleave whoever
-//! writes them: the hub writes each packet straight to the socket of a stream client without
-//! waking its task, and the session writes everything else (WELCOME, updates, pings, replies,
-//! the close).
+//! sends goes through its [`SocketOutlet`], under one short lock, so frames never interleave
+//! whoever writes them: the hub writes each packet straight to the socket of a stream client
+//! without waking its task, and the session writes everything else (WELCOME, updates, pings,
+//! replies, the close). It is the edge's side of the hub's [`hub::Outlet`] trait (what the
+//! fan-out writes to), named for the socket so the two are not confused.
 //!
 //! Nothing waits under the lock. A write that does not go out whole leaves the rest in a
 //! `pending` buffer, which the session flushes as the socket drains; meanwhile whatever else is
@@ -106,7 +107,7 @@ pub enum Offered {
     Sent,
     /// Queued behind bytes still waiting for the socket; the session's flush sends it.
     Queued,
-    /// Not taken: the client is behind, gone or closing (see [`Outlet::trouble`]).
+    /// Not taken: the client is behind, gone or closing (see [`SocketOutlet::trouble`]).
     Refused,
 }
 
@@ -122,7 +123,7 @@ pub enum Trouble {
 }
 
 /// One client's write side; see the module documentation.
-pub struct Outlet<W> {
+pub struct SocketOutlet<W> {
     out: W,
     flow: Mutex<Flow>,
     metrics: Arc<Metrics>,
@@ -151,7 +152,7 @@ struct Flow {
     encoding: Encoding,
 }
 
-impl<W: Outbox> Outlet<W> {
+impl<W: Outbox> SocketOutlet<W> {
     /// Wraps a transport's write half, for packets written as `encoding`; a packet that does
     /// not fit `queue_size` of its kind in the socket means the client is behind.
     pub fn new(out: W, queue_size: usize, metrics: Arc<Metrics>, encoding: Encoding) -> Self {
@@ -217,7 +218,7 @@ impl<W: Outbox> Outlet<W> {
         offered
     }
 
-    /// [`Outlet::offer`] without counting the packet.
+    /// [`SocketOutlet::offer`] without counting the packet.
     fn offer_uncounted(&self, frame: &[u8]) -> Offered {
         self.offer_locked(&mut self.flow(), frame)
     }
@@ -286,7 +287,7 @@ impl<W: Outbox> Outlet<W> {
     }
 
     /// Takes a frame of the session's own, written now as far as the socket takes it; `true`
-    /// when some of it waits in `pending` for [`Outlet::flush`].
+    /// when some of it waits in `pending` for [`SocketOutlet::flush`].
     pub fn push(&self, frame: &[u8], kind: Frame) -> io::Result<bool> {
         let mut flow = self.flow();
         self.write_or_queue(&mut flow, frame)?;
@@ -294,7 +295,7 @@ impl<W: Outbox> Outlet<W> {
         Ok(!flow.pending.is_empty())
     }
 
-    /// Whether bytes wait in `pending` for [`Outlet::flush`].
+    /// Whether bytes wait in `pending` for [`SocketOutlet::flush`].
     pub fn holds_pending(&self) -> bool {
         !self.flow().pending.is_empty()
     }
@@ -356,7 +357,7 @@ impl<W: Outbox> Outlet<W> {
 /// The hub's fan-out writes each packet here, in order; a client in trouble is dropped from it.
 /// The hub counts the packets taken, once a pass: counters shared by every connection, added to
 /// at every send from each of the pass's threads, would pass their cache line between the cores.
-impl<W: Outbox> hub::Outlet for Outlet<W> {
+impl<W: Outbox> hub::Outlet for SocketOutlet<W> {
     fn offer(&self, snapshot: &Snapshot) -> bool {
         let mut flow = self.flow();
         let frame = snapshot.packet(flow.encoding);
@@ -386,7 +387,7 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (_read, write) = server.into_split();
-        let outlet = Outlet::new(write, 4, metrics(), Encoding::Stream);
+        let outlet = SocketOutlet::new(write, 4, metrics(), Encoding::Stream);
         assert!(outlet.direct(), "a TCP socket caps its unsent bytes");
 
         let packet = vec![b'x'; 16 * 1024];
@@ -435,7 +436,7 @@ mod tests {
     /// (from the fan-out and the session alike), refused ones do not, and each is told once.
     #[test]
     fn the_keepalive_learns_whether_packets_were_taken_since_it_last_asked() {
-        let outlet = Outlet::new(Recording::default(), 4, metrics(), Encoding::Stream);
+        let outlet = SocketOutlet::new(Recording::default(), 4, metrics(), Encoding::Stream);
         assert!(!outlet.took_packets(), "nothing written yet");
         assert!(outlet.direct());
         let snapshot = Snapshot::new(
@@ -503,7 +504,7 @@ mod tests {
             last: 0,
             caps: Mutex::new(Vec::new()),
         };
-        let outlet = Outlet::new(out, 4, metrics(), Encoding::Stream);
+        let outlet = SocketOutlet::new(out, 4, metrics(), Encoding::Stream);
         assert!(outlet.direct());
         for size in [1000, 1200, 1100, 900] {
             assert_eq!(outlet.offer(&vec![b'x'; size]), Offered::Sent);
@@ -526,7 +527,7 @@ mod tests {
                 last,
                 caps: Mutex::new(Vec::new()),
             };
-            let outlet = Outlet::new(out, 4, metrics(), Encoding::Stream);
+            let outlet = SocketOutlet::new(out, 4, metrics(), Encoding::Stream);
             assert!(outlet.direct());
             let packet = vec![b'x'; 20_000];
             for _ in 0..4 {
@@ -549,7 +550,7 @@ mod tests {
     async fn what_waits_for_the_socket_goes_out_first_and_in_order() {
         let (server, mut client) = tokio::io::duplex(64);
         let (_read, write) = tokio::io::split(server);
-        let outlet = Outlet::new(Mutex::new(write), 4, metrics(), Encoding::Stream);
+        let outlet = SocketOutlet::new(Mutex::new(write), 4, metrics(), Encoding::Stream);
         assert!(!outlet.direct(), "a pipe is not fed by the hub");
 
         let first = vec![b'a'; 200];

@@ -1,6 +1,6 @@
 //! One client's socket as a session uses it: tungstenite reads the client's frames through
-//! [`Inbound`]; every byte going out goes through the connection's [`Outlet`], shared with the
-//! hub's fan-out, and is written under a send timeout and counted.
+//! [`Inbound`]; every byte going out goes through the connection's [`SocketOutlet`], shared with
+//! the hub's fan-out, and is written under a send timeout and counted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::ending::Ending;
 use super::inbound::Inbound;
-use super::outlet::{Offered, Outbox, Outlet, Trouble};
+use super::outlet::{Offered, Outbox, SocketOutlet, Trouble};
 use crate::config::ClientConfig;
 use crate::hub::Encoding;
 use crate::metrics::{Frame, Metrics};
@@ -40,7 +40,7 @@ pub fn websocket_config(config: &ClientConfig) -> WebSocketConfig {
 /// One client's socket: tungstenite over the read half, and the outlet everything is written to.
 pub struct Socket<R, W> {
     ws: WebSocketStream<Inbound<R>>,
-    out: Arc<Outlet<W>>,
+    out: Arc<SocketOutlet<W>>,
     metrics: Arc<Metrics>,
     send_timeout: Duration,
 }
@@ -69,7 +69,7 @@ where
         .await;
         Self {
             ws,
-            out: Arc::new(Outlet::new(
+            out: Arc::new(SocketOutlet::new(
                 out,
                 config.queue_size,
                 metrics.clone(),
@@ -81,7 +81,7 @@ where
     }
 
     /// The outlet, for the hub's fan-out and for waiting on its trouble.
-    pub fn outlet(&self) -> &Arc<Outlet<W>> {
+    pub fn outlet(&self) -> &Arc<SocketOutlet<W>> {
         &self.out
     }
 
@@ -93,7 +93,7 @@ where
 
     /// Writes one packet, unless the client already has `queue_size` packets' worth waiting in
     /// its socket: a client that stopped reading is cut off after that many ticks, and its kernel
-    /// buffers stay bounded, however large they could grow (see [`Outlet::offer`]).
+    /// buffers stay bounded, however large they could grow (see [`SocketOutlet::offer`]).
     pub async fn send_packet(&mut self, frame: &[u8]) -> Result<(), Ending> {
         match self.out.offer(frame) {
             Offered::Sent => Ok(()),

@@ -34,14 +34,16 @@ pub trait Outlet: Send + Sync {
 /// The connections the fan-out writes to. Held weakly: a connection that ends is gone from it
 /// at the next pass, and its socket closes at once rather than then.
 pub(super) struct Outlets {
-    fed: Mutex<Fed>,
+    /// Who the passes write to; a pass holds it until it is done.
+    roster: Mutex<Roster>,
     /// The most threads that write one pass, the publisher's among them.
     writers: usize,
 }
 
 /// What the passes hold, one at a time.
 #[derive(Default)]
-struct Fed {
+struct Roster {
+    /// The connections written to, in the order they joined.
     outlets: Vec<Weak<dyn Outlet>>,
     /// When the last pass began.
     last_pass: Option<Instant>,
@@ -66,7 +68,7 @@ impl Outlets {
     /// Passes written by up to `writers` threads.
     pub(super) fn with_writers(writers: usize) -> Self {
         Self {
-            fed: Mutex::default(),
+            roster: Mutex::default(),
             writers: writers.max(1),
         }
     }
@@ -74,7 +76,7 @@ impl Outlets {
     /// Takes the fan-out for one pass; taken before the hub's lock, so passes never overlap.
     pub(super) fn pass(&self) -> Pass<'_> {
         Pass {
-            fed: self.fed.lock().expect("fan-out lock poisoned"),
+            roster: self.roster.lock().expect("fan-out lock poisoned"),
             writers: self.writers,
         }
     }
@@ -82,14 +84,14 @@ impl Outlets {
 
 /// One pass of the fan-out, holding it until the packet is written everywhere.
 pub(super) struct Pass<'a> {
-    fed: MutexGuard<'a, Fed>,
+    roster: MutexGuard<'a, Roster>,
     writers: usize,
 }
 
 impl Pass<'_> {
     /// Adds the connections that joined since the last pass.
     pub(super) fn join(&mut self, joined: &mut Vec<Weak<dyn Outlet>>) {
-        self.fed.outlets.append(joined);
+        self.roster.outlets.append(joined);
     }
 
     /// Writes `snapshot` to every connection, dropping those that take no more; returns how
@@ -97,22 +99,22 @@ impl Pass<'_> {
     pub(super) fn write(mut self, snapshot: &Snapshot) -> usize {
         let now = Instant::now();
         let apart = self
-            .fed
+            .roster
             .last_pass
             .replace(now)
             .is_none_or(|last| now - last >= SHARED_APART);
         let writers = if apart {
-            self.writers.min(self.fed.outlets.len() / PER_WRITER)
+            self.writers.min(self.roster.outlets.len() / PER_WRITER)
         } else {
             1
         };
-        let fed = &mut self.fed.outlets;
+        let outlets = &mut self.roster.outlets;
         let kept = if writers > 1 {
-            write_shared(fed, snapshot, writers)
+            write_shared(outlets, snapshot, writers)
         } else {
-            write_batch(fed, snapshot)
+            write_batch(outlets, snapshot)
         };
-        fed.truncate(kept);
+        outlets.truncate(kept);
         kept
     }
 }
@@ -132,12 +134,12 @@ const PER_WRITER: usize = 1024;
 /// core, a slow socket) leaves the others no more than this to wait on it for.
 const BATCH: usize = 256;
 
-/// Writes `snapshot` to `fed` in batches taken by `writers` threads, this one among them, and
+/// Writes `snapshot` to `outlets` in batches taken by `writers` threads, this one among them, and
 /// moves those kept to its front in order; returns how many.
-fn write_shared(fed: &mut [Weak<dyn Outlet>], snapshot: &Snapshot, writers: usize) -> usize {
+fn write_shared(outlets: &mut [Weak<dyn Outlet>], snapshot: &Snapshot, writers: usize) -> usize {
     // Each batch's index and how many of it were kept, at its front.
     let mut written: Vec<(usize, usize)> = {
-        let batches = Mutex::new(fed.chunks_mut(BATCH).enumerate());
+        let batches = Mutex::new(outlets.chunks_mut(BATCH).enumerate());
         // The helpers write within the publisher's span, as its own thread does.
         let span = tracing::Span::current();
         let take = || -> Vec<(usize, usize)> {
@@ -175,29 +177,29 @@ fn write_shared(fed: &mut [Weak<dyn Outlet>], snapshot: &Snapshot, writers: usiz
         // they leave behind is dropped ones.
         let start = index * BATCH;
         for i in 0..batch_kept {
-            fed.swap(kept + i, start + i);
+            outlets.swap(kept + i, start + i);
         }
         kept += batch_kept;
     }
     kept
 }
 
-/// Writes `snapshot` to every connection of `fed`, moving those kept to its front in order;
+/// Writes `snapshot` to every connection of `outlets`, moving those kept to its front in order;
 /// returns how many.
-fn write_batch(fed: &mut [Weak<dyn Outlet>], snapshot: &Snapshot) -> usize {
+fn write_batch(outlets: &mut [Weak<dyn Outlet>], snapshot: &Snapshot) -> usize {
     let mut kept = 0;
-    for i in 0..fed.len() {
+    for i in 0..outlets.len() {
         // Each send runs the kernel's whole TCP path and leaves little of the cache, so the
         // next connections' state is fetched ahead while it runs.
-        if let Some(ahead) = fed.get(i + PREFETCH_AHEAD) {
+        if let Some(ahead) = outlets.get(i + PREFETCH_AHEAD) {
             crate::os::prefetch(ahead.as_ptr().cast());
         }
-        if fed[i]
+        if outlets[i]
             .upgrade()
             .is_some_and(|outlet| outlet.offer(snapshot))
         {
             // Kept ones move up in order; the dropped ones end past `kept`.
-            fed.swap(kept, i);
+            outlets.swap(kept, i);
             kept += 1;
         }
     }
@@ -289,8 +291,9 @@ mod tests {
                 *outlet = None; // the connection ended before the pass
             }
         }
-        let ids_of = |fed: &[Weak<dyn Outlet>]| -> Vec<usize> {
-            fed.iter()
+        let ids_of = |outlets: &[Weak<dyn Outlet>]| -> Vec<usize> {
+            outlets
+                .iter()
                 .map(|weak| {
                     let at = weak.as_ptr().cast::<()>();
                     all.iter()
@@ -319,7 +322,7 @@ mod tests {
                 .all(|outlet| outlet.offers.load(Ordering::Relaxed) == 1),
             "each connection written once"
         );
-        assert_eq!(ids_of(&outlets.fed.lock().unwrap().outlets), expected);
+        assert_eq!(ids_of(&outlets.roster.lock().unwrap().outlets), expected);
 
         hold.store(false, Ordering::Relaxed);
         assert_eq!(outlets.pass().write(&snapshot(2)), expected.len());

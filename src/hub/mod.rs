@@ -49,7 +49,7 @@ struct Shared {
     /// The stream connections the hub writes packets to itself, with no task woken.
     outlets: Outlets,
     /// How many connections the fan-out wrote the last packet to.
-    fed: AtomicUsize,
+    last_pass_reached: AtomicUsize,
     /// Messages relayed from Redis channels to the dashboards that subscribed.
     relay: Arc<relay::Relay>,
     /// Raised when a consumer needs a fresh snapshot sooner than the next tick (a command
@@ -78,7 +78,7 @@ struct State {
     joined: Vec<Weak<dyn Outlet>>,
     /// When `latest` was sent (or made, for the first), so `/health` can tell a feed that
     /// stopped.
-    released: Instant,
+    sent_out: Instant,
 }
 
 /// A connection's feed: what to welcome it with, what it missed, and the receiver for what
@@ -162,11 +162,11 @@ impl Hub {
                     keep: history.max(1),
                     local_epoch,
                     joined: Vec::new(),
-                    released: Instant::now(),
+                    sent_out: Instant::now(),
                 }),
                 tx,
                 outlets: Outlets::default(),
-                fed: AtomicUsize::new(0),
+                last_pass_reached: AtomicUsize::new(0),
                 relay,
                 refresh: Notify::new(),
                 mode: Mutex::new("single"),
@@ -180,7 +180,7 @@ impl Hub {
     /// snapshot to every connection; returns it.
     pub fn publish(&self, data: Telemetry) -> Arc<Snapshot> {
         let body = packet::body(&data);
-        self.release(None, data, body)
+        self.send_out(None, data, body)
             .expect("the hub's own numbering is always in order")
     }
 
@@ -196,10 +196,12 @@ impl Hub {
         body: Option<String>,
     ) -> Result<Arc<Snapshot>, OutOfOrder> {
         let body = body.unwrap_or_else(|| packet::body(&data));
-        self.release(Some((epoch, seq)), data, body)
+        self.send_out(Some((epoch, seq)), data, body)
     }
 
-    fn release(
+    /// Numbers, keeps and sends out one snapshot to every connection (the one path both
+    /// `publish` and `publish_numbered` take).
+    fn send_out(
         &self,
         numbered: Option<(&str, u64)>,
         data: Telemetry,
@@ -242,16 +244,18 @@ impl Hub {
         state.history.push_back(next.clone());
         state.latest = next.clone();
         let started = Instant::now();
-        state.released = started;
+        state.sent_out = started;
         // An error only means nobody is connected right now.
         let _ = self.shared.tx.send(next.clone());
         pass.join(&mut state.joined);
         // Written outside the hub's lock: joining and subscribing never wait for the pass.
         drop(state);
-        let fed = pass.write(&next);
-        self.shared.fed.store(fed, Ordering::Relaxed);
+        let reached = pass.write(&next);
+        self.shared
+            .last_pass_reached
+            .store(reached, Ordering::Relaxed);
         if let Some(metrics) = self.shared.metrics.get() {
-            metrics.fanned_out(started.elapsed(), fed, next.telemetry.len());
+            metrics.fanned_out(started.elapsed(), reached, next.telemetry.len());
         }
         Ok(next)
     }
@@ -262,7 +266,7 @@ impl Hub {
             .state
             .lock()
             .expect("hub lock poisoned")
-            .released
+            .sent_out
             .elapsed()
     }
 
@@ -485,9 +489,9 @@ impl Hub {
         self.shared.relay.publish(&epoch, channel, payload)
     }
 
-    /// Connections currently fed: subscribed, or written to by the fan-out's last pass.
+    /// Connections currently served: subscribed, or written to by the fan-out's last pass.
     pub fn subscribers(&self) -> usize {
-        self.shared.tx.receiver_count() + self.shared.fed.load(Ordering::Relaxed)
+        self.shared.tx.receiver_count() + self.shared.last_pass_reached.load(Ordering::Relaxed)
     }
 }
 

@@ -182,8 +182,8 @@ fn attach(hub: &Hub, outlet: &Arc<Noting>) -> Vec<u64> {
     let Subscription {
         welcome, mut rx, ..
     } = hub.subscribe();
-    let fed: Arc<dyn Outlet> = outlet.clone();
-    hub.attach(Arc::downgrade(&fed), || {
+    let attached: Arc<dyn Outlet> = outlet.clone();
+    hub.attach(Arc::downgrade(&attached), || {
         let mut caught_up = vec![welcome.seq];
         while let Ok(snapshot) = rx.try_recv() {
             caught_up.push(snapshot.seq);
@@ -205,7 +205,7 @@ fn an_attached_outlet_is_written_every_packet_after_its_catch_up_in_order() {
     assert_eq!(
         hub.subscribers(),
         1,
-        "the fan-out's last pass counts as fed"
+        "the fan-out's last pass counts as served"
     );
 }
 

@@ -135,7 +135,7 @@ impl Assembler {
                         }
                     }
                 }
-                Role::Alone => {}
+                Role::Fallback => {}
                 Role::Joining | Role::Follower => return None,
             }
         }

@@ -382,8 +382,8 @@ where
             return Ok(());
         };
         let (last_seq, epoch, encoding) = (self.last_seq, self.epoch.clone(), self.encoding);
-        let fed: Arc<dyn hub::Outlet> = outlet.clone();
-        let lagged = self.hub.attach(Arc::downgrade(&fed), || {
+        let attached: Arc<dyn hub::Outlet> = outlet.clone();
+        let lagged = self.hub.attach(Arc::downgrade(&attached), || {
             loop {
                 match feed.try_recv() {
                     Ok(snapshot)
@@ -398,7 +398,7 @@ where
                 }
             }
         });
-        drop(fed);
+        drop(attached);
         if let Some(missed) = lagged {
             return Err(Ending::TooSlow(missed));
         }

@@ -58,7 +58,7 @@ pub enum Role {
     /// Another holds the lease: fans out what it publishes.
     Follower,
     /// Redis cannot be reached: polls the engine itself, under a local epoch.
-    Alone,
+    Fallback,
 }
 
 impl Role {
@@ -68,13 +68,13 @@ impl Role {
             Role::Joining => "joining",
             Role::Leader => "leader",
             Role::Follower => "follower",
-            Role::Alone => "fallback",
+            Role::Fallback => "fallback",
         }
     }
 
     /// Whether this daemon polls the engine.
     pub fn polls(self) -> bool {
-        matches!(self, Role::Leader | Role::Alone)
+        matches!(self, Role::Leader | Role::Fallback)
     }
 }
 
@@ -320,7 +320,7 @@ impl Cluster {
                     // A leader keeps its role only until its own deadline: past it another may
                     // hold the lease, so it polls for itself alone.
                     if self.role() != Role::Leader || Instant::now() >= deadline {
-                        self.set_role(Role::Alone);
+                        self.set_role(Role::Fallback);
                     }
                 }
             }
@@ -393,7 +393,7 @@ impl Cluster {
     /// One packet from the channel, published here under the cluster's numbers once its tag
     /// passes. While alone, this daemon's own count is the one its clients follow.
     fn take(&self, packet: &str) {
-        if self.role() == Role::Alone {
+        if self.role() == Role::Fallback {
             return;
         }
         let Some(scripts::Packet {

@@ -65,7 +65,7 @@ impl Cluster {
     /// One relayed message, relayed here under the cluster's offset (while alone, this
     /// daemon numbers what it hears itself).
     pub(super) fn take_relayed(&self, message: &[u8]) {
-        if self.role() == Role::Alone {
+        if self.role() == Role::Fallback {
             return;
         }
         match scripts::parse_relayed(message) {

@@ -232,7 +232,7 @@ impl Subscriber {
                 }
                 Some(cluster) => match cluster.role() {
                     Role::Leader => cluster.relay(channel, payload),
-                    Role::Alone => {
+                    Role::Fallback => {
                         self.hub.relay_here(channel, payload);
                     }
                     Role::Follower | Role::Joining => {}
