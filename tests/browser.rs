@@ -403,6 +403,32 @@ fn token(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// A path for a secret file no test has written yet (`bff token` creates it at its first call).
+fn fresh_secret(tag: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("demo.secret");
+    let _ = std::fs::remove_file(&secret);
+    secret
+}
+
+/// `bff --demo` on a free port, checking tokens against the secret in `file`.
+fn demo_with_secret(file: &str) -> (SocketAddr, BffProcess) {
+    let addr = free_port();
+    let bff = BffProcess::start(
+        &[
+            "--demo",
+            "--listen",
+            &addr.to_string(),
+            "--auth-secret-file",
+            file,
+        ],
+        &[],
+    );
+    (addr, bff)
+}
+
 /// Whether the element with `id` is hidden.
 async fn hidden(client: &Client, id: &str) -> bool {
     let script = "return document.getElementById(arguments[0]).hidden;";
@@ -418,11 +444,7 @@ async fn the_page_offers_halt_and_resume_only_to_a_token_that_allows_them() {
     if !browser_installed() {
         return;
     }
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("page-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let secret = dir.join("demo.secret");
-    let _ = std::fs::remove_file(&secret);
+    let secret = fresh_secret("page");
     let file = secret.to_str().unwrap();
     // The first call creates the secret file; both tokens are signed with it.
     let operator = token(&[
@@ -436,17 +458,7 @@ async fn the_page_offers_halt_and_resume_only_to_a_token_that_allows_them() {
         "10m",
     ]);
     let viewer = token(&["--secret-file", file, "--sub", "viewer"]);
-    let addr = free_port();
-    let bff = BffProcess::start(
-        &[
-            "--demo",
-            "--listen",
-            &addr.to_string(),
-            "--auth-secret-file",
-            file,
-        ],
-        &[],
-    );
+    let (addr, bff) = demo_with_secret(file);
     assert_eq!(bff.addr(), addr);
     let (_driver, client) = browser().await;
 
@@ -778,24 +790,10 @@ async fn the_page_asks_for_a_new_token_when_its_token_is_revoked() {
     if !browser_installed() {
         return;
     }
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("revoked-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let secret = dir.join("demo.secret");
-    let _ = std::fs::remove_file(&secret);
+    let secret = fresh_secret("revoked");
     let file = secret.to_str().unwrap();
     let viewer = token(&["--secret-file", file, "--sub", "viewer"]);
-    let addr = free_port();
-    let bff = BffProcess::start(
-        &[
-            "--demo",
-            "--listen",
-            &addr.to_string(),
-            "--auth-secret-file",
-            file,
-        ],
-        &[],
-    );
+    let (addr, bff) = demo_with_secret(file);
     let (_driver, client) = browser().await;
     client
         .goto(&format!("http://{addr}/?token={viewer}"))
