@@ -183,6 +183,7 @@ pub async fn run(
         admission: Admission::default(),
         handshakes: Default::default(),
         sockets: Admission::default(),
+        refusals: Default::default(),
         commands,
         hub,
         metrics,

@@ -348,3 +348,33 @@ async fn a_trusted_proxys_connections_are_not_held_to_one_address_share() {
         "{refused}"
     );
 }
+
+/// A flood of connections turned away is answered alike, but logged only up to the limit a
+/// refusal log has: anyone can open connections faster than a log should grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_connections_logs_a_few_lines() {
+    use tokio::io::AsyncReadExt;
+    let logs = common::Captured::install();
+    let engine = FakeEngine::samples().await;
+    let mut cfg = config(&engine);
+    cfg.server.max_http_connections_per_ip = 1;
+    cfg.server.header_timeout_ms = 600_000;
+    let daemon = Daemon::start(cfg).await;
+    let _idle = tcp_from(&daemon, "127.0.0.9").await;
+    let started = std::time::Instant::now();
+    for _ in 0..40 {
+        let mut refused = tcp_from(&daemon, "127.0.0.9").await;
+        let mut answer = Vec::new();
+        common::within("turned away", refused.read_to_end(&mut answer))
+            .await
+            .unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 429"), "{answer:?}");
+    }
+    let logged = logs.count(&["Connection refused", "127.0.0.9"]);
+    // Ten lines an interval of 10 s, however slow the machine made the flood.
+    let intervals = started.elapsed().as_secs() / 10 + 1;
+    assert!(
+        logged >= 1 && logged as u64 <= 10 * intervals,
+        "{logged} lines for 40 refusals in {intervals} interval(s)"
+    );
+}

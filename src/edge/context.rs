@@ -30,6 +30,8 @@ pub struct Context {
     pub handshakes: Throttle,
     /// TCP connections still speaking HTTP (until they close or upgrade), in total and per IP.
     pub sockets: Admission,
+    /// Limits the log lines of refused TCP connections, which anyone can cause at will.
+    pub refusals: std::sync::Mutex<super::command::log::Throttle>,
     /// Decides and sends commands, for sessions and HTTP routes alike.
     pub commands: Arc<Commands>,
     /// Cancelled once, at shutdown; every loop selects on it.

@@ -4,8 +4,8 @@
 //! closes or upgrades; one over the limit is answered at once, without reading, and closed.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{Instrument, debug, debug_span, warn};
 
 use super::admission::{Permit, Refusal};
+use super::command::log::{INTERVAL, REFUSALS_LOGGED, Throttle, Verdict};
 use super::context::Context;
 use super::forwarded::TrustedProxies;
 use super::http_io::HttpIo;
@@ -45,7 +46,7 @@ pub async fn accept(listener: TcpListener, ctx: Arc<Context>) {
                 {
                     Ok(permit) => permit,
                     Err(refusal) => {
-                        turn_away(&stream, peer, refusal);
+                        turn_away(&stream, peer, refusal, &ctx.refusals);
                         continue;
                     }
                 };
@@ -74,7 +75,7 @@ fn from_trusted_proxy(peer: SocketAddr, proxies: &[String]) -> bool {
 
 /// Answers a connection over the limits and lets it close: written without waiting (a new
 /// socket's send buffer takes it whole) and without reading the request, so it costs nothing.
-fn turn_away(stream: &TcpStream, peer: SocketAddr, refusal: Refusal) {
+fn turn_away(stream: &TcpStream, peer: SocketAddr, refusal: Refusal, log: &Mutex<Throttle>) {
     let (status, message) = match refusal {
         Refusal::PerIp(limit) => (
             "429 Too Many Requests",
@@ -90,7 +91,25 @@ fn turn_away(stream: &TcpStream, peer: SocketAddr, refusal: Refusal) {
             ),
         ),
     };
-    warn!(%peer, status, "Connection refused: {}", message.trim_end());
+    // Anyone can open connections faster than a log should grow: past the limit they are
+    // answered alike but left out of the log, and the next interval says how many were.
+    match log
+        .lock()
+        .expect("refusal log throttle poisoned")
+        .admit(Instant::now())
+    {
+        Verdict::Hold => {}
+        Verdict::Log { left_out } => {
+            if left_out > 0 {
+                warn!(
+                    left_out,
+                    interval_s = INTERVAL.as_secs(),
+                    "Refused connections beyond {REFUSALS_LOGGED} an interval were not logged"
+                );
+            }
+            warn!(%peer, status, "Connection refused: {}", message.trim_end());
+        }
+    }
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 5\r\n\
          connection: close\r\ncontent-length: {}\r\n\r\n{message}",

@@ -1,4 +1,5 @@
-//! The `Command` log line (`docs/PROTOCOL.md` §6), and the limit on those of refused commands:
+//! The `Command` log line (`docs/PROTOCOL.md` §6), and the limit on those of refused commands
+//! (the server limits its refused connections' lines with the same [`Throttle`]):
 //! anyone can send refusals as fast as the message rate allows, so past [`REFUSALS_LOGGED`] in
 //! an [`INTERVAL`] they are counted (and in the metrics as always) but not logged, and the next
 //! interval starts with one line saying how many were left out.
@@ -37,7 +38,10 @@ const REFUSALS: &[&str] = &[
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Write it, after a summary of the lines left out before it when `left_out` is above 0.
-    Log { left_out: u64 },
+    Log {
+        /// Refusals left out of the log since the last line written.
+        left_out: u64,
+    },
     /// Leave it out (it is counted for the next summary).
     Hold,
 }

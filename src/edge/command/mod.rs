@@ -23,7 +23,7 @@
 
 mod grant;
 pub mod http;
-mod log;
+pub mod log;
 pub mod repeats;
 mod result;
 
