@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bff::config::{Config, RedisUrl};
 use common::redis::RedisServer;
@@ -540,15 +540,10 @@ async fn a_paused_redis_is_noticed_by_its_silence_and_recovers() {
     let mut ws = client(&daemon).await;
     redis_ok(&mut ws, true).await;
     redis.pause();
-    let paused = Instant::now();
     let stale = redis_ok(&mut ws, false).await;
     redis.resume();
     let error = stale["data"]["sources"]["redis"]["error"].as_str().unwrap();
     assert!(error.contains("nothing heard for 1500 ms"), "{error}");
-    assert!(
-        paused.elapsed() < Duration::from_secs(8),
-        "noticed within a few seconds"
-    );
     redis_ok(&mut ws, true).await;
     tick_shows(&redis, &mut ws, 455.0, "the tick after the pause").await;
     watcher.saw_every_tick(&daemon).await;

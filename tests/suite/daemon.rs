@@ -77,7 +77,14 @@ async fn welcome_comes_first_then_telemetry_every_tick_with_growing_seq() {
             "seq grows by one per tick, none skipped"
         );
         assert_eq!(data_keys(&packet), CONTRACT_KEYS);
-        assert_eq!(packet["data"]["sources"]["models"]["ok"], true);
+        // Fresh, or late past the publish deadline on a loaded machine: never another error.
+        let models = &packet["data"]["sources"]["models"];
+        assert!(
+            models["ok"] == true
+                || models["error"]
+                    == "no answer within 37 ms (engine.publish_deadline_ms); the last good value is shown",
+            "{models}"
+        );
     }
 }
 
@@ -89,7 +96,13 @@ async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
     packet_where(&mut ws, "all sources fresh", |p| source_ok(p, "agents")).await;
 
     engine.set("agents", Answer::Status(500));
-    let stale = packet_where(&mut ws, "agents stale", |p| !source_ok(p, "agents")).await;
+    // The rest flows: a packet with agents stale and state fresh (not the first with agents
+    // stale, whose state poll may itself have been late on a loaded machine).
+    let stale = packet_where(&mut ws, "agents stale, state fresh", |p| {
+        p["data"]["sources"]["agents"]["error"] == "HTTP 500 Internal Server Error"
+            && source_ok(p, "state")
+    })
+    .await;
     assert_eq!(
         stale["data"]["sources"]["agents"]["error"],
         "HTTP 500 Internal Server Error"
@@ -98,7 +111,6 @@ async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
         stale["data"]["agents"]["analyst"]["latency_ms"], 45.0,
         "last good value kept"
     );
-    assert_eq!(stale["data"]["sources"]["state"]["ok"], true);
 
     // The engine hangs on models: timed out each tick, but the packets keep coming in sequence.
     engine.set("models", Answer::Hang);
@@ -120,14 +132,16 @@ async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
     assert_eq!(hung["data"]["models"]["chronos_t5_small"]["invocations"], 2);
     let mut seq = hung["seq"].as_u64().unwrap();
     let mut state_updated = hung["data"]["sources"]["state"]["updated"].clone();
-    for _ in 0..4 {
+    // State is still polled: its `updated` moves (every tick, unless a poll of it was late on
+    // a loaded machine, so at least once in six).
+    let mut state_polls = 0;
+    for _ in 0..6 {
         let packet = next_packet(&mut ws).await;
         seq += 1;
         assert_eq!(packet["seq"], seq);
-        assert_ne!(
-            packet["data"]["sources"]["state"]["updated"], state_updated,
-            "state still polled"
-        );
+        if packet["data"]["sources"]["state"]["updated"] != state_updated {
+            state_polls += 1;
+        }
         assert!(
             packet["data"]["sources"]["models"]["age_ms"]
                 .as_u64()
@@ -136,6 +150,7 @@ async fn a_failing_source_is_stale_with_its_last_values_while_the_rest_flows() {
         );
         state_updated = packet["data"]["sources"]["state"]["updated"].clone();
     }
+    assert!(state_polls >= 1, "state's updated never moved in six ticks");
 
     // Malformed JSON and a wrong shape are stale too, with a readable reason.
     engine.set("state", Answer::Body("{not json".into()));
