@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Regime;
-use crate::config::{AlertLevel, AlertsConfig};
+use crate::config::{AlertLevel, AlertsConfig, BUILT_IN_ALERTS};
 use crate::hub::packet::{SourceHealth, Status, Telemetry, Timestamp};
 
 /// One alert raised or cleared: an `ALERT` message's `data`, and an entry of `data.alerts`.
@@ -110,6 +110,33 @@ impl Alerts {
             failing_since: [None; 4],
             active: Vec::new(),
         })
+    }
+
+    /// The settings from a reload: the new rules and staleness apply from the next packet. An
+    /// active rule's alert is kept when a rule of the same code remains (the next packet
+    /// decides it by the new bound) and cleared at `now` otherwise: the cleared events.
+    pub fn reconfigure(
+        &mut self,
+        config: &AlertsConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Alert>, String> {
+        let next = Self::new(config)?;
+        let kept = |code: &str| {
+            BUILT_IN_ALERTS.contains(&code) || next.rules.iter().any(|rule| rule.code == code)
+        };
+        let (active, gone): (Vec<Alert>, Vec<Alert>) =
+            self.active.drain(..).partition(|alert| kept(&alert.code));
+        self.active = active;
+        self.stale_after_ms = next.stale_after_ms;
+        self.rules = next.rules;
+        Ok(gone
+            .into_iter()
+            .map(|alert| Alert {
+                timestamp: Timestamp(now),
+                active: false,
+                ..alert
+            })
+            .collect())
     }
 
     /// The active alerts, oldest first: `data.alerts`.

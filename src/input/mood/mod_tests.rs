@@ -309,3 +309,39 @@ fn a_user_rule_raises_past_its_bound_holds_on_null_and_clears_once() {
         })
     );
 }
+
+#[test]
+fn a_reload_clears_the_alert_of_a_rule_taken_out_and_keeps_the_others() {
+    let rule = |code: &str| {
+        format!(
+            "[[alerts.rules]]\nfield = \"portfolio.max_drawdown\"\nbelow = -0.01\nlevel = \"info\"\ncode = \"{code}\"\nmessage = \"m\"\n"
+        )
+    };
+    let config = Config::parse(&format!("{}{}", rule("KEPT"), rule("GONE"))).unwrap();
+    let mut feed = Feed::new(&config);
+    feed.answer(|state| state["status"] = json!("HALT"));
+    let codes = |alerts: &[Alert]| -> Vec<(String, bool)> {
+        alerts.iter().map(|a| (a.code.clone(), a.active)).collect()
+    };
+    assert_eq!(
+        codes(feed.alerts.active()),
+        [
+            ("ENGINE_HALTED".into(), true),
+            ("KEPT".into(), true),
+            ("GONE".into(), true)
+        ]
+    );
+    let cleared = feed
+        .alerts
+        .reconfigure(&Config::parse(&rule("KEPT")).unwrap().alerts, at(1000))
+        .unwrap();
+    assert_eq!(codes(&cleared), [("GONE".into(), false)]);
+    assert_eq!(cleared[0].timestamp, Timestamp(at(1000)));
+    assert_eq!(
+        codes(feed.alerts.active()),
+        [("ENGINE_HALTED".into(), true), ("KEPT".into(), true)]
+    );
+    // Nothing is raised again: the kept alerts were already active.
+    feed.answer(|state| state["status"] = json!("HALT"));
+    assert_eq!(feed.heard.len(), 3, "{:?}", feed.heard);
+}
