@@ -27,14 +27,35 @@ pub(super) fn problems(text: &str, doc: &Table) -> Vec<String> {
         }
         found.push((line.unwrap_or(usize::MAX), problem));
     };
+    // Problems inside an entry of a list of tables, which has no line of its own.
+    let mut in_entries = Vec::new();
     for (section, value) in doc {
         match (value, defaults.get(section)) {
             (Value::Table(keys), Some(Value::Table(known))) => {
                 for (key, value) in keys {
                     let one = Table::from_iter([(key.clone(), value.clone())]);
-                    if let Err(message) = probe(section, Value::Table(one)) {
-                        let path = format!("{section}.{key}");
+                    let Err(message) = probe(section, Value::Table(one)) else {
+                        continue;
+                    };
+                    let path = format!("{section}.{key}");
+                    let Some(entries) = table_list(value) else {
                         report(path, key, value, &message, known.get(key));
+                        continue;
+                    };
+                    // `[[alerts.rules]]`: each entry on its own, named by its index.
+                    for (i, entry) in entries.iter().enumerate() {
+                        let one =
+                            Table::from_iter([(key.clone(), Value::Array(vec![entry.clone()]))]);
+                        let Err(message) = probe(section, Value::Table(one)) else {
+                            continue;
+                        };
+                        let path = format!("{path}[{i}]");
+                        match unknown_field(&message) {
+                            Some(field) => {
+                                report(format!("{path}.{field}"), field, entry, &message, None)
+                            }
+                            None => in_entries.push(format!("{path}: {message}")),
+                        }
                     }
                 }
             }
@@ -45,11 +66,24 @@ pub(super) fn problems(text: &str, doc: &Table) -> Vec<String> {
             }
         }
     }
+    found.extend(in_entries.into_iter().map(|problem| (usize::MAX, problem)));
     found.sort_by_key(|(line, _)| *line);
     found
         .into_iter()
         .map(|(_, problem)| mask_config_message(text, &problem))
         .collect()
+}
+
+/// The entries of a list of tables (`[[alerts.rules]]`), when `value` is one.
+fn table_list(value: &Value) -> Option<&Vec<Value>> {
+    value
+        .as_array()
+        .filter(|items| !items.is_empty() && items.iter().all(Value::is_table))
+}
+
+/// The key serde's "unknown field `x`, expected …" is about.
+fn unknown_field(message: &str) -> Option<&str> {
+    message.strip_prefix("unknown field `")?.split('`').next()
 }
 
 /// Reads a document holding only `section = value` as a whole config: serde's first line about
@@ -283,6 +317,20 @@ mod tests {
                 "commands.allow_without_auth: expected true or false, not \"yes\" (line 7)",
                 "auth.secret: expected a string in quotes, not an integer (line 9)",
                 "auth.watch: unknown variant `maybe`, expected `token` or `open` (line 10)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_problem_in_a_list_of_tables_names_its_entry_and_key() {
+        let rule = "field = \"market.price\"\nlevel = \"info\"\ncode = \"X\"\nmessage = \"m\"\n";
+        assert_eq!(
+            problems_of(&format!(
+                "[[alerts.rules]]\n{rule}below = 1.0\n[[alerts.rules]]\n{rule}bellow = 1.0\n[[alerts.rules]]\nfield = \"market.price\"\nlevel = \"loud\"\n"
+            )),
+            [
+                "alerts.rules[1].bellow: unknown key; did you mean `below`?",
+                "alerts.rules[2]: unknown variant `loud`, expected one of `critical`, `warning`, `info`",
             ]
         );
     }

@@ -13,11 +13,13 @@ use serde::{Deserialize, Serialize};
 
 mod cluster;
 mod keys;
+mod mood;
 mod redis;
 mod secret;
 mod validate;
 
 pub use cluster::ClusterConfig;
+pub use mood::{ALERT_FIELDS, AlertLevel, AlertRule, AlertsConfig, BUILT_IN_ALERTS, RegimeConfig};
 pub use redis::{RedisConfig, RedisUrl, is_pattern, matches};
 pub use secret::{Secret, mask_config_message, mask_credentials};
 pub use validate::{listen_addr, proxy_net};
@@ -80,6 +82,10 @@ pub struct Config {
     pub redis: RedisConfig,
     /// `[cluster]`: several daemons sharing one poll.
     pub cluster: ClusterConfig,
+    /// `[regime]`: when the market's mood reads crash, bull or neutral, and what each is called.
+    pub regime: RegimeConfig,
+    /// `[alerts]`: the built-in alerts' timing and the operator's threshold rules.
+    pub alerts: AlertsConfig,
 }
 
 /// Who may connect, beyond the origin check.

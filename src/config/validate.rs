@@ -21,6 +21,8 @@ impl Config {
         self.validate_redis(&mut bad);
         self.validate_cluster(&mut bad);
         self.validate_commands(&mut bad);
+        self.regime.validate(&mut bad);
+        self.alerts.validate(self.engine.poll_interval_ms, &mut bad);
         if problems.is_empty() {
             Ok(())
         } else {

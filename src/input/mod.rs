@@ -12,6 +12,7 @@
 pub mod aggregate;
 pub mod assembler;
 pub mod cluster;
+pub mod mood;
 pub mod normalize;
 pub mod poller;
 pub mod redis;

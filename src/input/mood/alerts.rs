@@ -1,0 +1,272 @@
+//! Alerts: conditions read from each packet, an event when one starts and one when it ends,
+//! never one per tick. Holds the active alerts, which every WELCOME shows.
+//!
+//! Built in, in this order: `ENGINE_HALTED` (status `HALT`), `STALE_STATE`, `STALE_AGENTS`,
+//! `STALE_MODELS` (an engine endpoint failing for `alerts.stale_after_ms`), `REDIS_LOST` (the
+//! Redis subscription failing that long, when `redis.url` is set), `MARKET_CRASH` (the announced
+//! mood is crash); then the `[[alerts.rules]]` in the file's order. A condition that cannot be
+//! read (a `null` field, no mood yet) holds what was last decided. The caller logs and counts
+//! the events; this module only decides them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::Regime;
+use crate::config::{AlertLevel, AlertsConfig, BUILT_IN_ALERTS};
+use crate::hub::packet::{SourceHealth, Status, Telemetry, Timestamp};
+
+/// One alert raised or cleared: an `ALERT` message's `data`, and an entry of `data.alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// How loud.
+    pub level: AlertLevel,
+    /// Its name for programs (`ENGINE_HALTED`, a rule's code).
+    pub code: String,
+    /// What a person reads.
+    pub message: String,
+    /// When it was raised (`active` true) or cleared (`active` false).
+    pub timestamp: Timestamp,
+    /// Whether the condition holds from `timestamp` on.
+    pub active: bool,
+}
+
+/// A packet field a rule reads.
+type Read = fn(&Telemetry) -> Option<f64>;
+
+/// The reader of a field of `config::ALERT_FIELDS`, by its path in `data`.
+fn reader(field: &str) -> Option<Read> {
+    Some(match field {
+        "market.price" => |p| p.state.market.price,
+        "market.alpha" => |p| p.state.market.alpha,
+        "market.velocity" => |p| p.state.market.velocity,
+        "market.acceleration" => |p| p.state.market.acceleration,
+        "portfolio.nav" => |p| p.state.portfolio.nav,
+        "portfolio.cash" => |p| p.state.portfolio.cash,
+        "portfolio.daily_pnl" => |p| p.state.portfolio.daily_pnl,
+        "portfolio.max_drawdown" => |p| p.state.portfolio.max_drawdown,
+        "signal.confidence" => |p| p.state.signal.confidence,
+        "governance.approved_size" => |p| p.state.governance.approved_size,
+        _ => return None,
+    })
+}
+
+/// A rule resolved once, so a tick reads a field without looking its name up.
+#[derive(Debug, Clone)]
+struct Rule {
+    read: Read,
+    below: Option<f64>,
+    above: Option<f64>,
+    level: AlertLevel,
+    code: String,
+    message: String,
+}
+
+/// A source watched for staleness: its name in `sources`, the alert it raises, how loud.
+const SOURCES: [(&str, &str, AlertLevel); 4] = [
+    ("state", "STALE_STATE", AlertLevel::Critical),
+    ("agents", "STALE_AGENTS", AlertLevel::Warning),
+    ("models", "STALE_MODELS", AlertLevel::Warning),
+    ("redis", "REDIS_LOST", AlertLevel::Warning),
+];
+
+/// Feeds on one packet at a time and holds the active alerts.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    stale_after_ms: u64,
+    rules: Vec<Rule>,
+    /// Since when each of [`SOURCES`] has been failing, in that order.
+    failing_since: [Option<DateTime<Utc>>; 4],
+    active: Vec<Alert>,
+}
+
+impl Alerts {
+    /// The tracker for `config`, nothing active. Fails naming the first rule whose field no
+    /// packet has (the config's validation refuses those first).
+    pub fn new(config: &AlertsConfig) -> Result<Self, String> {
+        let rules = config
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                let read = reader(&rule.field).ok_or_else(|| {
+                    format!(
+                        "alerts.rules[{i}].field: {:?} is not a packet field a rule can watch",
+                        rule.field
+                    )
+                })?;
+                Ok(Rule {
+                    read,
+                    below: rule.below,
+                    above: rule.above,
+                    level: rule.level,
+                    code: rule.code.clone(),
+                    message: rule.message.clone(),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            stale_after_ms: config.stale_after_ms,
+            rules,
+            failing_since: [None; 4],
+            active: Vec::new(),
+        })
+    }
+
+    /// The settings from a reload: the new rules and staleness apply from the next packet. An
+    /// active rule's alert is kept when a rule of the same code remains (the next packet
+    /// decides it by the new bound) and cleared at `now` otherwise: the cleared events.
+    pub fn reconfigure(
+        &mut self,
+        config: &AlertsConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Alert>, String> {
+        let next = Self::new(config)?;
+        let kept = |code: &str| {
+            BUILT_IN_ALERTS.contains(&code) || next.rules.iter().any(|rule| rule.code == code)
+        };
+        let (active, gone): (Vec<Alert>, Vec<Alert>) =
+            self.active.drain(..).partition(|alert| kept(&alert.code));
+        self.active = active;
+        self.stale_after_ms = next.stale_after_ms;
+        self.rules = next.rules;
+        Ok(gone
+            .into_iter()
+            .map(|alert| Alert {
+                timestamp: Timestamp(now),
+                active: false,
+                ..alert
+            })
+            .collect())
+    }
+
+    /// The active alerts, oldest first: `data.alerts`.
+    pub fn active(&self) -> &[Alert] {
+        &self.active
+    }
+
+    /// Reads `packet`, polled at `now`, with the announced `mood` (`None` before the first):
+    /// the alerts raised and cleared by it, in the order of the module's list.
+    pub fn observe(
+        &mut self,
+        packet: &Telemetry,
+        mood: Option<Regime>,
+        now: DateTime<Utc>,
+    ) -> Vec<Alert> {
+        let mut events = Vec::new();
+        let halted = packet.state.status == Status::Halt;
+        self.decide(
+            "ENGINE_HALTED",
+            AlertLevel::Critical,
+            "The engine halted trading",
+            Some(halted),
+            now,
+            &mut events,
+        );
+        let sources = &packet.sources;
+        let health: [Option<&SourceHealth>; 4] = [
+            Some(&sources.state),
+            Some(&sources.agents),
+            Some(&sources.models),
+            sources.redis.as_ref(),
+        ];
+        for (i, (name, code, level)) in SOURCES.iter().enumerate() {
+            let stale = match health[i] {
+                Some(health) if !health.ok => {
+                    let since = *self.failing_since[i].get_or_insert(now);
+                    (now - since).num_milliseconds() >= self.stale_after_ms as i64
+                }
+                _ => {
+                    self.failing_since[i] = None;
+                    false
+                }
+            };
+            let secs = self.stale_after_ms as f64 / 1000.0;
+            let message = if *name == "redis" {
+                format!("Redis lost for over {secs} s")
+            } else {
+                format!("The engine's {name} endpoint has failed for over {secs} s")
+            };
+            self.decide(code, *level, &message, Some(stale), now, &mut events);
+        }
+        self.decide(
+            "MARKET_CRASH",
+            AlertLevel::Critical,
+            "The market turned to crash",
+            mood.map(|m| m == Regime::Crash),
+            now,
+            &mut events,
+        );
+        for i in 0..self.rules.len() {
+            let rule = &self.rules[i];
+            let past = (rule.read)(packet).map(|value| {
+                rule.below.is_some_and(|b| value < b) || rule.above.is_some_and(|a| value > a)
+            });
+            let (code, level, message) = (rule.code.clone(), rule.level, rule.message.clone());
+            self.decide(&code, level, &message, past, now, &mut events);
+        }
+        events
+    }
+
+    /// Raises `code` when `holds` and it is not active, clears it when it no longer holds;
+    /// `None` (unknown) changes nothing.
+    fn decide(
+        &mut self,
+        code: &str,
+        level: AlertLevel,
+        message: &str,
+        holds: Option<bool>,
+        now: DateTime<Utc>,
+        events: &mut Vec<Alert>,
+    ) {
+        let position = self.active.iter().position(|a| a.code == code);
+        let event = match (holds, position) {
+            (Some(true), None) => {
+                let alert = Alert {
+                    level,
+                    code: code.to_owned(),
+                    message: message.to_owned(),
+                    timestamp: Timestamp(now),
+                    active: true,
+                };
+                self.active.push(alert.clone());
+                alert
+            }
+            (Some(false), Some(i)) => {
+                let raised = self.active.remove(i);
+                Alert {
+                    timestamp: Timestamp(now),
+                    active: false,
+                    ..raised
+                }
+            }
+            _ => return,
+        };
+        events.push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ALERT_FIELDS;
+
+    #[test]
+    fn every_field_a_rule_may_name_has_a_reader() {
+        for field in ALERT_FIELDS {
+            assert!(reader(field).is_some(), "{field}");
+        }
+        assert!(reader("portfolio.drawdown").is_none());
+    }
+
+    #[test]
+    fn a_rule_on_an_unknown_field_is_refused_by_name() {
+        let config: AlertsConfig = toml::from_str(
+            "[[rules]]\nfield = \"sentiment.score\"\nbelow = 0.0\nlevel = \"info\"\ncode = \"SAD\"\nmessage = \"m\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Alerts::new(&config).unwrap_err(),
+            "alerts.rules[0].field: \"sentiment.score\" is not a packet field a rule can watch"
+        );
+    }
+}
