@@ -22,7 +22,7 @@ impl Config {
         self.validate_cluster(&mut bad);
         self.validate_commands(&mut bad);
         self.regime.validate(&mut bad);
-        self.alerts.validate(self.engine.poll_interval_ms, &mut bad);
+        self.alerts.validate(&mut bad);
         if problems.is_empty() {
             Ok(())
         } else {
