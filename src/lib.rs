@@ -48,7 +48,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{Config, mask_credentials};
 use crate::edge::Context;
-use crate::edge::admission::Admission;
+use crate::edge::admission::limits::Admission;
 use crate::edge::command::Commands;
 use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
@@ -165,7 +165,7 @@ pub async fn run(
         .server
         .allowed_origins
         .iter()
-        .any(|o| o == edge::origin::ANY)
+        .any(|o| o == edge::admission::origin::ANY)
     {
         warn!(
             "server.allowed_origins holds \"*\": a page on any web site a viewer opens can read \
@@ -196,7 +196,7 @@ pub async fn run(
         os::trim_after_storms(move || counted.connects(), ctx.shutdown.clone())
             .instrument(info_span!("memory")),
     );
-    edge::server::accept(listener, ctx.clone()).await;
+    edge::http::server::accept(listener, ctx.clone()).await;
     info!(
         clients = ctx.admission.open(),
         "Shutting down: closing every client with 1001"

@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Arc, LazyLock};
 
 use bff::config::{Config, Secret, Watch};
-use bff::edge::auth::mint;
+use bff::edge::admission::auth::mint;
 use common::{
     Answer, Captured, Daemon, FakeEngine, Frame, Ws, config, next_frame, next_packet, packet_where,
     refused, send_text, within,

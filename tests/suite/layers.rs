@@ -184,7 +184,7 @@ fn no_module_imports_one_that_imports_it_back() {
 fn the_checker_resolves_paths_and_sees_the_known_edges() {
     let graph = graph();
     assert!(graph["edge::session"].contains("hub"));
-    assert!(graph["edge::session"].contains("edge::socket"));
+    assert!(graph["edge::session"].contains("edge::connection::socket"));
     assert!(graph["input::poller"].contains("hub"));
     assert!(graph["input::normalize"].contains("input::normalize::fields"));
     assert!(graph["config::validate"].contains("config"));

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 
 use super::Session;
 use crate::edge::command::{CommandResult, Queued};
-use crate::edge::ending::Ending;
-use crate::edge::outlet::Outbox;
+use crate::edge::connection::ending::Ending;
+use crate::edge::connection::outlet::Outbox;
 
 /// A connection's command queue and the results coming back from it. Made at its first
 /// command: most connections never send one, and the two channels cost a few KB.

@@ -9,10 +9,13 @@
 //! gets nothing until it subscribes, in the lowercase dialect. The session asks the encoding
 //! what to do and takes its frames from the snapshots and messages, never picking one itself.
 //! What a client says is answered in `answer`; its commands are queued, in `command`, and run
-//! apart.
+//! apart. What clients may send is in [`message`], its relay-channel subscriptions in
+//! [`channels`], its token's checks on reloads in `token`.
 
 mod answer;
+pub mod channels;
 mod command;
+pub mod message;
 mod token;
 
 pub use token::TokenCheck;
@@ -34,15 +37,15 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::admission::Permit;
-use super::channels::Channels;
-use super::command::{Caller, CommandResult, Commands};
-use super::context::Context;
-use super::ending::Ending;
-use super::http_io::HttpIo;
-use super::outlet::{Offered, Outbox};
-use super::socket::Socket;
 use crate::config::Config;
+use crate::edge::admission::limits::Permit;
+use crate::edge::command::{Caller, CommandResult, Commands};
+use crate::edge::connection::ending::Ending;
+use crate::edge::connection::outlet::{Offered, Outbox};
+use crate::edge::connection::socket::Socket;
+use crate::edge::context::Context;
+use crate::edge::http::io::HttpIo;
+use crate::edge::session::channels::Channels;
 use crate::hub::frame::PING;
 use crate::hub::{self, Encoding, Hub, Resume, Snapshot};
 use crate::metrics::Frame;

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{KEEPALIVE_GRID, Session, over};
 use crate::config::{ClientConfig, Config};
-use crate::edge::ending::Ending;
-use crate::edge::socket::{LINGER, Socket};
+use crate::edge::connection::ending::Ending;
+use crate::edge::connection::socket::{LINGER, Socket};
 use crate::hub::packet::Telemetry;
 use crate::hub::{Encoding, Hub};
 

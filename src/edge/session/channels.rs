@@ -17,8 +17,8 @@ use tokio_stream::StreamMap;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use super::message::Subscribe;
 use crate::config::{Config, is_pattern, matches};
+use crate::edge::session::message::Subscribe;
 use crate::hub::Encoding;
 use crate::hub::relay::{Joined, Relay, Update};
 
