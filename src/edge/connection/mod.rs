@@ -3,10 +3,11 @@
 //!
 //! - [`socket`] is the two halves together, writing shared frames under a send timeout;
 //!   [`inbound`] is the read half; [`outlet`] the write half, one short lock shared with the
-//!   hub's fan-out.
+//!   hub's fan-out, over the transport's [`outbox`].
 //! - [`ending`] is every way a connection ends, with its close code and reason.
 
 pub mod ending;
 pub mod inbound;
+pub mod outbox;
 pub mod outlet;
 pub mod socket;

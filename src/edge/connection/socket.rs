@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use crate::config::ClientConfig;
 use crate::edge::connection::ending::Ending;
 use crate::edge::connection::inbound::Inbound;
-use crate::edge::connection::outlet::{Offered, Outbox, SocketOutlet, Trouble};
+use crate::edge::connection::outbox::Outbox;
+use crate::edge::connection::outlet::{Offered, SocketOutlet, Trouble};
 use crate::hub::Encoding;
 use crate::metrics::{Frame, Metrics};
 

@@ -8,7 +8,7 @@ use tracing::debug;
 
 use super::Session;
 use crate::edge::connection::ending::Ending;
-use crate::edge::connection::outlet::Outbox;
+use crate::edge::connection::outbox::Outbox;
 use crate::edge::session::channels::TELEMETRY;
 use crate::edge::session::message::{self, ClientMessage};
 use crate::hub::frame;

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::edge::admission::auth::Auth;
 use crate::edge::command::Token;
 use crate::edge::connection::ending::Ending;
-use crate::edge::connection::outlet::Outbox;
+use crate::edge::connection::outbox::Outbox;
 
 /// What a session with a token keeps to check it again.
 pub struct TokenCheck {
