@@ -14,11 +14,11 @@
 //!
 //! [`context`] is what all of them share.
 
-pub mod admission;
-pub mod command;
-pub mod connection;
-pub mod context;
-pub mod http;
-pub mod session;
+pub(crate) mod admission;
+pub(crate) mod command;
+pub(crate) mod connection;
+pub(crate) mod context;
+pub(crate) mod http;
+pub(crate) mod session;
 
 pub use context::Context;

@@ -6,9 +6,9 @@
 //!   connections ([`limits`]).
 //! - [`forwarded`] says who the client is when it comes through a trusted proxy.
 
-pub mod auth;
-pub mod forwarded;
-pub mod handshake;
-pub mod limits;
-pub mod origin;
-pub mod throttle;
+pub(crate) mod auth;
+pub(crate) mod forwarded;
+pub(crate) mod handshake;
+pub(crate) mod limits;
+pub(crate) mod origin;
+pub(crate) mod throttle;

@@ -64,6 +64,7 @@ impl Throttle {
     }
 
     /// Addresses remembered now.
+    #[cfg(test)]
     pub fn addresses(&self) -> usize {
         self.limiter
             .lock()

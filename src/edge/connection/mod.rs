@@ -6,8 +6,8 @@
 //!   hub's fan-out, over the transport's [`outbox`].
 //! - [`ending`] is every way a connection ends, with its close code and reason.
 
-pub mod ending;
-pub mod inbound;
-pub mod outbox;
-pub mod outlet;
-pub mod socket;
+pub(crate) mod ending;
+pub(crate) mod inbound;
+pub(crate) mod outbox;
+pub(crate) mod outlet;
+pub(crate) mod socket;

@@ -7,7 +7,7 @@
 //! - [`routes`] answers the plain requests and hands WebSocket paths to the handshake;
 //!   [`reply`] builds the plain answers.
 
-pub mod io;
-pub mod reply;
-pub mod routes;
-pub mod server;
+pub(crate) mod io;
+pub(crate) mod reply;
+pub(crate) mod routes;
+pub(crate) mod server;

@@ -139,11 +139,6 @@ impl Channels {
         self.topics.len() + usize::from(self.telemetry)
     }
 
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Subscribes to what was `asked`, as far as `config` allows, for a connection of
     /// `encoding` (which says whether `telemetry` is a channel, and answers are lowercase).
     /// Returns the answer and, when the request named offsets, the kept messages after them,

@@ -14,7 +14,7 @@
 //! [`channels`], its token's checks on reloads in `token`.
 
 mod answer;
-pub mod channels;
+pub(crate) mod channels;
 mod command;
 mod feed;
 pub mod message;
