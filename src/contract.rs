@@ -18,8 +18,8 @@ mod tests {
     use serde::Serialize;
     use ts_rs::TS;
 
-    use crate::edge::channels::{Rejected, Subscribed, UpdateMessage};
     use crate::edge::command::CommandResult;
+    use crate::edge::session::channels::{Rejected, Subscribed, UpdateMessage};
 
     use crate::hub::packet::{
         AgentStats, Governance, Level, LogEntry, Market, ModelStats, Packet, PacketType, Portfolio,

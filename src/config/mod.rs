@@ -19,6 +19,7 @@ mod secret;
 mod validate;
 
 pub use cluster::ClusterConfig;
+#[allow(unused_imports)] // until the assembler reads them (input::mood)
 pub use mood::{ALERT_FIELDS, AlertLevel, AlertRule, AlertsConfig, BUILT_IN_ALERTS, RegimeConfig};
 pub use redis::{RedisConfig, RedisUrl, is_pattern, matches};
 pub use secret::{Secret, mask_config_message, mask_credentials};

@@ -8,12 +8,12 @@
 //! the last `clients.resume_history` are kept, so a client that reconnects with where it left
 //! off gets what it missed.
 
-pub mod encoding;
+pub(crate) mod encoding;
 mod fanout;
-pub mod frame;
+pub(crate) mod frame;
 pub mod packet;
-pub mod relay;
-pub mod snapshot;
+pub(crate) mod relay;
+pub(crate) mod snapshot;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -271,6 +271,7 @@ impl Hub {
     }
 
     /// Joins the feed: the latest snapshot now, then every later one.
+    #[cfg(test)]
     pub fn subscribe(&self) -> Subscription {
         self.subscribe_from(None)
     }

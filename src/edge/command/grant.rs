@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use tracing::warn;
 
 use crate::config::Config;
-use crate::edge::auth::Claims;
+use crate::edge::admission::auth::Claims;
 use crate::engine::action::Action;
 
 /// Who sends a command: what their token says and where they are.

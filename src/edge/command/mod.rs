@@ -22,9 +22,9 @@
 //! they reach the engine in the order sent and a slow engine never holds the connection's packets.
 
 mod grant;
-pub mod http;
-pub mod log;
-pub mod repeats;
+pub(crate) mod http;
+pub(crate) mod log;
+pub(crate) mod repeats;
 mod result;
 
 use std::num::NonZeroU32;

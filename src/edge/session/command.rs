@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 
 use super::Session;
 use crate::edge::command::{CommandResult, Queued};
-use crate::edge::ending::Ending;
-use crate::edge::outlet::Outbox;
+use crate::edge::connection::ending::Ending;
+use crate::edge::connection::outbox::Outbox;
 
 /// A connection's command queue and the results coming back from it. Made at its first
 /// command: most connections never send one, and the two channels cost a few KB.
@@ -76,5 +76,13 @@ where
     /// Writes one COMMAND_RESULT.
     pub(super) async fn send_result(&mut self, result: &CommandResult) -> Result<(), Ending> {
         self.send_json(result).await
+    }
+}
+
+/// The next command result, once there is a channel for them; until then, never.
+pub(super) async fn next_result(pending: &mut Option<Box<Pending>>) -> Option<CommandResult> {
+    match pending {
+        Some(pending) => pending.results.recv().await,
+        None => std::future::pending().await,
     }
 }

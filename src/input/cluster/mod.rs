@@ -20,7 +20,7 @@
 
 mod relay;
 pub mod scripts;
-pub mod seal;
+pub(crate) mod seal;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

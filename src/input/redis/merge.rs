@@ -171,6 +171,7 @@ impl<T> PerSymbol<T> {
         forget_older(&mut self.unnamed, answer_time);
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.named.len() + usize::from(self.unnamed.is_some())
     }
@@ -405,7 +406,8 @@ impl Overlay {
     }
 
     /// Whether nothing has been merged (or everything merged was overtaken by the poll and no
-    /// log entry is left), so a caller can skip the merge.
+    /// log entry is left).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.ticks.len() == 0
             && self.alphas.len() == 0
