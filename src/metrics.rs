@@ -462,3 +462,7 @@ fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, 
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 13))
 }
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;
