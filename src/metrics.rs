@@ -387,12 +387,13 @@ impl Metrics {
         self.redis_reconnects.inc();
     }
 
-    /// This daemon's role in its cluster is now `role`.
-    pub fn cluster_role(&self, role: &'static str) {
-        for known in ["joining", "leader", "follower", "fallback"] {
+    /// This daemon's role in its cluster is now the one marked `true` among `roles` (every
+    /// role there is, so the others read 0).
+    pub fn cluster_role(&self, roles: impl IntoIterator<Item = (&'static str, bool)>) {
+        for (role, now) in roles {
             self.cluster_role
-                .get_or_create(&RoleLabel { role: known })
-                .set(i64::from(known == role));
+                .get_or_create(&RoleLabel { role })
+                .set(i64::from(now));
         }
     }
 

@@ -27,7 +27,9 @@ fn rendered() -> String {
     metrics.redis_pushed();
     metrics.redis_dropped("not_json");
     metrics.redis_reconnect();
-    metrics.cluster_role("follower");
+    metrics.cluster_role(
+        ["joining", "leader", "follower", "fallback"].map(|role| (role, role == "follower")),
+    );
     metrics.cluster_rejected("bad_tag");
     metrics.published();
     metrics.fanned_out(Duration::from_millis(7), 3, 100);
@@ -59,7 +61,10 @@ fn the_exposition_text_is_the_one_on_file() {
         }
         blocks.concat().join("\n")
     };
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/metrics/exposition.txt");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/metrics/exposition.txt"
+    );
     let text = rendered();
     if std::env::var_os("BFF_WRITE_GOLDEN").is_some() {
         std::fs::write(path, &text).unwrap();

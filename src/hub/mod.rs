@@ -11,6 +11,7 @@
 pub mod encoding;
 mod fanout;
 pub mod frame;
+pub mod mode;
 pub mod packet;
 pub mod relay;
 pub mod snapshot;
@@ -25,6 +26,7 @@ use tokio::sync::{Notify, broadcast};
 pub use self::encoding::Encoding;
 pub use self::fanout::Outlet;
 use self::fanout::Outlets;
+pub use self::mode::{Mode, Role};
 use self::packet::Telemetry;
 pub use self::snapshot::Snapshot;
 use crate::metrics::Metrics;
@@ -55,9 +57,9 @@ struct Shared {
     /// Raised when a consumer needs a fresh snapshot sooner than the next tick (a command
     /// changed the engine's state); the producer takes it as a cue to poll at once.
     refresh: Notify,
-    /// Where the snapshots come from now (`single`, `leader`, `follower`, `fallback`), for
-    /// `/health`. A lock read per health check and written on a change.
-    mode: Mutex<&'static str>,
+    /// Where the snapshots come from now, for `/health`. A lock read per health check and
+    /// written on a change.
+    mode: Mutex<Mode>,
     /// The store behind the hub's memory, when there is one.
     history: Mutex<Option<Arc<dyn History>>>,
     /// Where each fan-out pass is counted (its duration, the packets it wrote), once the daemon
@@ -169,7 +171,7 @@ impl Hub {
                 last_pass_reached: AtomicUsize::new(0),
                 relay,
                 refresh: Notify::new(),
-                mode: Mutex::new("single"),
+                mode: Mutex::new(Mode::Single),
                 history: Mutex::new(None),
                 metrics: OnceLock::new(),
             }),
@@ -467,13 +469,12 @@ impl Hub {
     }
 
     /// Says where the snapshots come from now.
-    pub fn set_mode(&self, mode: &'static str) {
+    pub fn set_mode(&self, mode: Mode) {
         *self.shared.mode.lock().expect("hub lock poisoned") = mode;
     }
 
-    /// Where the snapshots come from now: `single` (this daemon alone), or in a cluster
-    /// `joining`, `leader`, `follower`, `fallback` (Redis unreachable: polling alone).
-    pub fn mode(&self) -> &'static str {
+    /// Where the snapshots come from now: this daemon alone, or its role in a cluster.
+    pub fn mode(&self) -> Mode {
         *self.shared.mode.lock().expect("hub lock poisoned")
     }
 

@@ -37,8 +37,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use self::scripts::{Failed, Keys, RELEASED};
 use self::seal::{Rejected, Seal};
 use crate::config::ClusterConfig;
+pub use crate::hub::Role;
 use crate::hub::packet::Telemetry;
-use crate::hub::{History, Hub, Older, new_epoch};
+use crate::hub::{History, Hub, Mode, Older, new_epoch};
 use crate::metrics::Metrics;
 
 /// Time a connection to the cluster's Redis may take.
@@ -47,36 +48,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// At most one log line per this long about messages refused for their tag; the rest are
 /// counted (in the next line, and in `bff_cluster_rejected_total`).
 const REJECTED_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// What this daemon does in its cluster now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Started, not yet heard from Redis: it waits (a moment) rather than poll with the others.
-    Joining,
-    /// Holds the lease: polls the engine and publishes for everyone.
-    Leader,
-    /// Another holds the lease: fans out what it publishes.
-    Follower,
-    /// Redis cannot be reached: polls the engine itself, under a local epoch.
-    Fallback,
-}
-
-impl Role {
-    /// The name in `/health`, `/metrics` and the logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Joining => "joining",
-            Role::Leader => "leader",
-            Role::Follower => "follower",
-            Role::Fallback => "fallback",
-        }
-    }
-
-    /// Whether this daemon polls the engine.
-    pub fn polls(self) -> bool {
-        matches!(self, Role::Leader | Role::Fallback)
-    }
-}
 
 /// The cluster's history, as the hub asks it for packets older than its memory.
 struct HistoryReader(std::sync::Weak<Shared>);
@@ -238,8 +209,10 @@ impl Cluster {
 
     fn set_role(&self, role: Role) {
         let before = self.shared.role.send_replace(role);
-        self.shared.hub.set_mode(role.name());
-        self.shared.metrics.cluster_role(role.name());
+        self.shared.hub.set_mode(Mode::Cluster(role));
+        self.shared
+            .metrics
+            .cluster_role(Role::ALL.map(|known| (known.name(), known == role)));
         if before != role {
             info!(role = role.name(), was = before.name(), "Cluster role");
         }
