@@ -346,9 +346,7 @@ impl Metrics {
         }
     }
 
-    /// A command for `action` ended with `outcome` (ok, engine_refused, engine_error, timeout,
-    /// unreachable, unauthorized, forbidden, rate_limited, unknown_action, invalid, id_conflict,
-    /// repeat, busy, unavailable, shutdown).
+    /// A command for `action` ended with `outcome` (the edge names them, one closed set).
     pub fn command(&self, action: &'static str, outcome: &'static str) {
         self.commands
             .get_or_create(&CommandLabels { action, outcome })
