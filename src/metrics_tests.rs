@@ -7,13 +7,7 @@ fn rendered() -> String {
     metrics.disconnected("client_closed", Some(1000), false);
     metrics.disconnected("slow", None, true);
     metrics.refused(401);
-    for kind in [
-        Frame::Welcome,
-        Frame::Telemetry,
-        Frame::Ping,
-        Frame::Reply,
-        Frame::Update,
-    ] {
+    for kind in Frame::ALL {
         metrics.sent(kind, 10);
     }
     metrics.send_failed();
@@ -71,4 +65,23 @@ fn the_exposition_text_is_the_one_on_file() {
     }
     let golden = std::fs::read_to_string(path).unwrap();
     assert_eq!(sorted(&text), sorted(&golden));
+}
+
+#[test]
+fn every_frame_kind_is_listed_in_its_place() {
+    for (at, kind) in Frame::ALL.into_iter().enumerate() {
+        // Fails to compile when a kind is added: then add it here and to `ALL`.
+        let place = match kind {
+            Frame::Welcome => 0,
+            Frame::Telemetry => 1,
+            Frame::Ping => 2,
+            Frame::Reply => 3,
+            Frame::Update => 4,
+        };
+        assert_eq!(
+            (place, kind as usize),
+            (at, at),
+            "{kind:?} out of place in ALL"
+        );
+    }
 }
