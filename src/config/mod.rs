@@ -16,11 +16,12 @@ mod keys;
 mod redis;
 mod secret;
 mod validate;
+mod values;
 
 pub use cluster::ClusterConfig;
 pub use redis::{RedisConfig, RedisUrl, is_pattern, matches};
 pub use secret::{Secret, mask_config_message, mask_credentials};
-pub use validate::{listen_addr, proxy_net};
+pub use values::{listen_addr, proxy_net};
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_PATH: &str = "bff.toml";
