@@ -18,6 +18,7 @@
 //! checks it before the order check and before any client sees it: a message that fails is
 //! dropped and counted, never fanned out, and never moves the expected `seq` or offset.
 
+pub mod message;
 mod relay;
 pub mod scripts;
 pub mod seal;
@@ -76,7 +77,7 @@ impl History for HistoryReader {
             // A forged entry in the stream is refused like one on the channel, and nothing
             // around it is trusted: the client starts afresh rather than across a hole.
             let mut admitted = Vec::with_capacity(packets.len());
-            for p in packets.iter().filter_map(|packet| scripts::parse(packet)) {
+            for p in packets.iter().filter_map(|packet| message::parse(packet)) {
                 if !cluster.admit(p.epoch, p.seq, None, p.tag, p.body.as_bytes()) {
                     return Vec::new();
                 }
@@ -369,12 +370,12 @@ impl Cluster {
         if self.role() == Role::Fallback {
             return;
         }
-        let Some(scripts::Packet {
+        let Some(message::Packet {
             epoch,
             seq,
             tag,
             body,
-        }) = scripts::parse(packet)
+        }) = message::parse(packet)
         else {
             debug!("A message on the cluster channel that is not a packet; ignored");
             return;
