@@ -11,7 +11,6 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,88 +18,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
+mod labels;
+
+pub use self::labels::Frame;
+use self::labels::{
+    CommandLabels, DisconnectLabels, KindLabel, PollErrorLabels, ReasonLabel, RoleLabel,
+    SourceLabel, StatusLabel,
+};
+
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// What kind of frame a connection wrote, for `bff_frames_sent_total{kind}`.
-#[derive(Debug, Clone, Copy)]
-pub enum Frame {
-    /// The first packet a client gets.
-    Welcome,
-    /// A packet of the stream.
-    Telemetry,
-    /// A keepalive ping.
-    Ping,
-    /// A PONG, a pong or a close reply: an answer to something the client sent.
-    Reply,
-    /// A relayed message from a Redis channel.
-    Update,
-}
-
-impl Frame {
-    /// Every kind, in the order of the discriminants (the index of each one's counter).
-    pub const ALL: [Frame; 5] = [
-        Frame::Welcome,
-        Frame::Telemetry,
-        Frame::Ping,
-        Frame::Reply,
-        Frame::Update,
-    ];
-
-    /// The `kind` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Frame::Welcome => "welcome",
-            Frame::Telemetry => "telemetry",
-            Frame::Ping => "ping",
-            Frame::Reply => "reply",
-            Frame::Update => "update",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    kind: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SourceLabel {
-    source: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PollErrorLabels {
-    source: &'static str,
-    kind: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DisconnectLabels {
-    reason: &'static str,
-    code: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CommandLabels {
-    action: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RoleLabel {
-    role: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabel {
-    status: u16,
-}
 
 /// Declares [`Metrics`] from one table: each row is a field, its type, and the name, help text
 /// and instance it is registered with, in the order `/metrics` lists them. Adding a metric is
