@@ -11,4 +11,5 @@
 
 pub mod event;
 pub mod merge;
+mod stamped;
 pub mod subscriber;
