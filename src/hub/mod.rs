@@ -11,6 +11,7 @@
 pub mod encoding;
 mod fanout;
 pub mod frame;
+mod join;
 pub mod mode;
 pub mod packet;
 pub mod relay;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use tracing::warn;
 
-use super::Outcome;
+use super::outcome::Outcome;
 use crate::config::Config;
 use crate::edge::auth::Claims;
 use crate::engine::action::Action;

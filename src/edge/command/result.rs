@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::Outcome;
+use super::outcome::Outcome;
 use crate::engine::FetchError;
 use crate::engine::action::{Action, Answer};
 
