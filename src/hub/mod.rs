@@ -17,6 +17,8 @@ pub mod packet;
 pub mod relay;
 mod resume;
 pub mod snapshot;
+mod sources;
+mod timestamp;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
