@@ -8,7 +8,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 use super::Session;
-use crate::edge::command::{CommandResult, Queued};
+use crate::edge::command::{CommandResult, Outcome, Queued};
 use crate::edge::connection::ending::Ending;
 use crate::edge::connection::outbox::Outbox;
 
@@ -37,7 +37,7 @@ where
                 id,
                 &action,
                 503,
-                "unavailable",
+                Outcome::Unavailable,
                 "commands are not available on this connection".into(),
             );
             return self.send_result(&result).await;
@@ -51,7 +51,7 @@ where
         // Counted up to the result, not only while queued: the results channel holds as many.
         let refusal = if self.in_flight >= max {
             Some((
-                "busy",
+                Outcome::Busy,
                 format!(
                     "{} commands are already waiting for the engine on this connection",
                     self.in_flight
@@ -60,14 +60,14 @@ where
         } else {
             match pending.queue.try_send((action.clone(), id.clone())) {
                 Ok(()) => None,
-                Err(_) => Some(("shutdown", "the daemon is shutting down".into())),
+                Err(_) => Some((Outcome::Shutdown, "the daemon is shutting down".into())),
             }
         };
         let Some((outcome, why)) = refusal else {
             self.in_flight += 1;
             return Ok(());
         };
-        let status = if outcome == "busy" { 429 } else { 503 };
+        let status = if outcome == Outcome::Busy { 429 } else { 503 };
         let result = CommandResult::refused(id, &action, status, outcome, why);
         commands.record(caller, &result, Duration::ZERO);
         self.send_result(&result).await

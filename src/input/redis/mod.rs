@@ -11,4 +11,5 @@
 
 pub(crate) mod event;
 pub(crate) mod merge;
+mod stamped;
 pub(crate) mod subscriber;
