@@ -31,6 +31,29 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// `Ok` when nothing is wrong, else every problem of the config from `origin` at once.
+    pub(super) fn unless_empty(origin: &str, problems: Vec<String>) -> Result<(), ConfigError> {
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems,
+        })
+    }
+
+    /// The problems `Config::parse(toml)` then `validate` finds, for the tests of each section.
+    #[cfg(test)]
+    pub(crate) fn of(toml: &str) -> Vec<String> {
+        match Config::parse(toml).unwrap().validate("test") {
+            Ok(()) => Vec::new(),
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            Err(other) => panic!("{other}"),
+        }
+    }
+}
+
 impl Config {
     /// Reads `path`, or `./bff.toml` when none is given and it exists, or else the defaults.
     /// Returns the config and where it came from, for the start-up log.
@@ -92,14 +115,7 @@ impl Config {
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid {
-                origin: origin.to_owned(),
-                problems,
-            })
-        }
+        ConfigError::unless_empty(origin, problems)
     }
 
     /// Parses TOML text. The problems: a syntax error with its line, or else every unknown key

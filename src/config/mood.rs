@@ -324,11 +324,7 @@ mod tests {
     use crate::config::{Config, ConfigError};
 
     fn problems(toml: &str) -> Vec<String> {
-        match Config::parse(toml).unwrap().validate("test") {
-            Ok(()) => Vec::new(),
-            Err(ConfigError::Invalid { problems, .. }) => problems,
-            Err(other) => panic!("{other}"),
-        }
+        ConfigError::of(toml)
     }
 
     #[test]

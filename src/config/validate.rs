@@ -19,14 +19,7 @@ impl Config {
         self.validate_commands(&mut bad);
         self.regime.validate(&mut bad);
         self.alerts.validate(&mut bad);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid {
-                origin: origin.to_owned(),
-                problems,
-            })
-        }
+        ConfigError::unless_empty(origin, problems)
     }
 
     /// The `[engine]` checks: the URLs, and a timeout that fits in the poll interval.

@@ -2,11 +2,7 @@ use super::*;
 use crate::config::listen_addr;
 
 fn problems(toml: &str) -> Vec<String> {
-    match Config::parse(toml).unwrap().validate("test") {
-        Ok(()) => Vec::new(),
-        Err(ConfigError::Invalid { problems, .. }) => problems,
-        Err(other) => panic!("{other}"),
-    }
+    ConfigError::of(toml)
 }
 
 #[test]
