@@ -42,12 +42,14 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The keys every packet's `data` has, whatever the engine did (PROTOCOL.md §2), written out
 /// here rather than taken from the library so the tests check the contract, not the code.
-pub const CONTRACT_KEYS: [&str; 10] = [
+pub const CONTRACT_KEYS: [&str; 12] = [
     "agents",
+    "alerts",
     "governance",
     "logs",
     "market",
     "models",
+    "mood",
     "portfolio",
     "signal",
     "sources",
