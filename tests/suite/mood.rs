@@ -6,7 +6,7 @@
 use crate::common;
 
 use bff::Config;
-use common::{Answer, Daemon, FakeEngine, Frame, Ws, config, next_frame, next_packet};
+use common::{Answer, Daemon, FakeEngine, Frame, Ws, config, next_frame, next_packet, within};
 use serde_json::Value;
 
 /// `fixtures/engine/state-current.json` (neutral: velocity 0.0012, drawdown -0.05) with some
@@ -34,21 +34,31 @@ fn crisis() -> Answer {
 /// The alert codes the crisis raises, in the order they are decided.
 const CRISIS_ALERTS: [&str; 3] = ["ENGINE_HALTED", "MARKET_CRASH", "DEEP_DRAWDOWN"];
 
-/// The test's daemon: the fake engine, a mood announced at once, one rule.
-async fn start() -> (FakeEngine, Daemon) {
-    let engine = FakeEngine::start(
-        calm(),
-        Answer::File("agents-list.json"),
-        Answer::File("models-list.json"),
-    )
-    .await;
-    let mut config = config(&engine);
+/// The test's config for `engine`: a mood announced at once, one rule.
+async fn mood_config(engine: &FakeEngine) -> Config {
+    let mut config = config(engine);
     let mood = Config::parse(
         "[regime]\nmin_dwell_ms = 0\n[[alerts.rules]]\nfield = \"portfolio.max_drawdown\"\nbelow = -0.07\nlevel = \"warning\"\ncode = \"DEEP_DRAWDOWN\"\nmessage = \"Drawdown past 7 %\"\n",
     )
     .unwrap();
     (config.regime, config.alerts) = (mood.regime, mood.alerts);
-    let daemon = Daemon::start(config).await;
+    config
+}
+
+/// The fake engine answering `state`.
+async fn engine(state: Answer) -> FakeEngine {
+    FakeEngine::start(
+        state,
+        Answer::File("agents-list.json"),
+        Answer::File("models-list.json"),
+    )
+    .await
+}
+
+/// The test's daemon on a calm engine.
+async fn start() -> (FakeEngine, Daemon) {
+    let engine = engine(calm()).await;
+    let daemon = Daemon::start(mood_config(&engine).await).await;
     (engine, daemon)
 }
 
@@ -69,15 +79,18 @@ async fn next_json(ws: &mut Ws) -> Value {
 
 /// Every message up to the one `done` holds for, that one included.
 async fn read_until(ws: &mut Ws, done: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let mut read = Vec::new();
-    loop {
-        let message = next_json(ws).await;
-        let last = done(&message);
-        read.push(message);
-        if last {
-            return read;
+    within("the message waited for", async {
+        let mut read = Vec::new();
+        loop {
+            let message = next_json(ws).await;
+            let last = done(&message);
+            read.push(message);
+            if last {
+                return read;
+            }
         }
-    }
+    })
+    .await
 }
 
 /// The packets of the stream with this mood and this many alerts, each one past the last.
@@ -297,4 +310,37 @@ async fn a_crisis_is_announced_once_on_both_dialects_and_shown_to_whoever_joins_
     ] {
         assert_eq!(metrics.get(sample), Some(&want), "{sample} in {text}");
     }
+}
+
+/// A reload renames the mood shown at once without announcing a change, and an alert whose
+/// rule is gone clears once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_renames_the_mood_and_clears_the_alert_of_a_rule_gone() {
+    let engine = engine(state("ACTIVE", 0.0012, -0.08)).await;
+    let config = mood_config(&engine).await;
+    let (daemon, reload) = Daemon::start_reloadable(config.clone()).await;
+    let mut stream = daemon.connect().await;
+    read_until(&mut stream, packet_with("neutral", 1)).await;
+    let mut reloaded = config;
+    reloaded.alerts.rules.clear();
+    reloaded.regime.neutral_headline = "HOLD STEADY".into();
+    reload.send_replace(std::sync::Arc::new(reloaded));
+    let seen = read_until(&mut stream, |m| {
+        m["type"] == "TELEMETRY" && m["data"]["mood"]["persona"]["headline"] == "HOLD STEADY"
+    })
+    .await;
+    assert_eq!(
+        seen.last().unwrap()["data"]["alerts"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        announced(&seen, "REGIME", "ALERT"),
+        ["ALERT DEEP_DRAWDOWN false"],
+        "{seen:#?}"
+    );
+    let mut more = Vec::new();
+    for _ in 0..3 {
+        more.extend(read_until(&mut stream, packet_with("neutral", 0)).await);
+    }
+    assert_eq!(announced(&more, "REGIME", "ALERT"), Vec::<String>::new());
 }
