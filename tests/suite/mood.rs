@@ -295,6 +295,29 @@ async fn a_crisis_is_announced_once_on_both_dialects_and_shown_to_whoever_joins_
         "{whole:?}"
     );
 
+    // Client messages are a bridge path's: lowercase answers, and `telemetry` is no channel here.
+    let mut asking = connect(&daemon, "/ws/market-stream").await;
+    assert_eq!(next_json(&mut asking).await["regime"], "neutral");
+    common::send_text(&mut asking, r#"{"type":"PING"}"#).await;
+    assert_eq!(
+        next_json(&mut asking).await,
+        serde_json::json!({"type": "pong"})
+    );
+    common::send_text(
+        &mut asking,
+        r#"{"type":"subscribe","channels":["telemetry"]}"#,
+    )
+    .await;
+    let answer = next_json(&mut asking).await;
+    assert_eq!(
+        (
+            answer["type"].as_str(),
+            answer["rejected"][0]["channel"].as_str()
+        ),
+        (Some("subscribed"), Some("telemetry")),
+        "{answer}"
+    );
+
     let (metrics, text) = daemon.metrics().await;
     for (sample, want) in [
         (r#"bff_mood_changes_total{regime="crash"}"#, 1.0),
