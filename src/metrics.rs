@@ -22,8 +22,8 @@ mod labels;
 
 pub use self::labels::Frame;
 use self::labels::{
-    CommandLabels, DisconnectLabels, KindLabel, PollErrorLabels, ReasonLabel, RoleLabel,
-    SourceLabel, StatusLabel,
+    AlertLabels, CommandLabels, DisconnectLabels, KindLabel, PollErrorLabels, ReasonLabel,
+    RegimeLabel, RoleLabel, SourceLabel, StatusLabel,
 };
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
@@ -171,6 +171,16 @@ metrics_table! {
         "1 for this daemon's role in its cluster now (joining, leader, follower, fallback), 0 for the others; absent without [cluster]",
         Family::default()
     ),
+    mood_changes: Family<RegimeLabel, Counter> = (
+        "mood_changes",
+        "Moods announced (PROTOCOL.md §12.2), by the new regime (crash, bull, neutral)",
+        Family::default()
+    ),
+    alerts: Family<AlertLabels, Counter> = (
+        "alerts",
+        "Alerts raised (active true) and cleared (active false), by code and level",
+        Family::default()
+    ),
     cluster_rejected: Family<ReasonLabel, Counter> = (
         "cluster_rejected",
         "Messages on the cluster's channels or in its history dropped for their tag, by reason (unsigned, bad_tag)",
@@ -185,6 +195,23 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The announced mood turned to `regime`.
+    pub fn mood_changed(&self, regime: &'static str) {
+        self.mood_changes
+            .get_or_create(&RegimeLabel { regime })
+            .inc();
+    }
+
+    /// Alert `code` of `level` was raised (`active`) or cleared.
+    pub fn alert(&self, code: &str, level: &'static str, active: bool) {
+        let labels = AlertLabels {
+            code: code.to_owned(),
+            level,
+            active: if active { "true" } else { "false" },
+        };
+        self.alerts.get_or_create(&labels).inc();
+    }
+
     /// A WebSocket connection was accepted.
     pub fn connected(&self) {
         self.connects.inc();

@@ -25,6 +25,8 @@ fn rendered() -> String {
         ["joining", "leader", "follower", "fallback"].map(|role| (role, role == "follower")),
     );
     metrics.cluster_rejected("bad_tag");
+    metrics.mood_changed("crash");
+    metrics.alert("ENGINE_HALTED", "critical", true);
     metrics.published();
     metrics.fanned_out(Duration::from_millis(7), 3, 100);
     metrics.relay_topics(2);

@@ -22,8 +22,9 @@ mod values;
 
 pub use cluster::ClusterConfig;
 pub use load::ConfigError;
-#[allow(unused_imports)] // until the assembler reads them (input::mood)
-pub use mood::{ALERT_FIELDS, AlertLevel, AlertRule, AlertsConfig, BUILT_IN_ALERTS, RegimeConfig};
+#[cfg(test)]
+pub use mood::ALERT_FIELDS;
+pub use mood::{AlertLevel, AlertsConfig, BUILT_IN_ALERTS, RegimeConfig};
 pub use redis::{RedisConfig, RedisUrl, is_pattern, matches};
 pub use secret::{Secret, mask_config_message, mask_credentials};
 pub use server::{ClientConfig, ServerConfig};

@@ -178,6 +178,7 @@ impl RegimeConfig {
 
 /// How loud an alert is; a dashboard colours it by this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum AlertLevel {
     /// Act now: the engine halted, the market crashed, the state is old.
@@ -186,6 +187,17 @@ pub enum AlertLevel {
     Warning,
     /// Worth knowing.
     Info,
+}
+
+impl AlertLevel {
+    /// The word as it appears on the wire, in logs and in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertLevel::Critical => "critical",
+            AlertLevel::Warning => "warning",
+            AlertLevel::Info => "info",
+        }
+    }
 }
 
 /// The alerts the daemon raises itself and a rule's code may not take.

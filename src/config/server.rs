@@ -10,6 +10,7 @@ use super::values::listen_addr;
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 const DEFAULT_WS_PATHS: &[&str] = &["/", "/ws/stream"];
 const DEFAULT_BRIDGE_PATHS: &[&str] = &["/ws"];
+const DEFAULT_MARKET_STREAM_PATHS: &[&str] = &["/ws/market-stream"];
 const DEFAULT_MAX_CHANNELS: usize = 32;
 const DEFAULT_RESUME_HISTORY: usize = 300;
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -37,6 +38,10 @@ pub struct ServerConfig {
     /// Paths that speak the dialect of a Redis-to-WebSocket bridge: nothing until the client
     /// subscribes, lowercase messages.
     pub bridge_paths: Vec<String>,
+    /// Paths that speak the market-stream dialect (`docs/PROTOCOL.md` §12.6): the mood and the
+    /// alerts when they change, nothing else unless the client subscribes to a channel.
+    #[serde(default = "default_market_stream_paths")]
+    pub market_stream_paths: Vec<String>,
     /// Browser origins allowed to connect and send commands besides the daemon's own
     /// (`https://dash.example.com`); `["*"]` lets every page watch (never command on the loopback
     /// exemption). Requests without `Origin` (not from a browser page) always pass.
@@ -107,6 +112,13 @@ fn deserialize_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAd
 
 /// Room for a connect storm's handshakes in flight and the scrapes, far below the open-file
 /// limit.
+fn default_market_stream_paths() -> Vec<String> {
+    DEFAULT_MARKET_STREAM_PATHS
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
 fn default_max_http_connections() -> usize {
     1024
 }
@@ -144,6 +156,7 @@ impl Default for ServerConfig {
                 .expect("the default listen address parses"),
             ws_paths: DEFAULT_WS_PATHS.iter().map(|p| p.to_string()).collect(),
             bridge_paths: DEFAULT_BRIDGE_PATHS.iter().map(|p| p.to_string()).collect(),
+            market_stream_paths: default_market_stream_paths(),
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -148,6 +148,24 @@ impl Config {
                 );
             }
         }
+        for path in &s.market_stream_paths {
+            let key = "server.market_stream_paths";
+            if !path.starts_with('/') || RESERVED_PATHS.contains(&path.as_str()) {
+                bad(
+                    key,
+                    format!("{path:?} must start with '/' and not be one of {RESERVED_PATHS:?}"),
+                );
+            } else if let Some(other) =
+                [("ws_paths", &s.ws_paths), ("bridge_paths", &s.bridge_paths)]
+                    .into_iter()
+                    .find_map(|(name, paths)| paths.contains(path).then_some(name))
+            {
+                bad(
+                    key,
+                    format!("{path:?} is in server.{other} too; a path speaks one dialect"),
+                );
+            }
+        }
     }
 
     /// The `[clients]` checks: queues, timers, rates and sizes.

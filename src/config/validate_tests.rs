@@ -137,3 +137,22 @@ fn redis_urls_are_checked_and_never_shown_with_their_password() {
     );
     assert!(!got[0].contains("hunter2"));
 }
+
+#[test]
+fn a_market_stream_path_speaks_one_dialect() {
+    assert_eq!(
+        Config::default().server.market_stream_paths,
+        ["/ws/market-stream"]
+    );
+    let got = problems(
+        "[server]\nws_paths = [\"/\"]\nbridge_paths = [\"/ws\"]\nmarket_stream_paths = [\"/\", \"/ws\", \"market\", \"/ws/mood\"]\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "server.market_stream_paths: \"/\" is in server.ws_paths too; a path speaks one dialect".to_owned(),
+            "server.market_stream_paths: \"/ws\" is in server.bridge_paths too; a path speaks one dialect".to_owned(),
+            format!("server.market_stream_paths: \"market\" must start with '/' and not be one of {RESERVED_PATHS:?}"),
+        ]
+    );
+}

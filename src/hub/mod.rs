@@ -8,11 +8,13 @@
 //! the last `clients.resume_history` are kept, so a client that reconnects with where it left
 //! off gets what it missed.
 
+pub(crate) mod announce;
 pub(crate) mod encoding;
 mod fanout;
 pub(crate) mod frame;
 mod join;
 pub(crate) mod mode;
+pub(crate) mod mood;
 pub mod packet;
 pub(crate) mod relay;
 mod resume;
@@ -188,7 +190,13 @@ impl Hub {
                 });
             }
         };
-        let next = Arc::new(Snapshot::new(seq, epoch, data, body));
+        // What it announces, read from the latest and this one: once per snapshot, whoever
+        // produced it.
+        let announced = latest
+            .data()
+            .map(|before| announce::announcements(before, &data))
+            .unwrap_or_default();
+        let next = Arc::new(Snapshot::announcing(seq, epoch, data, body, &announced));
         if next.epoch != state.latest.epoch {
             // A new count: the old one's packets cannot be resumed into it.
             state.history.clear();

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use super::mood::{Alert, MoodNow};
 pub use super::sources::{SourceHealth, Sources};
 pub use super::timestamp::Timestamp;
 
@@ -207,6 +208,10 @@ pub struct Telemetry {
     pub models: Models,
     /// How fresh each input is.
     pub sources: Sources,
+    /// The market's mood as announced (`docs/PROTOCOL.md` §12.4).
+    pub mood: MoodNow,
+    /// The active alerts, oldest first.
+    pub alerts: Vec<Alert>,
 }
 
 impl Telemetry {
@@ -219,6 +224,8 @@ impl Telemetry {
             agents: Agents::new(),
             models: Models::new(),
             sources: Sources::default(),
+            mood: MoodNow::neutral(Timestamp(now)),
+            alerts: Vec::new(),
         }
     }
 }
@@ -235,6 +242,8 @@ pub const RESERVED_KEYS: &[&str] = &[
     "agents",
     "models",
     "sources",
+    "mood",
+    "alerts",
 ];
 
 /// Which packet a frame is.

@@ -8,6 +8,7 @@
 //! ([`super::redis::subscriber`]) run on their own and send here, so a new input is one more
 //! variant of [`Input`] and a task that sends it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +21,12 @@ use tracing::{debug, info, warn};
 use super::Input;
 use super::aggregate::{self, Change, Inputs};
 use super::cluster::{Cluster, Role};
+use super::mood::{Alert, Alerts, Mood, classify};
 use super::redis::event::Heard;
 use super::redis::merge::{Overlay, answer_time};
 use super::redis::subscriber::SharedHealth;
 use super::round::Answer;
-use crate::config::{Config, mask_credentials};
+use crate::config::{AlertLevel, Config, mask_credentials};
 use crate::engine::{SourceKind, endpoint};
 use crate::hub::Hub;
 use crate::hub::packet::Telemetry;
@@ -51,7 +53,20 @@ struct Assembler {
     cluster: Option<Cluster>,
     /// Publishing for the cluster failed: the packets go out here alone until it works again.
     cluster_failing: bool,
+    /// The market's mood and the alerts, read once from each packet built here.
+    mood: Mood,
+    alerts: Alerts,
+    /// The last few packets published here (epoch, seq), to tell another daemon's packet in
+    /// the hub (after it polled for the cluster) from one of this daemon's own on its way back.
+    mine: VecDeque<(Arc<str>, u64)>,
 }
+
+/// Why the alert rules of a loaded config always resolve.
+const RULES_VALIDATED: &str = "the config's validation refuses a rule on a field no packet has";
+
+/// How many of its own packets the assembler remembers (see `Assembler::mine`): more than can
+/// be on their way back through the cluster at once.
+const MINE_KEPT: usize = 4;
 
 /// What went out for one packet, for the tick's log line.
 struct Published {
@@ -73,15 +88,18 @@ pub async fn run(
     let mut assembler = Assembler {
         hub,
         metrics,
-        config,
         inputs: Inputs::default(),
         overlay: Overlay::default(),
         health,
         dirty: false,
         push_due: tokio::time::Instant::now(),
         pushed: 0,
+        mood: Mood::new(&config.regime),
+        alerts: Alerts::new(&config.alerts).expect(RULES_VALIDATED),
+        config,
         cluster,
         cluster_failing: false,
+        mine: VecDeque::new(),
     };
     loop {
         let push_at = assembler.push_at();
@@ -90,7 +108,7 @@ pub async fn run(
             input = inputs.recv() => match input {
                 Some(Input::Answer(answer)) => assembler.record(answer),
                 Some(Input::Polled { late, took }) => assembler.tick(late, took).await,
-                Some(Input::Config(config)) => assembler.config = config,
+                Some(Input::Config(config)) => assembler.reconfigure(config),
                 Some(Input::Heard(heard)) => assembler.merge(heard),
                 // Every input stopped: the daemon is stopping.
                 None => return,
@@ -116,7 +134,8 @@ impl Assembler {
                 Role::Leader => {
                     let body = crate::hub::packet::body(&packet);
                     match cluster.publish(&body).await {
-                        Ok(Some((_, seq))) => {
+                        Ok(Some((epoch, seq))) => {
+                            self.mine(epoch.into(), seq);
                             if std::mem::take(&mut self.cluster_failing) {
                                 info!("Publishing through the cluster again");
                             }
@@ -140,6 +159,7 @@ impl Assembler {
             }
         }
         let snapshot = self.hub.publish(packet);
+        self.mine(snapshot.epoch.clone(), snapshot.seq);
         Some(Published {
             seq: snapshot.seq,
             bytes: snapshot.telemetry.len(),
@@ -190,7 +210,9 @@ impl Assembler {
         if !self.polls() {
             return;
         }
-        let packet = self.packet(Utc::now());
+        let now = Utc::now();
+        let mut packet = self.packet(now);
+        self.judge(&mut packet, now);
         if let Some(published) = self.publish(packet).await {
             self.metrics.published();
             self.metrics.redis_pushed();
@@ -249,6 +271,90 @@ impl Assembler {
         }
     }
 
+    /// Reads `packet`'s mood and alerts (`super::mood`, once per packet) and writes them into
+    /// it; each announced mood and each alert raised or cleared is logged and counted.
+    fn judge(&mut self, packet: &mut Telemetry, now: DateTime<Utc>) {
+        if self.another_published() {
+            self.carry_on();
+        }
+        let reading = classify(packet, &self.config.regime);
+        if let Some(change) = self.mood.observe(reading, &packet.state.market, now) {
+            let regime = change.mood.regime.as_str();
+            info!(regime, previous = change.previous.as_str(), "Mood changed");
+            self.metrics.mood_changed(regime);
+        }
+        let mood = self.mood.current().map(|mood| mood.regime);
+        for alert in self.alerts.observe(packet, mood, now) {
+            self.report(&alert);
+        }
+        if let Some(mood) = self.mood.current() {
+            packet.mood = mood.clone();
+        }
+        packet.alerts = self.alerts.active().to_vec();
+    }
+
+    /// Remembers a packet published here.
+    fn mine(&mut self, epoch: Arc<str>, seq: u64) {
+        if self.mine.len() == MINE_KEPT {
+            self.mine.pop_front();
+        }
+        self.mine.push_back((epoch, seq));
+    }
+
+    /// Whether the hub's latest packet is another daemon's: not the INITIALIZING one, not one
+    /// published here, nor older than the last one published here in the same count (that one
+    /// is on its way back through the cluster).
+    fn another_published(&self) -> bool {
+        let latest = self.hub.latest();
+        let ours = |(epoch, seq): &(Arc<str>, u64)| *epoch == latest.epoch && *seq == latest.seq;
+        let older = self
+            .mine
+            .back()
+            .is_some_and(|(epoch, seq)| *epoch == latest.epoch && latest.seq < *seq);
+        latest.seq > 0 && !self.mine.iter().any(ours) && !older
+    }
+
+    /// Takes the mood and alerts from the hub's latest packet, another daemon's: a failover
+    /// neither resets the mood to neutral nor raises every alert again.
+    fn carry_on(&mut self) {
+        let latest = self.hub.latest();
+        let Some(data) = latest.data() else {
+            return;
+        };
+        self.mood = Mood::seeded(&self.config.regime, &data.mood);
+        self.alerts = Alerts::seeded(&self.config.alerts, &data.alerts).expect(RULES_VALIDATED);
+        info!(
+            seq = latest.seq,
+            regime = data.mood.regime.as_str(),
+            alerts = data.alerts.len(),
+            "Polling here now: the mood and alerts carry on from the last packet"
+        );
+    }
+
+    /// Logs and counts one alert raised or cleared.
+    fn report(&self, alert: &Alert) {
+        let (code, level) = (alert.code.as_str(), alert.level.as_str());
+        match (alert.active, alert.level) {
+            (true, AlertLevel::Info) => {
+                info!(code, level, message = %alert.message, "Alert raised")
+            }
+            (true, _) => warn!(code, level, message = %alert.message, "Alert raised"),
+            (false, _) => info!(code, level, "Alert cleared"),
+        }
+        self.metrics.alert(code, level, alert.active);
+    }
+
+    /// A reload: the new settings, and the mood's words and the alert rules from them at once
+    /// (an alert whose rule is gone clears).
+    fn reconfigure(&mut self, config: Arc<Config>) {
+        self.mood.reconfigure(&config.regime);
+        match self.alerts.reconfigure(&config.alerts, Utc::now()) {
+            Ok(cleared) => cleared.iter().for_each(|alert| self.report(alert)),
+            Err(err) => warn!(%err, "Alert rules not reloaded: keeping the ones before"),
+        }
+        self.config = config;
+    }
+
     /// One poll's packet: what answered, the last good values of what did not (shown stale,
     /// an endpoint still out marked late), published and logged.
     async fn tick(&mut self, late: Vec<SourceKind>, took: Duration) {
@@ -267,6 +373,9 @@ impl Assembler {
                     "no answer within {deadline} ms (engine.publish_deadline_ms); the last good value is shown"
                 )
             });
+        }
+        if self.polls() {
+            self.judge(&mut packet, now);
         }
         let stale: Vec<&str> = packet
             .sources

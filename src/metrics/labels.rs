@@ -82,3 +82,15 @@ pub(super) struct ReasonLabel {
 pub(super) struct StatusLabel {
     pub(super) status: u16,
 }
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RegimeLabel {
+    pub(super) regime: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct AlertLabels {
+    pub(super) code: String,
+    pub(super) level: &'static str,
+    pub(super) active: &'static str,
+}

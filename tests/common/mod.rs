@@ -42,12 +42,14 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The keys every packet's `data` has, whatever the engine did (PROTOCOL.md §2), written out
 /// here rather than taken from the library so the tests check the contract, not the code.
-pub const CONTRACT_KEYS: [&str; 10] = [
+pub const CONTRACT_KEYS: [&str; 12] = [
     "agents",
+    "alerts",
     "governance",
     "logs",
     "market",
     "models",
+    "mood",
     "portfolio",
     "signal",
     "sources",
@@ -553,6 +555,10 @@ impl Watcher {
         let target = latest.max(self.seq + 1);
         while self.seq < target {
             let packet = next_packet(&mut self.ws).await;
+            // The mood's and the alerts' messages come between packets (PROTOCOL §12.5).
+            if packet["type"] == "REGIME" || packet["type"] == "ALERT" {
+                continue;
+            }
             self.seq += 1;
             assert_eq!(packet["seq"], self.seq, "the watching client missed a tick");
         }

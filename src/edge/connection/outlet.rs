@@ -141,6 +141,10 @@ impl<W: Outbox> SocketOutlet<W> {
     /// more. Counts the packet when it was taken (the fan-out counts its own, once a pass: see
     /// [`hub::Outlet`]).
     pub fn offer(&self, frame: &[u8]) -> Offered {
+        if frame.is_empty() {
+            // Nothing for this connection in that snapshot (a market-stream path's, most).
+            return Offered::Sent;
+        }
         let offered = self.offer_uncounted(frame);
         if offered != Offered::Refused {
             self.metrics.sent(Frame::Telemetry, frame.len());

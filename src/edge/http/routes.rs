@@ -80,6 +80,8 @@ fn encoding(config: &Config, path: &str) -> Option<Encoding> {
         Some(Encoding::Stream)
     } else if config.server.bridge_paths.iter().any(|p| p == path) {
         Some(Encoding::Bridge)
+    } else if config.server.market_stream_paths.iter().any(|p| p == path) {
+        Some(Encoding::MarketStream)
     } else {
         None
     }
