@@ -1,7 +1,7 @@
 // What bff sends (and how to subscribe): `import type { ServerMessage, Packet } from './packet';`
 // Generated from the daemon's Rust types; do not edit (see src/contract.rs).
 
-export type ServerMessage = Packet | UpdateMessage | Subscribed | CommandResult | Pong;
+export type ServerMessage = Packet | UpdateMessage | Subscribed | CommandResult | Pong | RegimeMessage | AlertMessage | MarketRegime | MarketAlert;
 
 export type Packet = { 
 /**
@@ -46,6 +46,14 @@ models: { [key in string]: ModelStats },
  * How fresh each input is.
  */
 sources: Sources, 
+/**
+ * The market's mood as announced (`docs/PROTOCOL.md` §12.4).
+ */
+mood: MoodNow, 
+/**
+ * The active alerts, oldest first.
+ */
+alerts: Array<Alert>, 
 /**
  * The trading status.
  */
@@ -304,6 +312,141 @@ export type Pong = {
  * `PONG` or `pong`.
  */
 type: "PONG" | "pong", };
+
+export type RegimeMessage = { type: "REGIME", data: MoodChange, };
+
+export type AlertMessage = { type: "ALERT", data: Alert, };
+
+export type MarketRegime = { type: "market_regime", 
+/**
+ * The mood it replaces; absent on connect.
+ */
+previous?: Regime, 
+/**
+ * The market of the packet that confirmed it; absent on connect.
+ */
+market?: Market, 
+/**
+ * `crash`, `bull` or `neutral`.
+ */
+regime: Regime, 
+/**
+ * The configured label (`Crash/Panic`).
+ */
+label: string, 
+/**
+ * The configured persona and headline.
+ */
+persona: Persona, 
+/**
+ * When the readings first showed this mood (its announcement follows `min_dwell_ms`
+ * later); for the first mood, the first packet's time.
+ */
+since: Timestamp, };
+
+export type MarketAlert = { type: "alert", 
+/**
+ * How loud.
+ */
+level: AlertLevel, 
+/**
+ * Its name for programs (`ENGINE_HALTED`, a rule's code).
+ */
+code: string, 
+/**
+ * What a person reads.
+ */
+message: string, 
+/**
+ * When it was raised (`active` true) or cleared (`active` false).
+ */
+timestamp: Timestamp, 
+/**
+ * Whether the condition holds from `timestamp` on.
+ */
+active: boolean, };
+
+export type MoodNow = { 
+/**
+ * `crash`, `bull` or `neutral`.
+ */
+regime: Regime, 
+/**
+ * The configured label (`Crash/Panic`).
+ */
+label: string, 
+/**
+ * The configured persona and headline.
+ */
+persona: Persona, 
+/**
+ * When the readings first showed this mood (its announcement follows `min_dwell_ms`
+ * later); for the first mood, the first packet's time.
+ */
+since: Timestamp, };
+
+export type MoodChange = { 
+/**
+ * The mood it replaces.
+ */
+previous: Regime, 
+/**
+ * The market of the packet that confirmed it, so the message explains itself.
+ */
+market: Market, 
+/**
+ * `crash`, `bull` or `neutral`.
+ */
+regime: Regime, 
+/**
+ * The configured label (`Crash/Panic`).
+ */
+label: string, 
+/**
+ * The configured persona and headline.
+ */
+persona: Persona, 
+/**
+ * When the readings first showed this mood (its announcement follows `min_dwell_ms`
+ * later); for the first mood, the first packet's time.
+ */
+since: Timestamp, };
+
+export type Persona = { 
+/**
+ * `Big Pickle`, `MiniMax`, …
+ */
+name: string, 
+/**
+ * `SELL EVERYTHING`, `TO THE MOON`, …
+ */
+headline: string, };
+
+export type Regime = "crash" | "bull" | "neutral";
+
+export type Alert = { 
+/**
+ * How loud.
+ */
+level: AlertLevel, 
+/**
+ * Its name for programs (`ENGINE_HALTED`, a rule's code).
+ */
+code: string, 
+/**
+ * What a person reads.
+ */
+message: string, 
+/**
+ * When it was raised (`active` true) or cleared (`active` false).
+ */
+timestamp: Timestamp, 
+/**
+ * Whether the condition holds from `timestamp` on.
+ */
+active: boolean, };
+
+export type AlertLevel = "critical" | "warning" | "info";
 
 export type SubscribeRequest = { type: "SUBSCRIBE" | "subscribe", 
 /**

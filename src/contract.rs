@@ -18,9 +18,12 @@ mod tests {
     use serde::Serialize;
     use ts_rs::TS;
 
-    use crate::edge::channels::{Rejected, Subscribed, UpdateMessage};
     use crate::edge::command::CommandResult;
+    use crate::edge::session::channels::{Rejected, Subscribed, UpdateMessage};
 
+    use crate::config::AlertLevel;
+    use crate::hub::announce::MoodChange;
+    use crate::hub::mood::{Alert, MoodNow, Persona, Regime};
     use crate::hub::packet::{
         AgentStats, Governance, Level, LogEntry, Market, ModelStats, Packet, PacketType, Portfolio,
         Side, Signal, SourceHealth, Sources, Status, Telemetry, Timestamp,
@@ -42,6 +45,68 @@ mod tests {
         Upper,
         #[serde(rename = "pong")]
         Lower,
+    }
+
+    /// `{"type": "REGIME", "data": …}` on a stream path: the mood changed (PROTOCOL.md §12.5).
+    #[derive(Serialize, schemars::JsonSchema, TS)]
+    struct RegimeMessage {
+        #[serde(rename = "type")]
+        #[ts(rename = "type", type = "\"REGIME\"")]
+        kind: Literal,
+        data: MoodChange,
+    }
+
+    /// `{"type": "ALERT", "data": …}` on a stream path: an alert raised or cleared (§12.5).
+    #[derive(Serialize, schemars::JsonSchema, TS)]
+    struct AlertMessage {
+        #[serde(rename = "type")]
+        #[ts(rename = "type", type = "\"ALERT\"")]
+        kind: Literal,
+        data: Alert,
+    }
+
+    /// `{"type": "market_regime", …the mood's fields…}` on a market-stream path (§12.6): on
+    /// connect without `previous` and `market`, on a change with them.
+    #[derive(Serialize, schemars::JsonSchema, TS)]
+    struct MarketRegime {
+        #[serde(rename = "type")]
+        #[ts(rename = "type", type = "\"market_regime\"")]
+        kind: Literal,
+        #[serde(flatten)]
+        mood: MoodNow,
+        /// The mood it replaces; absent on connect.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        previous: Option<Regime>,
+        /// The market of the packet that confirmed it; absent on connect.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        market: Option<Market>,
+    }
+
+    /// `{"type": "alert", …the alert's fields…}` on a market-stream path (§12.6).
+    #[derive(Serialize, schemars::JsonSchema, TS)]
+    struct MarketAlert {
+        #[serde(rename = "type")]
+        #[ts(rename = "type", type = "\"alert\"")]
+        kind: Literal,
+        #[serde(flatten)]
+        alert: Alert,
+    }
+
+    /// The `type` of a message that has one word only: `REGIME`, `ALERT`, `market_regime`,
+    /// `alert` (each message names its own).
+    #[derive(Serialize, schemars::JsonSchema, TS)]
+    #[allow(dead_code)]
+    enum Literal {
+        #[serde(rename = "REGIME")]
+        Regime,
+        #[serde(rename = "ALERT")]
+        Alert,
+        #[serde(rename = "market_regime")]
+        MarketRegime,
+        #[serde(rename = "alert")]
+        MarketAlert,
     }
 
     /// What a dashboard sends to join relay channels; to resume after a reconnect it names the
@@ -84,6 +149,10 @@ mod tests {
         Subscribed(Subscribed),
         CommandResult(CommandResult),
         Pong(Pong),
+        Regime(RegimeMessage),
+        Alert(AlertMessage),
+        MarketRegime(MarketRegime),
+        MarketAlert(MarketAlert),
     }
 
     /// The schema as the types describe what they serialize to.
@@ -125,6 +194,16 @@ mod tests {
             Rejected::decl(&cfg),
             CommandResult::decl(&cfg),
             Pong::decl(&cfg),
+            RegimeMessage::decl(&cfg),
+            AlertMessage::decl(&cfg),
+            MarketRegime::decl(&cfg),
+            MarketAlert::decl(&cfg),
+            MoodNow::decl(&cfg),
+            MoodChange::decl(&cfg),
+            Persona::decl(&cfg),
+            Regime::decl(&cfg),
+            Alert::decl(&cfg),
+            AlertLevel::decl(&cfg),
             SubscribeRequest::decl(&cfg),
             ResumeQuery::decl(&cfg),
         ];

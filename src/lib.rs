@@ -21,20 +21,39 @@
 //! command line's flags, subcommands and reload, which `main.rs` calls.
 //!
 //! The wire contract is written down in `docs/PROTOCOL.md`.
+//!
+//! Every module but [`cli`] is the crate's own (`pub(crate)`). What is public is what the
+//! binary, the tests, the benchmarks and the fuzzers use, re-exported here on purpose: [`run`]
+//! with [`fixed`] and [`shutdown_signal`], the [`Config`] and its [`Secret`], [`RedisUrl`] and
+//! [`Watch`], the listening socket ([`listen`], [`raise_file_limit`]), tokens ([`mint`]), the
+//! pure pipeline from engine answers to packet bytes ([`normalize`], [`aggregate`], [`packet`]),
+//! what clients may send ([`message`]), the cluster's [`scripts`] and [`Seal`], and the published
+//! [`SCHEMA`] and [`METRICS_CONTENT_TYPE`].
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
-pub mod config;
-pub mod contract;
-pub mod demo;
-pub mod edge;
-pub mod engine;
-pub mod hub;
-pub mod input;
-pub mod metrics;
-pub mod os;
+pub(crate) mod config;
+pub(crate) mod contract;
+pub(crate) mod demo;
+pub(crate) mod edge;
+pub(crate) mod engine;
+pub(crate) mod hub;
+pub(crate) mod input;
+pub(crate) mod metrics;
+pub(crate) mod os;
+
+// The public surface (see above).
+pub use config::{Config, RedisUrl, Secret, Watch};
+pub use contract::SCHEMA;
+pub use edge::admission::auth::mint;
+pub use edge::session::message;
+pub use hub::packet;
+pub use input::cluster::{scripts, seal::Seal};
+pub use input::{aggregate, normalize};
+pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+pub use os::{listen, raise_file_limit};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,9 +65,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::config::{Config, mask_credentials};
+use crate::config::mask_credentials;
 use crate::edge::Context;
-use crate::edge::admission::Admission;
+use crate::edge::admission::limits::Admission;
 use crate::edge::command::Commands;
 use crate::engine::{Engine, SourceKind};
 use crate::hub::Hub;
@@ -66,7 +85,7 @@ const EVENT_QUEUE: usize = 4096;
 /// 1001 and waits (at most `server.shutdown_grace_ms`) for them to go.
 ///
 /// `settings` holds the config, which must have passed [`Config::validate`]; sending a new one
-/// reloads it without dropping anyone (see [`edge::Context::config`] for what applies when).
+/// reloads it without dropping anyone (`edge::Context::config` says what applies when).
 /// [`fixed`] makes one that never changes.
 pub async fn run(
     settings: watch::Receiver<Arc<Config>>,
@@ -165,7 +184,7 @@ pub async fn run(
         .server
         .allowed_origins
         .iter()
-        .any(|o| o == edge::origin::ANY)
+        .any(|o| o == edge::admission::origin::ANY)
     {
         warn!(
             "server.allowed_origins holds \"*\": a page on any web site a viewer opens can read \
@@ -196,7 +215,7 @@ pub async fn run(
         os::trim_after_storms(move || counted.connects(), ctx.shutdown.clone())
             .instrument(info_span!("memory")),
     );
-    edge::server::accept(listener, ctx.clone()).await;
+    edge::http::server::accept(listener, ctx.clone()).await;
     info!(
         clients = ctx.admission.open(),
         "Shutting down: closing every client with 1001"

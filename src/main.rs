@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use bff::Config;
 use bff::cli::{self, Cli, Command, check_config, demo_engine, reload, token};
-use bff::config::Config;
 use clap::Parser;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
@@ -69,8 +69,8 @@ async fn daemon(cli: Cli, config: Config) -> anyhow::Result<()> {
     };
     let config = reload::with_demo_engine(config, demo);
     let listen = config.server.listen;
-    bff::os::raise_file_limit(config.server.max_connections);
-    let listener = bff::os::listen(listen).map_err(|err| {
+    bff::raise_file_limit(config.server.max_connections);
+    let listener = bff::listen(listen).map_err(|err| {
         anyhow::anyhow!(
             "cannot listen on {listen}: {err}; is another process using it? Pick another address with --listen or server.listen"
         )

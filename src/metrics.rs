@@ -11,7 +11,6 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,97 +18,174 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
+mod labels;
+
+pub use self::labels::Frame;
+use self::labels::{
+    AlertLabels, CommandLabels, DisconnectLabels, KindLabel, PollErrorLabels, ReasonLabel,
+    RegimeLabel, RoleLabel, SourceLabel, StatusLabel,
+};
+
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// What kind of frame a connection wrote, for `bff_frames_sent_total{kind}`.
-#[derive(Debug, Clone, Copy)]
-pub enum Frame {
-    /// The first packet a client gets.
-    Welcome,
-    /// A packet of the stream.
-    Telemetry,
-    /// A keepalive ping.
-    Ping,
-    /// A PONG, a pong or a close reply: an answer to something the client sent.
-    Reply,
-    /// A relayed message from a Redis channel.
-    Update,
+/// Declares [`Metrics`] from one table: each row is a field, its type, and the name, help text
+/// and instance it is registered with, in the order `/metrics` lists them. Adding a metric is
+/// one row (and the method that updates it).
+macro_rules! metrics_table {
+    ($(
+        $(#[$doc:meta])*
+        $field:ident: $ty:ty = ($name:literal, $help:literal, $metric:expr),
+    )*) => {
+        /// Every metric the daemon exports, shared by the routes, the connections and the poller.
+        #[derive(Debug)]
+        pub struct Metrics {
+            registry: Registry,
+            $($(#[$doc])* $field: $ty,)*
+            /// One counter of `frames_sent` per [`Frame`], resolved once so a write costs one
+            /// atomic add.
+            frames: [Counter; Frame::ALL.len()],
+            /// `cluster_rejected`, all reasons together, for `/health`.
+            cluster_rejections: AtomicU64,
+        }
+
+        impl Metrics {
+            /// Registers every metric under the `bff_` prefix.
+            pub fn new() -> Self {
+                let mut registry = Registry::with_prefix("bff");
+                $(let $field: $ty = register(&mut registry, $name, $help, $metric);)*
+                let mut metrics = Self {
+                    registry,
+                    $($field,)*
+                    frames: Default::default(),
+                    cluster_rejections: AtomicU64::default(),
+                };
+                metrics.frames = Frame::ALL.map(|kind| {
+                    metrics
+                        .frames_sent
+                        .get_or_create(&KindLabel { kind: kind.as_str() })
+                        .clone()
+                });
+                metrics
+            }
+        }
+    };
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    kind: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SourceLabel {
-    source: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PollErrorLabels {
-    source: &'static str,
-    kind: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DisconnectLabels {
-    reason: &'static str,
-    code: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CommandLabels {
-    action: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RoleLabel {
-    role: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabel {
-    status: u16,
-}
-
-/// Every metric the daemon exports, shared by the routes, the connections and the poller.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
-    connections: Gauge,
-    relay_topics: Gauge,
-    connects: Counter,
-    disconnects: Family<DisconnectLabels, Counter>,
-    refused: Family<StatusLabel, Counter>,
-    /// One counter per [`Frame`], resolved once so a write costs one atomic add.
-    frames: [Counter; 5],
-    bytes: Counter,
-    send_failures: Counter,
-    slow_disconnects: Counter,
-    poll_seconds: Family<SourceLabel, Histogram>,
-    poll_errors: Family<PollErrorLabels, Counter>,
-    ticks: Counter,
-    fanout_seconds: Histogram,
-    last_good_age: Family<SourceLabel, Gauge<f64, AtomicU64>>,
-    commands: Family<CommandLabels, Counter>,
-    redis_connected: Gauge,
-    redis_messages: Counter,
-    redis_merged: Counter,
-    redis_pushes: Counter,
-    redis_dropped: Family<ReasonLabel, Counter>,
-    redis_reconnects: Counter,
-    cluster_role: Family<RoleLabel, Gauge>,
-    cluster_rejected: Family<ReasonLabel, Counter>,
-    /// The same, all reasons together, for `/health`.
-    cluster_rejections: AtomicU64,
+metrics_table! {
+    connections: Gauge = ("connections", "WebSocket connections open now", Gauge::default()),
+    relay_topics: Gauge = (
+        "relay_topics",
+        "Relay channels and patterns held now, each for at least one subscriber (capped by redis.max_topics)",
+        Gauge::default()
+    ),
+    connects: Counter = ("connects", "WebSocket connections accepted", Counter::default()),
+    disconnects: Family<DisconnectLabels, Counter> = (
+        "disconnects",
+        "WebSocket connections ended, by reason and the close code sent or received (none: no close frame)",
+        Family::default()
+    ),
+    refused: Family<StatusLabel, Counter> = (
+        "handshakes_refused",
+        "WebSocket handshakes refused before the upgrade, by HTTP status",
+        Family::default()
+    ),
+    frames_sent: Family<KindLabel, Counter> = (
+        "frames_sent",
+        "Frames written to clients, by kind (welcome, telemetry, ping, reply, update)",
+        Family::default()
+    ),
+    bytes: Counter = (
+        "bytes_sent",
+        "Bytes written to clients, frame headers included",
+        Counter::default()
+    ),
+    send_failures: Counter = (
+        "send_failures",
+        "Writes to a client that failed or did not complete within clients.send_timeout_ms",
+        Counter::default()
+    ),
+    slow_disconnects: Counter = (
+        "slow_client_disconnects",
+        "Clients cut off for not keeping up (queue full or send timeout)",
+        Counter::default()
+    ),
+    poll_seconds: Family<SourceLabel, Histogram> = (
+        "poll_duration_seconds",
+        "Time to fetch and read one engine endpoint, answered or not",
+        Family::new_with_constructor(duration_histogram as fn() -> _)
+    ),
+    poll_errors: Family<PollErrorLabels, Counter> = (
+        "poll_errors",
+        "Failed polls, by source and kind (timeout, request, status, too_large, body, json, shape)",
+        Family::default()
+    ),
+    ticks: Counter = ("ticks_published", "Packets published", Counter::default()),
+    fanout_seconds: Histogram = (
+        "fanout_duration_seconds",
+        "Time for one pass of the fan-out to write a packet to every stream connection: the spread between the first dashboard's copy and the last one's",
+        duration_histogram()
+    ),
+    last_good_age: Family<SourceLabel, Gauge<f64, AtomicU64>> = (
+        "last_good_poll_age_seconds",
+        "Seconds since each source last answered well (absent until it first does)",
+        Family::default()
+    ),
+    commands: Family<CommandLabels, Counter> = (
+        "commands",
+        "Commands from dashboards, by action (unknown for a name the engine has not) and outcome",
+        Family::default()
+    ),
+    redis_connected: Gauge = (
+        "redis_connected",
+        "1 while the Redis subscription is up and hearing, 0 otherwise (absent without redis.url)",
+        Gauge::default()
+    ),
+    redis_messages: Counter = (
+        "redis_messages",
+        "Messages heard on Redis channels (the daemon's own heartbeat not counted)",
+        Counter::default()
+    ),
+    redis_merged: Counter = (
+        "redis_merged",
+        "Engine events merged into the packet",
+        Counter::default()
+    ),
+    redis_pushes: Counter = (
+        "redis_pushes",
+        "Packets published between the regular ticks, for engine events or a change in the Redis subscription",
+        Counter::default()
+    ),
+    redis_dropped: Family<ReasonLabel, Counter> = (
+        "redis_dropped",
+        "Redis messages not merged, by reason (not_json, shape, too_large)",
+        Family::default()
+    ),
+    redis_reconnects: Counter = (
+        "redis_reconnects",
+        "Times the Redis subscription was lost (or could not be made) and made again",
+        Counter::default()
+    ),
+    cluster_role: Family<RoleLabel, Gauge> = (
+        "cluster_role",
+        "1 for this daemon's role in its cluster now (joining, leader, follower, fallback), 0 for the others; absent without [cluster]",
+        Family::default()
+    ),
+    mood_changes: Family<RegimeLabel, Counter> = (
+        "mood_changes",
+        "Moods announced (PROTOCOL.md §12.2), by the new regime (crash, bull, neutral)",
+        Family::default()
+    ),
+    alerts: Family<AlertLabels, Counter> = (
+        "alerts",
+        "Alerts raised (active true) and cleared (active false), by code and level",
+        Family::default()
+    ),
+    cluster_rejected: Family<ReasonLabel, Counter> = (
+        "cluster_rejected",
+        "Messages on the cluster's channels or in its history dropped for their tag, by reason (unsigned, bad_tag)",
+        Family::default()
+    ),
 }
 
 impl Default for Metrics {
@@ -119,176 +195,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric under the `bff_` prefix.
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("bff");
-        let connections = register(
-            &mut registry,
-            "connections",
-            "WebSocket connections open now",
-            Gauge::default(),
-        );
-        let relay_topics = register(
-            &mut registry,
-            "relay_topics",
-            "Relay channels and patterns held now, each for at least one subscriber (capped by redis.max_topics)",
-            Gauge::default(),
-        );
-        let connects = register(
-            &mut registry,
-            "connects",
-            "WebSocket connections accepted",
-            Counter::default(),
-        );
-        let disconnects = register(
-            &mut registry,
-            "disconnects",
-            "WebSocket connections ended, by reason and the close code sent or received (none: no close frame)",
-            Family::default(),
-        );
-        let refused = register(
-            &mut registry,
-            "handshakes_refused",
-            "WebSocket handshakes refused before the upgrade, by HTTP status",
-            Family::default(),
-        );
-        let frame_family: Family<KindLabel, Counter> = register(
-            &mut registry,
-            "frames_sent",
-            "Frames written to clients, by kind (welcome, telemetry, ping, reply, update)",
-            Family::default(),
-        );
-        let frames = ["welcome", "telemetry", "ping", "reply", "update"]
-            .map(|kind| frame_family.get_or_create(&KindLabel { kind }).clone());
-        let bytes = register(
-            &mut registry,
-            "bytes_sent",
-            "Bytes written to clients, frame headers included",
-            Counter::default(),
-        );
-        let send_failures = register(
-            &mut registry,
-            "send_failures",
-            "Writes to a client that failed or did not complete within clients.send_timeout_ms",
-            Counter::default(),
-        );
-        let slow_disconnects = register(
-            &mut registry,
-            "slow_client_disconnects",
-            "Clients cut off for not keeping up (queue full or send timeout)",
-            Counter::default(),
-        );
-        let poll_seconds = register(
-            &mut registry,
-            "poll_duration_seconds",
-            "Time to fetch and read one engine endpoint, answered or not",
-            Family::<SourceLabel, Histogram>::new_with_constructor(duration_histogram as fn() -> _),
-        );
-        let poll_errors = register(
-            &mut registry,
-            "poll_errors",
-            "Failed polls, by source and kind (timeout, request, status, too_large, body, json, shape)",
-            Family::default(),
-        );
-        let ticks = register(
-            &mut registry,
-            "ticks_published",
-            "Packets published",
-            Counter::default(),
-        );
-        let fanout_seconds = register(
-            &mut registry,
-            "fanout_duration_seconds",
-            "Time for one pass of the fan-out to write a packet to every stream connection: the spread between the first dashboard's copy and the last one's",
-            duration_histogram(),
-        );
-        let last_good_age = register(
-            &mut registry,
-            "last_good_poll_age_seconds",
-            "Seconds since each source last answered well (absent until it first does)",
-            Family::default(),
-        );
-        let commands = register(
-            &mut registry,
-            "commands",
-            "Commands from dashboards, by action (unknown for a name the engine has not) and outcome",
-            Family::default(),
-        );
-        let redis_connected = register(
-            &mut registry,
-            "redis_connected",
-            "1 while the Redis subscription is up and hearing, 0 otherwise (absent without redis.url)",
-            Gauge::default(),
-        );
-        let redis_messages = register(
-            &mut registry,
-            "redis_messages",
-            "Messages heard on Redis channels (the daemon's own heartbeat not counted)",
-            Counter::default(),
-        );
-        let redis_merged = register(
-            &mut registry,
-            "redis_merged",
-            "Engine events merged into the packet",
-            Counter::default(),
-        );
-        let redis_pushes = register(
-            &mut registry,
-            "redis_pushes",
-            "Packets published between the regular ticks, for engine events or a change in the Redis subscription",
-            Counter::default(),
-        );
-        let redis_dropped = register(
-            &mut registry,
-            "redis_dropped",
-            "Redis messages not merged, by reason (not_json, shape, too_large)",
-            Family::default(),
-        );
-        let redis_reconnects = register(
-            &mut registry,
-            "redis_reconnects",
-            "Times the Redis subscription was lost (or could not be made) and made again",
-            Counter::default(),
-        );
-        let cluster_role = register(
-            &mut registry,
-            "cluster_role",
-            "1 for this daemon's role in its cluster now (joining, leader, follower, fallback), 0 for the others; absent without [cluster]",
-            Family::default(),
-        );
-        let cluster_rejected = register(
-            &mut registry,
-            "cluster_rejected",
-            "Messages on the cluster's channels or in its history dropped for their tag, by reason (unsigned, bad_tag)",
-            Family::default(),
-        );
-        Self {
-            registry,
-            cluster_role,
-            cluster_rejected,
-            cluster_rejections: Default::default(),
-            commands,
-            redis_connected,
-            redis_messages,
-            redis_merged,
-            redis_pushes,
-            redis_dropped,
-            redis_reconnects,
-            connections,
-            relay_topics,
-            connects,
-            disconnects,
-            refused,
-            frames,
-            bytes,
-            send_failures,
-            slow_disconnects,
-            poll_seconds,
-            poll_errors,
-            ticks,
-            fanout_seconds,
-            last_good_age,
-        }
+    /// The announced mood turned to `regime`.
+    pub fn mood_changed(&self, regime: &'static str) {
+        self.mood_changes
+            .get_or_create(&RegimeLabel { regime })
+            .inc();
+    }
+
+    /// Alert `code` of `level` was raised (`active`) or cleared.
+    pub fn alert(&self, code: &str, level: &'static str, active: bool) {
+        let labels = AlertLabels {
+            code: code.to_owned(),
+            level,
+            active: if active { "true" } else { "false" },
+        };
+        self.alerts.get_or_create(&labels).inc();
     }
 
     /// A WebSocket connection was accepted.
@@ -346,9 +267,7 @@ impl Metrics {
         }
     }
 
-    /// A command for `action` ended with `outcome` (ok, engine_refused, engine_error, timeout,
-    /// unreachable, unauthorized, forbidden, rate_limited, unknown_action, invalid, id_conflict,
-    /// repeat, busy, unavailable, shutdown).
+    /// A command for `action` ended with `outcome` (the edge names them, one closed set).
     pub fn command(&self, action: &'static str, outcome: &'static str) {
         self.commands
             .get_or_create(&CommandLabels { action, outcome })
@@ -387,12 +306,13 @@ impl Metrics {
         self.redis_reconnects.inc();
     }
 
-    /// This daemon's role in its cluster is now `role`.
-    pub fn cluster_role(&self, role: &'static str) {
-        for known in ["joining", "leader", "follower", "fallback"] {
+    /// This daemon's role in its cluster is now the one marked `true` among `roles` (every
+    /// role there is, so the others read 0).
+    pub fn cluster_role(&self, roles: impl IntoIterator<Item = (&'static str, bool)>) {
+        for (role, now) in roles {
             self.cluster_role
-                .get_or_create(&RoleLabel { role: known })
-                .set(i64::from(known == role));
+                .get_or_create(&RoleLabel { role })
+                .set(i64::from(now));
         }
     }
 
@@ -462,3 +382,7 @@ fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, 
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 13))
 }
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;

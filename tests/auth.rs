@@ -9,8 +9,8 @@ mod common;
 
 use std::sync::{Arc, LazyLock};
 
-use bff::config::{Config, Secret, Watch};
-use bff::edge::auth::mint;
+use bff::mint;
+use bff::{Config, Secret, Watch};
 use common::{
     Answer, Captured, Daemon, FakeEngine, Frame, Ws, config, next_frame, next_packet, packet_where,
     refused, send_text, within,
@@ -158,7 +158,7 @@ async fn only_valid_tokens_get_through_and_none_is_logged() {
     )
     .await;
     let mut cfg = config(&engine);
-    cfg.auth.secret = bff::config::Secret::new(SECRET);
+    cfg.auth.secret = bff::Secret::new(SECRET);
     let daemon = Daemon::start(cfg).await;
     let request = |header: &'static str, value: String| {
         let mut request = daemon.url("/").into_client_request().unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use bff::config::{Config, RedisUrl};
+use bff::{Config, RedisUrl};
 use common::{Daemon, FakeEngine, Frame, Ws, config, next_frame, next_packet, packet_where};
 use futures_util::SinkExt;
 use serde_json::{Value, json};

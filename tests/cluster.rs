@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bff::input::cluster::scripts::{self, Keys};
-use bff::input::cluster::seal::Seal;
+use bff::Seal;
+use bff::scripts::{self, Keys};
 use common::clients::Balancer;
 use common::process::BffProcess;
 use common::redis::RedisServer;

@@ -7,8 +7,8 @@ mod common;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use bff::config::{Config, Secret};
-use bff::edge::auth::mint;
+use bff::mint;
+use bff::{Config, Secret};
 use common::{
     Answer, Captured, Daemon, FakeEngine, Frame, Ws, config, next_frame, next_packet, packet_where,
     send_text, within,

@@ -8,7 +8,7 @@ mod common;
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use bff::config::{Config, RedisUrl};
+use bff::{Config, RedisUrl};
 use common::redis::RedisServer;
 use common::{
     Captured, Daemon, FakeEngine, Watcher, Ws, config, next_packet, packet_where, send_text, within,

@@ -148,8 +148,8 @@ pub fn raw_frame(buf: &[u8]) -> Result<Option<(u8, std::ops::Range<usize>, usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bff::hub::packet;
-    use bff::input::aggregate::{self, Inputs};
+    use bff::aggregate::{self, Inputs};
+    use bff::packet;
     use chrono::{DateTime, Utc};
 
     #[test]
@@ -205,7 +205,7 @@ mod tests {
     }
 
     /// The daemon's TELEMETRY and WELCOME around `data`, as it frames them.
-    fn frames(seq: u64, data: &bff::hub::packet::Telemetry) -> (String, String) {
+    fn frames(seq: u64, data: &bff::packet::Telemetry) -> (String, String) {
         let body = packet::body(data);
         (
             packet::envelope("TELEMETRY", seq, "0123456789abcdef", &body, None),

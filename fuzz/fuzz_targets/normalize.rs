@@ -2,8 +2,8 @@
 //! daemon must turn them into a packet or a stale source, never a panic.
 #![no_main]
 
-use bff::input::aggregate::{self, Inputs};
-use bff::input::normalize;
+use bff::aggregate::{self, Inputs};
+use bff::normalize;
 use chrono::DateTime;
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     inputs.agents.record(normalize::agents(&answer), now);
     inputs.models.record(normalize::models(&answer), now);
     let packet = aggregate::build(&inputs, now, 50);
-    let body = bff::hub::packet::body(&packet);
+    let body = bff::packet::body(&packet);
     // What the daemon sends must always be JSON that reads back.
     serde_json::from_str::<serde_json::Value>(&body).expect("the packet is valid JSON");
 });

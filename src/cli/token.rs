@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::edge::auth;
+use crate::edge::admission::auth;
 use crate::engine::action::Action;
 
 /// What `bff token` takes.

@@ -178,6 +178,7 @@ impl RegimeConfig {
 
 /// How loud an alert is; a dashboard colours it by this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum AlertLevel {
     /// Act now: the engine halted, the market crashed, the state is old.
@@ -186,6 +187,17 @@ pub enum AlertLevel {
     Warning,
     /// Worth knowing.
     Info,
+}
+
+impl AlertLevel {
+    /// The word as it appears on the wire, in logs and in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertLevel::Critical => "critical",
+            AlertLevel::Warning => "warning",
+            AlertLevel::Info => "info",
+        }
+    }
 }
 
 /// The alerts the daemon raises itself and a rule's code may not take.
@@ -218,7 +230,8 @@ pub const ALERT_FIELDS: &[&str] = &[
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
     /// An engine endpoint failing this long raises its `STALE_*` alert; one failed poll is
-    /// already shown in `sources`, an alert is for an outage.
+    /// already shown in `sources`, an alert is for an outage. Shorter than the poll interval,
+    /// the first failed poll raises it.
     pub stale_after_ms: u64,
     /// Thresholds on packet fields, each raising its own alert while it holds.
     pub rules: Vec<AlertRule>,
@@ -261,16 +274,7 @@ pub struct AlertRule {
 
 impl AlertsConfig {
     /// Every problem with the section, each with its key path (`alerts.rules[0].field`).
-    pub(super) fn validate(&self, poll_interval_ms: u64, bad: &mut impl FnMut(&str, String)) {
-        if self.stale_after_ms < poll_interval_ms {
-            bad(
-                "alerts.stale_after_ms",
-                format!(
-                    "{} is shorter than engine.poll_interval_ms ({poll_interval_ms}): every failed poll would raise an alert",
-                    self.stale_after_ms
-                ),
-            );
-        }
+    pub(super) fn validate(&self, bad: &mut impl FnMut(&str, String)) {
         let mut codes: Vec<&str> = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             let key = |name: &str| format!("alerts.rules[{i}].{name}");
@@ -359,7 +363,6 @@ mod tests {
     #[test]
     fn every_bad_rule_is_named_with_its_key_path() {
         let got = problems(concat!(
-            "[alerts]\nstale_after_ms = 500\n",
             "[[alerts.rules]]\nfield = \"portfolio.drawdown\"\nbelow = -0.05\nlevel = \"warning\"\ncode = \"DD\"\nmessage = \"m\"\n",
             "[[alerts.rules]]\nfield = \"market.price\"\nlevel = \"info\"\ncode = \"DD\"\nmessage = \"\"\n",
             "[[alerts.rules]]\nfield = \"market.price\"\nabove = 1.0\nlevel = \"info\"\ncode = \"ENGINE_HALTED\"\nmessage = \"m\"\n",
@@ -368,7 +371,6 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "alerts.stale_after_ms",
                 "alerts.rules[0].field",
                 "alerts.rules[1]",
                 "alerts.rules[1].code",
@@ -378,7 +380,7 @@ mod tests {
             "{got:#?}"
         );
         assert!(
-            got[1].starts_with("alerts.rules[0].field: \"portfolio.drawdown\" is not a packet field a rule can watch; use one of market.price, "),
+            got[0].starts_with("alerts.rules[0].field: \"portfolio.drawdown\" is not a packet field a rule can watch; use one of market.price, "),
             "{got:#?}"
         );
     }

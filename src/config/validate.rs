@@ -1,11 +1,7 @@
 //! The one pass that checks a whole config: every problem at once, each with its key path, so
 //! one edit fixes the whole file.
 
-use std::net::{IpAddr, SocketAddr};
-
-use ipnet::IpNet;
-use reqwest::Url;
-
+use super::values::{http_url, proxy_net, redis_url, valid_origin};
 use super::{Config, ConfigError};
 
 impl Config {
@@ -22,7 +18,7 @@ impl Config {
         self.validate_cluster(&mut bad);
         self.validate_commands(&mut bad);
         self.regime.validate(&mut bad);
-        self.alerts.validate(self.engine.poll_interval_ms, &mut bad);
+        self.alerts.validate(&mut bad);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -156,6 +152,24 @@ impl Config {
                 bad(
                     "server.bridge_paths",
                     format!("{path:?} is in server.ws_paths too; a path speaks one dialect"),
+                );
+            }
+        }
+        for path in &s.market_stream_paths {
+            let key = "server.market_stream_paths";
+            if !path.starts_with('/') || RESERVED_PATHS.contains(&path.as_str()) {
+                bad(
+                    key,
+                    format!("{path:?} must start with '/' and not be one of {RESERVED_PATHS:?}"),
+                );
+            } else if let Some(other) =
+                [("ws_paths", &s.ws_paths), ("bridge_paths", &s.bridge_paths)]
+                    .into_iter()
+                    .find_map(|(name, paths)| paths.contains(path).then_some(name))
+            {
+                bad(
+                    key,
+                    format!("{path:?} is in server.{other} too; a path speaks one dialect"),
                 );
             }
         }
@@ -303,24 +317,6 @@ const RESERVED_PATHS: &[&str] = &[
     "/trade/force",
 ];
 
-/// Whether a Redis setting is empty (off) or a `redis://` / `rediss://` URL; the message shows
-/// it with its password masked.
-fn redis_url(url: &super::RedisUrl) -> Result<(), String> {
-    if url.expose().is_empty() {
-        return Ok(());
-    }
-    match Url::parse(url.expose())
-        .map(|u| u.scheme().to_owned())
-        .as_deref()
-    {
-        Ok("redis" | "rediss") => Ok(()),
-        _ => Err(format!(
-            "{} is not a redis:// URL; write e.g. \"redis://127.0.0.1:6379\"",
-            url.masked()
-        )),
-    }
-}
-
 impl Config {
     /// The `[auth]` checks: a secret long enough for HS256; a rollover needs a current secret
     /// and an end; a claim to match must not be empty.
@@ -384,20 +380,6 @@ impl Config {
     }
 }
 
-/// Whether `text` can be polled or joined to: an http(s) URL with a host. A path is joined to
-/// `engine.url`; joining is the engine client's business.
-fn http_url(text: &str) -> Result<(), String> {
-    let url = Url::parse(text).map_err(|e| {
-        format!("{text:?} is not a URL ({e}); write e.g. \"http://127.0.0.1:8000\"")
-    })?;
-    match url.scheme() {
-        "http" | "https" if url.has_host() => Ok(()),
-        _ => Err(format!(
-            "{text:?} must be an http:// or https:// URL with a host"
-        )),
-    }
-}
-
 impl Config {
     /// Sets values that cannot apply as written to the values that do, so `check-config` prints
     /// what runs: a note for each, with its key, to log.
@@ -417,186 +399,6 @@ impl Config {
     }
 }
 
-/// `server.listen` (and `--listen`): `IP:port`, or `localhost:port` for 127.0.0.1; other host
-/// names are not resolved, so the address bound is the one written.
-pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
-    }
-    if let Some((host, port)) = text.rsplit_once(':')
-        && host.eq_ignore_ascii_case("localhost")
-        && let Ok(port) = port.parse::<u16>()
-    {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    Err(format!(
-        "{text:?} is not an address to listen on; write IP:port, e.g. 127.0.0.1:3000 \
-         (0.0.0.0:3000 for every interface) or localhost:3000"
-    ))
-}
-
-/// One entry of `server.trusted_proxies`: an address (`10.0.0.5`, `::1`), which stands for
-/// itself, or a network (`10.0.0.0/8`).
-pub fn proxy_net(entry: &str) -> Result<IpNet, String> {
-    if let Ok(ip) = entry.parse::<IpAddr>() {
-        return Ok(IpNet::from(ip));
-    }
-    entry.parse::<IpNet>().map_err(|_| {
-        format!(
-            "{entry:?} is not an address or a network; write e.g. \"10.0.0.5\", \"10.0.0.0/8\" or \"fd00::/8\""
-        )
-    })
-}
-
-/// `scheme://host[:port]` with nothing after it, as browsers send in `Origin`.
-fn valid_origin(text: &str) -> bool {
-    Url::parse(text).is_ok_and(|u| {
-        u.has_host() && u.path() == "/" && !text.ends_with('/') && u.query().is_none()
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn problems(toml: &str) -> Vec<String> {
-        match Config::parse(toml).unwrap().validate("test") {
-            Ok(()) => Vec::new(),
-            Err(ConfigError::Invalid { problems, .. }) => problems,
-            Err(other) => panic!("{other}"),
-        }
-    }
-
-    #[test]
-    fn every_problem_is_reported_with_its_key() {
-        let got = problems(
-            "[engine]\nurl = \"ftp://x\"\ntimeout_ms = 1000\n[server]\nallowed_origins = [\"dash.example.com\"]\ntrusted_proxies = [\"10.0.0.1\", \"10.0.0.0/33\", \"proxy.local\"]\nmax_connections_per_ip = 0\n[clients]\nidle_timeout_ms = 100\n",
-        );
-        let keys: Vec<&str> = got.iter().map(|p| p.split(':').next().unwrap()).collect();
-        assert_eq!(
-            keys,
-            [
-                "engine.url",
-                "engine.timeout_ms",
-                "server.allowed_origins",
-                "server.trusted_proxies[1]",
-                "server.trusted_proxies[2]",
-                "server.max_connections_per_ip",
-                "clients.idle_timeout_ms"
-            ],
-            "{got:#?}"
-        );
-    }
-
-    #[test]
-    fn secrets_are_masked_everywhere_but_where_they_are_used() {
-        let secret = "s3cret-s3cret-s3cret-s3cret-s3cret";
-        let cfg = Config::parse(&format!("[auth]\nsecret = \"{secret}\"\n")).unwrap();
-        assert_eq!(cfg.auth.secret.expose(), secret);
-        assert!(!cfg.to_toml().contains(secret) && cfg.to_toml().contains("secret = \"***\""));
-        assert!(!format!("{cfg:?}").contains(secret));
-        assert_eq!(
-            problems(&format!("[auth]\nsecret = \"{secret}\"\n")),
-            Vec::<String>::new()
-        );
-        assert_eq!(problems("[auth]\nsecret = \"short\"\n").len(), 1);
-    }
-
-    #[test]
-    fn a_rollover_needs_both_secrets_and_an_end_and_claims_to_match_are_not_empty() {
-        let keys = |toml: &str| {
-            problems(toml)
-                .iter()
-                .map(|p| p.split(':').next().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            keys("[auth]\nprevious_secret_until = \"2026-12-08T12:00:00Z\"\n"),
-            ["auth.previous_secret_until"]
-        );
-        // Parsed, not read: the file's secret is empty, and so is the new one.
-        assert_eq!(
-            keys("[auth]\nprevious_secret_file = \"old\"\nprevious_secret_until = \"soon\"\n"),
-            [
-                "auth.previous_secret_file",
-                "auth.previous_secret_file",
-                "auth.previous_secret_until"
-            ]
-        );
-        assert_eq!(
-            keys("[auth]\nissuer = \"\"\naudience = \"\"\nwatch = \"open\"\n"),
-            ["auth.issuer", "auth.audience"]
-        );
-        assert!(Config::parse("[auth]\nwatch = \"maybe\"\n").is_err());
-    }
-
-    #[test]
-    fn a_bad_engine_url_is_one_problem_and_full_endpoint_urls_must_be_http() {
-        let all_paths = problems("[engine]\nurl = \"ftp://x\"\n");
-        assert_eq!(
-            all_paths,
-            ["engine.url: \"ftp://x\" must be an http:// or https:// URL with a host"]
-        );
-        // No path to join to it: the base is not used, so not checked.
-        let full = "state = \"http://e/s\"\nagents = \"http://e/a\"\nmodels = \"engine:9000/m\"\nhalt = \"\"\nresume = \"\"\nrebalance = \"\"\nexport_logs = \"\"\n";
-        let got = problems(&format!("[engine]\nurl = \"ftp://x\"\n{full}"));
-        assert_eq!(got.len(), 1, "{got:?}");
-        assert!(got[0].starts_with("engine.models: "), "{got:?}");
-    }
-
-    #[test]
-    fn listen_takes_an_address_or_localhost_and_says_what_to_write() {
-        assert_eq!(listen_addr("0.0.0.0:3000"), Ok(([0, 0, 0, 0], 3000).into()));
-        assert_eq!(listen_addr("[::1]:0"), Ok("[::1]:0".parse().unwrap()));
-        assert_eq!(
-            listen_addr("localhost:3000"),
-            Ok(([127, 0, 0, 1], 3000).into())
-        );
-        for bad in [
-            "nowhere",
-            "localhost",
-            "dash.example.com:3000",
-            "localhost:99999",
-        ] {
-            let err = listen_addr(bad).unwrap_err();
-            assert!(err.contains("write IP:port, e.g. 127.0.0.1:3000"), "{err}");
-        }
-    }
-
-    #[test]
-    fn a_publish_deadline_past_a_quarter_of_the_period_is_set_to_what_applies() {
-        let mut cfg = Config::parse("[engine]\npublish_deadline_ms = 5000\n").unwrap();
-        assert_eq!(
-            cfg.normalise(),
-            [
-                "engine.publish_deadline_ms: 5000 is more than a quarter of engine.poll_interval_ms (1000); 250 applies"
-            ]
-        );
-        assert_eq!(cfg.engine.publish_deadline_ms, 250);
-        assert!(cfg.normalise().is_empty());
-        assert!(Config::default().normalise().is_empty());
-    }
-
-    #[test]
-    fn a_masked_secret_read_back_is_named() {
-        let got = problems("[auth]\nsecret = \"***\"\n");
-        assert_eq!(got.len(), 1, "{got:?}");
-        assert!(
-            got[0].starts_with("auth.secret: \"***\" is how check-config shows a secret"),
-            "{got:?}"
-        );
-    }
-
-    #[test]
-    fn redis_urls_are_checked_and_never_shown_with_their_password() {
-        let got = problems(
-            "[redis]\nurl = \"http://:hunter2@cache:6379\"\n[cluster]\nurl = \"redis://cache:6379\"\n",
-        );
-        assert_eq!(got.len(), 1, "{got:?}");
-        assert!(
-            got[0].starts_with("redis.url: http://:***@cache:6379/ is not a redis:// URL"),
-            "{got:?}"
-        );
-        assert!(!got[0].contains("hunter2"));
-    }
-}
+#[path = "validate_tests.rs"]
+mod tests;

@@ -2,7 +2,9 @@
 //! real HTTP in the real engine's loose shapes (naive timestamps, enum-style status words, log
 //! strings, raw agent call records, raw model records) with values that move every second, so
 //! the daemon polls it exactly as it would poll an engine. It takes the engine's actions too:
-//! `halt` really stops its trading until `resume`.
+//! `halt` really stops its trading until `resume`. And one route of its own, `POST /demo/mood`
+//! (`{"mood": "crash"|"bull"|"neutral"|"auto"}`), steers its market into that mood, for checking
+//! by eye how a dashboard shows each one.
 //!
 //! Given a Redis URL, it also publishes what the engine and its trading agents publish there
 //! ([`simulation`] makes the messages, [`publish`] sends them): a trade on `market.tick.SPY`
@@ -20,20 +22,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, info, info_span};
 
 use publish::{Message, Outbox};
-use simulation::Simulation;
+use simulation::{ACCEPTED, DemoMood, Simulation};
 
 mod publish;
 mod simulation;
@@ -156,6 +159,9 @@ async fn answer(
     req: Request<Incoming>,
     demo: Arc<Demo>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == MOOD_PATH {
+        return Ok(switch_mood(req, &demo).await);
+    }
     let mut sim = demo.sim();
     let body = match (req.method(), req.uri().path()) {
         (&Method::GET, "/api/system/state/current") => sim.state(),
@@ -172,9 +178,69 @@ async fn answer(
             return Ok(response);
         }
     };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The demo's own route, beside the engine's API: `POST {"mood": …}` steers the market
+/// ([`DemoMood`]). Only the demo engine answers it, never the daemon.
+const MOOD_PATH: &str = "/demo/mood";
+/// The largest body `POST /demo/mood` reads: `{"mood":"neutral"}` with room to spare.
+const MOOD_BODY_LIMIT: usize = 1024;
+
+/// `POST /demo/mood`: 200 with `{"mood": …}` once the market is switched; 400 with the reason
+/// (naming the accepted words) for a body that is not one of them; 405 for another method.
+async fn switch_mood(req: Request<Incoming>, demo: &Demo) -> Response<Full<Bytes>> {
+    if req.method() != Method::POST {
+        let mut response = json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": format!("{MOOD_PATH} takes POST only, with {{\"mood\": {ACCEPTED}}}")}),
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let body = match Limited::new(req.into_body(), MOOD_BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(err) => {
+            return refuse_mood(&format!(
+                "cannot read the body (at most {MOOD_BODY_LIMIT} bytes): {err}"
+            ));
+        }
+    };
+    let mood = match serde_json::from_slice::<MoodRequest>(&body) {
+        Ok(request) => request.mood,
+        Err(err) => return refuse_mood(&err.to_string()),
+    };
+    demo.sim().set_mood(mood);
+    info!(%mood, "Demo market mood set");
+    json_response(StatusCode::OK, &json!({ "mood": mood }))
+}
+
+/// The body `POST /demo/mood` takes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoodRequest {
+    mood: DemoMood,
+}
+
+/// The 400 for a mood that cannot be read: why, and what the body should be.
+fn refuse_mood(why: &str) -> Response<Full<Bytes>> {
+    debug!(why, "Demo mood refused");
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": format!("the body must be {{\"mood\": {ACCEPTED}}}: {why}")}),
+    )
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::from(body.to_string()));
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(response)
+    response
 }

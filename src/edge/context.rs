@@ -8,10 +8,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::admission::Admission;
-use super::command::Commands;
-use super::throttle::Throttle;
 use crate::config::Config;
+use crate::edge::admission::limits::Admission;
+use crate::edge::admission::throttle::Throttle;
+use crate::edge::command::Commands;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -31,7 +31,7 @@ pub struct Context {
     /// TCP connections still speaking HTTP (until they close or upgrade), in total and per IP.
     pub sockets: Admission,
     /// Limits the log lines of refused TCP connections, which anyone can cause at will.
-    pub refusals: std::sync::Mutex<super::command::log::Throttle>,
+    pub refusals: std::sync::Mutex<crate::edge::command::log::Throttle>,
     /// Decides and sends commands, for sessions and HTTP routes alike.
     pub commands: Arc<Commands>,
     /// Cancelled once, at shutdown; every loop selects on it.

@@ -3,7 +3,7 @@
 //! actions ([`action`]) commands send. Below the layers: the poller reads through it and the
 //! command path acts through it.
 
-pub mod action;
+pub(crate) mod action;
 
 use std::time::Duration;
 

@@ -8,12 +8,19 @@
 //! the last `clients.resume_history` are kept, so a client that reconnects with where it left
 //! off gets what it missed.
 
-pub mod encoding;
+pub(crate) mod announce;
+pub(crate) mod encoding;
 mod fanout;
-pub mod frame;
+pub(crate) mod frame;
+mod join;
+pub(crate) mod mode;
+pub(crate) mod mood;
 pub mod packet;
-pub mod relay;
-pub mod snapshot;
+pub(crate) mod relay;
+mod resume;
+pub(crate) mod snapshot;
+mod sources;
+mod timestamp;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +32,11 @@ use tokio::sync::{Notify, broadcast};
 pub use self::encoding::Encoding;
 pub use self::fanout::Outlet;
 use self::fanout::Outlets;
+pub use self::mode::{Mode, Role};
 use self::packet::Telemetry;
+pub use self::resume::{History, Older, Resume};
+#[cfg(test)]
+pub use self::resume::{Joined, Subscription};
 pub use self::snapshot::Snapshot;
 use crate::metrics::Metrics;
 
@@ -55,9 +66,9 @@ struct Shared {
     /// Raised when a consumer needs a fresh snapshot sooner than the next tick (a command
     /// changed the engine's state); the producer takes it as a cue to poll at once.
     refresh: Notify,
-    /// Where the snapshots come from now (`single`, `leader`, `follower`, `fallback`), for
-    /// `/health`. A lock read per health check and written on a change.
-    mode: Mutex<&'static str>,
+    /// Where the snapshots come from now, for `/health`. A lock read per health check and
+    /// written on a change.
+    mode: Mutex<Mode>,
     /// The store behind the hub's memory, when there is one.
     history: Mutex<Option<Arc<dyn History>>>,
     /// Where each fan-out pass is counted (its duration, the packets it wrote), once the daemon
@@ -79,55 +90,6 @@ struct State {
     /// When `latest` was sent (or made, for the first), so `/health` can tell a feed that
     /// stopped.
     sent_out: Instant,
-}
-
-/// A connection's feed: what to welcome it with, what it missed, and the receiver for what
-/// follows.
-pub struct Subscription {
-    /// The snapshot to send first, as WELCOME.
-    pub welcome: Arc<Snapshot>,
-    /// For a client that resumed: the snapshots after `welcome` it missed, in order.
-    pub missed: Vec<Arc<Snapshot>>,
-    /// For a client that asked to resume: whether it could (`Some(true)`), else `Some(false)`;
-    /// `None` when it did not ask.
-    pub resumed: Option<bool>,
-    /// Every snapshot published after those, in order.
-    pub rx: broadcast::Receiver<Arc<Snapshot>>,
-}
-
-/// Where a connection starts: the frames to send it first, in order (the first is its WELCOME,
-/// the rest TELEMETRY), the last packet among them, and the feed of every packet after it.
-pub struct Joined {
-    /// The frames, already in the connection's encoding.
-    pub frames: Vec<bytes::Bytes>,
-    /// The `seq` of the last packet in `frames`.
-    pub seq: u64,
-    /// Its epoch.
-    pub epoch: Arc<str>,
-    /// Every snapshot published after those, in order (it may repeat some of `frames`: the
-    /// connection skips what is not after `seq` of `epoch`).
-    pub rx: broadcast::Receiver<Arc<Snapshot>>,
-}
-
-/// Where a reconnecting client left off: the last `seq` it got, and that `seq`'s epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resume {
-    /// The last `seq` received.
-    pub since: u64,
-    /// Its epoch.
-    pub epoch: String,
-}
-
-/// What a [`History`] answers, some time later: `(seq, serialized data)` pairs, oldest first.
-pub type Older<'a> = std::pin::Pin<Box<dyn Future<Output = Vec<(u64, String)>> + Send + 'a>>;
-
-/// Packets older than the hub's memory, where another store keeps them (the cluster's history
-/// in Redis), for clients that resume from further back. Implemented by an input; the hub only
-/// passes the question on.
-pub trait History: Send + Sync + std::fmt::Debug {
-    /// The packets of `epoch` from `from` on, oldest first, as `(seq, serialized data)`; empty
-    /// when it has no such epoch.
-    fn from(&self, epoch: &str, since: u64) -> Older<'_>;
 }
 
 /// A fresh epoch: 16 random hex digits, so two daemons (or two runs of one) never share one.
@@ -169,7 +131,7 @@ impl Hub {
                 last_pass_reached: AtomicUsize::new(0),
                 relay,
                 refresh: Notify::new(),
-                mode: Mutex::new("single"),
+                mode: Mutex::new(Mode::Single),
                 history: Mutex::new(None),
                 metrics: OnceLock::new(),
             }),
@@ -228,7 +190,13 @@ impl Hub {
                 });
             }
         };
-        let next = Arc::new(Snapshot::new(seq, epoch, data, body));
+        // What it announces, read from the latest and this one: once per snapshot, whoever
+        // produced it.
+        let announced = latest
+            .data()
+            .map(|before| announce::announcements(before, &data))
+            .unwrap_or_default();
+        let next = Arc::new(Snapshot::announcing(seq, epoch, data, body, &announced));
         if next.epoch != state.latest.epoch {
             // A new count: the old one's packets cannot be resumed into it.
             state.history.clear();
@@ -270,118 +238,6 @@ impl Hub {
             .elapsed()
     }
 
-    /// Joins the feed: the latest snapshot now, then every later one.
-    pub fn subscribe(&self) -> Subscription {
-        self.subscribe_from(None)
-    }
-
-    /// Joins the feed where a client left off, when the history reaches back to `resume`
-    /// (same epoch, its next snapshot still kept): the first missed snapshot as WELCOME, the
-    /// rest after it, then every later one. Otherwise as [`Hub::subscribe`], saying it could
-    /// not resume.
-    pub fn subscribe_from(&self, resume: Option<&Resume>) -> Subscription {
-        let state = self.shared.state.lock().expect("hub lock poisoned");
-        let rx = self.shared.tx.subscribe();
-        let latest = state.latest.clone();
-        let Some(resume) = resume else {
-            return Subscription {
-                welcome: latest,
-                missed: Vec::new(),
-                resumed: None,
-                rx,
-            };
-        };
-        let reaches = *latest.epoch == *resume.epoch
-            && resume.since <= latest.seq
-            && state
-                .history
-                .front()
-                .is_some_and(|oldest| oldest.seq <= resume.since + 1);
-        if !reaches {
-            return Subscription {
-                welcome: latest,
-                missed: Vec::new(),
-                resumed: Some(false),
-                rx,
-            };
-        }
-        let mut missed: Vec<_> = state
-            .history
-            .iter()
-            .filter(|s| s.seq > resume.since)
-            .cloned()
-            .collect();
-        let welcome = if missed.is_empty() {
-            latest
-        } else {
-            missed.remove(0)
-        };
-        Subscription {
-            welcome,
-            missed,
-            resumed: Some(true),
-            rx,
-        }
-    }
-
-    /// Joins the feed for a connection of `encoding`, resuming where it left off when it asks
-    /// to: from the hub's memory when it reaches back; else, for a stream connection (the
-    /// store keeps stream frames), from the store behind it ([`Hub::set_history`]) and then
-    /// what memory holds after that; else the latest, telling it that it could not resume. The
-    /// one place resume ordering is decided.
-    pub async fn join(&self, resume: Option<&Resume>, encoding: Encoding) -> Joined {
-        let Subscription {
-            welcome,
-            missed,
-            resumed,
-            rx,
-        } = self.subscribe_from(resume);
-        if let (Some(false), Some(resume)) = (resumed, resume)
-            && encoding == Encoding::Stream
-        {
-            // Further back than this daemon remembers: the cluster's history may reach.
-            let older = self.older(&resume.epoch, resume.since).await;
-            if let Some(&(last, _)) = older.last() {
-                let mut frames: Vec<_> = older.into_iter().map(|(_, frame)| frame).collect();
-                // What came after, still in memory; the live feed follows with no repeat.
-                let after = self.subscribe_from(Some(&Resume {
-                    since: last,
-                    epoch: resume.epoch.clone(),
-                }));
-                // Its WELCOME is the first packet after `last` when memory reaches back to it
-                // (and `last` itself, not sent again, when nothing came after).
-                let first = (after.resumed == Some(true) && after.welcome.seq > last)
-                    .then_some(after.welcome);
-                let mut seq = last;
-                for snapshot in first.into_iter().chain(after.missed) {
-                    seq = snapshot.seq;
-                    frames.push(snapshot.packet(encoding).clone());
-                }
-                return Joined {
-                    frames,
-                    seq,
-                    epoch: resume.epoch.as_str().into(),
-                    rx,
-                };
-            }
-        }
-        let last = missed.last().unwrap_or(&welcome);
-        let (seq, epoch) = (last.seq, last.epoch.clone());
-        let frames = std::iter::once(welcome.welcome(encoding, resumed))
-            .chain(
-                missed
-                    .iter()
-                    .map(|snapshot| snapshot.packet(encoding).clone()),
-            )
-            .collect();
-        Joined {
-            frames,
-            seq,
-            epoch,
-            rx,
-        }
-    }
-
     /// Hands a connection over from its feed to the fan-out: from the next packet published on,
     /// the hub writes each one to `outlet` itself. `catch_up` runs under the hub's lock, where
     /// nothing is published: it drains what the connection's feed still holds, so the last
@@ -420,60 +276,13 @@ impl Hub {
         let _ = self.shared.metrics.set(metrics);
     }
 
-    /// Lets clients resume from `history` when the hub's memory does not reach back.
-    pub fn set_history(&self, history: Arc<dyn History>) {
-        *self.shared.history.lock().expect("hub lock poisoned") = Some(history);
-    }
-
-    /// The packets of `epoch` after `since` from the store behind the hub's memory, framed as
-    /// TELEMETRY (the first as a resumed WELCOME; `since` itself when nothing came after it);
-    /// empty when there is no store or it does not reach back.
-    async fn older(&self, epoch: &str, since: u64) -> Vec<(u64, bytes::Bytes)> {
-        let history = self
-            .shared
-            .history
-            .lock()
-            .expect("hub lock poisoned")
-            .clone();
-        let Some(history) = history else {
-            return Vec::new();
-        };
-        // The store holds the epoch in force only and reads nothing for another (a daemon just
-        // started may not have the cluster's latest packet yet, so the store is the judge).
-        // From `since` itself, so a client that missed nothing is resumed too (with that packet
-        // again as its WELCOME).
-        let mut packets = history.from(epoch, since).await;
-        if packets.first().map(|(seq, _)| *seq) != Some(since) {
-            return Vec::new();
-        }
-        if packets.len() > 1 {
-            packets.remove(0);
-        }
-        packets
-            .into_iter()
-            .enumerate()
-            .map(|(i, (seq, body))| {
-                let (kind, resumed) = if i == 0 {
-                    ("WELCOME", Some(true))
-                } else {
-                    ("TELEMETRY", None)
-                };
-                (
-                    seq,
-                    frame::text_frame(&packet::envelope(kind, seq, epoch, &body, resumed)),
-                )
-            })
-            .collect()
-    }
-
     /// Says where the snapshots come from now.
-    pub fn set_mode(&self, mode: &'static str) {
+    pub fn set_mode(&self, mode: Mode) {
         *self.shared.mode.lock().expect("hub lock poisoned") = mode;
     }
 
-    /// Where the snapshots come from now: `single` (this daemon alone), or in a cluster
-    /// `joining`, `leader`, `follower`, `fallback` (Redis unreachable: polling alone).
-    pub fn mode(&self) -> &'static str {
+    /// Where the snapshots come from now: this daemon alone, or its role in a cluster.
+    pub fn mode(&self) -> Mode {
         *self.shared.mode.lock().expect("hub lock poisoned")
     }
 

@@ -460,3 +460,135 @@ async fn joining_resumes_from_memory_then_from_the_store_behind_it_in_one_call()
     hub.publish(data());
     assert_eq!(joined.rx.try_recv().unwrap().seq, 7);
 }
+
+/// The text frames in one buffer, each as JSON (any length of header).
+fn frames(mut buf: &[u8]) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        assert_eq!(buf[0], 0x81, "a final text frame");
+        let (len, head) = match buf[1] {
+            126 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        out.push(serde_json::from_slice(&buf[head..head + len]).unwrap());
+        buf = &buf[head + len..];
+    }
+    out
+}
+
+/// A packet whose mood and alerts differ from the one before announces it once, in every
+/// encoding's one buffer, before the packet: `REGIME` and `ALERT` on a stream path, nothing new
+/// on a bridge path, `market_regime` and `alert` alone on a market-stream path; the next
+/// packet, the same again, announces nothing. A client resuming gets the same frames.
+#[test]
+fn a_change_of_mood_or_alerts_is_announced_once_before_its_packet() {
+    use crate::config::AlertLevel;
+    use crate::hub::mood::{Alert, MoodNow, Regime};
+    let hub = Hub::new(data(), 4, 10);
+    let mut halted = data();
+    hub.publish(halted.clone());
+    halted.mood = MoodNow {
+        regime: Regime::Crash,
+        label: "Crash/Panic".into(),
+        ..MoodNow::neutral(halted.timestamp)
+    };
+    halted.alerts.push(Alert {
+        level: AlertLevel::Critical,
+        code: "ENGINE_HALTED".into(),
+        message: "The engine halted trading".into(),
+        timestamp: halted.timestamp,
+        active: true,
+    });
+    let changed = hub.publish(halted.clone());
+    let stream = frames(changed.packet(Encoding::Stream));
+    let kinds: Vec<_> = stream.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["REGIME", "ALERT", "TELEMETRY"]);
+    assert_eq!(
+        (&stream[0]["data"]["regime"], &stream[0]["data"]["previous"]),
+        (&"crash".into(), &"neutral".into())
+    );
+    assert_eq!(stream[0]["data"]["market"], stream[2]["data"]["market"]);
+    assert_eq!(stream[1]["data"]["code"], "ENGINE_HALTED");
+    assert_eq!(stream[1]["data"]["active"], true);
+    let bridge = frames(changed.packet(Encoding::Bridge));
+    assert_eq!(bridge.len(), 1, "the bridge's packet alone: {bridge:?}");
+    let market = frames(changed.packet(Encoding::MarketStream));
+    let kinds: Vec<_> = market.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["market_regime", "alert"]);
+    assert_eq!(
+        (
+            &market[0]["label"],
+            &market[0]["previous"],
+            &market[1]["code"]
+        ),
+        (
+            &"Crash/Panic".into(),
+            &"neutral".into(),
+            &"ENGINE_HALTED".into()
+        )
+    );
+
+    let same = hub.publish(halted.clone());
+    assert_eq!(frames(same.packet(Encoding::Stream)).len(), 1);
+    assert!(
+        same.packet(Encoding::MarketStream).is_empty(),
+        "nothing new"
+    );
+    let greeting = frames(&same.welcome(Encoding::MarketStream, None));
+    let kinds: Vec<_> = greeting
+        .iter()
+        .map(|f| f["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["market_regime", "alert"],
+        "the mood and active alerts on connect"
+    );
+    assert!(greeting[0].get("previous").is_none());
+
+    halted.alerts.clear();
+    let cleared = hub.publish(halted.clone());
+    let stream = frames(cleared.packet(Encoding::Stream));
+    assert_eq!(
+        (
+            &stream[0]["type"],
+            &stream[0]["data"]["active"],
+            stream.len()
+        ),
+        (&"ALERT".into(), &false.into(), 2)
+    );
+
+    let epoch = changed.epoch.to_string();
+    let resume = Resume {
+        since: 1,
+        epoch: epoch.clone(),
+    };
+    let mut sub = hub.subscribe_from(Some(&resume));
+    assert_eq!(sub.resumed, Some(true));
+    assert!(sub.rx.try_recv().is_err());
+    let resumed: Vec<_> = std::iter::once(sub.welcome.welcome(Encoding::Stream, Some(true)))
+        .chain(
+            sub.missed
+                .iter()
+                .map(|s| s.packet(Encoding::Stream).clone()),
+        )
+        .flat_map(|buf| frames(&buf))
+        .map(|f| f["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        resumed,
+        [
+            "REGIME",
+            "ALERT",
+            "WELCOME",
+            "TELEMETRY",
+            "ALERT",
+            "TELEMETRY"
+        ],
+        "the first missed packet is the WELCOME, after what it announced"
+    );
+}

@@ -5,53 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// An instant in UTC, written as RFC 3339 with milliseconds and `Z` (`2025-12-21T11:59:59.812Z`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-#[cfg_attr(test, derive(ts_rs::TS), ts(type = "string"))]
-pub struct Timestamp(pub DateTime<Utc>);
-
-impl Timestamp {
-    /// Milliseconds from this instant to `now`; 0 if `now` is earlier (a clock step back).
-    pub fn age_ms(self, now: DateTime<Utc>) -> u64 {
-        (now - self.0).num_milliseconds().max(0) as u64
-    }
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0.to_rfc3339_opts(SecondsFormat::Millis, true))
-    }
-}
-
-/// Read back from what [`Serialize`] wrote, as a daemon receiving another's packet does.
-impl<'de> Deserialize<'de> for Timestamp {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| Timestamp(t.with_timezone(&Utc)))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-#[cfg(test)]
-impl schemars::JsonSchema for Timestamp {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Timestamp".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "RFC 3339, UTC, with milliseconds and `Z`: `2025-12-21T11:59:59.812Z`.",
-            "type": "string",
-            "format": "date-time",
-            "pattern": "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z$"
-        })
-    }
-}
+pub use super::mood::{Alert, MoodNow};
+pub use super::sources::{SourceHealth, Sources};
+pub use super::timestamp::Timestamp;
 
 /// The trading status; the engine's many words are mapped onto these three only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,81 +156,6 @@ pub type Agents = BTreeMap<String, AgentStats>;
 /// Models by name.
 pub type Models = BTreeMap<String, ModelStats>;
 
-/// How fresh one input is, so a UI can grey out a stale panel.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
-pub struct SourceHealth {
-    /// The last fetch succeeded.
-    pub ok: bool,
-    /// When the last good answer arrived.
-    pub updated: Option<Timestamp>,
-    /// Milliseconds between `updated` and the packet's poll time.
-    pub age_ms: Option<u64>,
-    /// Why the last fetch failed, readable by a person.
-    pub error: Option<String>,
-}
-
-/// `data.sources`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
-pub struct Sources {
-    /// The state endpoint.
-    pub state: SourceHealth,
-    /// The agent-metrics endpoint.
-    pub agents: SourceHealth,
-    /// The model-metrics endpoint.
-    pub models: SourceHealth,
-    /// The Redis subscription, present only when `redis.url` is set.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, ts(optional))]
-    pub redis: Option<SourceHealth>,
-}
-
-/// One engine endpoint's row in `sources`: its name (the engine's `SourceKind::name`) and where
-/// its health is.
-type Row = (
-    &'static str,
-    fn(&Sources) -> &SourceHealth,
-    fn(&mut Sources) -> &mut SourceHealth,
-);
-
-/// The engine's endpoints in `sources`, in the order they are serialized. A new endpoint is one
-/// row here beside its field above; everything that walks the sources reads this table.
-const ENDPOINTS: [Row; 3] = [
-    ("state", |s| &s.state, |s| &mut s.state),
-    ("agents", |s| &s.agents, |s| &mut s.agents),
-    ("models", |s| &s.models, |s| &mut s.models),
-];
-
-impl Sources {
-    /// Every source with its name, in the order they are serialized: the endpoints, then
-    /// Redis when it is on.
-    pub fn named(&self) -> Vec<(&'static str, &SourceHealth)> {
-        ENDPOINTS
-            .iter()
-            .map(|(name, health, _)| (*name, health(self)))
-            .chain(self.redis.as_ref().map(|redis| ("redis", redis)))
-            .collect()
-    }
-
-    /// Changes every source, in the order of [`Sources::named`].
-    pub fn each_mut(&mut self, mut change: impl FnMut(&'static str, &mut SourceHealth)) {
-        for (name, _, health) in &ENDPOINTS {
-            change(name, health(self));
-        }
-        if let Some(redis) = &mut self.redis {
-            change("redis", redis);
-        }
-    }
-
-    /// The endpoint named `name` (an engine `SourceKind::name`), to change; `None` for a name
-    /// with no row.
-    pub fn endpoint_mut(&mut self, name: &str) -> Option<&mut SourceHealth> {
-        let (_, _, health) = ENDPOINTS.iter().find(|(row, _, _)| *row == name)?;
-        Some(health(self))
-    }
-}
-
 /// What the engine's state endpoint contributes to a packet: everything but the timestamp.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema, ts_rs::TS))]
@@ -323,6 +208,10 @@ pub struct Telemetry {
     pub models: Models,
     /// How fresh each input is.
     pub sources: Sources,
+    /// The market's mood as announced (`docs/PROTOCOL.md` §12.4).
+    pub mood: MoodNow,
+    /// The active alerts, oldest first.
+    pub alerts: Vec<Alert>,
 }
 
 impl Telemetry {
@@ -335,6 +224,8 @@ impl Telemetry {
             agents: Agents::new(),
             models: Models::new(),
             sources: Sources::default(),
+            mood: MoodNow::neutral(Timestamp(now)),
+            alerts: Vec::new(),
         }
     }
 }
@@ -351,6 +242,8 @@ pub const RESERVED_KEYS: &[&str] = &[
     "agents",
     "models",
     "sources",
+    "mood",
+    "alerts",
 ];
 
 /// Which packet a frame is.

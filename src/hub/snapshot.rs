@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
+use super::announce::Announcements;
 use super::encoding::{Encoding, Message, Packet};
 use super::packet::Telemetry;
 
@@ -23,8 +24,12 @@ pub struct Snapshot {
     /// What only the latest needs: `None` in a slim copy. Boxed, so the kept copies without it
     /// do not keep its room (some 600 bytes each).
     latest: Option<Box<Latest>>,
-    /// The framed `{"type":"TELEMETRY",…}`: the [`Encoding::Stream`] packet, made at once.
+    /// The framed `{"type":"TELEMETRY",…}`: the [`Encoding::Stream`] packet, made at once (after
+    /// the `REGIME` and `ALERT` it announces, if any).
     pub telemetry: Bytes,
+    /// How many bytes of `telemetry` come before its packet: what it announces, which a
+    /// resumed WELCOME made of this snapshot carries too.
+    announced: usize,
     /// The serialized data, for the frames made on demand: a slice of `telemetry`, which
     /// carries it whole, so a kept packet holds it once.
     body: Bytes,
@@ -46,18 +51,49 @@ struct Latest {
 impl Snapshot {
     /// Frames `data` (serialized as `body`) as snapshot `seq` of `epoch`.
     pub fn new(seq: u64, epoch: Arc<str>, data: Telemetry, body: String) -> Self {
+        Self::announcing(seq, epoch, data, body, &Announcements::default())
+    }
+
+    /// Like [`Snapshot::new`], with what the snapshot announces (`REGIME`, `ALERT`: see
+    /// [`super::announce::announcements`]) written before its packet in each encoding's frame, so
+    /// a connection writes one buffer whatever it carries, and a client resuming gets them too.
+    /// Then every encoding's frame is made at once: changes are rare.
+    pub fn announcing(
+        seq: u64,
+        epoch: Arc<str>,
+        data: Telemetry,
+        body: String,
+        announced: &Announcements,
+    ) -> Self {
         let parts = Packet {
             seq,
             epoch: &epoch,
             body: &body,
         };
-        let telemetry = Encoding::Stream.frame(Message::Packet(parts));
-        // The frame ends with `data` + `,"epoch":` + the quoted epoch + `}`.
+        let frames = Encoding::ALL.map(|encoding| {
+            let made = OnceLock::new();
+            if !announced.is_empty() || encoding == Encoding::Stream {
+                let _ = made.set(encoding.packet_frames(announced, parts));
+            }
+            made
+        });
+        let telemetry = frames[Encoding::Stream.index()]
+            .get()
+            .expect("the stream frame is made at once")
+            .clone();
+        // The frame ends with `data` + `,"epoch":` + the quoted epoch + `}`, whatever is before.
         let quoted_epoch = serde_json::to_string(&*epoch).expect("a string serializes");
         let end = telemetry.len() - r#","epoch":}"#.len() - quoted_epoch.len();
         let body_bytes = telemetry.slice(end - body.len()..end);
         debug_assert_eq!(&body_bytes[..], body.as_bytes());
-        Self::framed(seq, epoch, telemetry, body_bytes, Some(data))
+        // Measured only when there is something before the packet: changes are rare.
+        let announced = match announced.is_empty() {
+            true => 0,
+            false => telemetry.len() - Encoding::Stream.frame(Message::Packet(parts)).len(),
+        };
+        let mut snapshot = Self::framed(seq, epoch, telemetry, body_bytes, Some(data), frames);
+        snapshot.announced = announced;
+        snapshot
     }
 
     fn framed(
@@ -66,11 +102,8 @@ impl Snapshot {
         telemetry: Bytes,
         body: Bytes,
         data: Option<Telemetry>,
+        packets: [OnceLock<Bytes>; Encoding::COUNT],
     ) -> Self {
-        let packets = std::array::from_fn(|_| OnceLock::new());
-        packets[Encoding::Stream.index()]
-            .set(telemetry.clone())
-            .expect("a new table is empty");
         Self {
             seq,
             epoch,
@@ -81,6 +114,7 @@ impl Snapshot {
                 })
             }),
             telemetry,
+            announced: 0,
             body,
             packets,
         }
@@ -92,13 +126,22 @@ impl Snapshot {
     /// packets from the feed. What it saves: `docs/BENCHMARKS-JOURNAL.md`, "The resume history
     /// fills after the window".
     pub fn slim(&self) -> Self {
-        Self::framed(
+        let mut slim = Self::framed(
             self.seq,
             self.epoch.clone(),
             self.telemetry.clone(),
             self.body.clone(),
             None,
-        )
+            std::array::from_fn(|i| {
+                let kept = OnceLock::new();
+                if i == Encoding::Stream.index() {
+                    let _ = kept.set(self.telemetry.clone());
+                }
+                kept
+            }),
+        );
+        slim.announced = self.announced;
+        slim
     }
 
     /// The typed data; `None` in a [`Snapshot::slim`] copy. The hub's latest snapshot always
@@ -126,6 +169,12 @@ impl Snapshot {
             (Some(latest), None) => latest.welcomes[encoding.index()]
                 .get_or_init(welcome)
                 .clone(),
+            // A resumed client missed what this snapshot announced: it comes first.
+            (_, Some(_)) if self.announced > 0 => {
+                [&self.telemetry[..self.announced], &welcome()[..]]
+                    .concat()
+                    .into()
+            }
             _ => welcome(),
         }
     }

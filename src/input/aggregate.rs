@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::normalize::EngineState;
 use crate::hub::packet::{
-    Agents, Models, SourceHealth, Sources, StateSections, Telemetry, Timestamp,
+    Agents, Models, MoodNow, SourceHealth, Sources, StateSections, Telemetry, Timestamp,
 };
 
 /// What one source last gave: its last good value, when that arrived, and its last failure.
@@ -117,6 +117,9 @@ pub fn build(inputs: &Inputs, now: DateTime<Utc>, max_logs: usize) -> Telemetry 
         agents: inputs.agents.value.clone().unwrap_or_default(),
         models: inputs.models.value.clone().unwrap_or_default(),
         sources: inputs.sources(now),
+        // The assembler's mood and alerts replace these (`super::mood`).
+        mood: MoodNow::neutral(Timestamp(now)),
+        alerts: Vec::new(),
     }
 }
 

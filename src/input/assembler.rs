@@ -20,11 +20,12 @@ use tracing::{debug, info, warn};
 use super::Input;
 use super::aggregate::{self, Change, Inputs};
 use super::cluster::{Cluster, Role};
+use super::mood::{Alert, Alerts, Mood, classify};
 use super::redis::event::Heard;
 use super::redis::merge::{Overlay, answer_time};
 use super::redis::subscriber::SharedHealth;
 use super::round::Answer;
-use crate::config::{Config, mask_credentials};
+use crate::config::{AlertLevel, Config, mask_credentials};
 use crate::engine::{SourceKind, endpoint};
 use crate::hub::Hub;
 use crate::hub::packet::Telemetry;
@@ -51,7 +52,16 @@ struct Assembler {
     cluster: Option<Cluster>,
     /// Publishing for the cluster failed: the packets go out here alone until it works again.
     cluster_failing: bool,
+    /// The market's mood and the alerts, read once from each packet built here.
+    mood: Mood,
+    alerts: Alerts,
+    /// Another daemon published since the last packet built here: the mood and alerts carry on
+    /// from the hub's latest packet rather than from what this daemon last saw.
+    reseed: bool,
 }
+
+/// Why the alert rules of a loaded config always resolve.
+const RULES_VALIDATED: &str = "the config's validation refuses a rule on a field no packet has";
 
 /// What went out for one packet, for the tick's log line.
 struct Published {
@@ -73,15 +83,18 @@ pub async fn run(
     let mut assembler = Assembler {
         hub,
         metrics,
-        config,
         inputs: Inputs::default(),
         overlay: Overlay::default(),
         health,
         dirty: false,
         push_due: tokio::time::Instant::now(),
         pushed: 0,
+        mood: Mood::new(&config.regime),
+        alerts: Alerts::new(&config.alerts).expect(RULES_VALIDATED),
+        config,
         cluster,
         cluster_failing: false,
+        reseed: false,
     };
     loop {
         let push_at = assembler.push_at();
@@ -90,7 +103,7 @@ pub async fn run(
             input = inputs.recv() => match input {
                 Some(Input::Answer(answer)) => assembler.record(answer),
                 Some(Input::Polled { late, took }) => assembler.tick(late, took).await,
-                Some(Input::Config(config)) => assembler.config = config,
+                Some(Input::Config(config)) => assembler.reconfigure(config),
                 Some(Input::Heard(heard)) => assembler.merge(heard),
                 // Every input stopped: the daemon is stopping.
                 None => return,
@@ -188,9 +201,12 @@ impl Assembler {
         self.dirty = false;
         self.push_due = self.push_due.max(tokio::time::Instant::now()) + self.push_every();
         if !self.polls() {
+            self.reseed = true;
             return;
         }
-        let packet = self.packet(Utc::now());
+        let now = Utc::now();
+        let mut packet = self.packet(now);
+        self.judge(&mut packet, now);
         if let Some(published) = self.publish(packet).await {
             self.metrics.published();
             self.metrics.redis_pushed();
@@ -249,6 +265,69 @@ impl Assembler {
         }
     }
 
+    /// Reads `packet`'s mood and alerts (`super::mood`, once per packet) and writes them into
+    /// it; each announced mood and each alert raised or cleared is logged and counted.
+    fn judge(&mut self, packet: &mut Telemetry, now: DateTime<Utc>) {
+        if std::mem::take(&mut self.reseed) {
+            self.carry_on();
+        }
+        let reading = classify(packet, &self.config.regime);
+        if let Some(change) = self.mood.observe(reading, &packet.state.market, now) {
+            let regime = change.mood.regime.as_str();
+            info!(regime, previous = change.previous.as_str(), "Mood changed");
+            self.metrics.mood_changed(regime);
+        }
+        let mood = self.mood.current().map(|mood| mood.regime);
+        for alert in self.alerts.observe(packet, mood, now) {
+            self.report(&alert);
+        }
+        if let Some(mood) = self.mood.current() {
+            packet.mood = mood.clone();
+        }
+        packet.alerts = self.alerts.active().to_vec();
+    }
+
+    /// Takes the mood and alerts from the hub's latest packet, another daemon's: a failover
+    /// neither resets the mood to neutral nor raises every alert again.
+    fn carry_on(&mut self) {
+        let latest = self.hub.latest();
+        let Some(data) = latest.data() else {
+            return;
+        };
+        self.mood = Mood::seeded(&self.config.regime, &data.mood);
+        self.alerts = Alerts::seeded(&self.config.alerts, &data.alerts).expect(RULES_VALIDATED);
+        info!(
+            seq = latest.seq,
+            regime = data.mood.regime.as_str(),
+            alerts = data.alerts.len(),
+            "Polling here now: the mood and alerts carry on from the last packet"
+        );
+    }
+
+    /// Logs and counts one alert raised or cleared.
+    fn report(&self, alert: &Alert) {
+        let (code, level) = (alert.code.as_str(), alert.level.as_str());
+        match (alert.active, alert.level) {
+            (true, AlertLevel::Info) => {
+                info!(code, level, message = %alert.message, "Alert raised")
+            }
+            (true, _) => warn!(code, level, message = %alert.message, "Alert raised"),
+            (false, _) => info!(code, level, "Alert cleared"),
+        }
+        self.metrics.alert(code, level, alert.active);
+    }
+
+    /// A reload: the new settings, and the mood's words and the alert rules from them at once
+    /// (an alert whose rule is gone clears).
+    fn reconfigure(&mut self, config: Arc<Config>) {
+        self.mood.reconfigure(&config.regime);
+        match self.alerts.reconfigure(&config.alerts, Utc::now()) {
+            Ok(cleared) => cleared.iter().for_each(|alert| self.report(alert)),
+            Err(err) => warn!(%err, "Alert rules not reloaded: keeping the ones before"),
+        }
+        self.config = config;
+    }
+
     /// One poll's packet: what answered, the last good values of what did not (shown stale,
     /// an endpoint still out marked late), published and logged.
     async fn tick(&mut self, late: Vec<SourceKind>, took: Duration) {
@@ -267,6 +346,11 @@ impl Assembler {
                     "no answer within {deadline} ms (engine.publish_deadline_ms); the last good value is shown"
                 )
             });
+        }
+        if self.polls() {
+            self.judge(&mut packet, now);
+        } else {
+            self.reseed = true;
         }
         let stale: Vec<&str> = packet
             .sources

@@ -10,13 +10,13 @@
 //! holding the lease polls and publishes, and every daemon takes the packets from there.
 
 pub mod aggregate;
-pub mod assembler;
-pub mod cluster;
-pub mod mood;
+pub(crate) mod assembler;
+pub(crate) mod cluster;
+pub(crate) mod mood;
 pub mod normalize;
-pub mod poller;
-pub mod redis;
-pub mod round;
+pub(crate) mod poller;
+pub(crate) mod redis;
+pub(crate) mod round;
 
 use std::sync::Arc;
 use std::time::Duration;

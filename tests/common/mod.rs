@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bff::config::Config;
+use bff::Config;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -42,12 +42,14 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The keys every packet's `data` has, whatever the engine did (PROTOCOL.md §2), written out
 /// here rather than taken from the library so the tests check the contract, not the code.
-pub const CONTRACT_KEYS: [&str; 10] = [
+pub const CONTRACT_KEYS: [&str; 12] = [
     "agents",
+    "alerts",
     "governance",
     "logs",
     "market",
     "models",
+    "mood",
     "portfolio",
     "signal",
     "sources",

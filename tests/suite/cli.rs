@@ -1174,8 +1174,8 @@ fn output(
 /// An example client against a daemon with a secret: refused without a token or with a bad
 /// one, saying so and why and exiting 1; streaming with one from `--token` or `BFF_TOKEN`.
 fn assert_takes_a_token(client: impl Fn() -> Command, url: &str) {
-    let token = bff::edge::auth::mint(CLIENT_SECRET, "dash", 3600, None, &[]);
-    let forged = bff::edge::auth::mint(
+    let token = bff::mint(CLIENT_SECRET, "dash", 3600, None, &[]);
+    let forged = bff::mint(
         "another secret, another secret, another secret",
         "dash",
         3600,

@@ -59,7 +59,7 @@ async fn metrics_count_connections_frames_bytes_refusals_and_polls_exactly() {
         .unwrap();
     assert_eq!(
         response.headers()["content-type"],
-        bff::metrics::CONTENT_TYPE
+        bff::METRICS_CONTENT_TYPE
     );
     assert!(response.text().await.unwrap().ends_with("# EOF\n"));
     let (got, text) = daemon.metrics().await;
@@ -154,7 +154,7 @@ async fn packets_validate_against_the_served_schema() {
     let (status, headers, text) = get(&format!("http://{}/schema.json", daemon.addr)).await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/schema+json");
-    assert_eq!(text, bff::contract::SCHEMA);
+    assert_eq!(text, bff::SCHEMA);
     let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let check = |packet: &serde_json::Value| {

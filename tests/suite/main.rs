@@ -12,6 +12,7 @@ mod common;
 
 mod cli;
 mod daemon;
+mod demo_mood;
 mod demo_redis;
 mod engine_faults;
 mod http;

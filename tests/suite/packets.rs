@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use bff::input::aggregate::{self, Inputs};
-use bff::input::normalize;
+use bff::aggregate::{self, Inputs};
+use bff::normalize;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 

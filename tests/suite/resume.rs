@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use bff::config::RedisUrl;
+use bff::RedisUrl;
 use common::redis::RedisServer;
 use common::{Daemon, FakeEngine, Ws, config, next_packet};
 use serde_json::Value;

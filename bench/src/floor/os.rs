@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-/// The daemon's listen backlog (`bff::os::LISTEN_BACKLOG`), so a connect storm queues alike.
+/// The daemon's listen backlog (`LISTEN_BACKLOG` in its `src/os.rs`), so a connect storm queues alike.
 const LISTEN_BACKLOG: libc::c_int = 4096;
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {

@@ -1,10 +1,10 @@
 //! The simulated market and trading engine behind `--demo`: one symbol whose price drifts with
 //! momentum, the agents and models that run each step (their call records kept in a rolling
-//! window), the signal, a paper executor that follows it, and the engine's actions (`halt` stops
-//! its trading until `resume`). Its answers have the engine's loose shapes (naive timestamps,
-//! enum-style status words, log strings, raw call records) and are made in [`answers`];
-//! [`events`] makes the messages the engine publishes on Redis from the same figures, so both
-//! say the same at any moment.
+//! window), the signal, a paper executor that follows it, the engine's actions (`halt` stops
+//! its trading until `resume`) and the demo's mood switch ([`mood`]). Its answers have the
+//! engine's loose shapes (naive timestamps, enum-style status words, log strings, raw call
+//! records) and are made in [`answers`]; [`events`] makes the messages the engine publishes on
+//! Redis from the same figures, so both say the same at any moment.
 //!
 //! No I/O, and seeded, so a test can replay it; it reads the clock only to stamp what it makes.
 //! The HTTP side and the market's clock (`demo`) decide when it steps and trades, and who hears
@@ -19,6 +19,9 @@ use super::publish::Message;
 
 mod answers;
 mod events;
+mod mood;
+
+pub use mood::{ACCEPTED, DemoMood};
 
 /// The one symbol the simulated market trades.
 const SYMBOL: &str = "SPY";
@@ -79,6 +82,8 @@ pub struct Simulation {
     losses: u64,
     /// Profit and loss of the closed positions.
     realized_pnl: f64,
+    /// What the market is told to do (`POST /demo/mood`); `auto` leaves it to itself.
+    mood: DemoMood,
 }
 
 /// The trades `trade.results` lists.
@@ -136,6 +141,7 @@ impl Simulation {
             wins: 0,
             losses: 0,
             realized_pnl: 0.0,
+            mood: DemoMood::Auto,
         };
         sim.log("Engine started (demo simulator)".into());
         // Start with a full window, as an engine that has been running a while.
@@ -149,15 +155,20 @@ impl Simulation {
     /// the paper executor follow.
     pub fn step(&mut self) {
         self.tick += 1;
-        let shock = self.normal() * 0.0008
-            + if self.rng.f64() < 0.03 {
-                self.normal() * 0.004
-            } else {
-                0.0
-            };
+        let calm = self.normal() * 0.0008;
+        let jump = if self.rng.f64() < 0.03 {
+            self.normal() * 0.004
+        } else {
+            0.0
+        };
+        // The rare jumps are the market left to itself; a mood holds it steady.
+        let shock = match self.mood {
+            DemoMood::Auto => calm + jump,
+            _ => calm,
+        };
         let return_ = shock + self.velocity * 0.1;
         let previous = self.velocity;
-        self.velocity = 0.9 * self.velocity + return_;
+        self.velocity = self.next_velocity(shock, calm);
         self.acceleration = self.velocity - previous;
         self.nav *= 1.0 + self.position * return_ * 5.0;
         self.peak_nav = self.peak_nav.max(self.nav);
@@ -167,6 +178,7 @@ impl Simulation {
         // alpha (as the daemon does for `physics.forces`) is the one the state gives.
         self.alpha = round2((self.alpha + self.normal() * 0.05).clamp(1.2, 2.8));
         self.confidence = (self.confidence + self.normal() * 0.05).clamp(0.0, 1.0);
+        self.steer_engine();
         self.position = self.signal_sign() * self.approved_size();
         self.follow_signal();
 

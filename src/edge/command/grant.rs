@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 
 use tracing::warn;
 
+use super::outcome::Outcome;
 use crate::config::Config;
-use crate::edge::auth::Claims;
+use crate::edge::admission::auth::Claims;
 use crate::engine::action::Action;
 
 /// Who sends a command: what their token says and where they are.
@@ -51,31 +52,31 @@ pub(super) fn authorize(
     caller: &Caller,
     action: Action,
     config: &Config,
-) -> Result<(), (u16, &'static str, String)> {
+) -> Result<(), (u16, Outcome, String)> {
     match &caller.token {
-        Token::Invalid(reason) => Err((401, "unauthorized", (*reason).into())),
-        Token::Valid(claims) if claims.expired() => Err((401, "unauthorized", "token expired".into())),
+        Token::Invalid(reason) => Err((401, Outcome::Unauthorized, (*reason).into())),
+        Token::Valid(claims) if claims.expired() => Err((401, Outcome::Unauthorized, "token expired".into())),
         Token::Valid(claims) if !claims.allows(action) => Err((
             403,
-            "forbidden",
+            Outcome::Forbidden,
             format!("the token does not allow {}: it needs \"actions\": [\"{}\"] or \"role\": \"operator\"", action.name(), action.name()),
         )),
         // The rate, the repeats and the log go by `sub`: tokens without one would share them.
         Token::Valid(claims) if claims.subject.as_deref().is_none_or(str::is_empty) => Err((
             403,
-            "forbidden",
+            Outcome::Forbidden,
             "the token has no sub: commands need a token naming its holder (bff token --sub NAME)".into(),
         )),
         Token::Valid(_) => Ok(()),
-        Token::Absent if !config.auth.secret.expose().is_empty() => Err((401, "unauthorized", "no token".into())),
+        Token::Absent if !config.auth.secret.expose().is_empty() => Err((401, Outcome::Unauthorized, "no token".into())),
         Token::Absent if !config.commands.allow_without_auth => Err((
             403,
-            "unauthorized",
+            Outcome::Unauthorized,
             "commands need a token and this daemon has no auth.secret: set one and send a token whose claims allow the action".into(),
         )),
         Token::Absent if !caller.loopback => Err((
             403,
-            "forbidden",
+            Outcome::Forbidden,
             "commands without a token are allowed from loopback only, never through a proxy or from another site's page (commands.allow_without_auth)".into(),
         )),
         Token::Absent => {
@@ -107,25 +108,28 @@ mod tests {
         };
         assert_eq!(
             refusal(&config, "127.0.0.1:5000"),
-            Err((403, "unauthorized"))
+            Err((403, Outcome::Unauthorized))
         );
         config.commands.allow_without_auth = true;
         assert_eq!(refusal(&config, "127.0.0.1:5000"), Ok(()));
         assert_eq!(refusal(&config, "[::1]:5000"), Ok(()));
-        assert_eq!(refusal(&config, "10.0.0.7:5000"), Err((403, "forbidden")));
+        assert_eq!(
+            refusal(&config, "10.0.0.7:5000"),
+            Err((403, Outcome::Forbidden))
+        );
         // A loopback address that came through a proxy or from another site's page is not.
         let relayed = Caller {
             loopback: false,
             ..caller(Token::Absent, "127.0.0.1:5000")
         };
         let (status, outcome, why) = authorize(&relayed, Action::Halt, &config).unwrap_err();
-        assert_eq!((status, outcome), (403, "forbidden"));
+        assert_eq!((status, outcome), (403, Outcome::Forbidden));
         assert!(why.contains("never through a proxy"), "{why}");
         // With a secret set, a missing token is missing, whatever the exception says.
         config.auth.secret = crate::config::Secret::new("0123456789abcdef0123456789abcdef");
         assert_eq!(
             refusal(&config, "127.0.0.1:5000"),
-            Err((401, "unauthorized"))
+            Err((401, Outcome::Unauthorized))
         );
     }
 
@@ -141,7 +145,7 @@ mod tests {
         let ann = caller(Token::Valid(Box::new(claims)), "10.0.0.7:5000");
         assert_eq!(authorize(&ann, Action::Resume, &config), Ok(()));
         let (status, outcome, why) = authorize(&ann, Action::Halt, &config).unwrap_err();
-        assert_eq!((status, outcome), (403, "forbidden"));
+        assert_eq!((status, outcome), (403, Outcome::Forbidden));
         assert!(why.starts_with("the token does not allow halt"), "{why}");
         assert_eq!(ann.subject(), "ann");
     }
@@ -158,7 +162,7 @@ mod tests {
             };
             let nobody = caller(Token::Valid(Box::new(claims)), "10.0.0.7:5000");
             let (status, outcome, why) = authorize(&nobody, Action::Halt, &config).unwrap_err();
-            assert_eq!((status, outcome), (403, "forbidden"));
+            assert_eq!((status, outcome), (403, Outcome::Forbidden));
             assert!(why.starts_with("the token has no sub"), "{why}");
         }
     }

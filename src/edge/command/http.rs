@@ -3,7 +3,7 @@
 //! `Authorization: Bearer <JWT>` and an optional `{"id": "…"}` body (or an `Idempotency-Key`
 //! header); `GET /api/actions` says which actions the caller's token allows, so a page can
 //! show only the buttons that will work. Answers are JSON with the same fields as a
-//! COMMAND_RESULT. Browsers are held to the origin check ([`crate::edge::origin`]), a listed
+//! COMMAND_RESULT. Browsers are held to the origin check ([`crate::edge::admission::origin`]), a listed
 //! origin gets the CORS headers its page needs, and an action is never a CORS "simple" request:
 //! it carries `Content-Type: application/json` or an `Authorization` header, either of which a
 //! browser sends only after a preflight, so another site's page cannot send one unseen.
@@ -17,11 +17,11 @@ use tracing::warn;
 
 use super::{Caller, Token};
 use crate::config::Config;
-use crate::edge::auth::Auth;
+use crate::edge::admission::auth::Auth;
+use crate::edge::admission::forwarded::Client;
+use crate::edge::admission::origin::{self, PageOrigin};
 use crate::edge::context::Context;
-use crate::edge::forwarded::Client;
-use crate::edge::origin::{self, PageOrigin};
-use crate::edge::reply::{Body, ok, text};
+use crate::edge::http::reply::{Body, ok, text};
 use crate::engine::action::Action;
 
 /// Where the actions are served.

@@ -21,19 +21,6 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 /// Refused commands logged in full per [`INTERVAL`].
 pub const REFUSALS_LOGGED: u32 = 10;
 
-/// Outcomes of commands the daemon refused itself, whose lines are limited. Commands that
-/// reached the engine (or were repeats of one that did) are always logged.
-const REFUSALS: &[&str] = &[
-    "invalid",
-    "unknown_action",
-    "unauthorized",
-    "forbidden",
-    "rate_limited",
-    "id_conflict",
-    "busy",
-    "unavailable",
-];
-
 /// Whether a refused command's line is written.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -86,7 +73,8 @@ pub fn command(
     result: &CommandResult,
     took: Duration,
 ) {
-    if REFUSALS.contains(&result.outcome) {
+    // Commands that reached the engine (or repeated one that did) are always logged.
+    if result.outcome.is_refusal() {
         let verdict = throttle
             .lock()
             .expect("command log throttle poisoned")
@@ -109,7 +97,7 @@ pub fn command(
         action = label,
         id = result.id.as_deref().unwrap_or_default(),
         peer = %caller.peer,
-        outcome = result.outcome,
+        outcome = result.outcome.as_str(),
         status = result.status,
         duration_ms = took.as_millis() as u64,
         error = result.error.as_deref().unwrap_or_default(),

@@ -22,9 +22,10 @@
 //! they reach the engine in the order sent and a slow engine never holds the connection's packets.
 
 mod grant;
-pub mod http;
-pub mod log;
-pub mod repeats;
+pub(crate) mod http;
+pub(crate) mod log;
+mod outcome;
+pub(crate) mod repeats;
 mod result;
 
 use std::num::NonZeroU32;
@@ -39,6 +40,7 @@ use tracing::{Instrument, info_span};
 
 use self::grant::authorize;
 pub use self::grant::{Caller, Token};
+pub use self::outcome::Outcome;
 use self::repeats::{Entry, Repeats};
 pub use self::result::{CommandResult, MAX_ACTION_BYTES, MAX_ID_BYTES};
 use crate::config::{Config, EngineConfig};
@@ -131,7 +133,7 @@ impl Commands {
                     let result = tokio::select! {
                         result = commands.run(&caller, &action, id.clone(), &config) => result,
                         _ = commands.shutdown.cancelled() => CommandResult::refused(
-                            id, &action, 503, "shutdown", "the daemon is shutting down".into(),
+                            id, &action, 503, Outcome::Shutdown, "the daemon is shutting down".into(),
                         ),
                     };
                     // The session may have ended meanwhile; the result is logged either way.
@@ -164,7 +166,8 @@ impl Commands {
 
     /// Counts `result` and writes its log line (those of refusals within the limit).
     pub fn record(&self, caller: &Caller, result: &CommandResult, took: Duration) {
-        self.metrics.command(label(&result.action), result.outcome);
+        self.metrics
+            .command(label(&result.action), result.outcome.as_str());
         log::command(&self.throttle, caller, result, took);
     }
 
@@ -181,14 +184,14 @@ impl Commands {
         if named.len() > MAX_ACTION_BYTES {
             return refuse(
                 400,
-                "invalid",
+                Outcome::Invalid,
                 format!("the action name is longer than {MAX_ACTION_BYTES} bytes"),
             );
         }
         if id.as_ref().is_some_and(|id| id.len() > MAX_ID_BYTES) {
             return refuse(
                 400,
-                "invalid",
+                Outcome::Invalid,
                 format!("id is longer than {MAX_ID_BYTES} bytes"),
             );
         }
@@ -196,7 +199,7 @@ impl Commands {
             let known: Vec<_> = Action::ALL.iter().map(|a| a.name()).collect();
             return refuse(
                 404,
-                "unknown_action",
+                Outcome::UnknownAction,
                 format!("unknown action {named:?}; known: {}", known.join(", ")),
             );
         };
@@ -207,7 +210,7 @@ impl Commands {
         if !engine.offers(action) {
             return refuse(
                 404,
-                "unknown_action",
+                Outcome::UnknownAction,
                 format!(
                     "the {} action is turned off here (engine.{} is empty)",
                     action.name(),
@@ -228,7 +231,7 @@ impl Commands {
             Some((_, Entry::Conflict(first_action))) => {
                 return refuse(
                     409,
-                    "id_conflict",
+                    Outcome::IdConflict,
                     format!(
                         "id {:?} was used for {first_action} within commands.repeat_window_ms; \
                          send this {} with a new id",
@@ -244,7 +247,7 @@ impl Commands {
                     Ok(first) => first.clone().expect("waited for a result"),
                     Err(_) => unreachable!("this repeat holds a sender"),
                 };
-                result.outcome = "repeat";
+                result.outcome = Outcome::Repeat;
                 return result;
             }
             Some((key, Entry::New(first))) => Some(Filling {
@@ -253,7 +256,7 @@ impl Commands {
                 first,
                 abandoned: Some(refuse(
                     503,
-                    "unavailable",
+                    Outcome::Unavailable,
                     "the first command with this id ended before the engine answered (its caller \
                      went away, or the daemon is shutting down); send it again"
                         .into(),
@@ -270,7 +273,7 @@ impl Commands {
             self.trim_limiter();
             let result = refuse(
                 429,
-                "rate_limited",
+                Outcome::RateLimited,
                 format!(
                     "rate limit: at most {} commands a minute (burst {}) per token subject; retry later",
                     config.commands.per_minute, config.commands.burst
@@ -381,7 +384,8 @@ mod tests {
         let Entry::Repeat(waiting) = repeats.enter(key.clone(), "halt", minute) else {
             panic!("a repeat")
         };
-        let refusal = CommandResult::refused(None, "halt", 503, "unavailable", "gone".into());
+        let refusal =
+            CommandResult::refused(None, "halt", 503, Outcome::Unavailable, "gone".into());
         drop(Filling {
             repeats: &repeats,
             key: key.clone(),

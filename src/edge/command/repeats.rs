@@ -111,17 +111,13 @@ impl<T> Repeats<T> {
     }
 
     /// Commands remembered now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.seen
             .lock()
             .expect("repeats lock poisoned")
             .by_key
             .len()
-    }
-
-    /// Whether none is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use super::outcome::Outcome;
 use crate::engine::FetchError;
 use crate::engine::action::{Action, Answer};
 
@@ -43,7 +44,7 @@ pub struct CommandResult {
     /// The `outcome` label in the metrics and the log.
     #[serde(skip)]
     #[cfg_attr(test, ts(skip))]
-    pub outcome: &'static str,
+    pub outcome: Outcome,
 }
 
 impl CommandResult {
@@ -54,7 +55,7 @@ impl CommandResult {
         id: Option<String>,
         action: &str,
         http_status: u16,
-        outcome: &'static str,
+        outcome: Outcome,
         why: String,
     ) -> Self {
         Self {
@@ -77,7 +78,7 @@ impl CommandResult {
         answer: Result<Answer, FetchError>,
     ) -> Self {
         let (ok, status, message, error, http_status, outcome) = match answer {
-            Ok(a) if a.success => (true, Some(a.status), a.message, None, 200, "ok"),
+            Ok(a) if a.success => (true, Some(a.status), a.message, None, 200, Outcome::Ok),
             Ok(a) if (200..300).contains(&a.status) => {
                 let why = format!(
                     "the engine refused: {}",
@@ -91,7 +92,7 @@ impl CommandResult {
                     a.message,
                     Some(why),
                     422,
-                    "engine_refused",
+                    Outcome::EngineRefused,
                 )
             }
             Ok(a) => {
@@ -102,7 +103,7 @@ impl CommandResult {
                     a.message,
                     Some(why),
                     502,
-                    "engine_error",
+                    Outcome::EngineError,
                 )
             }
             Err(err @ FetchError::Timeout(_)) => (
@@ -111,7 +112,7 @@ impl CommandResult {
                 None,
                 Some(format!("the engine did not answer: {err}")),
                 504,
-                "timeout",
+                Outcome::Timeout,
             ),
             Err(err) => (
                 false,
@@ -119,7 +120,7 @@ impl CommandResult {
                 None,
                 Some(format!("the engine could not be reached: {err}")),
                 502,
-                "unreachable",
+                Outcome::Unreachable,
             ),
         };
         Self {
@@ -164,14 +165,20 @@ mod tests {
     #[test]
     fn a_refusal_gives_back_no_more_than_the_daemon_reads() {
         let long = "é".repeat(40_000);
-        let result = CommandResult::refused(Some(long.clone()), &long, 400, "invalid", "x".into());
+        let result =
+            CommandResult::refused(Some(long.clone()), &long, 400, Outcome::Invalid, "x".into());
         assert_eq!(result.action, "é".repeat(MAX_ACTION_BYTES / 2));
         assert_eq!(
             result.id.as_deref(),
             Some("é".repeat(MAX_ID_BYTES / 2).as_str())
         );
-        let short =
-            CommandResult::refused(Some("c-1".into()), "halt", 403, "forbidden", "x".into());
+        let short = CommandResult::refused(
+            Some("c-1".into()),
+            "halt",
+            403,
+            Outcome::Forbidden,
+            "x".into(),
+        );
         assert_eq!(
             (short.action.as_str(), short.id.as_deref()),
             ("halt", Some("c-1"))

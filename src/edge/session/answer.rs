@@ -7,10 +7,10 @@ use tokio::io::AsyncRead;
 use tracing::debug;
 
 use super::Session;
-use crate::edge::channels::TELEMETRY;
-use crate::edge::ending::Ending;
-use crate::edge::message::{self, ClientMessage};
-use crate::edge::outlet::Outbox;
+use crate::edge::connection::ending::Ending;
+use crate::edge::connection::outbox::Outbox;
+use crate::edge::session::channels::TELEMETRY;
+use crate::edge::session::message::{self, ClientMessage};
 use crate::hub::frame;
 use crate::metrics::Frame;
 

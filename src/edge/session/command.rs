@@ -8,9 +8,9 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 use super::Session;
-use crate::edge::command::{CommandResult, Queued};
-use crate::edge::ending::Ending;
-use crate::edge::outlet::Outbox;
+use crate::edge::command::{CommandResult, Outcome, Queued};
+use crate::edge::connection::ending::Ending;
+use crate::edge::connection::outbox::Outbox;
 
 /// A connection's command queue and the results coming back from it. Made at its first
 /// command: most connections never send one, and the two channels cost a few KB.
@@ -37,7 +37,7 @@ where
                 id,
                 &action,
                 503,
-                "unavailable",
+                Outcome::Unavailable,
                 "commands are not available on this connection".into(),
             );
             return self.send_result(&result).await;
@@ -51,7 +51,7 @@ where
         // Counted up to the result, not only while queued: the results channel holds as many.
         let refusal = if self.in_flight >= max {
             Some((
-                "busy",
+                Outcome::Busy,
                 format!(
                     "{} commands are already waiting for the engine on this connection",
                     self.in_flight
@@ -60,14 +60,14 @@ where
         } else {
             match pending.queue.try_send((action.clone(), id.clone())) {
                 Ok(()) => None,
-                Err(_) => Some(("shutdown", "the daemon is shutting down".into())),
+                Err(_) => Some((Outcome::Shutdown, "the daemon is shutting down".into())),
             }
         };
         let Some((outcome, why)) = refusal else {
             self.in_flight += 1;
             return Ok(());
         };
-        let status = if outcome == "busy" { 429 } else { 503 };
+        let status = if outcome == Outcome::Busy { 429 } else { 503 };
         let result = CommandResult::refused(id, &action, status, outcome, why);
         commands.record(caller, &result, Duration::ZERO);
         self.send_result(&result).await
@@ -76,5 +76,13 @@ where
     /// Writes one COMMAND_RESULT.
     pub(super) async fn send_result(&mut self, result: &CommandResult) -> Result<(), Ending> {
         self.send_json(result).await
+    }
+}
+
+/// The next command result, once there is a channel for them; until then, never.
+pub(super) async fn next_result(pending: &mut Option<Box<Pending>>) -> Option<CommandResult> {
+    match pending {
+        Some(pending) => pending.results.recv().await,
+        None => std::future::pending().await,
     }
 }

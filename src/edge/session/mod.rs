@@ -9,42 +9,53 @@
 //! gets nothing until it subscribes, in the lowercase dialect. The session asks the encoding
 //! what to do and takes its frames from the snapshots and messages, never picking one itself.
 //! What a client says is answered in `answer`; its commands are queued, in `command`, and run
-//! apart.
+//! apart. How it follows the hub is in `feed`, its client's rates and its keepalive grid in
+//! `pace`. What clients may send is in [`message`], its relay-channel subscriptions in
+//! [`channels`], its token's checks on reloads in `token`.
 
 mod answer;
+pub(crate) mod channels;
 mod command;
+mod feed;
+pub mod message;
+mod pace;
 mod token;
 
 pub use token::TokenCheck;
 
+use command::next_result;
+use feed::next_snapshot;
+#[cfg(test)]
+use pace::KEEPALIVE_GRID;
+use pace::on_the_grid;
+
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use hyper::upgrade::{OnUpgrade, Parts};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncRead;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::admission::Permit;
-use super::channels::Channels;
-use super::command::{Caller, CommandResult, Commands};
-use super::context::Context;
-use super::ending::Ending;
-use super::http_io::HttpIo;
-use super::outlet::{Offered, Outbox};
-use super::socket::Socket;
 use crate::config::Config;
+use crate::edge::admission::limits::Permit;
+use crate::edge::command::{Caller, Commands};
+use crate::edge::connection::ending::Ending;
+use crate::edge::connection::outbox::Outbox;
+use crate::edge::connection::socket::Socket;
+use crate::edge::context::Context;
+use crate::edge::http::io::HttpIo;
+use crate::edge::session::channels::Channels;
 use crate::hub::frame::PING;
-use crate::hub::{self, Encoding, Hub, Resume, Snapshot};
+use crate::hub::{Encoding, Hub, Resume, Snapshot};
 use crate::metrics::Frame;
 
 /// What the handshake decided about a client it let in.
@@ -352,62 +363,6 @@ where
         }
     }
 
-    /// Joins the hub's feed and sends the latest snapshot as `kind`, in the frame its encoding
-    /// starts with (the WELCOME of a stream path, the first `telemetry` update of a bridge
-    /// path). A client that asked to resume gets the first packet it missed as WELCOME
-    /// (`"resumed": true`) and the rest after it, when the history reaches back; else the
-    /// latest, with `"resumed": false`.
-    async fn follow(&mut self, kind: Frame) -> Result<(), Ending> {
-        let resume = self.resume.take();
-        let joined = self.hub.join(resume.as_deref(), self.encoding).await;
-        self.feed = Some(joined.rx);
-        self.last_seq = joined.seq;
-        self.epoch = Some(joined.epoch);
-        for (i, frame) in joined.frames.iter().enumerate() {
-            let kind = if i == 0 { kind } else { Frame::Telemetry };
-            self.socket.write(frame, kind).await?;
-        }
-        Ok(())
-    }
-
-    /// Hands a stream connection's packets over to the hub's fan-out, where its transport lets
-    /// the hub tell a client behind (see [`crate::hub::Outlet`]): what its feed still holds is
-    /// written first, under the hub's lock, then the hub writes every packet after it.
-    async fn go_direct(&mut self) -> Result<(), Ending> {
-        let outlet = self.socket.outlet().clone();
-        if !outlet.direct() {
-            return Ok(());
-        }
-        let Some(mut feed) = self.feed.take() else {
-            return Ok(());
-        };
-        let (last_seq, epoch, encoding) = (self.last_seq, self.epoch.clone(), self.encoding);
-        let attached: Arc<dyn hub::Outlet> = outlet.clone();
-        let lagged = self.hub.attach(Arc::downgrade(&attached), || {
-            loop {
-                match feed.try_recv() {
-                    Ok(snapshot)
-                        if snapshot.seq <= last_seq && epoch.as_ref() == Some(&snapshot.epoch) => {}
-                    Ok(snapshot) => {
-                        if outlet.offer(snapshot.packet(encoding)) == Offered::Refused {
-                            return None;
-                        }
-                    }
-                    Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
-                    Err(TryRecvError::Lagged(missed)) => return Some(missed),
-                }
-            }
-        });
-        drop(attached);
-        if let Some(missed) = lagged {
-            return Err(Ending::TooSlow(missed));
-        }
-        if outlet.trouble_found().is_some() {
-            return Err(self.socket.troubled().await);
-        }
-        self.socket.flush().await
-    }
-
     /// Acts on one frame (or the end) from the client, `answer` when it is a pong to our ping;
     /// `Some` when the connection is over.
     async fn heard(
@@ -437,105 +392,6 @@ where
             Some(Ok(_)) => None,
         }
     }
-
-    /// When a keepalive is due next after `last`: a ping interval later.
-    fn next_ping(&self, last: Instant) -> Instant {
-        last + Duration::from_millis(self.config.clients.ping_interval_ms)
-    }
-
-    /// Whether a message the client started goes over its rate, counting it.
-    fn flooding(&mut self) -> bool {
-        let clients = &self.config.clients;
-        let limiter = self.limiter.get_or_insert_with(|| {
-            Box::new(RateLimiter::direct(
-                Quota::per_second(validated_non_zero(clients.messages_per_second))
-                    .allow_burst(validated_non_zero(clients.message_burst)),
-            ))
-        });
-        limiter.check().is_err()
-    }
-
-    /// Whether subscribing to `channels` more goes over the client's rate, counting them.
-    fn churning(&mut self, channels: usize) -> bool {
-        let clients = &self.config.clients;
-        let joins = self.joins.get_or_insert_with(|| {
-            Box::new(RateLimiter::direct(
-                Quota::per_second(validated_non_zero(clients.subscriptions_per_second))
-                    .allow_burst(validated_non_zero(clients.subscription_burst)),
-            ))
-        });
-        let Some(n) = NonZeroU32::new(u32::try_from(channels).unwrap_or(u32::MAX)) else {
-            return false;
-        };
-        // More at once than the burst can ever allow is over it too.
-        !matches!(joins.check_n(n), Ok(Ok(())))
-    }
-}
-
-/// The next command result, once there is a channel for them; until then, never.
-async fn next_result(pending: &mut Option<Box<command::Pending>>) -> Option<CommandResult> {
-    match pending {
-        Some(pending) => pending.results.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The next snapshot of the feed; never, while there is no feed.
-async fn next_snapshot(
-    feed: &mut Option<broadcast::Receiver<Arc<Snapshot>>>,
-) -> Result<Arc<Snapshot>, RecvError> {
-    match feed {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Keepalives are due only on a shared grid of this step, so those of connections made within
-/// one step fall due together and one wake-up of the runtime sends them all, rather than one
-/// wake-up for each connection (10,000 connections pinging every 20 s would be 500 a second).
-const KEEPALIVE_GRID: Duration = Duration::from_millis(250);
-
-/// `at`, put off to the next point of [`KEEPALIVE_GRID`] on the wall clock.
-fn on_the_grid(at: Instant) -> Instant {
-    let step = KEEPALIVE_GRID.as_nanos();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let late = (now + (at - Instant::now()).as_nanos()) % step;
-    let wait = if late == 0 { 0 } else { step - late };
-    at + Duration::from_nanos(wait as u64)
-}
-
-/// `Config::validate` refuses a zero rate or burst.
-fn validated_non_zero(n: u32) -> NonZeroU32 {
-    NonZeroU32::new(n).expect("a validated rate is above 0")
-}
-
-/// Builds a session over in-memory halves, for the tests of this module.
-#[cfg(test)]
-async fn over<R, T>(
-    read: R,
-    write: tokio::io::WriteHalf<T>,
-    config: Config,
-    hub: &Hub,
-) -> Session<R, std::sync::Mutex<tokio::io::WriteHalf<T>>>
-where
-    R: AsyncRead + Unpin,
-    T: AsyncRead + tokio::io::AsyncWrite + Send + 'static,
-{
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let write = std::sync::Mutex::new(write);
-    let socket = Socket::new(
-        read,
-        write,
-        Vec::new(),
-        &config.clients,
-        metrics,
-        Encoding::Stream,
-    )
-    .await;
-    Session::new(socket, Arc::new(config), hub.clone())
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Sessions over in-memory pipes, on a paused clock: keepalive, idle timeout, stalled and
 //! lagging clients.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, DuplexStream, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -13,12 +14,37 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-use super::{KEEPALIVE_GRID, Session, over};
+use super::{KEEPALIVE_GRID, Session};
 use crate::config::{ClientConfig, Config};
-use crate::edge::ending::Ending;
-use crate::edge::socket::{LINGER, Socket};
+use crate::edge::connection::ending::Ending;
+use crate::edge::connection::socket::{LINGER, Socket};
 use crate::hub::packet::Telemetry;
 use crate::hub::{Encoding, Hub};
+
+/// Builds a session over in-memory halves, for these tests.
+async fn over<R, T>(
+    read: R,
+    write: tokio::io::WriteHalf<T>,
+    config: Config,
+    hub: &Hub,
+) -> Session<R, std::sync::Mutex<tokio::io::WriteHalf<T>>>
+where
+    R: AsyncRead + Unpin,
+    T: AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let write = std::sync::Mutex::new(write);
+    let socket = Socket::new(
+        read,
+        write,
+        Vec::new(),
+        &config.clients,
+        metrics,
+        Encoding::Stream,
+    )
+    .await;
+    Session::new(socket, Arc::new(config), hub.clone())
+}
 
 fn hub(queue_size: usize) -> Hub {
     Hub::new(Telemetry::initializing(Utc::now()), queue_size, 10)

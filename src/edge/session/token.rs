@@ -19,10 +19,10 @@ use tracing::{info, warn};
 
 use super::Session;
 use crate::config::Config;
-use crate::edge::auth::Auth;
+use crate::edge::admission::auth::Auth;
 use crate::edge::command::Token;
-use crate::edge::ending::Ending;
-use crate::edge::outlet::Outbox;
+use crate::edge::connection::ending::Ending;
+use crate::edge::connection::outbox::Outbox;
 
 /// What a session with a token keeps to check it again.
 pub struct TokenCheck {

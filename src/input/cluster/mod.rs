@@ -18,15 +18,16 @@
 //! checks it before the order check and before any client sees it: a message that fails is
 //! dropped and counted, never fanned out, and never moves the expected `seq` or offset.
 
+mod follow;
+pub mod message;
 mod relay;
 pub mod scripts;
-pub mod seal;
+pub(crate) mod seal;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, sleep, timeout};
@@ -34,87 +35,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use self::scripts::{Failed, Keys, RELEASED};
-use self::seal::{Rejected, Seal};
+use self::scripts::{Failed, Keys};
+use self::seal::Seal;
 use crate::config::ClusterConfig;
-use crate::hub::packet::Telemetry;
-use crate::hub::{History, Hub, Older, new_epoch};
+pub use crate::hub::Role;
+use crate::hub::{Hub, Mode, new_epoch};
 use crate::metrics::Metrics;
 
 /// Time a connection to the cluster's Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// At most one log line per this long about messages refused for their tag; the rest are
-/// counted (in the next line, and in `bff_cluster_rejected_total`).
-const REJECTED_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// What this daemon does in its cluster now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Started, not yet heard from Redis: it waits (a moment) rather than poll with the others.
-    Joining,
-    /// Holds the lease: polls the engine and publishes for everyone.
-    Leader,
-    /// Another holds the lease: fans out what it publishes.
-    Follower,
-    /// Redis cannot be reached: polls the engine itself, under a local epoch.
-    Fallback,
-}
-
-impl Role {
-    /// The name in `/health`, `/metrics` and the logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Joining => "joining",
-            Role::Leader => "leader",
-            Role::Follower => "follower",
-            Role::Fallback => "fallback",
-        }
-    }
-
-    /// Whether this daemon polls the engine.
-    pub fn polls(self) -> bool {
-        matches!(self, Role::Leader | Role::Fallback)
-    }
-}
-
-/// The cluster's history, as the hub asks it for packets older than its memory.
-struct HistoryReader(std::sync::Weak<Shared>);
-
-impl std::fmt::Debug for HistoryReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the cluster's history")
-    }
-}
-
-impl History for HistoryReader {
-    fn from(&self, epoch: &str, from: u64) -> Older<'_> {
-        let epoch = epoch.to_owned();
-        Box::pin(async move {
-            let Some(shared) = self.0.upgrade() else {
-                return Vec::new();
-            };
-            let cluster = Cluster { shared };
-            let Ok(mut redis) = cluster.connection().await else {
-                return Vec::new();
-            };
-            let (keys, limit) = (&cluster.shared.keys, cluster.shared.history);
-            let packets = scripts::history(&mut redis, keys, &epoch, from, limit)
-                .await
-                .unwrap_or_default();
-            // A forged entry in the stream is refused like one on the channel, and nothing
-            // around it is trusted: the client starts afresh rather than across a hole.
-            let mut admitted = Vec::with_capacity(packets.len());
-            for p in packets.iter().filter_map(|packet| scripts::parse(packet)) {
-                if !cluster.admit(p.epoch, p.seq, None, p.tag, p.body.as_bytes()) {
-                    return Vec::new();
-                }
-                admitted.push((p.seq, p.body.to_owned()));
-            }
-            admitted
-        })
-    }
-}
 
 /// A cheap handle to this daemon's place in the cluster.
 #[derive(Clone)]
@@ -182,7 +111,7 @@ impl Cluster {
         };
         cluster.set_role(Role::Joining);
         // Weak: the hub outlives nothing here, and a strong handle would keep both alive.
-        let reader = HistoryReader(Arc::downgrade(&cluster.shared));
+        let reader = follow::HistoryReader(Arc::downgrade(&cluster.shared));
         cluster.shared.hub.set_history(Arc::new(reader));
         tracker.spawn(
             cluster
@@ -238,8 +167,10 @@ impl Cluster {
 
     fn set_role(&self, role: Role) {
         let before = self.shared.role.send_replace(role);
-        self.shared.hub.set_mode(role.name());
-        self.shared.metrics.cluster_role(role.name());
+        self.shared.hub.set_mode(Mode::Cluster(role));
+        self.shared
+            .metrics
+            .cluster_role(Role::ALL.map(|known| (known.name(), known == role)));
         if before != role {
             info!(role = role.name(), was = before.name(), "Cluster role");
         }
@@ -339,126 +270,5 @@ impl Cluster {
                 Err(err) => debug!(%err, "Lease not released; it lapses by itself"),
             }
         }
-    }
-
-    /// Takes every packet the leader publishes and fans it out here; reconnects with backoff.
-    async fn follow(self, shutdown: CancellationToken) {
-        let mut wait = Duration::from_millis(250);
-        loop {
-            let lost = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                lost = self.follow_once() => lost,
-            };
-            debug!(error = %lost, "Cluster feed lost; subscribing again");
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = sleep(wait) => {}
-            }
-            wait = (wait * 2).min(Duration::from_secs(5));
-        }
-    }
-
-    async fn follow_once(&self) -> String {
-        let client = match redis::Client::open(self.shared.config.url.expose()) {
-            Ok(client) => client,
-            Err(err) => return format!("bad cluster.url: {err}"),
-        };
-        let mut pubsub = match timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
-            Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(err)) => return format!("cannot connect: {err}"),
-            Err(_) => return "connecting timed out".into(),
-        };
-        let keys = &self.shared.keys;
-        if let Err(err) = pubsub.subscribe(&[&keys.packets, &keys.relay]).await {
-            return format!("cannot subscribe: {err}");
-        }
-        let mut messages = pubsub.on_message();
-        while let Some(message) = messages.next().await {
-            if message.get_channel_name() == keys.relay {
-                self.take_relayed(message.get_payload_bytes());
-                continue;
-            }
-            let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
-                continue;
-            };
-            if text == RELEASED {
-                self.shared.released.notify_one();
-                continue;
-            }
-            self.take(text);
-        }
-        "connection closed".into()
-    }
-
-    /// One packet from the channel, published here under the cluster's numbers once its tag
-    /// passes. While alone, this daemon's own count is the one its clients follow.
-    fn take(&self, packet: &str) {
-        if self.role() == Role::Fallback {
-            return;
-        }
-        let Some(scripts::Packet {
-            epoch,
-            seq,
-            tag,
-            body,
-        }) = scripts::parse(packet)
-        else {
-            debug!("A message on the cluster channel that is not a packet; ignored");
-            return;
-        };
-        // Before the order check: a forged seq must not move what comes next.
-        if !self.admit(epoch, seq, None, tag, body.as_bytes()) {
-            return;
-        }
-        let data: Telemetry = match serde_json::from_str(body) {
-            Ok(data) => data,
-            Err(err) => {
-                warn!(%err, seq, "A cluster packet that does not read as a packet; ignored");
-                return;
-            }
-        };
-        if let Err(err) = self
-            .shared
-            .hub
-            .publish_numbered(epoch, seq, data, Some(body.to_owned()))
-        {
-            debug!(%err, "Cluster packet not published here");
-        }
-    }
-
-    /// Whether a packet (`channel` `None`), or a message relayed on `channel`, passes its tag;
-    /// one that does not is counted, and logged once per [`REJECTED_LOG_EVERY`].
-    fn admit(
-        &self,
-        epoch: &str,
-        number: u64,
-        channel: Option<&str>,
-        tag: Option<&str>,
-        body: &[u8],
-    ) -> bool {
-        let seal = &self.shared.seal;
-        let checked = match (channel, std::str::from_utf8(body)) {
-            (Some(channel), _) => seal.check_relayed(epoch, number, channel, body, tag),
-            (None, Ok(body)) => seal.check_packet(epoch, number, tag, body),
-            (None, Err(_)) => Err(Rejected::BadTag),
-        };
-        let Err(rejected) = checked else {
-            return true;
-        };
-        self.shared.metrics.cluster_rejected(rejected.reason());
-        let mut log = self.shared.rejected.lock().expect("cluster lock poisoned");
-        log.1 += 1;
-        if log.0.is_none_or(|at| at.elapsed() >= REJECTED_LOG_EVERY) {
-            warn!(
-                reason = rejected.reason(),
-                number,
-                channel = channel.unwrap_or(&self.shared.keys.packets),
-                refused = log.1,
-                "A cluster message not signed with this daemon's cluster.secret_file was dropped: \
-                 give every daemon the same secret; anything else publishing there is forged"
-            );
-            *log = (Some(Instant::now()), 0);
-        }
-        false
     }
 }

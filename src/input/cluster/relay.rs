@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::scripts;
 use super::{Cluster, Role};
+use super::{message, scripts};
 use crate::hub::new_epoch;
 
 /// Relayed messages waiting to be numbered; past this (Redis slower than the channels), the
@@ -68,7 +68,7 @@ impl Cluster {
         if self.role() == Role::Fallback {
             return;
         }
-        match scripts::parse_relayed(message) {
+        match message::parse_relayed(message) {
             Some(m) => {
                 // Before the relay's order check: a forged offset must not move what comes next.
                 if self.admit(m.epoch, m.offset, Some(m.channel), m.tag, m.payload) {

@@ -8,27 +8,10 @@
 //! read (a `null` field, no mood yet) holds what was last decided. The caller logs and counts
 //! the events; this module only decides them.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-
-use super::Regime;
+use super::{Alert, Regime};
 use crate::config::{AlertLevel, AlertsConfig, BUILT_IN_ALERTS};
 use crate::hub::packet::{SourceHealth, Status, Telemetry, Timestamp};
-
-/// One alert raised or cleared: an `ALERT` message's `data`, and an entry of `data.alerts`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Alert {
-    /// How loud.
-    pub level: AlertLevel,
-    /// Its name for programs (`ENGINE_HALTED`, a rule's code).
-    pub code: String,
-    /// What a person reads.
-    pub message: String,
-    /// When it was raised (`active` true) or cleared (`active` false).
-    pub timestamp: Timestamp,
-    /// Whether the condition holds from `timestamp` on.
-    pub active: bool,
-}
+use chrono::{DateTime, Utc};
 
 /// A packet field a rule reads.
 type Read = fn(&Telemetry) -> Option<f64>;
@@ -110,6 +93,27 @@ impl Alerts {
             failing_since: [None; 4],
             active: Vec::new(),
         })
+    }
+
+    /// The tracker for `config` carrying on from `active`, the alerts of the last packet
+    /// another daemon published (a failover), so none is raised again: a stale source's alert
+    /// counts its source failing since it was raised, less `stale_after_ms`. An alert of a rule
+    /// this daemon does not have is dropped: nothing here could clear it.
+    pub fn seeded(config: &AlertsConfig, active: &[Alert]) -> Result<Self, String> {
+        let mut alerts = Self::new(config)?;
+        let stale_after = chrono::Duration::milliseconds(alerts.stale_after_ms as i64);
+        for alert in active.iter().filter(|a| a.active) {
+            let known = BUILT_IN_ALERTS.contains(&alert.code.as_str())
+                || alerts.rules.iter().any(|rule| rule.code == alert.code);
+            if !known || alerts.active.iter().any(|a| a.code == alert.code) {
+                continue;
+            }
+            if let Some(i) = SOURCES.iter().position(|(_, code, _)| *code == alert.code) {
+                alerts.failing_since[i] = Some(alert.timestamp.0 - stale_after);
+            }
+            alerts.active.push(alert.clone());
+        }
+        Ok(alerts)
     }
 
     /// The settings from a reload: the new rules and staleness apply from the next packet. An
@@ -256,6 +260,53 @@ mod tests {
             assert!(reader(field).is_some(), "{field}");
         }
         assert!(reader("portfolio.drawdown").is_none());
+    }
+
+    /// A daemon taking over carries on from the last packet: nothing active is raised again,
+    /// a source still failing stays stale, and what ended clears once.
+    #[test]
+    fn a_seeded_tracker_carries_on_without_raising_again() {
+        let config: AlertsConfig = toml::from_str(
+            "stale_after_ms = 10000\n[[rules]]\nfield = \"portfolio.nav\"\nbelow = 10.0\nlevel = \"info\"\ncode = \"POOR\"\nmessage = \"m\"\n",
+        )
+        .unwrap();
+        let t0 = chrono::DateTime::from_timestamp_millis(1_766_318_400_000).unwrap();
+        let mut first = Alerts::new(&config).unwrap();
+        let mut packet = Telemetry::initializing(t0);
+        packet.state.status = Status::Halt;
+        packet.state.portfolio.nav = Some(5.0);
+        first.observe(&packet, None, t0);
+        let later = t0 + chrono::Duration::seconds(11);
+        let raised = first.observe(&packet, None, later);
+        assert_eq!(
+            raised.iter().map(|a| a.code.as_str()).collect::<Vec<_>>(),
+            ["STALE_STATE", "STALE_AGENTS", "STALE_MODELS"]
+        );
+        let mut unknown = first.active()[0].clone();
+        unknown.code = "GONE_RULE".into();
+        let mut last = first.active().to_vec();
+        last.push(unknown);
+
+        let mut seeded = Alerts::seeded(&config, &last).unwrap();
+        assert_eq!(seeded.active(), first.active(), "the unknown code dropped");
+        let next = later + chrono::Duration::seconds(1);
+        assert_eq!(
+            seeded.observe(&packet, None, next),
+            [],
+            "nothing raised again"
+        );
+        let anew: Vec<_> = Alerts::new(&config).unwrap().observe(&packet, None, next);
+        let anew: Vec<_> = anew.iter().map(|a| a.code.as_str()).collect();
+        assert_eq!(
+            anew,
+            ["ENGINE_HALTED", "POOR"],
+            "a fresh tracker would raise again"
+        );
+        packet.state.status = Status::Active;
+        packet.sources.state.ok = true;
+        let events = seeded.observe(&packet, None, next);
+        let codes: Vec<_> = events.iter().map(|a| (a.code.as_str(), a.active)).collect();
+        assert_eq!(codes, [("ENGINE_HALTED", false), ("STALE_STATE", false)]);
     }
 
     #[test]

@@ -1,48 +1,10 @@
 //! The mood a wall screen shows: a reading becomes the mood only after it has held for
 //! `regime.min_dwell_ms`, so a price wobbling at a threshold never flaps it.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-
-use super::Regime;
+use super::{MoodChange, MoodNow, Persona, Regime};
 use crate::config::RegimeConfig;
 use crate::hub::packet::{Market, Timestamp};
-
-/// Who speaks for a mood on the vibe card, and what they say.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Persona {
-    /// `Big Pickle`, `MiniMax`, …
-    pub name: String,
-    /// `SELL EVERYTHING`, `TO THE MOON`, …
-    pub headline: String,
-}
-
-/// The announced mood: `data.mood` of every packet, and the `market_regime` a market-stream
-/// client gets on connect.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MoodNow {
-    /// `crash`, `bull` or `neutral`.
-    pub regime: Regime,
-    /// The configured label (`Crash/Panic`).
-    pub label: String,
-    /// The configured persona and headline.
-    pub persona: Persona,
-    /// When the readings first showed this mood (its announcement follows `min_dwell_ms`
-    /// later); for the first mood, the first packet's time.
-    pub since: Timestamp,
-}
-
-/// A change of mood, announced once: the `data` of a `REGIME` message.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MoodChange {
-    /// The new mood.
-    #[serde(flatten)]
-    pub mood: MoodNow,
-    /// The mood it replaces.
-    pub previous: Regime,
-    /// The market of the packet that confirmed it, so the message explains itself.
-    pub market: Market,
-}
+use chrono::{DateTime, Utc};
 
 /// Feeds on one reading per packet and holds the announced mood.
 #[derive(Debug, Clone)]
@@ -59,6 +21,16 @@ impl Mood {
         Self {
             config: config.clone(),
             current: None,
+            pending: None,
+        }
+    }
+
+    /// Carries on from `current`, the mood of the last packet another daemon published (a
+    /// failover), in this daemon's words: nothing is announced again.
+    pub fn seeded(config: &RegimeConfig, current: &MoodNow) -> Self {
+        Self {
+            config: config.clone(),
+            current: Some(describe(config, current.regime, current.since)),
             pending: None,
         }
     }
@@ -178,6 +150,29 @@ mod tests {
         );
         assert_eq!(mood.observe(Some(Regime::Crash), &m, at(5000)), None);
         assert_eq!(mood.current().unwrap().regime, Regime::Crash);
+    }
+
+    #[test]
+    fn a_seeded_mood_holds_and_announces_only_a_change() {
+        let config = RegimeConfig::default();
+        let mut first = Mood::new(&config);
+        let m = Market::default();
+        first.observe(Some(Regime::Crash), &m, at(0));
+        for t in [1000, 2000, 3000] {
+            first.observe(Some(Regime::Crash), &m, at(t));
+        }
+        let crash = first.current().unwrap().clone();
+        assert_eq!(crash.regime, Regime::Crash);
+        let mut seeded = Mood::seeded(&config, &crash);
+        let mut fresh = Mood::new(&config);
+        let (mut from_seeded, mut from_fresh) = (Vec::new(), Vec::new());
+        for t in [4000, 5000, 6000, 7000, 8000] {
+            from_seeded.extend(seeded.observe(Some(Regime::Crash), &m, at(t)));
+            from_fresh.extend(fresh.observe(Some(Regime::Crash), &m, at(t)));
+        }
+        assert_eq!(from_seeded, [], "the crash is not announced again");
+        assert_eq!(from_fresh.len(), 1, "a fresh one would announce it again");
+        assert_eq!(seeded.current(), Some(&crash), "since kept");
     }
 
     #[test]

@@ -7,38 +7,16 @@
 //! as an argument (the poll's), never from a clock, and each runs once per snapshot, not per
 //! client. The wire form is `docs/PROTOCOL.md` §12.
 
-pub mod alerts;
-pub mod classify;
-pub mod hysteresis;
+pub(crate) mod alerts;
+pub(crate) mod classify;
+pub(crate) mod hysteresis;
 
-use serde::{Deserialize, Serialize};
-
-pub use alerts::{Alert, Alerts};
+pub use alerts::Alerts;
 pub use classify::classify;
-pub use hysteresis::{Mood, MoodChange, MoodNow, Persona};
-
-/// The market's mood as the wire names it: exactly these three words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Regime {
-    /// Falling fast, or the book deep under water.
-    Crash,
-    /// Rising fast with the engine buying.
-    Bull,
-    /// Anything else: the standard view.
-    Neutral,
-}
-
-impl Regime {
-    /// The word as it appears on the wire and in logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Regime::Crash => "crash",
-            Regime::Bull => "bull",
-            Regime::Neutral => "neutral",
-        }
-    }
-}
+pub use hysteresis::Mood;
+// The wire's types, which the hub carries.
+pub use crate::hub::announce::MoodChange;
+pub use crate::hub::mood::{Alert, MoodNow, Persona, Regime};
 
 #[cfg(test)]
 #[path = "mod_tests.rs"]

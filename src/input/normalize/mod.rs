@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-pub mod fields;
+pub(crate) mod fields;
 
 use self::fields::{count, kind, log_entry, number, side, status, string, timestamp};
 use crate::hub::packet::{

@@ -115,6 +115,7 @@ impl Dropped {
 }
 
 /// Whether messages of `channel` are merged into the packet (and so read by [`parse`]).
+#[cfg(test)]
 pub fn is_merged(channel: &str) -> bool {
     Channel::of(channel).is_some()
 }

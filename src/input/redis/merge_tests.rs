@@ -6,6 +6,7 @@ use crate::hub::packet::Side;
 use crate::input::aggregate::build;
 use crate::input::normalize;
 use crate::input::redis::event::parse;
+use crate::input::redis::stamped::MAX_SYMBOLS;
 use serde_json::json;
 
 /// 2025-12-21T12:00:00Z plus `ms`.

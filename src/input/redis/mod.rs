@@ -9,6 +9,7 @@
 //! [`super::aggregate::build`]. The poll stays the authority: a merged value shows only while it
 //! is newer than the poll's answer. `event` and `merge` do no I/O and read no clock.
 
-pub mod event;
-pub mod merge;
-pub mod subscriber;
+pub(crate) mod event;
+pub(crate) mod merge;
+mod stamped;
+pub(crate) mod subscriber;

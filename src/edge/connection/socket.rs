@@ -12,10 +12,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::ending::Ending;
-use super::inbound::Inbound;
-use super::outlet::{Offered, Outbox, SocketOutlet, Trouble};
 use crate::config::ClientConfig;
+use crate::edge::connection::ending::Ending;
+use crate::edge::connection::inbound::Inbound;
+use crate::edge::connection::outbox::Outbox;
+use crate::edge::connection::outlet::{Offered, SocketOutlet, Trouble};
 use crate::hub::Encoding;
 use crate::metrics::{Frame, Metrics};
 

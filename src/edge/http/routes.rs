@@ -1,5 +1,5 @@
 //! HTTP on the WebSocket port: the live page, `/health`, `/metrics`, `/schema.json`, the
-//! WebSocket paths (handed to [`super::handshake`]), and a clear 404 for everything else.
+//! WebSocket paths (handed to [`crate::edge::admission::handshake`]), and a clear 404 for everything else.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,14 +11,14 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use super::command;
-use super::context::Context;
-use super::forwarded::{self, Client, TrustedProxies};
-use super::handshake;
-use super::origin;
-use super::reply::{Body, ok, text};
 use crate::config::Config;
 use crate::contract;
+use crate::edge::admission::forwarded::{self, Client, TrustedProxies};
+use crate::edge::admission::handshake;
+use crate::edge::admission::origin;
+use crate::edge::command;
+use crate::edge::context::Context;
+use crate::edge::http::reply::{Body, ok, text};
 use crate::hub::packet::Sources;
 use crate::hub::{Encoding, Snapshot};
 
@@ -80,6 +80,8 @@ fn encoding(config: &Config, path: &str) -> Option<Encoding> {
         Some(Encoding::Stream)
     } else if config.server.bridge_paths.iter().any(|p| p == path) {
         Some(Encoding::Bridge)
+    } else if config.server.market_stream_paths.iter().any(|p| p == path) {
+        Some(Encoding::MarketStream)
     } else {
         None
     }

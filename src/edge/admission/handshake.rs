@@ -13,15 +13,15 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{Instrument, Span, warn};
 
-use super::admission::Refusal;
-use super::auth::{self, Auth};
-use super::command::{Caller, Token};
-use super::context::Context;
-use super::forwarded::Client;
-use super::origin::PageOrigin;
-use super::reply::{Body, text};
-use super::session::{self, Admitted, TokenCheck};
 use crate::config::{Config, Watch};
+use crate::edge::admission::auth::{self, Auth};
+use crate::edge::admission::forwarded::Client;
+use crate::edge::admission::limits::Refusal;
+use crate::edge::admission::origin::PageOrigin;
+use crate::edge::command::{Caller, Token};
+use crate::edge::context::Context;
+use crate::edge::http::reply::{Body, text};
+use crate::edge::session::{self, Admitted, TokenCheck};
 use crate::hub::{Encoding, Resume};
 
 /// A request to a WebSocket path whose connections are written as `encoding`: the handshake,

@@ -13,12 +13,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{Instrument, debug, debug_span, warn};
 
-use super::admission::{Permit, Refusal};
-use super::command::log::{INTERVAL, REFUSALS_LOGGED, Throttle, Verdict};
-use super::context::Context;
-use super::forwarded::TrustedProxies;
-use super::http_io::HttpIo;
-use super::routes;
+use crate::edge::admission::forwarded::TrustedProxies;
+use crate::edge::admission::limits::{Permit, Refusal};
+use crate::edge::command::log::{INTERVAL, REFUSALS_LOGGED, Throttle, Verdict};
+use crate::edge::context::Context;
+use crate::edge::http::io::HttpIo;
+use crate::edge::http::routes;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

@@ -1,6 +1,6 @@
 //! How fast one client address may open WebSocket handshakes (`server.handshakes_per_second_per_ip`
 //! with `server.handshake_burst_per_ip`): a governor limiter keyed by IP, whose store is kept
-//! bounded however many addresses knock. Open connections are [`super::admission`]'s count; this
+//! bounded however many addresses knock. Open connections are [`super::limits`]'s count; this
 //! is their rate, which every handshake pays before its token is checked or anything is read for it.
 
 use std::net::IpAddr;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::admission::per_ip_key;
+use crate::edge::admission::limits::per_ip_key;
 
 /// Addresses the limiter remembers at most; past it, those back to a full burst are forgotten,
 /// and if that is not enough, all of them (each then starts again with a full burst).
@@ -64,6 +64,7 @@ impl Throttle {
     }
 
     /// Addresses remembered now.
+    #[cfg(test)]
     pub fn addresses(&self) -> usize {
         self.limiter
             .lock()

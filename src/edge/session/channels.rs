@@ -17,8 +17,8 @@ use tokio_stream::StreamMap;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use super::message::Subscribe;
 use crate::config::{Config, is_pattern, matches};
+use crate::edge::session::message::Subscribe;
 use crate::hub::Encoding;
 use crate::hub::relay::{Joined, Relay, Update};
 
@@ -137,11 +137,6 @@ impl Channels {
     /// Subscriptions held now (`telemetry` included).
     pub fn len(&self) -> usize {
         self.topics.len() + usize::from(self.telemetry)
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Subscribes to what was `asked`, as far as `config` allows, for a connection of
