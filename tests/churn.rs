@@ -197,7 +197,12 @@ async fn a_client_churning_through_channels_is_closed_like_a_flood() {
 async fn next_reply(ws: &mut Ws) -> Frame {
     loop {
         match next_frame(ws).await {
-            Frame::Packet(p) if p["type"] == "TELEMETRY" || p["type"] == "WELCOME" => continue,
+            Frame::Packet(p)
+                if ["TELEMETRY", "WELCOME", "REGIME", "ALERT"]
+                    .contains(&p["type"].as_str().unwrap_or("")) =>
+            {
+                continue;
+            }
             other => return other,
         }
     }

@@ -1041,3 +1041,126 @@ async fn a_forged_entry_in_the_cluster_history_is_never_resumed_from() {
         [r#"bff_cluster_rejected_total{reason="unsigned"} 1"#]
     );
 }
+
+/// Every message read from `ws` up to the first `done` holds for, that one included.
+async fn messages_until(ws: &mut Ws, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    within("a message", async {
+        let mut read = Vec::new();
+        loop {
+            let message = next_packet(ws).await;
+            let last = done(&message);
+            read.push(message);
+            if last {
+                return read;
+            }
+        }
+    })
+    .await
+}
+
+/// The messages of `kinds` among `messages`.
+fn only<'a>(messages: &'a [Value], kinds: &[&str]) -> Vec<&'a Value> {
+    messages
+        .iter()
+        .filter(|m| kinds.iter().any(|kind| m["type"] == *kind))
+        .collect()
+}
+
+/// The mood and alerts are decided by the poller alone and announced from consecutive packets,
+/// so a follower's clients hear exactly the leader's `REGIME` and `ALERT`s (and its
+/// market-stream clients the same change); and a daemon taking over carries the mood and the
+/// alerts on from the last packet: no mood reset to neutral, no alert raised again.
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_hear_the_leaders_regime_and_a_new_poller_carries_the_mood_on() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "mood", 250);
+    // A dwell longer than a poll: a new poller that started from neutral would show it.
+    let text = std::fs::read_to_string(&config).unwrap() + "[regime]\nmin_dwell_ms = 600\n";
+    std::fs::write(&config, text).unwrap();
+    let mut daemons = start_daemons(2, &config, &redis);
+    let leader = one_leader(&daemons).await;
+    let follower = 1 - leader;
+    let mut on_leader = client(&daemons[leader], "").await;
+    let mut on_follower = client(&daemons[follower], "").await;
+    for ws in [&mut on_leader, &mut on_follower] {
+        let welcome = next_packet(ws).await;
+        assert_eq!(welcome["data"]["mood"]["regime"], "neutral", "{welcome}");
+    }
+    let market_url = format!("ws://{}/ws/market-stream", daemons[follower].addr());
+    let mut market = tokio_tungstenite::connect_async(market_url)
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(next_packet(&mut market).await["regime"], "neutral");
+
+    let mut crash: Value =
+        serde_json::from_str(&common::fixture_text("state-current.json")).unwrap();
+    crash["status"] = "HALTED".into();
+    crash["market"]["velocity"] = (-0.02).into();
+    engine.set("state", common::Answer::Body(crash.to_string()));
+    let crashed = |m: &Value| m["type"] == "TELEMETRY" && m["data"]["mood"]["regime"] == "crash";
+    let heard_on_leader = messages_until(&mut on_leader, crashed).await;
+    let heard_on_follower = messages_until(&mut on_follower, crashed).await;
+    let announced = only(&heard_on_leader, &["REGIME", "ALERT"]);
+    assert_eq!(
+        announced,
+        only(&heard_on_follower, &["REGIME", "ALERT"]),
+        "the follower hears what the leader's clients hear"
+    );
+    let kinds: Vec<_> = announced
+        .iter()
+        .map(|m| format!("{} {}", m["type"], m["data"]["code"]))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "\"ALERT\" \"ENGINE_HALTED\"",
+            "\"REGIME\" null",
+            "\"ALERT\" \"MARKET_CRASH\""
+        ],
+        "the halt at once, the crash after its dwell"
+    );
+    let regime = &announced[1]["data"];
+    assert_eq!(regime["previous"], "neutral");
+    let changed = messages_until(&mut market, |m| m["type"] == "market_regime").await;
+    let mut flat = changed.last().unwrap().clone();
+    flat.as_object_mut().unwrap().remove("type");
+    assert_eq!(
+        &flat, regime,
+        "the market-stream path hears the same change"
+    );
+    let last = heard_on_follower.last().unwrap().clone();
+
+    // The leader stops: the follower takes over, and its packets carry on with the same mood
+    // (the same `since`) and the same alerts (the same timestamps), announcing nothing.
+    daemons[leader].signal(libc::SIGTERM);
+    assert!(daemons[leader].wait_exit().success());
+    let stopped = daemons.remove(leader);
+    drop(stopped);
+    within("the follower to take over", async {
+        while health(&daemons[0]).await["mode"] != "leader" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let mut after = Vec::new();
+    for _ in 0..6 {
+        after.extend(messages_until(&mut on_follower, |m| m["type"] == "TELEMETRY").await);
+    }
+    assert_eq!(
+        only(&after, &["REGIME", "ALERT"]),
+        Vec::<&Value>::new(),
+        "{after:#?}"
+    );
+    for packet in &after {
+        assert_eq!(packet["data"]["mood"], last["data"]["mood"]);
+        assert_eq!(packet["data"]["alerts"], last["data"]["alerts"]);
+    }
+}

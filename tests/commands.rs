@@ -371,7 +371,7 @@ async fn a_halt_shows_at_once_not_at_the_next_tick() {
     engine.set("state", Answer::Body(halted.to_string()));
     send_text(&mut ws, &json!({"type": "HALT"}).to_string()).await;
     // The command's result and the fresh packet, in whichever order they come.
-    let (mut result, mut packet) = (None, None);
+    let (mut result, mut packet, mut alert) = (None, None, None);
     within("the result and the packet after the HALT", async {
         while result.is_none() || packet.is_none() {
             match next_frame(&mut ws).await {
@@ -383,6 +383,11 @@ async fn a_halt_shows_at_once_not_at_the_next_tick() {
                     packet.get_or_insert(p);
                 }
                 Frame::Packet(p) if p["type"] == "TELEMETRY" => {}
+                // The halt raises its alert, once, before the packet that shows it (§12.5).
+                Frame::Packet(p) if p["type"] == "ALERT" && packet.is_none() => {
+                    assert_eq!(p["data"]["code"], "ENGINE_HALTED", "{p}");
+                    assert!(alert.replace(p).is_none(), "one alert per halt");
+                }
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -394,6 +399,7 @@ async fn a_halt_shows_at_once_not_at_the_next_tick() {
         (packet["seq"].as_u64(), &packet["data"]["status"]),
         (Some(2), &json!("HALT"))
     );
+    assert_eq!(alert.unwrap()["data"]["active"], true);
     assert_eq!(engine.hits("/api/actions/halt"), 1);
 }
 

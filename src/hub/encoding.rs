@@ -112,6 +112,16 @@ impl Encoding {
         }
     }
 
+    /// Whether the hub's fan-out writes this encoding's packets itself (see `super::Outlet`):
+    /// where every snapshot is one frame of the stream packet's size, as the pass counts it. A
+    /// market-stream connection, with a frame a few times an hour, reads its feed instead.
+    pub fn fanned_out(self) -> bool {
+        match self {
+            Self::Stream => true,
+            Self::Bridge | Self::MarketStream => false,
+        }
+    }
+
     /// Whether packets come only while the client subscribes to the `telemetry` channel, rather
     /// than from the start.
     pub fn telemetry_is_a_channel(self) -> bool {

@@ -8,6 +8,7 @@
 //! ([`super::redis::subscriber`]) run on their own and send here, so a new input is one more
 //! variant of [`Input`] and a task that sends it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,13 +56,17 @@ struct Assembler {
     /// The market's mood and the alerts, read once from each packet built here.
     mood: Mood,
     alerts: Alerts,
-    /// Another daemon published since the last packet built here: the mood and alerts carry on
-    /// from the hub's latest packet rather than from what this daemon last saw.
-    reseed: bool,
+    /// The last few packets published here (epoch, seq), to tell another daemon's packet in
+    /// the hub (after it polled for the cluster) from one of this daemon's own on its way back.
+    mine: VecDeque<(Arc<str>, u64)>,
 }
 
 /// Why the alert rules of a loaded config always resolve.
 const RULES_VALIDATED: &str = "the config's validation refuses a rule on a field no packet has";
+
+/// How many of its own packets the assembler remembers (see `Assembler::mine`): more than can
+/// be on their way back through the cluster at once.
+const MINE_KEPT: usize = 4;
 
 /// What went out for one packet, for the tick's log line.
 struct Published {
@@ -94,7 +99,7 @@ pub async fn run(
         config,
         cluster,
         cluster_failing: false,
-        reseed: false,
+        mine: VecDeque::new(),
     };
     loop {
         let push_at = assembler.push_at();
@@ -129,7 +134,8 @@ impl Assembler {
                 Role::Leader => {
                     let body = crate::hub::packet::body(&packet);
                     match cluster.publish(&body).await {
-                        Ok(Some((_, seq))) => {
+                        Ok(Some((epoch, seq))) => {
+                            self.mine(epoch.into(), seq);
                             if std::mem::take(&mut self.cluster_failing) {
                                 info!("Publishing through the cluster again");
                             }
@@ -153,6 +159,7 @@ impl Assembler {
             }
         }
         let snapshot = self.hub.publish(packet);
+        self.mine(snapshot.epoch.clone(), snapshot.seq);
         Some(Published {
             seq: snapshot.seq,
             bytes: snapshot.telemetry.len(),
@@ -201,7 +208,6 @@ impl Assembler {
         self.dirty = false;
         self.push_due = self.push_due.max(tokio::time::Instant::now()) + self.push_every();
         if !self.polls() {
-            self.reseed = true;
             return;
         }
         let now = Utc::now();
@@ -268,7 +274,7 @@ impl Assembler {
     /// Reads `packet`'s mood and alerts (`super::mood`, once per packet) and writes them into
     /// it; each announced mood and each alert raised or cleared is logged and counted.
     fn judge(&mut self, packet: &mut Telemetry, now: DateTime<Utc>) {
-        if std::mem::take(&mut self.reseed) {
+        if self.another_published() {
             self.carry_on();
         }
         let reading = classify(packet, &self.config.regime);
@@ -285,6 +291,27 @@ impl Assembler {
             packet.mood = mood.clone();
         }
         packet.alerts = self.alerts.active().to_vec();
+    }
+
+    /// Remembers a packet published here.
+    fn mine(&mut self, epoch: Arc<str>, seq: u64) {
+        if self.mine.len() == MINE_KEPT {
+            self.mine.pop_front();
+        }
+        self.mine.push_back((epoch, seq));
+    }
+
+    /// Whether the hub's latest packet is another daemon's: not the INITIALIZING one, not one
+    /// published here, nor older than the last one published here in the same count (that one
+    /// is on its way back through the cluster).
+    fn another_published(&self) -> bool {
+        let latest = self.hub.latest();
+        let ours = |(epoch, seq): &(Arc<str>, u64)| *epoch == latest.epoch && *seq == latest.seq;
+        let older = self
+            .mine
+            .back()
+            .is_some_and(|(epoch, seq)| *epoch == latest.epoch && latest.seq < *seq);
+        latest.seq > 0 && !self.mine.iter().any(ours) && !older
     }
 
     /// Takes the mood and alerts from the hub's latest packet, another daemon's: a failover
@@ -349,8 +376,6 @@ impl Assembler {
         }
         if self.polls() {
             self.judge(&mut packet, now);
-        } else {
-            self.reseed = true;
         }
         let stale: Vec<&str> = packet
             .sources

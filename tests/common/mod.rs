@@ -555,6 +555,10 @@ impl Watcher {
         let target = latest.max(self.seq + 1);
         while self.seq < target {
             let packet = next_packet(&mut self.ws).await;
+            // The mood's and the alerts' messages come between packets (PROTOCOL §12.5).
+            if packet["type"] == "REGIME" || packet["type"] == "ALERT" {
+                continue;
+            }
             self.seq += 1;
             assert_eq!(packet["seq"], self.seq, "the watching client missed a tick");
         }

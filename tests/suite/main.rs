@@ -17,6 +17,7 @@ mod demo_redis;
 mod engine_faults;
 mod http;
 mod layers;
+mod mood;
 mod packets;
 mod redis_harness;
 mod resume;

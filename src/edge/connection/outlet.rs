@@ -295,10 +295,6 @@ impl<W: Outbox> hub::Outlet for SocketOutlet<W> {
     fn offer(&self, snapshot: &Snapshot) -> bool {
         let mut flow = self.flow();
         let frame = snapshot.packet(flow.encoding);
-        if frame.is_empty() {
-            // Nothing for this connection in that snapshot: no write, and it stays on.
-            return flow.trouble.is_none();
-        }
         self.offer_locked(&mut flow, frame) != Offered::Refused
     }
 }

@@ -42,7 +42,7 @@ where
     /// written first, under the hub's lock, then the hub writes every packet after it.
     pub(super) async fn go_direct(&mut self) -> Result<(), Ending> {
         let outlet = self.socket.outlet().clone();
-        if !outlet.direct() {
+        if !self.encoding.fanned_out() || !outlet.direct() {
             return Ok(());
         }
         let Some(mut feed) = self.feed.take() else {
