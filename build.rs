@@ -1,5 +1,5 @@
-//! Looks for the tools some integration tests drive (redis-server, Chromium, Node, Python's
-//! `websockets`, systemd-analyze) and sets a `bff_no_*` cfg for each one missing, so those tests
+//! Looks for the tools some integration tests drive (redis-server, Chromium, Node and the
+//! JavaScript client's dev dependencies, Python's `websockets`, systemd-analyze) and sets a `bff_no_*` cfg for each one missing, so those tests
 //! are compiled as `#[ignore = "<tool> not found: how to install it"]` and `cargo test` counts
 //! them as ignored, with the reason, rather than as passed. Under CI (`CI` set) nothing is
 //! marked: the tests run, and one whose tool is missing fails, saying which.
@@ -8,10 +8,11 @@ use std::path::Path;
 use std::process::Command;
 
 /// Every cfg this script may set, declared so the compiler knows them.
-const CFGS: [&str; 6] = [
+const CFGS: [&str; 7] = [
     "bff_no_redis",
     "bff_no_browser",
     "bff_no_node",
+    "bff_no_js_deps",
     "bff_no_python",
     "bff_no_systemd",
     "bff_node_has_websocket",
@@ -51,6 +52,14 @@ fn main() {
     }
     if node.is_none() {
         println!("cargo::rustc-cfg=bff_no_node");
+    }
+    // Watched where they are, so `npm ci --prefix clients/js` is noticed; a path that does not
+    // exist would rerun this script, and rebuild the crate, at every build.
+    if Path::new("clients/js/node_modules/react-test-renderer").is_dir() {
+        println!("cargo::rerun-if-changed=clients/js/node_modules/.package-lock.json");
+    } else {
+        println!("cargo::rerun-if-changed=clients/js");
+        println!("cargo::rustc-cfg=bff_no_js_deps");
     }
 }
 

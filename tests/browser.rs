@@ -838,3 +838,154 @@ async fn the_page_asks_for_a_new_token_when_its_token_is_revoked() {
     );
     client.close().await.unwrap();
 }
+
+/// The sample engine state at `price`, moving at `velocity` a tick, the signal saying `side`.
+fn state_moving(price: f64, velocity: f64, side: &str) -> Answer {
+    let mut state: Value =
+        serde_json::from_str(&common::fixture_text("state-current.json")).unwrap();
+    state["market"]["price"] = json!(price);
+    state["market"]["velocity"] = json!(velocity);
+    state["signal"]["side"] = json!(side);
+    Answer::Body(state.to_string())
+}
+
+/// The vibe card as the page shows it: its class, label, persona and headline.
+async fn vibe(client: &Client) -> Value {
+    let script = "const t = (id) => document.getElementById(id).textContent; \
+                  return { class: document.getElementById('vibe').className, \
+                  hidden: document.getElementById('vibe').hidden, label: t('vibe-label'), \
+                  persona: t('vibe-persona'), headline: t('vibe-headline') };";
+    client.execute(script, vec![]).await.unwrap()
+}
+
+/// Waits until the vibe card is `expected`; returns it.
+async fn wait_vibe(client: &Client, what: &str, expected: Value) {
+    let started = Instant::now();
+    loop {
+        let shown = vibe(client).await;
+        if shown == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "timed out waiting for {what}: the card is {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The alert banner's rows: `level class|code|message` each.
+async fn banner(client: &Client) -> Value {
+    let script = "const list = document.getElementById('alerts'); \
+                  return { hidden: list.hidden, rows: [...list.children].map((li) => \
+                  `${li.className}|${li.querySelector('.code').textContent}|\
+                  ${li.querySelector('.message').textContent}`) };";
+    client.execute(script, vec![]).await.unwrap()
+}
+
+/// The vibe card follows the market's mood: neutral with the daemon's own words, then a REGIME
+/// turns it red with Big Pickle and the MARKET_CRASH alert shows in the banner, critical; then
+/// back to neutral (the alert cleared, the banner gone), and green for a rally. The words are
+/// the daemon's (`[regime]`), never the page's. The crash vibe is saved as a screenshot
+/// (`BFF_UPDATE_SCREENSHOT=1` writes it to `docs/live-page-mood.png`).
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vibe_card_and_the_alert_banner_follow_the_market_mood() {
+    if !browser_installed() {
+        return;
+    }
+    let engine = FakeEngine::start(
+        state_moving(450.32, 0.0012, "BUY"),
+        Answer::File("agents-raw-records.json"),
+        Answer::File("models-raw-records.json"),
+    )
+    .await;
+    let mut cfg = common::config(&engine);
+    // Two readings at the test's poll: quick, and still through the dwell.
+    cfg.regime.min_dwell_ms = 300;
+    cfg.regime.neutral_label = "Calm".into();
+    cfg.regime.neutral_persona = "Desk Owl".into();
+    cfg.regime.neutral_headline = "NOTHING TO SEE".into();
+    let daemon = Daemon::start(cfg).await;
+    let (_driver, client) = browser().await;
+    client
+        .goto(&format!("http://{}/", daemon.addr))
+        .await
+        .unwrap();
+    wait_text(&client, "conn", "the page to connect", |t| t == "Live").await;
+    let neutral = json!({"class": "card vibe mood-neutral", "hidden": false, "label": "Calm",
+        "persona": "Desk Owl", "headline": "NOTHING TO SEE"});
+    wait_vibe(&client, "the neutral card", neutral.clone()).await;
+    assert_eq!(banner(&client).await, json!({"hidden": true, "rows": []}));
+
+    // The market falls: one REGIME, the red card, and MARKET_CRASH in the banner.
+    engine.set("state", state_moving(441.27, -0.01, "SELL"));
+    let crash = json!({"class": "card vibe mood-crash", "hidden": false, "label": "Crash/Panic",
+        "persona": "Big Pickle", "headline": "SELL EVERYTHING"});
+    wait_vibe(&client, "the crash card", crash).await;
+    wait_script(
+        &client,
+        "return document.getElementById('alerts').children.length > 0;",
+        "the crash alert in the banner",
+    )
+    .await;
+    assert_eq!(
+        banner(&client).await,
+        json!({"hidden": false, "rows": ["critical|MARKET_CRASH|The market turned to crash"]})
+    );
+    let regimes = client
+        .execute("return window.bff.regimes;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        regimes,
+        json!(["neutral>crash"]),
+        "one REGIME, for the turn"
+    );
+    let screenshot = client.screenshot().await.unwrap();
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("live-page-mood.png");
+    std::fs::write(&shot, &screenshot).unwrap();
+    eprintln!("screenshot: {}", shot.display());
+    if std::env::var_os("BFF_UPDATE_SCREENSHOT").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/live-page-mood.png");
+        std::fs::write(docs, &screenshot).unwrap();
+    }
+
+    // Steady again: the standard card, and the alert cleared from the banner.
+    engine.set("state", state_moving(442.05, 0.0012, "BUY"));
+    wait_vibe(&client, "the neutral card again", neutral).await;
+    wait_script(
+        &client,
+        "return document.getElementById('alerts').hidden;",
+        "the banner to empty",
+    )
+    .await;
+    assert_eq!(banner(&client).await, json!({"hidden": true, "rows": []}));
+    let events = client
+        .execute("return window.bff.alertEvents;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        events,
+        json!(["MARKET_CRASH:raised", "MARKET_CRASH:cleared"]),
+        "the alert raised once and cleared once"
+    );
+
+    // A rally with the signal BUY: the green card.
+    engine.set("state", state_moving(447.90, 0.01, "BUY"));
+    let bull = json!({"class": "card vibe mood-bull", "hidden": false, "label": "Bull/Euphoria",
+        "persona": "MiniMax", "headline": "TO THE MOON"});
+    wait_vibe(&client, "the bull card", bull).await;
+    let regimes = client
+        .execute("return window.bff.regimes;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        regimes,
+        json!(["neutral>crash", "crash>neutral", "neutral>bull"])
+    );
+    client.close().await.unwrap();
+}

@@ -37,6 +37,29 @@ pub fn node_major() -> Option<u32> {
     )
 }
 
+/// `node --test` in `clients/js` (the JavaScript client library's tests), with
+/// `--experimental-websocket` before Node 22; `None` (the test is skipped) without Node or
+/// without the library's dev dependencies (`npm ci --prefix clients/js`).
+pub fn node_tests() -> Option<Command> {
+    let major = node_major()?;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/js");
+    let installed = dir.join("node_modules/react-test-renderer").is_dir();
+    if !super::tool_available(
+        installed,
+        "clients/js/node_modules",
+        "npm ci --prefix clients/js",
+    ) {
+        return None;
+    }
+    let mut node = Command::new("node");
+    if major < 22 {
+        node.arg("--experimental-websocket");
+    }
+    node.args(["--test-reporter=tap", "--test"])
+        .current_dir(dir);
+    Some(node)
+}
+
 /// `examples/clients/dashboard.js`.
 pub fn dashboard_js() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.js")

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::clients::{dashboard_js, node, node_major, python};
+use common::clients::{dashboard_js, node, node_major, node_tests, python};
 use common::process::{BIN, BffProcess};
 use common::redis::RedisServer;
 use common::{FakeEngine, PATIENCE, next_packet, refused, within};
@@ -1273,6 +1273,39 @@ async fn the_example_clients_say_a_429_is_too_many_connections() {
     if let Some(python) = python() {
         assert_reports_too_many(python).await;
     }
+}
+
+/// The JavaScript client library's own tests (`clients/js/test/`, `node --test`): its
+/// `MarketStream` store alone, and its `useMarketStream` React hook against this `bff` binary,
+/// which the hook's test starts, stops and starts again on the same port.
+#[cfg_attr(bff_no_node, ignore = "node not found: install Node.js")]
+#[cfg_attr(
+    bff_no_js_deps,
+    ignore = "clients/js/node_modules not found: npm ci --prefix clients/js"
+)]
+#[test]
+fn the_javascript_library_and_its_react_hook_pass_their_tests() {
+    let Some(mut node) = node_tests() else {
+        return;
+    };
+    let out = node.env("BFF_BIN", BIN).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // Every test ran: none skipped for want of the daemon, none missing.
+    for line in ["# fail 0", "# skipped 0"] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line}: {stdout}{stderr}"
+        );
+    }
+    let hook = "- useMarketStream shows the daemon regime, its turn, the drop and the reconnect";
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ok ") && l.ends_with(hook)),
+        "the hook's test did not pass: {stdout}{stderr}"
+    );
 }
 
 /// Node 20 has no WebSocket unless told: the client says which flag or version to use.
