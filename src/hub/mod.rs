@@ -8,6 +8,7 @@
 //! the last `clients.resume_history` are kept, so a client that reconnects with where it left
 //! off gets what it missed.
 
+pub(crate) mod deflate;
 pub(crate) mod encoding;
 mod fanout;
 pub(crate) mod frame;
@@ -27,6 +28,7 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, broadcast};
 
+pub use self::deflate::Deflate;
 pub use self::encoding::Encoding;
 pub use self::fanout::Outlet;
 use self::fanout::Outlets;

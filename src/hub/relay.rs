@@ -16,12 +16,13 @@
 //! before the live ones, with no gap and no repeat.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use serde::de::IgnoredAny;
 use tokio::sync::broadcast;
 
+use super::deflate::Deflate;
 use super::encoding::{Encoding, Message};
 use crate::config::{is_pattern, matches};
 
@@ -48,12 +49,25 @@ pub struct Update {
     /// Its frame in each encoding, by [`Encoding::index`]. Made when it is heard, as it is kept
     /// for resuming and counted against [`KEPT_BYTES`] by what it holds then.
     frames: [Bytes; Encoding::COUNT],
+    /// Its frame compressed for permessage-deflate connections, made by the first that needs
+    /// it; at most as large as the plain one (see [`Deflate::frame`]).
+    deflated: [OnceLock<Bytes>; Encoding::COUNT],
 }
 
 impl Update {
     /// The message as `encoding` writes it.
     pub fn frame(&self, encoding: Encoding) -> &Bytes {
         &self.frames[encoding.index()]
+    }
+
+    /// The message for a connection of `encoding` that negotiated `deflate` (or not),
+    /// compressed once and shared.
+    pub fn frame_as(&self, encoding: Encoding, deflate: Option<Deflate>) -> &Bytes {
+        let plain = self.frame(encoding);
+        match deflate {
+            Some(deflate) => self.deflated[encoding.index()].get_or_init(|| deflate.frame(plain)),
+            None => plain,
+        }
     }
 
     fn bytes(&self) -> usize {
@@ -381,6 +395,7 @@ fn frames(channel: Arc<str>, offset: u64, payload: &[u8]) -> Update {
         channel,
         offset,
         frames,
+        deflated: std::array::from_fn(|_| OnceLock::new()),
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
+use super::deflate::Deflate;
 use super::encoding::{Encoding, Message, Packet};
 use super::packet::Telemetry;
 
@@ -41,6 +42,10 @@ struct Latest {
     /// The frame a connection starts with, in each encoding, made by the first that connects
     /// while this is the latest (a resuming client gets one of its own).
     welcomes: [OnceLock<Bytes>; Encoding::COUNT],
+    /// The packet compressed for permessage-deflate connections, in each encoding, made by the
+    /// first that needs it. Only the latest: a resumed packet goes uncompressed, as the
+    /// extension allows.
+    deflated: [OnceLock<Bytes>; Encoding::COUNT],
 }
 
 impl Snapshot {
@@ -78,6 +83,7 @@ impl Snapshot {
                 Box::new(Latest {
                     data,
                     welcomes: std::array::from_fn(|_| OnceLock::new()),
+                    deflated: std::array::from_fn(|_| OnceLock::new()),
                 })
             }),
             telemetry,
@@ -115,6 +121,18 @@ impl Snapshot {
     /// The packet as `encoding` writes it, framed once and shared.
     pub fn packet(&self, encoding: Encoding) -> &Bytes {
         self.packets[encoding.index()].get_or_init(|| encoding.frame(Message::Packet(self.parts())))
+    }
+
+    /// The packet for a connection of `encoding` that negotiated `deflate` (or not): compressed
+    /// once and shared, like the plain one. A [`Snapshot::slim`] copy has only the plain one.
+    pub fn packet_as(&self, encoding: Encoding, deflate: Option<Deflate>) -> &Bytes {
+        let plain = self.packet(encoding);
+        match (deflate, &self.latest) {
+            (Some(deflate), Some(latest)) => {
+                latest.deflated[encoding.index()].get_or_init(|| deflate.frame(plain))
+            }
+            _ => plain,
+        }
     }
 
     /// The frame a connection of `encoding` starts with. `resumed` when it asked to resume:

@@ -15,6 +15,7 @@ use tracing::{Instrument, Span, warn};
 
 use crate::config::{Config, Watch};
 use crate::edge::admission::auth::{self, Auth};
+use crate::edge::admission::extensions;
 use crate::edge::admission::forwarded::Client;
 use crate::edge::admission::limits::Refusal;
 use crate::edge::admission::origin::PageOrigin;
@@ -22,7 +23,7 @@ use crate::edge::command::{Caller, Token};
 use crate::edge::context::Context;
 use crate::edge::http::reply::{Body, text};
 use crate::edge::session::{self, Admitted, TokenCheck};
-use crate::hub::{Encoding, Resume};
+use crate::hub::{Deflate, Encoding, Resume};
 
 /// A request to a WebSocket path whose connections are written as `encoding`: the handshake,
 /// or the reason there is none.
@@ -83,9 +84,14 @@ pub fn websocket(
     } else {
         None
     };
+    let deflate = (config.clients.compression && extensions::offers_deflate(req.headers()))
+        .then_some(Deflate {
+            min_bytes: config.clients.compression_min_bytes,
+        });
     let admitted = Admitted {
         permit,
         encoding,
+        deflate,
         caller: Caller {
             token,
             peer,
@@ -109,6 +115,12 @@ pub fn websocket(
         header::SEC_WEBSOCKET_ACCEPT,
         HeaderValue::from_str(&accept_key).expect("a base64 key is a valid header"),
     );
+    if deflate.is_some() {
+        headers.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static(extensions::DEFLATE_ANSWER),
+        );
+    }
     // A browser that offered subprotocols fails the handshake unless one is chosen.
     if echo_token {
         headers.insert(

@@ -49,6 +49,7 @@ where
             return Ok(());
         };
         let (last_seq, epoch, encoding) = (self.last_seq, self.epoch.clone(), self.encoding);
+        let deflate = self.deflate;
         let attached: Arc<dyn hub::Outlet> = outlet.clone();
         let lagged = self.hub.attach(Arc::downgrade(&attached), || {
             loop {
@@ -56,7 +57,7 @@ where
                     Ok(snapshot)
                         if snapshot.seq <= last_seq && epoch.as_ref() == Some(&snapshot.epoch) => {}
                     Ok(snapshot) => {
-                        if outlet.offer(snapshot.packet(encoding)) == Offered::Refused {
+                        if outlet.offer(snapshot.packet_as(encoding, deflate)) == Offered::Refused {
                             return None;
                         }
                     }

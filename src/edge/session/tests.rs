@@ -40,7 +40,7 @@ where
         Vec::new(),
         &config.clients,
         metrics,
-        Encoding::Stream,
+        (Encoding::Stream, None),
     )
     .await;
     Session::new(socket, Arc::new(config), hub.clone())
@@ -319,7 +319,7 @@ async fn a_sessions_long_lived_state_stays_small() {
         Vec::new(),
         &config.clients,
         metrics,
-        Encoding::Stream,
+        (Encoding::Stream, None),
     )
     .await;
     let session = Session::new(socket, std::sync::Arc::new(config), hub(8));
