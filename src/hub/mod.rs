@@ -9,11 +9,14 @@
 //! off gets what it missed.
 
 pub(crate) mod deflate;
+pub(crate) mod delta;
 pub(crate) mod encoding;
 mod fanout;
+pub(crate) mod form;
 pub(crate) mod frame;
 mod join;
 pub(crate) mod mode;
+pub(crate) mod msgpack;
 pub mod packet;
 pub(crate) mod relay;
 mod resume;
@@ -32,6 +35,7 @@ pub use self::deflate::Deflate;
 pub use self::encoding::Encoding;
 pub use self::fanout::Outlet;
 use self::fanout::Outlets;
+pub use self::form::Form;
 pub use self::mode::{Mode, Role};
 use self::packet::Telemetry;
 pub use self::resume::{History, Older, Resume};
@@ -190,7 +194,7 @@ impl Hub {
                 });
             }
         };
-        let next = Arc::new(Snapshot::new(seq, epoch, data, body));
+        let next = Arc::new(Snapshot::new(seq, epoch, data, body).after(latest));
         if next.epoch != state.latest.epoch {
             // A new count: the old one's packets cannot be resumed into it.
             state.history.clear();

@@ -424,22 +424,28 @@ async fn joining_resumes_from_memory_then_from_the_store_behind_it_in_one_call()
     let welcome = |seq, resumed| ("WELCOME".to_owned(), seq, resumed);
     let telemetry = |seq| ("TELEMETRY".to_owned(), seq, None);
     // No resume asked: the latest, as it is sent to everyone.
-    let joined = hub.join(None, Encoding::Stream).await;
+    let joined = hub.join(None, Encoding::Stream, Form::default()).await;
     assert_eq!(started(&joined), [welcome(6, None)]);
     assert_eq!((joined.seq, &*joined.epoch), (6, epoch.as_str()));
     // The memory keeps 4..=6: a client that had 4 gets 5 as its WELCOME, then 6.
-    let joined = hub.join(Some(&resume(4, &epoch)), Encoding::Stream).await;
+    let joined = hub
+        .join(Some(&resume(4, &epoch)), Encoding::Stream, Form::default())
+        .await;
     assert_eq!(started(&joined), [welcome(5, Some(true)), telemetry(6)]);
     assert_eq!(joined.seq, 6);
     // Further back, with no store: the latest, not resumed.
-    let joined = hub.join(Some(&resume(1, &epoch)), Encoding::Stream).await;
+    let joined = hub
+        .join(Some(&resume(1, &epoch)), Encoding::Stream, Form::default())
+        .await;
     assert_eq!(started(&joined), [welcome(6, Some(false))]);
     // With a store that reaches back: 2 and 3 from it, then 4..=6 from memory, no repeat.
     hub.set_history(Arc::new(Store {
         epoch: epoch.clone(),
         seqs: 1..=5,
     }));
-    let joined = hub.join(Some(&resume(1, &epoch)), Encoding::Stream).await;
+    let joined = hub
+        .join(Some(&resume(1, &epoch)), Encoding::Stream, Form::default())
+        .await;
     assert_eq!(
         started(&joined),
         [
@@ -452,11 +458,57 @@ async fn joining_resumes_from_memory_then_from_the_store_behind_it_in_one_call()
     );
     assert_eq!((joined.seq, &*joined.epoch), (6, epoch.as_str()));
     // The store keeps stream frames only: a client of another encoding is not resumed.
-    let joined = hub.join(Some(&resume(1, &epoch)), Encoding::Bridge).await;
+    let joined = hub
+        .join(Some(&resume(1, &epoch)), Encoding::Bridge, Form::default())
+        .await;
     assert_eq!(joined.frames.len(), 1);
     assert_eq!(joined.seq, 6);
     // Then the live feed, with no gap after what was sent.
-    let mut joined = hub.join(Some(&resume(1, &epoch)), Encoding::Stream).await;
+    let mut joined = hub
+        .join(Some(&resume(1, &epoch)), Encoding::Stream, Form::default())
+        .await;
     hub.publish(data());
     assert_eq!(joined.rx.try_recv().unwrap().seq, 7);
+}
+
+/// A delta connection's TELEMETRY is a delta only of the packet just before it in the same
+/// epoch: whole (`"delta": false`) after a new epoch, after a gap in `seq`, and when it comes
+/// from the kept history; a resumed client's WELCOME is whole, and the latest after it a delta.
+#[tokio::test]
+async fn deltas_follow_only_the_packet_just_before() {
+    let hub = Hub::new(data(), 16, 10);
+    let delta = Form {
+        delta: true,
+        ..Form::default()
+    };
+    let telemetry = |frame: &[u8]| {
+        let json = serde_json::from_slice::<serde_json::Value>(&frame[2..])
+            .or_else(|_| serde_json::from_slice(&frame[4..]))
+            .unwrap();
+        (json["seq"].as_u64().unwrap(), json["delta"].as_bool())
+    };
+    let flag = |snapshot: &Snapshot| telemetry(snapshot.packet_as(Encoding::Stream, delta));
+    assert_eq!(flag(&hub.publish(data())), (1, Some(true)));
+    assert_eq!(flag(&hub.publish(data())), (2, Some(true)));
+    let other = |seq| hub.publish_numbered("other", seq, data(), None).unwrap();
+    assert_eq!(flag(&other(7)), (7, Some(false)), "a new epoch");
+    assert_eq!(flag(&other(9)), (9, Some(false)), "a gap");
+    assert_eq!(flag(&other(10)), (10, Some(true)));
+    other(11);
+    let joined = hub
+        .join(
+            Some(&Resume {
+                since: 7,
+                epoch: "other".into(),
+            }),
+            Encoding::Stream,
+            delta,
+        )
+        .await;
+    let frames: Vec<_> = joined.frames.iter().map(|f| telemetry(f)).collect();
+    assert_eq!(
+        frames,
+        [(9, None), (10, Some(false)), (11, Some(true))],
+        "the WELCOME, a kept packet, the latest"
+    );
 }

@@ -11,7 +11,11 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{Daemon, FakeEngine, config, next_packet, within};
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::process::BffProcess;
+use crate::common::{Daemon, FakeEngine, Ws, config, next_packet, within};
 
 /// What a browser offers.
 const BROWSER_OFFER: &str = "permessage-deflate; client_max_window_bits";
@@ -29,9 +33,43 @@ struct Raw {
 impl Raw {
     /// Connects to `/`, offering `extensions` if any; panics unless the answer is `101`.
     async fn connect(addr: SocketAddr, extensions: Option<&str>) -> Self {
+        Self::connect_to(addr, "/", extensions).await
+    }
+
+    /// Connects to `path`, offering `extensions` if any; panics unless the answer is `101`.
+    async fn connect_to(addr: SocketAddr, path: &str, extensions: Option<&str>) -> Self {
+        let (stream, response) = Self::handshake(addr, path, extensions).await;
+        assert!(response.starts_with("HTTP/1.1 101"), "{response}");
+        Self { stream, response }
+    }
+
+    /// A handshake to `path` that is refused: its status and body.
+    async fn refused(addr: SocketAddr, path: &str) -> (u16, String) {
+        let (mut stream, response) = Self::handshake(addr, path, None).await;
+        let status = response[9..12].parse().unwrap();
+        let length = response
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().unwrap())
+            })
+            .unwrap();
+        let mut body = vec![0; length];
+        within("the refusal's body", stream.read_exact(&mut body))
+            .await
+            .unwrap();
+        (status, String::from_utf8(body).unwrap())
+    }
+
+    async fn handshake(
+        addr: SocketAddr,
+        path: &str,
+        extensions: Option<&str>,
+    ) -> (TcpStream, String) {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let mut request = format!(
-            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         );
         if let Some(offer) = extensions {
@@ -43,9 +81,17 @@ impl Raw {
         while !head.ends_with(b"\r\n\r\n") {
             head.push(stream.read_u8().await.unwrap());
         }
-        let response = String::from_utf8(head).unwrap();
-        assert!(response.starts_with("HTTP/1.1 101"), "{response}");
-        Self { stream, response }
+        (stream, String::from_utf8(head).unwrap())
+    }
+
+    /// The next data frame (skipping pings): its first byte and payload.
+    async fn data_frame(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            let (first, payload) = self.frame().await;
+            if first & 0x0f != 0x9 {
+                return (first, payload);
+            }
+        }
     }
 
     /// The response's `Sec-WebSocket-Extensions`, if any.
@@ -286,4 +332,182 @@ asyncio.run(main(sys.argv[1]))
         stdout,
         "permessage-deflate True True\nWELCOME TELEMETRY True\nPONG\n"
     );
+}
+
+/// `data` as its bytes appear in a packet's text: after the envelope's first `"data":`, up to
+/// its last `,"epoch":` (`docs/PROTOCOL.md` §13.2): what a delta applies to.
+fn raw_data(text: &str) -> &str {
+    let start = text.find(r#""data":"#).unwrap() + r#""data":"#.len();
+    let end = text.rfind(r#","epoch":"#).unwrap();
+    &text[start..end]
+}
+
+/// A demo daemon polling every 250 ms, so 30 packets take a few seconds, with `extra` config.
+fn quick_demo(name: &str, extra: &str) -> BffProcess {
+    let config = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}.toml", std::process::id()));
+    let text = format!("{extra}\n[engine]\npoll_interval_ms = 250\ntimeout_ms = 200\n");
+    std::fs::write(&config, text).unwrap();
+    BffProcess::demo(&["--config", config.to_str().unwrap()])
+}
+
+/// The next text frame's text, skipping pings.
+async fn next_text(ws: &mut Ws) -> String {
+    within("a text frame", async {
+        loop {
+            match ws.next().await.unwrap().unwrap() {
+                Message::Text(text) => return text.to_string(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await
+}
+
+/// The plain client's packet `seq`, reading on until it comes.
+async fn plain_packet(plain: &mut Ws, seq: u64) -> String {
+    loop {
+        let text = next_text(plain).await;
+        let packet: Value = serde_json::from_str(&text).unwrap();
+        match packet["seq"].as_u64().unwrap() {
+            s if s < seq => continue,
+            s if s == seq => return text,
+            s => panic!("the plain client skipped from before {seq} to {s}"),
+        }
+    }
+}
+
+/// A `?delta=fossil` client gets a whole WELCOME, then TELEMETRY as fossil deltas of the data
+/// (`"delta": true`): applied one after the other (the fossil algorithm, as the crate
+/// implements it), 30 consecutive demo packets come out byte for byte as a plain client gets
+/// them; a full one says `"delta": false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fossil_deltas_rebuild_thirty_consecutive_demo_packets() {
+    let daemon = quick_demo("deltas", "");
+    let url = |query: &str| format!("ws://{}/{query}", daemon.addr());
+    let (mut plain, _) = tokio_tungstenite::connect_async(url("")).await.unwrap();
+    // Past the first packet (INITIALIZING, before the first poll), which the next differs
+    // from too much for a delta to be smaller.
+    crate::common::packet_where(&mut plain, "an ACTIVE packet", |p| {
+        p["data"]["status"] == "ACTIVE"
+    })
+    .await;
+    let (mut delta, _) = tokio_tungstenite::connect_async(url("?delta=fossil"))
+        .await
+        .unwrap();
+    let welcome = next_text(&mut delta).await;
+    let head: Value = serde_json::from_str(&welcome).unwrap();
+    assert_eq!(head["type"], "WELCOME");
+    assert!(head.get("delta").is_none(), "a WELCOME is always whole");
+    let mut base = raw_data(&welcome).as_bytes().to_vec();
+    let mut seq = head["seq"].as_u64().unwrap();
+    let mut deltas = 0;
+    for _ in 0..30 {
+        let text = next_text(&mut delta).await;
+        let packet: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(packet["type"], "TELEMETRY", "{text}");
+        assert_eq!(packet["seq"], seq + 1, "{text}");
+        seq += 1;
+        let data = match packet["delta"].as_bool() {
+            Some(true) => {
+                deltas += 1;
+                let delta = packet["data"].as_str().unwrap();
+                fossil_delta::apply(&base, delta).unwrap()
+            }
+            Some(false) => raw_data(&text).as_bytes().to_vec(),
+            None => panic!("a delta client's TELEMETRY says whether it is a delta: {text}"),
+        };
+        let expected = plain_packet(&mut plain, seq).await;
+        assert_eq!(
+            String::from_utf8(data.clone()).unwrap(),
+            raw_data(&expected),
+            "seq {seq}"
+        );
+        assert!(text.len() < expected.len(), "seq {seq}: not smaller");
+        base = data;
+    }
+    assert_eq!(
+        deltas, 30,
+        "every packet after the WELCOME follows the one before"
+    );
+}
+
+/// A `?format=msgpack` client gets the same envelope and data as a plain client, as
+/// MessagePack binary frames: WELCOME and TELEMETRY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msgpack_frames_carry_the_same_packets() {
+    let engine = FakeEngine::samples().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    // The plain client first: every packet the MessagePack one gets, it gets too.
+    let mut plain = daemon.connect().await;
+    let (mut binary, _) = tokio_tungstenite::connect_async(daemon.url("/?format=msgpack"))
+        .await
+        .unwrap();
+    for expected in ["WELCOME", "TELEMETRY", "TELEMETRY"] {
+        let frame = within("a binary frame", async {
+            loop {
+                match binary.next().await.unwrap().unwrap() {
+                    Message::Binary(bytes) => return bytes,
+                    Message::Ping(_) => continue,
+                    other => panic!("a MessagePack client's packets are binary: {other:?}"),
+                }
+            }
+        })
+        .await;
+        let packet: Value = rmp_serde::from_slice(&frame).unwrap();
+        assert_eq!(packet["type"], expected, "{packet}");
+        let seq = packet["seq"].as_u64().unwrap();
+        let mut json: Value = serde_json::from_str(&plain_packet(&mut plain, seq).await).unwrap();
+        // The same snapshot, whichever the plain client got it as.
+        json["type"] = packet["type"].clone();
+        assert_eq!(packet, json, "seq {seq}");
+    }
+}
+
+/// The combinations offered, through one raw client each that offers permessage-deflate: a
+/// delta and a MessagePack packet come compressed (RSV1) and inflate to their form; delta and
+/// MessagePack together, a form on a bridge path or an unknown one, are refused with `400`
+/// and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_form_is_compressed_and_what_is_not_offered_is_refused() {
+    // Deltas of packets a quarter of a second apart are under the default minimum.
+    let daemon = quick_demo("forms", "[clients]\ncompression_min_bytes = 0");
+    let mut delta = Raw::connect_to(daemon.addr(), "/?delta=fossil", Some(BROWSER_OFFER)).await;
+    assert_eq!(delta.extensions(), Some(ANSWER));
+    let (welcome, _) = delta.message().await;
+    assert_eq!(welcome["type"], "WELCOME");
+    let (packet, compressed) = delta.message().await;
+    assert_eq!(
+        (packet["type"].as_str(), packet["delta"].as_bool()),
+        (Some("TELEMETRY"), Some(true))
+    );
+    assert!(packet["data"].is_string() && compressed, "{packet}");
+    let mut binary = Raw::connect_to(daemon.addr(), "/?format=msgpack", Some(BROWSER_OFFER)).await;
+    for expected in ["WELCOME", "TELEMETRY"] {
+        let (first, payload) = binary.data_frame().await;
+        assert_eq!(first & 0x0f, 0x2, "binary");
+        let bytes = if first & 0x40 != 0 {
+            inflate(&payload)
+        } else {
+            payload
+        };
+        let packet: Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(packet["type"], expected);
+        assert_eq!(
+            first & 0x40 != 0,
+            expected == "TELEMETRY",
+            "only the WELCOME goes whole"
+        );
+    }
+    for (path, why) in [
+        ("/?delta=fossil&format=msgpack", "not offered together"),
+        ("/ws?delta=fossil", "stream paths"),
+        ("/?delta=xdelta", "Unknown delta `xdelta`"),
+        ("/?format=cbor", "Unknown format `cbor`"),
+    ] {
+        let (status, body) = Raw::refused(daemon.addr(), path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains(why), "{path}: {body}");
+    }
 }

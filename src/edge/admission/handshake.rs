@@ -15,15 +15,15 @@ use tracing::{Instrument, Span, warn};
 
 use crate::config::{Config, Watch};
 use crate::edge::admission::auth::{self, Auth};
-use crate::edge::admission::extensions;
 use crate::edge::admission::forwarded::Client;
 use crate::edge::admission::limits::Refusal;
 use crate::edge::admission::origin::PageOrigin;
+use crate::edge::admission::{extensions, form};
 use crate::edge::command::{Caller, Token};
 use crate::edge::context::Context;
 use crate::edge::http::reply::{Body, text};
 use crate::edge::session::{self, Admitted, TokenCheck};
-use crate::hub::{Deflate, Encoding, Resume};
+use crate::hub::{Deflate, Encoding, Form, Resume};
 
 /// A request to a WebSocket path whose connections are written as `encoding`: the handshake,
 /// or the reason there is none.
@@ -39,6 +39,13 @@ pub fn websocket(
         Err(refused) => return refused,
     };
     let peer = client.addr;
+    let (delta, msgpack) = match form::asked(req.uri().query(), encoding) {
+        Ok(asked) => asked,
+        Err(reason) => {
+            warn!(%peer, reason = reason.trim_end(), "Client refused: bad query");
+            return text(StatusCode::BAD_REQUEST, &reason);
+        }
+    };
     let limits = &config.server;
     if let Err(wait) = ctx.handshakes.check(
         peer.ip(),
@@ -88,10 +95,15 @@ pub fn websocket(
         .then_some(Deflate {
             min_bytes: config.clients.compression_min_bytes,
         });
+    let form = Form {
+        deflate,
+        delta,
+        msgpack,
+    };
     let admitted = Admitted {
         permit,
         encoding,
-        deflate,
+        form,
         caller: Caller {
             token,
             peer,

@@ -17,7 +17,7 @@ use crate::edge::connection::ending::Ending;
 use crate::edge::connection::inbound::Inbound;
 use crate::edge::connection::outbox::Outbox;
 use crate::edge::connection::outlet::{Offered, SocketOutlet, Trouble};
-use crate::hub::{Deflate, Encoding};
+use crate::hub::{Encoding, Form};
 use crate::metrics::{Frame, Metrics};
 
 /// tungstenite's read buffer is allocated up front for every connection (and cleared on every
@@ -52,7 +52,7 @@ where
     W: Outbox,
 {
     /// Wraps an upgraded connection's halves, whose packets are written as `encoding`, and
-    /// compressed when it negotiated `deflate`; `leftover` is whatever the HTTP layer read past
+    /// in its `form`; `leftover` is whatever the HTTP layer read past
     /// the handshake.
     pub async fn new(
         read: R,
@@ -60,9 +60,9 @@ where
         leftover: Vec<u8>,
         config: &ClientConfig,
         metrics: Arc<Metrics>,
-        (encoding, deflate): (Encoding, Option<Deflate>),
+        (encoding, form): (Encoding, Form),
     ) -> Self {
-        let (inbound, leftover) = match deflate {
+        let (inbound, leftover) = match form.deflate {
             Some(_) => (
                 Inbound::inflating(read, config.max_message_bytes, &leftover),
                 Vec::new(),
@@ -83,7 +83,7 @@ where
                 config.queue_size,
                 metrics.clone(),
                 encoding,
-                deflate,
+                form,
             )),
             metrics,
             send_timeout: Duration::from_millis(config.send_timeout_ms),

@@ -55,7 +55,7 @@ use crate::edge::context::Context;
 use crate::edge::http::io::HttpIo;
 use crate::edge::session::channels::Channels;
 use crate::hub::frame::PING;
-use crate::hub::{Deflate, Encoding, Hub, Resume, Snapshot};
+use crate::hub::{Encoding, Form, Hub, Resume, Snapshot};
 use crate::metrics::Frame;
 
 /// What the handshake decided about a client it let in.
@@ -64,8 +64,8 @@ pub struct Admitted {
     pub permit: Permit,
     /// How its frames are written, which the path it came in on decided.
     pub encoding: Encoding,
-    /// Its permessage-deflate, when it offered one the daemon took.
-    pub deflate: Option<Deflate>,
+    /// What it asked for besides: permessage-deflate, deltas, MessagePack.
+    pub form: Form,
     /// Who it is, for its commands.
     pub caller: Caller,
     /// Where it left off, when it reconnected with `?since=…&epoch=…`.
@@ -120,7 +120,7 @@ async fn start(
     let Admitted {
         permit,
         encoding,
-        deflate,
+        form,
         caller,
         resume,
         config,
@@ -157,7 +157,7 @@ async fn start(
         leftover,
         &config.clients,
         ctx.metrics.clone(),
-        (encoding, deflate),
+        (encoding, form),
     )
     .await;
     let session = Session::new(socket, config, ctx.hub.clone())
@@ -172,8 +172,8 @@ pub struct Session<R, W> {
     socket: Socket<R, W>,
     /// How its frames are written, and the dialect it talks.
     encoding: Encoding,
-    /// Its permessage-deflate, if any.
-    deflate: Option<Deflate>,
+    /// What it asked for besides its encoding.
+    form: Form,
     /// The config it was admitted under.
     config: Arc<Config>,
     hub: Hub,
@@ -222,7 +222,7 @@ where
     pub fn new(socket: Socket<R, W>, config: Arc<Config>, hub: Hub) -> Self {
         Self {
             encoding: socket.outlet().encoding(),
-            deflate: socket.outlet().deflate(),
+            form: socket.outlet().form(),
             socket,
             config,
             hub,
@@ -303,7 +303,7 @@ where
                         Ok(snapshot) => {
                             self.last_seq = snapshot.seq;
                             self.epoch = Some(snapshot.epoch.clone());
-                            let frame = snapshot.packet_as(self.encoding, self.deflate);
+                            let frame = snapshot.packet_as(self.encoding, self.form);
                             self.socket.send_packet(frame).await.err()
                         }
                         Err(RecvError::Lagged(missed)) => Some(Ending::TooSlow(missed)),
@@ -311,7 +311,7 @@ where
                     },
                     heard = self.channels.next() => match heard {
                         Ok(update) => {
-                            let frame = update.frame_as(self.encoding, self.deflate);
+                            let frame = update.frame_as(self.encoding, self.form);
                             self.socket.write(frame, Frame::Update).await.err()
                         }
                         // Fell behind on a channel: the offsets show the gap; carry on.
