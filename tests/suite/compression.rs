@@ -511,3 +511,103 @@ async fn each_form_is_compressed_and_what_is_not_offered_is_refused() {
         assert!(body.contains(why), "{path}: {body}");
     }
 }
+
+/// The figures in `docs/BENCHMARKS.md` ("Fewer bytes"): bytes on the wire, frame headers
+/// included, per client for 30 consecutive TELEMETRY of `--demo` (its own one-second poll), in
+/// each form a client may ask for, every packet decoded and checked against the plain one.
+/// A measurement, not a check: `cargo test --test suite compression::wire_bytes -- --ignored
+/// --nocapture`.
+#[ignore = "a measurement for docs/BENCHMARKS.md; takes 30 s"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_bytes_on_thirty_demo_packets() {
+    let daemon = BffProcess::demo(&[]);
+    let modes = [
+        ("full JSON", "/", None),
+        ("deflate", "/", Some(BROWSER_OFFER)),
+        ("fossil delta", "/?delta=fossil", None),
+        ("delta + deflate", "/?delta=fossil", Some(BROWSER_OFFER)),
+        ("MessagePack", "/?format=msgpack", None),
+        (
+            "MessagePack + deflate",
+            "/?format=msgpack",
+            Some(BROWSER_OFFER),
+        ),
+    ];
+    let mut clients = Vec::new();
+    for (_, path, offer) in modes {
+        clients.push(Raw::connect_to(daemon.addr(), path, offer).await);
+    }
+    // Each client's TELEMETRY by seq: (bytes on the wire, the data it decodes to).
+    let mut seen: Vec<std::collections::BTreeMap<u64, (usize, Value)>> =
+        vec![Default::default(); modes.len()];
+    let mut bases: Vec<Vec<u8>> = vec![Vec::new(); modes.len()];
+    let mut first_active = None;
+    loop {
+        for (i, client) in clients.iter_mut().enumerate() {
+            let (first, payload) = client.data_frame().await;
+            let wire = payload.len()
+                + match payload.len() {
+                    0..=125 => 2,
+                    126..=0xffff => 4,
+                    _ => 10,
+                };
+            let bytes = if first & 0x40 != 0 {
+                inflate(&payload)
+            } else {
+                payload
+            };
+            let packet: Value = if first & 0x0f == 0x2 {
+                rmp_serde::from_slice(&bytes).unwrap()
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            };
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let data = match packet["delta"].as_bool() {
+                Some(true) => {
+                    let applied =
+                        fossil_delta::apply(&bases[i], packet["data"].as_str().unwrap()).unwrap();
+                    bases[i] = applied.clone();
+                    serde_json::from_slice(&applied).unwrap()
+                }
+                _ if first & 0x0f == 0x1 => {
+                    bases[i] = raw_data(&text).as_bytes().to_vec();
+                    packet["data"].clone()
+                }
+                _ => packet["data"].clone(),
+            };
+            let seq = packet["seq"].as_u64().unwrap();
+            if packet["type"] == "TELEMETRY" {
+                seen[i].insert(seq, (wire, data));
+            }
+            if first_active.is_none() && packet["data"]["status"] == "ACTIVE" {
+                first_active = Some(seq + 1);
+            }
+        }
+        let Some(from) = first_active else { continue };
+        let done = seen.iter().all(|s| s.range(from..from + 30).count() == 30);
+        if done {
+            let full: usize = seen[0].range(from..from + 30).map(|(_, (w, _))| w).sum();
+            println!("30 TELEMETRY of --demo from seq {from}; bytes per client per tick:");
+            for (i, (name, path, offer)) in modes.iter().enumerate() {
+                let total: usize = seen[i].range(from..from + 30).map(|(_, (w, _))| w).sum();
+                for (seq, (_, data)) in seen[i].range(from..from + 30) {
+                    assert_eq!(
+                        data, &seen[0][seq].1,
+                        "{name}: seq {seq} decodes to the packet"
+                    );
+                }
+                println!(
+                    "| {name} | `{path}`{} | {} | {:.1}% |",
+                    if offer.is_some() {
+                        " + permessage-deflate"
+                    } else {
+                        ""
+                    },
+                    total / 30,
+                    100.0 * total as f64 / full as f64
+                );
+            }
+            return;
+        }
+    }
+}
