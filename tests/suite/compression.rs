@@ -379,7 +379,7 @@ async fn plain_packet(plain: &mut Ws, seq: u64) -> String {
 }
 
 /// A `?delta=fossil` client gets a whole WELCOME, then TELEMETRY as fossil deltas of the data
-/// (`"delta": true`): applied one after the other (the fossil algorithm, as the crate
+/// (`"delta": true`, as the published schema says): applied one after the other (the fossil algorithm, as the crate
 /// implements it), 30 consecutive demo packets come out byte for byte as a plain client gets
 /// them; a full one says `"delta": false`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,10 +402,16 @@ async fn fossil_deltas_rebuild_thirty_consecutive_demo_packets() {
     assert!(head.get("delta").is_none(), "a WELCOME is always whole");
     let mut base = raw_data(&welcome).as_bytes().to_vec();
     let mut seq = head["seq"].as_u64().unwrap();
+    let schema: Value = serde_json::from_str(bff::SCHEMA).unwrap();
+    let schema = jsonschema::validator_for(&schema).unwrap();
     let mut deltas = 0;
     for _ in 0..30 {
         let text = next_text(&mut delta).await;
         let packet: Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            schema.is_valid(&packet),
+            "the published schema describes it: {text}"
+        );
         assert_eq!(packet["type"], "TELEMETRY", "{text}");
         assert_eq!(packet["seq"], seq + 1, "{text}");
         seq += 1;
