@@ -56,6 +56,9 @@ struct Latest {
     delta: OnceLock<Option<String>>,
     /// The WELCOME of MessagePack connections, shared like `welcomes`.
     msgpack_welcome: OnceLock<Bytes>,
+    /// The shared WELCOMEs compressed, for permessage-deflate connections: each encoding's by
+    /// [`Encoding::index`], then MessagePack's.
+    deflated_welcomes: [OnceLock<Bytes>; Encoding::COUNT + 1],
 }
 
 /// A snapshot's packet in each [`Form`] besides the plain one: the stream packet's by
@@ -100,6 +103,7 @@ impl Snapshot {
                     base: None,
                     delta: OnceLock::new(),
                     msgpack_welcome: OnceLock::new(),
+                    deflated_welcomes: std::array::from_fn(|_| OnceLock::new()),
                 })
             }),
             telemetry,
@@ -194,15 +198,33 @@ impl Snapshot {
 
     /// The frame a connection of `encoding` in `form` starts with: the WELCOME of
     /// [`Snapshot::welcome`], in MessagePack when it asked for it (a delta connection's is
-    /// whole, and the WELCOME goes uncompressed).
+    /// whole), compressed once and shared for permessage-deflate connections; one made for a
+    /// resuming client alone goes uncompressed, so a reconnect storm compresses nothing per
+    /// client.
     pub fn welcome_as(&self, encoding: Encoding, resumed: Option<bool>, form: Form) -> Bytes {
-        if !form.msgpack {
-            return self.welcome(encoding, resumed);
-        }
-        let welcome = || msgpack::packet("WELCOME", self.seq, &self.epoch, self.body(), resumed);
-        match (&self.latest, resumed) {
-            (Some(latest), None) => latest.msgpack_welcome.get_or_init(welcome).clone(),
-            _ => welcome(),
+        let plain = || {
+            if !form.msgpack {
+                return self.welcome(encoding, resumed);
+            }
+            let welcome =
+                || msgpack::packet("WELCOME", self.seq, &self.epoch, self.body(), resumed);
+            match (&self.latest, resumed) {
+                (Some(latest), None) => latest.msgpack_welcome.get_or_init(welcome).clone(),
+                _ => welcome(),
+            }
+        };
+        match (form.deflate, &self.latest, resumed) {
+            (Some(deflate), Some(latest), None) => {
+                let slot = if form.msgpack {
+                    Encoding::COUNT
+                } else {
+                    encoding.index()
+                };
+                latest.deflated_welcomes[slot]
+                    .get_or_init(|| deflate.frame(&plain()))
+                    .clone()
+            }
+            _ => plain(),
         }
     }
 

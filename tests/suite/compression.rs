@@ -204,8 +204,9 @@ async fn a_deflate_client_gets_compressed_packets_and_may_compress_its_own() {
     let daemon = Daemon::start(config(&engine)).await;
     let mut client = Raw::connect(daemon.addr, Some(BROWSER_OFFER)).await;
     assert_eq!(client.extensions(), Some(ANSWER), "{}", client.response);
-    let (welcome, _) = client.message().await;
+    let (welcome, compressed) = client.message().await;
     assert_eq!(welcome["type"], "WELCOME", "{welcome}");
+    assert!(compressed, "the shared WELCOME is compressed too");
     let first = welcome["seq"].as_u64().unwrap() + 1;
     for seq in first..first + 2 {
         let (packet, compressed) = client.message().await;
@@ -231,6 +232,23 @@ async fn a_deflate_client_gets_compressed_packets_and_may_compress_its_own() {
         while client.message().await.0["type"] != "pong" {}
     })
     .await;
+    // A resuming client's WELCOME is made for it alone, and goes uncompressed.
+    let resume = format!(
+        "/?since={}&epoch={}",
+        first,
+        welcome["epoch"].as_str().unwrap()
+    );
+    let mut resuming = Raw::connect_to(daemon.addr, &resume, Some(BROWSER_OFFER)).await;
+    let (again, compressed) = resuming.message().await;
+    assert_eq!(
+        (
+            again["type"].as_str(),
+            again["resumed"].as_bool(),
+            compressed
+        ),
+        (Some("WELCOME"), Some(true), false),
+        "{again}"
+    );
 }
 
 /// A client that offers nothing, or offers deflate to a daemon with `clients.compression =
@@ -500,11 +518,7 @@ async fn each_form_is_compressed_and_what_is_not_offered_is_refused() {
         };
         let packet: Value = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(packet["type"], expected);
-        assert_eq!(
-            first & 0x40 != 0,
-            expected == "TELEMETRY",
-            "only the WELCOME goes whole"
-        );
+        assert_eq!(first & 0x40, 0x40, "{expected} compressed");
     }
     for (path, why) in [
         ("/?delta=fossil&format=msgpack", "not offered together"),
