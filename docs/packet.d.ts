@@ -1,7 +1,7 @@
 // What bff sends (and how to subscribe): `import type { ServerMessage, Packet } from './packet';`
 // Generated from the daemon's Rust types; do not edit (see src/contract.rs).
 
-export type ServerMessage = Packet | UpdateMessage | Subscribed | CommandResult | Pong | RegimeMessage | AlertMessage | MarketRegime | MarketAlert;
+export type ServerMessage = Packet | DeltaPacket | UpdateMessage | Subscribed | CommandResult | Pong | RegimeMessage | AlertMessage | MarketRegime | MarketAlert;
 
 export type Packet = { 
 /**
@@ -28,6 +28,31 @@ epoch: string,
 resumed?: boolean, };
 
 export type PacketType = "WELCOME" | "TELEMETRY";
+
+export type DeltaPacket = { 
+/**
+ * Always TELEMETRY: the WELCOME is a whole [`Packet`].
+ */
+type: "TELEMETRY", 
+/**
+ * One more than the packet the delta applies to.
+ */
+seq: number, 
+/**
+ * With `delta: true`, the fossil delta that turns the previous packet's `data` (its
+ * bytes as they came) into this one's; with `delta: false`, the whole data.
+ */
+data: DeltaData, 
+/**
+ * As in every packet.
+ */
+epoch: string, 
+/**
+ * Whether `data` is a delta.
+ */
+delta: boolean, };
+
+export type DeltaData = string | Telemetry;
 
 export type Telemetry = { 
 /**

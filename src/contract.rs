@@ -138,6 +138,42 @@ mod tests {
         epoch: String,
     }
 
+    /// A TELEMETRY to a client that asked for fossil deltas (`?delta=fossil`,
+    /// `docs/PROTOCOL.md` §13.2).
+    #[derive(Serialize, schemars::JsonSchema, TS)]
+    #[allow(dead_code)]
+    struct DeltaPacket {
+        /// Always TELEMETRY: the WELCOME is a whole [`Packet`].
+        #[serde(rename = "type")]
+        #[ts(rename = "type", type = "\"TELEMETRY\"")]
+        kind: TelemetryType,
+        /// One more than the packet the delta applies to.
+        seq: u64,
+        /// With `delta: true`, the fossil delta that turns the previous packet's `data` (its
+        /// bytes as they came) into this one's; with `delta: false`, the whole data.
+        data: DeltaData,
+        /// As in every packet.
+        epoch: String,
+        /// Whether `data` is a delta.
+        delta: bool,
+    }
+
+    #[derive(Serialize, schemars::JsonSchema, TS)]
+    #[allow(dead_code)]
+    enum TelemetryType {
+        #[serde(rename = "TELEMETRY")]
+        Telemetry,
+    }
+
+    /// A delta client's `data`: the delta, or the whole data.
+    #[derive(Serialize, schemars::JsonSchema, TS)]
+    #[serde(untagged)]
+    #[allow(dead_code, clippy::large_enum_variant)]
+    enum DeltaData {
+        Delta(String),
+        Whole(Telemetry),
+    }
+
     /// Any message the daemon sends: a packet, a relayed update, the answer to a subscription,
     /// a command's result, a pong. `type` tells which.
     #[derive(Serialize, schemars::JsonSchema, TS)]
@@ -145,6 +181,7 @@ mod tests {
     #[allow(dead_code, clippy::large_enum_variant)]
     enum ServerMessage {
         Packet(Packet),
+        DeltaPacket(DeltaPacket),
         Update(UpdateMessage),
         Subscribed(Subscribed),
         CommandResult(CommandResult),
@@ -173,6 +210,8 @@ mod tests {
             ServerMessage::decl(&cfg),
             Packet::decl(&cfg),
             PacketType::decl(&cfg),
+            DeltaPacket::decl(&cfg),
+            DeltaData::decl(&cfg),
             // The engine's extra sections, typed `unknown` so they do not blur the known ones.
             Telemetry::decl(&cfg).trim_end_matches(';').to_owned()
                 + " & { [section: string]: unknown };",

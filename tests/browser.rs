@@ -201,6 +201,58 @@ async fn the_live_page_streams_shows_disconnected_and_reconnects() {
     client.close().await.unwrap();
 }
 
+/// Chromium offers permessage-deflate and the daemon takes it (both `no_context_takeover`
+/// parameters in the answer, as `WebSocket.extensions` shows): the live page streams over it,
+/// the packets inflate to JSON, and a long message the browser compresses is answered.
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_streams_with_permessage_deflate() {
+    if !browser_installed() {
+        return;
+    }
+    let addr = free_port();
+    let _bff = daemon(addr);
+    let (_driver, client) = browser().await;
+    client.goto(&format!("http://{addr}/")).await.unwrap();
+    let seq = wait_text(&client, "seq", "a seq", |t| t.parse::<u64>().is_ok()).await;
+    wait_text(&client, "seq", "the next seq", |t| t != seq).await;
+    let script = r#"
+        const done = arguments[arguments.length - 1];
+        const ws = new WebSocket(arguments[0]);
+        const seen = [];
+        ws.onmessage = (event) => {
+            const message = JSON.parse(event.data);
+            seen.push(message.type);
+            if (seen.length === 3) {
+                ws.send(JSON.stringify({ type: 'PING', id: 'p'.repeat(300) }));
+            }
+            if (message.type === 'PONG') {
+                // Packets may come between the PING and its PONG.
+                const between = seen.slice(3, -1).every((type) => type === 'TELEMETRY');
+                done({ extensions: ws.extensions, first: seen.slice(0, 3), between });
+                ws.close();
+            }
+        };
+        ws.onclose = (event) => done({ closed: event.code });
+    "#;
+    let answer = client
+        .execute_async(script, vec![json!(format!("ws://{addr}/"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        json!({
+            "extensions": "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            "first": ["WELCOME", "TELEMETRY", "TELEMETRY"],
+            "between": true,
+        })
+    );
+    client.close().await.unwrap();
+}
+
 /// Waits until `script` returns `true` in the page.
 async fn wait_script(client: &Client, script: &str, what: &str) {
     let started = Instant::now();

@@ -102,6 +102,23 @@ pub struct ClientConfig {
     pub subscription_burst: u32,
     /// Packets kept for clients that reconnect with `?since=<seq>&epoch=<epoch>`.
     pub resume_history: usize,
+    /// Whether a client that offers permessage-deflate (every browser does) gets its packets
+    /// compressed, once per tick for all of them; off, the offer is declined.
+    #[serde(default = "default_compression")]
+    pub compression: bool,
+    /// Frames smaller than this go uncompressed (RSV1 clear): compressing them saves too little.
+    #[serde(default = "default_compression_min_bytes")]
+    pub compression_min_bytes: u32,
+}
+
+/// A tenth of the bytes or so for a few microseconds a tick, shared by every client.
+fn default_compression() -> bool {
+    true
+}
+
+/// Pongs and command answers stay as they are; packets and relayed messages are larger.
+fn default_compression_min_bytes() -> u32 {
+    256
 }
 
 /// `server.listen` through [`listen_addr`], so its message says what to write.
@@ -185,6 +202,8 @@ impl Default for ClientConfig {
             subscriptions_per_second: default_subscriptions_per_second(),
             subscription_burst: default_subscription_burst(),
             resume_history: DEFAULT_RESUME_HISTORY,
+            compression: default_compression(),
+            compression_min_bytes: default_compression_min_bytes(),
         }
     }
 }

@@ -4,6 +4,10 @@
 use super::values::{http_url, proxy_net, redis_url, valid_origin};
 use super::{Config, ConfigError};
 
+/// No packet or relayed message comes near this (a packet is a few kilobytes; Redis messages are
+/// capped at `redis.max_message_bytes`, a megabyte by default).
+const MAX_COMPRESSION_MIN_BYTES: u32 = 16 << 20;
+
 impl Config {
     /// Checks every value, returning all problems at once, each prefixed with its key path.
     /// One function per section, in the order of the file.
@@ -206,6 +210,15 @@ impl Config {
         }
         if c.max_channels == 0 {
             bad("clients.max_channels", "must be at least 1".into());
+        }
+        if c.compression && c.compression_min_bytes > MAX_COMPRESSION_MIN_BYTES {
+            bad(
+                "clients.compression_min_bytes",
+                format!(
+                    "{} is above any frame the daemon sends ({MAX_COMPRESSION_MIN_BYTES} bytes), so nothing would be compressed; set clients.compression = false instead",
+                    c.compression_min_bytes
+                ),
+            );
         }
     }
 

@@ -156,3 +156,24 @@ fn a_market_stream_path_speaks_one_dialect() {
         ]
     );
 }
+
+/// A minimum no frame reaches turns compression off in effect, so it is named, with what to
+/// write instead; with compression off it does not matter.
+#[test]
+fn a_compression_minimum_above_every_frame_is_refused() {
+    let got = problems("[clients]\ncompression_min_bytes = 100000000\n");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("clients.compression_min_bytes: 100000000 is above")
+            && got[0].contains("clients.compression = false"),
+        "{got:#?}"
+    );
+    assert_eq!(
+        problems("[clients]\ncompression = false\ncompression_min_bytes = 100000000\n"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        problems("[clients]\ncompression_min_bytes = 0\n"),
+        Vec::<String>::new()
+    );
+}

@@ -11,11 +11,16 @@ pub const PING: &[u8] = &[0x89, 0x00];
 
 /// An unmasked, final text frame carrying `payload`, ready to write to any number of sockets.
 pub fn text_frame(payload: &str) -> Bytes {
-    let frame = Frame::message(
-        Bytes::copy_from_slice(payload.as_bytes()),
-        OpCode::Data(Data::Text),
-        true,
-    );
+    data_frame(payload.as_bytes(), Data::Text)
+}
+
+/// An unmasked, final binary frame carrying `payload` (MessagePack), shared the same way.
+pub fn binary_frame(payload: &[u8]) -> Bytes {
+    data_frame(payload, Data::Binary)
+}
+
+fn data_frame(payload: &[u8], kind: Data) -> Bytes {
+    let frame = Frame::message(Bytes::copy_from_slice(payload), OpCode::Data(kind), true);
     let mut out = Vec::with_capacity(frame.len());
     frame
         .format(&mut out)

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::encoding::Encoding;
+use super::form::Form;
 use super::resume::{History, Joined, Resume, Subscription};
 use super::{Hub, frame, packet};
 
@@ -69,7 +70,9 @@ impl Hub {
     /// store keeps stream frames), from the store behind it ([`Hub::set_history`]) and then
     /// what memory holds after that; else the latest, telling it that it could not resume. The
     /// one place resume ordering is decided.
-    pub async fn join(&self, resume: Option<&Resume>, encoding: Encoding) -> Joined {
+    /// Frames are written in the connection's `form`; the store's frames are plain JSON, so a
+    /// MessagePack connection resumes from memory only.
+    pub async fn join(&self, resume: Option<&Resume>, encoding: Encoding, form: Form) -> Joined {
         let Subscription {
             welcome,
             missed,
@@ -78,6 +81,7 @@ impl Hub {
         } = self.subscribe_from(resume);
         if let (Some(false), Some(resume)) = (resumed, resume)
             && encoding == Encoding::Stream
+            && !form.msgpack
         {
             // Further back than this daemon remembers: the cluster's history may reach.
             let older = self.older(&resume.epoch, resume.since).await;
@@ -95,7 +99,7 @@ impl Hub {
                 let mut seq = last;
                 for snapshot in first.into_iter().chain(after.missed) {
                     seq = snapshot.seq;
-                    frames.push(snapshot.packet(encoding).clone());
+                    frames.push(snapshot.packet_as(encoding, form).clone());
                 }
                 return Joined {
                     frames,
@@ -107,11 +111,11 @@ impl Hub {
         }
         let last = missed.last().unwrap_or(&welcome);
         let (seq, epoch) = (last.seq, last.epoch.clone());
-        let frames = std::iter::once(welcome.welcome(encoding, resumed))
+        let frames = std::iter::once(welcome.welcome_as(encoding, resumed, form))
             .chain(
                 missed
                     .iter()
-                    .map(|snapshot| snapshot.packet(encoding).clone()),
+                    .map(|snapshot| snapshot.packet_as(encoding, form).clone()),
             )
             .collect();
         Joined {

@@ -9,12 +9,16 @@
 //! off gets what it missed.
 
 pub(crate) mod announce;
+pub(crate) mod deflate;
+pub(crate) mod delta;
 pub(crate) mod encoding;
 mod fanout;
+pub(crate) mod form;
 pub(crate) mod frame;
 mod join;
 pub(crate) mod mode;
 pub(crate) mod mood;
+pub(crate) mod msgpack;
 pub mod packet;
 pub(crate) mod relay;
 mod resume;
@@ -29,9 +33,11 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, broadcast};
 
+pub use self::deflate::Deflate;
 pub use self::encoding::Encoding;
 pub use self::fanout::Outlet;
 use self::fanout::Outlets;
+pub use self::form::Form;
 pub use self::mode::{Mode, Role};
 use self::packet::Telemetry;
 pub use self::resume::{History, Older, Resume};
@@ -196,7 +202,7 @@ impl Hub {
             .data()
             .map(|before| announce::announcements(before, &data))
             .unwrap_or_default();
-        let next = Arc::new(Snapshot::announcing(seq, epoch, data, body, &announced));
+        let next = Arc::new(Snapshot::announcing(seq, epoch, data, body, &announced).after(latest));
         if next.epoch != state.latest.epoch {
             // A new count: the old one's packets cannot be resumed into it.
             state.history.clear();

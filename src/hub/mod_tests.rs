@@ -424,22 +424,28 @@ async fn joining_resumes_from_memory_then_from_the_store_behind_it_in_one_call()
     let welcome = |seq, resumed| ("WELCOME".to_owned(), seq, resumed);
     let telemetry = |seq| ("TELEMETRY".to_owned(), seq, None);
     // No resume asked: the latest, as it is sent to everyone.
-    let joined = hub.join(None, Encoding::Stream).await;
+    let joined = hub.join(None, Encoding::Stream, Form::default()).await;
     assert_eq!(started(&joined), [welcome(6, None)]);
     assert_eq!((joined.seq, &*joined.epoch), (6, epoch.as_str()));
     // The memory keeps 4..=6: a client that had 4 gets 5 as its WELCOME, then 6.
-    let joined = hub.join(Some(&resume(4, &epoch)), Encoding::Stream).await;
+    let joined = hub
+        .join(Some(&resume(4, &epoch)), Encoding::Stream, Form::default())
+        .await;
     assert_eq!(started(&joined), [welcome(5, Some(true)), telemetry(6)]);
     assert_eq!(joined.seq, 6);
     // Further back, with no store: the latest, not resumed.
-    let joined = hub.join(Some(&resume(1, &epoch)), Encoding::Stream).await;
+    let joined = hub
+        .join(Some(&resume(1, &epoch)), Encoding::Stream, Form::default())
+        .await;
     assert_eq!(started(&joined), [welcome(6, Some(false))]);
     // With a store that reaches back: 2 and 3 from it, then 4..=6 from memory, no repeat.
     hub.set_history(Arc::new(Store {
         epoch: epoch.clone(),
         seqs: 1..=5,
     }));
-    let joined = hub.join(Some(&resume(1, &epoch)), Encoding::Stream).await;
+    let joined = hub
+        .join(Some(&resume(1, &epoch)), Encoding::Stream, Form::default())
+        .await;
     assert_eq!(
         started(&joined),
         [
@@ -452,11 +458,15 @@ async fn joining_resumes_from_memory_then_from_the_store_behind_it_in_one_call()
     );
     assert_eq!((joined.seq, &*joined.epoch), (6, epoch.as_str()));
     // The store keeps stream frames only: a client of another encoding is not resumed.
-    let joined = hub.join(Some(&resume(1, &epoch)), Encoding::Bridge).await;
+    let joined = hub
+        .join(Some(&resume(1, &epoch)), Encoding::Bridge, Form::default())
+        .await;
     assert_eq!(joined.frames.len(), 1);
     assert_eq!(joined.seq, 6);
     // Then the live feed, with no gap after what was sent.
-    let mut joined = hub.join(Some(&resume(1, &epoch)), Encoding::Stream).await;
+    let mut joined = hub
+        .join(Some(&resume(1, &epoch)), Encoding::Stream, Form::default())
+        .await;
     hub.publish(data());
     assert_eq!(joined.rx.try_recv().unwrap().seq, 7);
 }
@@ -591,4 +601,148 @@ fn a_change_of_mood_or_alerts_is_announced_once_before_its_packet() {
         ],
         "the first missed packet is the WELCOME, after what it announced"
     );
+}
+
+/// A delta connection's TELEMETRY is a delta only of the packet just before it in the same
+/// epoch: whole (`"delta": false`) after a new epoch, after a gap in `seq`, and when it comes
+/// from the kept history; a resumed client's WELCOME is whole, and the latest after it a delta.
+#[tokio::test]
+async fn deltas_follow_only_the_packet_just_before() {
+    let hub = Hub::new(data(), 16, 10);
+    let delta = Form {
+        delta: true,
+        ..Form::default()
+    };
+    let telemetry = |frame: &[u8]| {
+        let json = serde_json::from_slice::<serde_json::Value>(&frame[2..])
+            .or_else(|_| serde_json::from_slice(&frame[4..]))
+            .unwrap();
+        (json["seq"].as_u64().unwrap(), json["delta"].as_bool())
+    };
+    let flag = |snapshot: &Snapshot| telemetry(snapshot.packet_as(Encoding::Stream, delta));
+    assert_eq!(flag(&hub.publish(data())), (1, Some(true)));
+    assert_eq!(flag(&hub.publish(data())), (2, Some(true)));
+    let other = |seq| hub.publish_numbered("other", seq, data(), None).unwrap();
+    assert_eq!(flag(&other(7)), (7, Some(false)), "a new epoch");
+    assert_eq!(flag(&other(9)), (9, Some(false)), "a gap");
+    assert_eq!(flag(&other(10)), (10, Some(true)));
+    other(11);
+    let joined = hub
+        .join(
+            Some(&Resume {
+                since: 7,
+                epoch: "other".into(),
+            }),
+            Encoding::Stream,
+            delta,
+        )
+        .await;
+    let frames: Vec<_> = joined.frames.iter().map(|f| telemetry(f)).collect();
+    assert_eq!(
+        frames,
+        [(9, None), (10, Some(false)), (11, Some(true))],
+        "the WELCOME, a kept packet, the latest"
+    );
+}
+
+/// What a delta client does with a frame: the data it now has (the bytes of `data` as they
+/// came, or the previous data with the delta applied) and the packet's seq and epoch.
+fn delta_client_reads(
+    frame: &[u8],
+    base: &[u8],
+    last: Option<(u64, &str)>,
+) -> (Vec<u8>, u64, String) {
+    let at = match frame[1] {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    let text = std::str::from_utf8(&frame[at..]).unwrap();
+    let packet: serde_json::Value = serde_json::from_str(text).unwrap();
+    let (seq, epoch) = (
+        packet["seq"].as_u64().unwrap(),
+        packet["epoch"].as_str().unwrap(),
+    );
+    let data = if packet["delta"] == true {
+        assert_eq!(
+            last,
+            Some((seq - 1, epoch)),
+            "a delta only right after its base"
+        );
+        fossil_delta::apply(base, packet["data"].as_str().unwrap()).unwrap()
+    } else {
+        let start = text.find(r#""data":"#).unwrap() + r#""data":"#.len();
+        text.as_bytes()[start..text.rfind(r#","epoch":"#).unwrap()].to_vec()
+    };
+    (data, seq, epoch.to_owned())
+}
+
+/// Over 1,000 consecutive packets whose log shifts and whose figures move, with reconnects
+/// (resuming, or afresh) and a new epoch in between, a delta client rebuilds every packet's
+/// data byte for byte, and most of them come as deltas.
+#[tokio::test]
+async fn a_delta_client_rebuilds_a_thousand_packets_across_reconnects() {
+    let hub = Hub::new(data(), 64, 50);
+    let delta = Form {
+        delta: true,
+        ..Form::default()
+    };
+    let body = |n: u64| {
+        let log: Vec<String> = (n..n + 20)
+            .map(|i| format!("tick {i}: price {}", 450 + i % 7))
+            .collect();
+        serde_json::json!({"price": 450.0 + (n % 13) as f64 / 4.0, "n": n, "log": log}).to_string()
+    };
+    let mut published = std::collections::HashMap::new();
+    let (mut base, mut last): (Vec<u8>, Option<(u64, String)>) = (Vec::new(), None);
+    let mut joined = hub.join(None, Encoding::Stream, delta).await;
+    let (mut deltas, mut checked, mut skipped) = (0, 0, 0);
+    for n in 1..=1000u64 {
+        let epoch = if n <= 500 { "first" } else { "second" };
+        hub.publish_numbered(epoch, n, data(), Some(body(n)))
+            .unwrap();
+        published.insert((epoch.to_owned(), n), body(n));
+        // Every 97th packet the client is away for a few, then reconnects: resuming where it
+        // left off every other time, afresh the others.
+        let mut frames: Vec<bytes::Bytes> = std::mem::take(&mut joined.frames);
+        if n >= 97 && n % 97 < 3 {
+            continue;
+        } else if n >= 97 && n % 97 == 3 {
+            let resume = last
+                .as_ref()
+                .filter(|_| n % 2 == 0)
+                .map(|(seq, epoch)| Resume {
+                    since: *seq,
+                    epoch: epoch.clone(),
+                });
+            if resume.is_none() {
+                // Afresh: the latest, and what came between is not sent.
+                skipped += n - last.as_ref().unwrap().0 - 1;
+            }
+            joined = hub.join(resume.as_ref(), Encoding::Stream, delta).await;
+            frames.append(&mut joined.frames);
+        } else {
+            while let Ok(next) = joined.rx.try_recv() {
+                frames.push(next.packet_as(Encoding::Stream, delta).clone());
+            }
+        }
+        for frame in frames {
+            let was_delta = frame.windows(13).any(|w| w == br#""delta":true}"#);
+            let last_ref = last.as_ref().map(|(s, e)| (*s, e.as_str()));
+            let (data, seq, epoch) = delta_client_reads(&frame, &base, last_ref);
+            if seq > 0 {
+                assert_eq!(
+                    std::str::from_utf8(&data).unwrap(),
+                    published[&(epoch.clone(), seq)],
+                    "{epoch} {seq}"
+                );
+                checked += 1;
+            }
+            deltas += usize::from(was_delta);
+            base = data;
+            last = Some((seq, epoch));
+        }
+    }
+    assert_eq!(checked, 1000 - skipped, "every packet sent was rebuilt");
+    assert!(deltas >= 900, "{deltas} of {checked} came as deltas");
 }

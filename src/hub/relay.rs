@@ -16,13 +16,15 @@
 //! before the live ones, with no gap and no repeat.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use serde::de::IgnoredAny;
 use tokio::sync::broadcast;
 
 use super::encoding::{Encoding, Message};
+use super::form::Form;
+use super::msgpack;
 use crate::config::{is_pattern, matches};
 
 /// Relayed messages a subscriber may fall behind on one topic before it skips ahead (and
@@ -40,20 +42,63 @@ const KEPT_BYTES: usize = 16 << 20;
 /// One relayed message, framed in every encoding.
 #[derive(Debug)]
 pub struct Update {
-    /// The channel it was published on (read by `Debug` and the tests).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// The channel it was published on.
     pub channel: Arc<str>,
     /// One more than the previous message on that channel.
     pub offset: u64,
     /// Its frame in each encoding, by [`Encoding::index`]. Made when it is heard, as it is kept
     /// for resuming and counted against [`KEPT_BYTES`] by what it holds then.
     frames: [Bytes; Encoding::COUNT],
+    /// Its frame in the other forms, made by the first connection that needs it: each
+    /// encoding's compressed (at most as large as the plain one, see
+    /// [`super::deflate::Deflate::frame`]), by [`Encoding::index`], then MessagePack's, plain
+    /// and compressed.
+    forms: [OnceLock<Bytes>; Encoding::COUNT + 2],
 }
 
 impl Update {
     /// The message as `encoding` writes it.
     pub fn frame(&self, encoding: Encoding) -> &Bytes {
         &self.frames[encoding.index()]
+    }
+
+    /// The message for a connection of `encoding` in `form` (compressed, MessagePack on a
+    /// stream path), made once and shared.
+    pub fn frame_as(&self, encoding: Encoding, form: Form) -> &Bytes {
+        let msgpack = form.msgpack && encoding == Encoding::Stream;
+        if !msgpack && form.deflate.is_none() {
+            return self.frame(encoding);
+        }
+        let slot = if msgpack {
+            Encoding::COUNT + usize::from(form.deflate.is_some())
+        } else {
+            encoding.index()
+        };
+        self.forms[slot].get_or_init(|| {
+            let frame = if msgpack {
+                self.msgpack()
+            } else {
+                self.frame(encoding).clone()
+            };
+            match form.deflate {
+                Some(deflate) => deflate.frame(&frame),
+                None => frame,
+            }
+        })
+    }
+
+    /// The MessagePack `UPDATE`, read back from the stream frame's JSON, which holds the
+    /// message as it was relayed.
+    fn msgpack(&self) -> Bytes {
+        let stream = &self.frames[Encoding::Stream.index()];
+        let header = match stream[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        let update: serde_json::Value =
+            serde_json::from_slice(&stream[header..]).expect("an UPDATE frame is JSON");
+        msgpack::update(&self.channel, self.offset, &update["data"].to_string())
     }
 
     fn bytes(&self) -> usize {
@@ -381,6 +426,7 @@ fn frames(channel: Arc<str>, offset: u64, payload: &[u8]) -> Update {
         channel,
         offset,
         frames,
+        forms: std::array::from_fn(|_| OnceLock::new()),
     }
 }
 

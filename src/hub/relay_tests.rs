@@ -214,3 +214,50 @@ fn what_is_kept_stays_within_its_byte_budget() {
         inner.kept.len()
     );
 }
+
+/// A relayed message in each form, made once: MessagePack (a binary `UPDATE` with the same
+/// fields), compressed (RSV1), both.
+#[test]
+fn a_relayed_message_in_each_form_is_made_once() {
+    use crate::hub::deflate::Deflate;
+    use crate::hub::form::Form;
+    let note = "same, ".repeat(40);
+    let message = format!(r#"{{"b":2,"note":"{note}"}}"#);
+    let update = frames("trade.results".into(), 3, message.as_bytes());
+    let msgpack = Form {
+        msgpack: true,
+        ..Form::default()
+    };
+    let frame = update.frame_as(Encoding::Stream, msgpack);
+    assert_eq!(
+        (frame[0], frame[1]),
+        (0x82, 126),
+        "a final binary frame, 16-bit length"
+    );
+    let decoded: serde_json::Value = rmp_serde::from_slice(&frame[4..]).unwrap();
+    assert_eq!(
+        decoded,
+        serde_json::json!({"type": "UPDATE", "channel": "trade.results", "offset": 3,
+            "data": {"b": 2, "note": note}})
+    );
+    let deflate = Some(Deflate { min_bytes: 0 });
+    for (encoding, form, first) in [
+        (Encoding::Stream, Form { deflate, ..msgpack }, 0xc2),
+        (
+            Encoding::Bridge,
+            Form {
+                deflate,
+                ..Form::default()
+            },
+            0xc1,
+        ),
+    ] {
+        let frame = update.frame_as(encoding, form);
+        assert_eq!(frame[0], first, "{encoding:?} {form:?}: RSV1 set");
+        assert_eq!(frame.as_ptr(), update.frame_as(encoding, form).as_ptr());
+    }
+    assert_eq!(
+        update.frame_as(Encoding::Stream, Form::default()),
+        update.frame(Encoding::Stream)
+    );
+}

@@ -10,7 +10,11 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 
 use super::announce::Announcements;
+use super::delta;
 use super::encoding::{Encoding, Message, Packet};
+use super::form::Form;
+use super::frame;
+use super::msgpack;
 use super::packet::Telemetry;
 
 /// One published snapshot.
@@ -36,6 +40,9 @@ pub struct Snapshot {
     /// The packet's frame in each encoding, by [`Encoding::index`]: made by the first connection
     /// that needs it, then shared (the stream one is `telemetry`).
     packets: [OnceLock<Bytes>; Encoding::COUNT],
+    /// Its frames in the other forms, made by the first connection that asks for one (boxed,
+    /// so a snapshot nobody asks them of keeps a pointer's room).
+    forms: OnceLock<Box<Forms>>,
 }
 
 /// The parts of the latest snapshot that kept ones drop.
@@ -46,7 +53,22 @@ struct Latest {
     /// The frame a connection starts with, in each encoding, made by the first that connects
     /// while this is the latest (a resuming client gets one of its own).
     welcomes: [OnceLock<Bytes>; Encoding::COUNT],
+    /// The previous packet's data, when it is the one just before this (the same epoch, the
+    /// seq before): what a delta applies to.
+    base: Option<Bytes>,
+    /// The fossil delta against `base`, made by the first delta connection; `None` when there
+    /// is none to make.
+    delta: OnceLock<Option<String>>,
+    /// The WELCOME of MessagePack connections, shared like `welcomes`.
+    msgpack_welcome: OnceLock<Bytes>,
+    /// The shared WELCOMEs compressed, for permessage-deflate connections: each encoding's by
+    /// [`Encoding::index`], then MessagePack's.
+    deflated_welcomes: [OnceLock<Bytes>; Encoding::COUNT + 1],
 }
+
+/// A snapshot's packet in each [`Form`] besides the plain one: the stream packet's by
+/// [`Form::index`], then each encoding's compressed, by [`Encoding::index`].
+type Forms = [OnceLock<Bytes>; Form::COUNT + Encoding::COUNT];
 
 impl Snapshot {
     /// Frames `data` (serialized as `body`) as snapshot `seq` of `epoch`.
@@ -111,12 +133,17 @@ impl Snapshot {
                 Box::new(Latest {
                     data,
                     welcomes: std::array::from_fn(|_| OnceLock::new()),
+                    base: None,
+                    delta: OnceLock::new(),
+                    msgpack_welcome: OnceLock::new(),
+                    deflated_welcomes: std::array::from_fn(|_| OnceLock::new()),
                 })
             }),
             telemetry,
             announced: 0,
             body,
             packets,
+            forms: OnceLock::new(),
         }
     }
 
@@ -160,6 +187,97 @@ impl Snapshot {
         self.packets[encoding.index()].get_or_init(|| encoding.frame(Message::Packet(self.parts())))
     }
 
+    /// This snapshot following `previous`: when it is the packet just before (the same epoch,
+    /// the seq before), delta connections get this one as a delta of it.
+    pub fn after(mut self, previous: &Snapshot) -> Self {
+        if let Some(latest) = self.latest.as_deref_mut()
+            && previous.epoch == self.epoch
+            && previous.seq + 1 == self.seq
+        {
+            latest.base = Some(previous.body.clone());
+        }
+        self
+    }
+
+    /// The packet for a connection of `encoding` in `form`: made once and shared, like the plain
+    /// one (a delta once per snapshot, for every delta connection).
+    pub fn packet_as(&self, encoding: Encoding, form: Form) -> &Bytes {
+        if form == Form::default() {
+            return self.packet(encoding);
+        }
+        let stream = encoding == Encoding::Stream;
+        let slot = if stream {
+            form.index()
+        } else {
+            Form::COUNT + encoding.index()
+        };
+        let forms = self
+            .forms
+            .get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
+        forms[slot].get_or_init(|| {
+            let frame = if !stream || form.plain_body() {
+                self.packet(encoding).clone()
+            } else if form.msgpack {
+                self.announcing_first(msgpack::packet(
+                    "TELEMETRY",
+                    self.seq,
+                    &self.epoch,
+                    self.body(),
+                    None,
+                ))
+            } else {
+                let text = delta::telemetry(self.seq, &self.epoch, self.body(), self.delta());
+                self.announcing_first(frame::text_frame(&text))
+            };
+            match form.deflate {
+                Some(deflate) => deflate.frame(&frame),
+                None => frame,
+            }
+        })
+    }
+
+    /// The fossil delta of the data against the previous packet's, when there is one.
+    fn delta(&self) -> Option<&str> {
+        let latest = self.latest.as_deref()?;
+        latest
+            .delta
+            .get_or_init(|| delta::between(latest.base.as_ref()?, &self.body))
+            .as_deref()
+    }
+
+    /// The frame a connection of `encoding` in `form` starts with: the WELCOME of
+    /// [`Snapshot::welcome`], in MessagePack when it asked for it (a delta connection's is
+    /// whole), compressed once and shared for permessage-deflate connections; one made for a
+    /// resuming client alone goes uncompressed, so a reconnect storm compresses nothing per
+    /// client.
+    pub fn welcome_as(&self, encoding: Encoding, resumed: Option<bool>, form: Form) -> Bytes {
+        let plain = || {
+            if !form.msgpack {
+                return self.welcome(encoding, resumed);
+            }
+            let welcome =
+                || msgpack::packet("WELCOME", self.seq, &self.epoch, self.body(), resumed);
+            match (&self.latest, resumed) {
+                (Some(latest), None) => latest.msgpack_welcome.get_or_init(welcome).clone(),
+                (_, Some(_)) => self.announcing_first(welcome()),
+                _ => welcome(),
+            }
+        };
+        match (form.deflate, &self.latest, resumed) {
+            (Some(deflate), Some(latest), None) => {
+                let slot = if form.msgpack {
+                    Encoding::COUNT
+                } else {
+                    encoding.index()
+                };
+                latest.deflated_welcomes[slot]
+                    .get_or_init(|| deflate.frame(&plain()))
+                    .clone()
+            }
+            _ => plain(),
+        }
+    }
+
     /// The frame a connection of `encoding` starts with. `resumed` when it asked to resume:
     /// whether what it missed follows, which it is told in a frame made for it alone; else the
     /// latest snapshot's, framed once and shared.
@@ -170,12 +288,17 @@ impl Snapshot {
                 .get_or_init(welcome)
                 .clone(),
             // A resumed client missed what this snapshot announced: it comes first.
-            (_, Some(_)) if self.announced > 0 => {
-                [&self.telemetry[..self.announced], &welcome()[..]]
-                    .concat()
-                    .into()
-            }
+            (_, Some(_)) => self.announcing_first(welcome()),
             _ => welcome(),
+        }
+    }
+
+    /// `frame` after what this snapshot announces (the stream's `REGIME` and `ALERT` frames,
+    /// JSON text in every form), for the frames made for a form or a resuming client.
+    fn announcing_first(&self, frame: Bytes) -> Bytes {
+        match self.announced {
+            0 => frame,
+            n => [&self.telemetry[..n], &frame[..]].concat().into(),
         }
     }
 

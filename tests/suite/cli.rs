@@ -1526,3 +1526,72 @@ fn reload_of_a_broken_file_keeps_the_running_config() {
     );
     assert!(!watching.has_changed().unwrap(), "nothing was sent");
 }
+
+/// With `--delta`, the Python client asks for fossil deltas, applies each one (checking its
+/// checksum) and prints the same lines as a plain client for the same packets, ending
+/// ` delta=true`; whole packets end ` delta=false`.
+#[cfg_attr(
+    bff_no_python,
+    ignore = "python3 with websockets not found: pip install -r examples/clients/requirements.txt"
+)]
+#[test]
+fn the_python_client_applies_fossil_deltas() {
+    let (Some(mut plain), Some(mut delta)) = (python(), python()) else {
+        return;
+    };
+    let config = temp_file(
+        &format!("python-delta-{}.toml", std::process::id()),
+        "[engine]\npoll_interval_ms = 250\ntimeout_ms = 200\n",
+    );
+    let daemon = BffProcess::demo(&["--config", config.to_str().unwrap()]);
+    let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
+    let both = [
+        plain
+            .args([&url, "16"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        delta
+            .args([&url, "16", "--delta"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ];
+    let [plain, delta] = both.map(|child| {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    });
+    let by_seq = |stdout: &str| -> std::collections::BTreeMap<String, String> {
+        stdout
+            .lines()
+            .filter(|line| line.starts_with("TELEMETRY seq="))
+            .map(|line| (line.split(' ').nth(1).unwrap().to_owned(), line.to_owned()))
+            .collect()
+    };
+    let (plain_lines, delta_lines) = (by_seq(&plain), by_seq(&delta));
+    let mut deltas = 0;
+    for (seq, line) in &delta_lines {
+        let (printed, applied) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{delta}"));
+        match applied {
+            "delta=true" => deltas += 1,
+            "delta=false" => {}
+            _ => panic!("a TELEMETRY line says whether it was a delta: {delta}"),
+        }
+        if let Some(expected) = plain_lines.get(seq) {
+            assert_eq!(printed, expected, "{plain}\n{delta}");
+        }
+    }
+    // All but those right after the first packet (INITIALIZING, which the next differs from
+    // too much for a delta to be smaller).
+    assert!(deltas >= delta_lines.len() - 1, "{delta}");
+    assert!(
+        delta_lines
+            .keys()
+            .filter(|seq| plain_lines.contains_key(*seq))
+            .count()
+            >= 10,
+        "the two clients saw the same packets\n{plain}\n{delta}"
+    );
+    assert!(delta.ends_with("closed code=1000\n"), "{delta}");
+}

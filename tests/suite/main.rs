@@ -11,6 +11,7 @@
 mod common;
 
 mod cli;
+mod compression;
 mod daemon;
 mod demo_mood;
 mod demo_redis;

@@ -18,11 +18,12 @@ use crate::edge::admission::auth::{self, Auth};
 use crate::edge::admission::forwarded::Client;
 use crate::edge::admission::limits::Refusal;
 use crate::edge::admission::origin::PageOrigin;
+use crate::edge::admission::{extensions, form};
 use crate::edge::command::{Caller, Token};
 use crate::edge::context::Context;
 use crate::edge::http::reply::{Body, text};
 use crate::edge::session::{self, Admitted, TokenCheck};
-use crate::hub::{Encoding, Resume};
+use crate::hub::{Deflate, Encoding, Form, Resume};
 
 /// A request to a WebSocket path whose connections are written as `encoding`: the handshake,
 /// or the reason there is none.
@@ -38,6 +39,13 @@ pub fn websocket(
         Err(refused) => return refused,
     };
     let peer = client.addr;
+    let (delta, msgpack) = match form::asked(req.uri().query(), encoding) {
+        Ok(asked) => asked,
+        Err(reason) => {
+            warn!(%peer, reason = reason.trim_end(), "Client refused: bad query");
+            return text(StatusCode::BAD_REQUEST, &reason);
+        }
+    };
     let limits = &config.server;
     if let Err(wait) = ctx.handshakes.check(
         peer.ip(),
@@ -83,9 +91,19 @@ pub fn websocket(
     } else {
         None
     };
+    let deflate = (config.clients.compression && extensions::offers_deflate(req.headers()))
+        .then_some(Deflate {
+            min_bytes: config.clients.compression_min_bytes,
+        });
+    let form = Form {
+        deflate,
+        delta,
+        msgpack,
+    };
     let admitted = Admitted {
         permit,
         encoding,
+        form,
         caller: Caller {
             token,
             peer,
@@ -109,6 +127,12 @@ pub fn websocket(
         header::SEC_WEBSOCKET_ACCEPT,
         HeaderValue::from_str(&accept_key).expect("a base64 key is a valid header"),
     );
+    if deflate.is_some() {
+        headers.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static(extensions::DEFLATE_ANSWER),
+        );
+    }
     // A browser that offered subprotocols fails the handshake unless one is chosen.
     if echo_token {
         headers.insert(

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 use super::outbox::Outbox;
-use crate::hub::{self, Encoding, Snapshot};
+use crate::hub::{self, Encoding, Form, Snapshot};
 use crate::metrics::{Frame, Metrics};
 
 /// Room for the rest of a packet and the close frame after a client was found behind.
@@ -80,12 +80,20 @@ struct Flow {
     /// `queue_size`, as the flow has a byte to spare for it (a field of the outlet's own would
     /// grow every connection by 8), and the fan-out reads it under the lock it takes anyway.
     encoding: Encoding,
+    /// What it asked for besides: permessage-deflate, deltas, MessagePack.
+    form: Form,
 }
 
 impl<W: Outbox> SocketOutlet<W> {
-    /// Wraps a transport's write half, for packets written as `encoding`; a packet that does
-    /// not fit `queue_size` of its kind in the socket means the client is behind.
-    pub fn new(out: W, queue_size: usize, metrics: Arc<Metrics>, encoding: Encoding) -> Self {
+    /// Wraps a transport's write half, for packets written as `encoding` in `form`; a packet that does not fit `queue_size` of its kind in the socket
+    /// means the client is behind.
+    pub fn new(
+        out: W,
+        queue_size: usize,
+        metrics: Arc<Metrics>,
+        encoding: Encoding,
+        form: Form,
+    ) -> Self {
         Self {
             out,
             flow: Mutex::new(Flow {
@@ -96,6 +104,7 @@ impl<W: Outbox> SocketOutlet<W> {
                 trouble: None,
                 waiting: None,
                 encoding,
+                form,
             }),
             metrics,
             queue_size: queue_size.max(1),
@@ -105,6 +114,11 @@ impl<W: Outbox> SocketOutlet<W> {
     /// How its packets are written.
     pub fn encoding(&self) -> Encoding {
         self.flow().encoding
+    }
+
+    /// The form its packets are written in.
+    pub fn form(&self) -> Form {
+        self.flow().form
     }
 
     /// How many packets' worth its client may fall behind.
@@ -294,7 +308,7 @@ impl<W: Outbox> SocketOutlet<W> {
 impl<W: Outbox> hub::Outlet for SocketOutlet<W> {
     fn offer(&self, snapshot: &Snapshot) -> bool {
         let mut flow = self.flow();
-        let frame = snapshot.packet(flow.encoding);
+        let frame = snapshot.packet_as(flow.encoding, flow.form);
         self.offer_locked(&mut flow, frame) != Offered::Refused
     }
 }

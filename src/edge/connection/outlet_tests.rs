@@ -22,7 +22,7 @@ async fn a_packet_that_does_not_fit_whole_marks_a_client_that_stopped_reading_be
         .unwrap();
     let (server, _) = listener.accept().await.unwrap();
     let (_read, write) = server.into_split();
-    let outlet = SocketOutlet::new(write, 4, metrics(), Encoding::Stream);
+    let outlet = SocketOutlet::new(write, 4, metrics(), Encoding::Stream, Form::default());
     assert!(outlet.direct(), "a TCP socket caps its unsent bytes");
 
     let packet = vec![b'x'; 16 * 1024];
@@ -71,7 +71,13 @@ impl Outbox for Recording {
 /// (from the fan-out and the session alike), refused ones do not, and each is told once.
 #[test]
 fn the_keepalive_learns_whether_packets_were_taken_since_it_last_asked() {
-    let outlet = SocketOutlet::new(Recording::default(), 4, metrics(), Encoding::Stream);
+    let outlet = SocketOutlet::new(
+        Recording::default(),
+        4,
+        metrics(),
+        Encoding::Stream,
+        Form::default(),
+    );
     assert!(!outlet.took_packets(), "nothing written yet");
     assert!(outlet.direct());
     let snapshot = Snapshot::new(
@@ -139,7 +145,7 @@ fn the_first_packet_caps_the_socket_at_the_queues_worth_of_it() {
         last: 0,
         caps: Mutex::new(Vec::new()),
     };
-    let outlet = SocketOutlet::new(out, 4, metrics(), Encoding::Stream);
+    let outlet = SocketOutlet::new(out, 4, metrics(), Encoding::Stream, Form::default());
     assert!(outlet.direct());
     for size in [1000, 1200, 1100, 900] {
         assert_eq!(outlet.offer(&vec![b'x'; size]), Offered::Sent);
@@ -162,7 +168,7 @@ fn a_client_found_behind_gets_room_for_the_rest_of_the_packet_and_its_close() {
             last,
             caps: Mutex::new(Vec::new()),
         };
-        let outlet = SocketOutlet::new(out, 4, metrics(), Encoding::Stream);
+        let outlet = SocketOutlet::new(out, 4, metrics(), Encoding::Stream, Form::default());
         assert!(outlet.direct());
         let packet = vec![b'x'; 20_000];
         for _ in 0..4 {
@@ -185,7 +191,13 @@ fn a_client_found_behind_gets_room_for_the_rest_of_the_packet_and_its_close() {
 async fn what_waits_for_the_socket_goes_out_first_and_in_order() {
     let (server, mut client) = tokio::io::duplex(64);
     let (_read, write) = tokio::io::split(server);
-    let outlet = SocketOutlet::new(Mutex::new(write), 4, metrics(), Encoding::Stream);
+    let outlet = SocketOutlet::new(
+        Mutex::new(write),
+        4,
+        metrics(),
+        Encoding::Stream,
+        Form::default(),
+    );
     assert!(!outlet.direct(), "a pipe is not fed by the hub");
 
     let first = vec![b'a'; 200];

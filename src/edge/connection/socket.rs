@@ -17,7 +17,7 @@ use crate::edge::connection::ending::Ending;
 use crate::edge::connection::inbound::Inbound;
 use crate::edge::connection::outbox::Outbox;
 use crate::edge::connection::outlet::{Offered, SocketOutlet, Trouble};
-use crate::hub::Encoding;
+use crate::hub::{Encoding, Form};
 use crate::metrics::{Frame, Metrics};
 
 /// tungstenite's read buffer is allocated up front for every connection (and cleared on every
@@ -51,18 +51,26 @@ where
     R: AsyncRead + Unpin,
     W: Outbox,
 {
-    /// Wraps an upgraded connection's halves, whose packets are written as `encoding`;
-    /// `leftover` is whatever the HTTP layer read past the handshake.
+    /// Wraps an upgraded connection's halves, whose packets are written as `encoding`, and
+    /// in its `form`; `leftover` is whatever the HTTP layer read past
+    /// the handshake.
     pub async fn new(
         read: R,
         out: W,
         leftover: Vec<u8>,
         config: &ClientConfig,
         metrics: Arc<Metrics>,
-        encoding: Encoding,
+        (encoding, form): (Encoding, Form),
     ) -> Self {
+        let (inbound, leftover) = match form.deflate {
+            Some(_) => (
+                Inbound::inflating(read, config.max_message_bytes, &leftover),
+                Vec::new(),
+            ),
+            None => (Inbound::new(read), leftover),
+        };
         let ws = WebSocketStream::from_partially_read(
-            Inbound::new(read),
+            inbound,
             leftover,
             Role::Server,
             Some(websocket_config(config)),
@@ -75,6 +83,7 @@ where
                 config.queue_size,
                 metrics.clone(),
                 encoding,
+                form,
             )),
             metrics,
             send_timeout: Duration::from_millis(config.send_timeout_ms),

@@ -50,7 +50,7 @@ where
                 self.send_json(&answer).await?;
                 for update in missed {
                     self.socket
-                        .write(update.frame(encoding), Frame::Update)
+                        .write(update.frame_as(encoding, self.form), Frame::Update)
                         .await?;
                 }
                 if joined_telemetry {

@@ -26,7 +26,10 @@ where
     /// latest, with `"resumed": false`.
     pub(super) async fn follow(&mut self, kind: Frame) -> Result<(), Ending> {
         let resume = self.resume.take();
-        let joined = self.hub.join(resume.as_deref(), self.encoding).await;
+        let joined = self
+            .hub
+            .join(resume.as_deref(), self.encoding, self.form)
+            .await;
         self.feed = Some(joined.rx);
         self.last_seq = joined.seq;
         self.epoch = Some(joined.epoch);
@@ -49,6 +52,7 @@ where
             return Ok(());
         };
         let (last_seq, epoch, encoding) = (self.last_seq, self.epoch.clone(), self.encoding);
+        let form = self.form;
         let attached: Arc<dyn hub::Outlet> = outlet.clone();
         let lagged = self.hub.attach(Arc::downgrade(&attached), || {
             loop {
@@ -56,7 +60,7 @@ where
                     Ok(snapshot)
                         if snapshot.seq <= last_seq && epoch.as_ref() == Some(&snapshot.epoch) => {}
                     Ok(snapshot) => {
-                        if outlet.offer(snapshot.packet(encoding)) == Offered::Refused {
+                        if outlet.offer(snapshot.packet_as(encoding, form)) == Offered::Refused {
                             return None;
                         }
                     }

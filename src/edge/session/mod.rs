@@ -55,7 +55,7 @@ use crate::edge::context::Context;
 use crate::edge::http::io::HttpIo;
 use crate::edge::session::channels::Channels;
 use crate::hub::frame::PING;
-use crate::hub::{Encoding, Hub, Resume, Snapshot};
+use crate::hub::{Encoding, Form, Hub, Resume, Snapshot};
 use crate::metrics::Frame;
 
 /// What the handshake decided about a client it let in.
@@ -64,6 +64,8 @@ pub struct Admitted {
     pub permit: Permit,
     /// How its frames are written, which the path it came in on decided.
     pub encoding: Encoding,
+    /// What it asked for besides: permessage-deflate, deltas, MessagePack.
+    pub form: Form,
     /// Who it is, for its commands.
     pub caller: Caller,
     /// Where it left off, when it reconnected with `?since=…&epoch=…`.
@@ -118,6 +120,7 @@ async fn start(
     let Admitted {
         permit,
         encoding,
+        form,
         caller,
         resume,
         config,
@@ -154,7 +157,7 @@ async fn start(
         leftover,
         &config.clients,
         ctx.metrics.clone(),
-        encoding,
+        (encoding, form),
     )
     .await;
     let session = Session::new(socket, config, ctx.hub.clone())
@@ -169,6 +172,8 @@ pub struct Session<R, W> {
     socket: Socket<R, W>,
     /// How its frames are written, and the dialect it talks.
     encoding: Encoding,
+    /// What it asked for besides its encoding.
+    form: Form,
     /// The config it was admitted under.
     config: Arc<Config>,
     hub: Hub,
@@ -217,6 +222,7 @@ where
     pub fn new(socket: Socket<R, W>, config: Arc<Config>, hub: Hub) -> Self {
         Self {
             encoding: socket.outlet().encoding(),
+            form: socket.outlet().form(),
             socket,
             config,
             hub,
@@ -297,7 +303,7 @@ where
                         Ok(snapshot) => {
                             self.last_seq = snapshot.seq;
                             self.epoch = Some(snapshot.epoch.clone());
-                            let frame = snapshot.packet(self.encoding);
+                            let frame = snapshot.packet_as(self.encoding, self.form);
                             self.socket.send_packet(frame).await.err()
                         }
                         Err(RecvError::Lagged(missed)) => Some(Ending::TooSlow(missed)),
@@ -305,7 +311,7 @@ where
                     },
                     heard = self.channels.next() => match heard {
                         Ok(update) => {
-                            let frame = update.frame(self.encoding);
+                            let frame = update.frame_as(self.encoding, self.form);
                             self.socket.write(frame, Frame::Update).await.err()
                         }
                         // Fell behind on a channel: the offsets show the gap; carry on.

@@ -19,7 +19,7 @@ use crate::config::{ClientConfig, Config};
 use crate::edge::connection::ending::Ending;
 use crate::edge::connection::socket::{LINGER, Socket};
 use crate::hub::packet::Telemetry;
-use crate::hub::{Encoding, Hub};
+use crate::hub::{Encoding, Form, Hub};
 
 /// Builds a session over in-memory halves, for these tests.
 async fn over<R, T>(
@@ -40,7 +40,7 @@ where
         Vec::new(),
         &config.clients,
         metrics,
-        Encoding::Stream,
+        (Encoding::Stream, Form::default()),
     )
     .await;
     Session::new(socket, Arc::new(config), hub.clone())
@@ -319,7 +319,7 @@ async fn a_sessions_long_lived_state_stays_small() {
         Vec::new(),
         &config.clients,
         metrics,
-        Encoding::Stream,
+        (Encoding::Stream, Form::default()),
     )
     .await;
     let session = Session::new(socket, std::sync::Arc::new(config), hub(8));

@@ -1,0 +1,66 @@
+//! Fossil deltas (`?delta=fossil`, `docs/PROTOCOL.md` §13.2): a TELEMETRY whose `data` is the
+//! fossil delta (as a JSON string) of its `data` against the previous packet's, made once per
+//! snapshot and shared by every delta connection; a full packet (`"delta": false`) when there
+//! is no previous packet of the same epoch to apply it to.
+
+use super::packet;
+
+/// `body`'s delta against `base`, as text: `None` when it would not be smaller, or is not
+/// UTF-8 (a multi-byte character split between a copy and an insert), so that a JSON string
+/// can carry it.
+pub fn between(base: &[u8], body: &[u8]) -> Option<String> {
+    // The crate's `delta(a, b)` is what turns `b` into `a` (its `deltainv`), so the new packet
+    // comes first.
+    let delta = fossil_delta::delta(body, base);
+    if delta.len() >= body.len() {
+        return None;
+    }
+    String::from_utf8(delta).ok()
+}
+
+/// A delta client's TELEMETRY: the fossil `delta` of the data when there is one, else the
+/// whole `body` with `"delta": false`.
+pub fn telemetry(seq: u64, epoch: &str, body: &str, delta: Option<&str>) -> String {
+    let (data, flag) = match delta {
+        Some(delta) => (
+            serde_json::to_string(delta).expect("a string serializes"),
+            r#","delta":true}"#,
+        ),
+        None => (body.to_owned(), r#","delta":false}"#),
+    };
+    let mut text = packet::envelope("TELEMETRY", seq, epoch, &data, None);
+    text.pop();
+    text.push_str(flag);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The frame's two forms, byte for byte.
+    #[test]
+    fn a_delta_telemetry_carries_the_delta_as_a_string_and_a_full_one_says_so() {
+        assert_eq!(
+            telemetry(8, "e1", r#"{"a":1}"#, Some("7\n1:x")),
+            r#"{"type":"TELEMETRY","seq":8,"data":"7\n1:x","epoch":"e1","delta":true}"#
+        );
+        assert_eq!(
+            telemetry(8, "e1", r#"{"a":1}"#, None),
+            r#"{"type":"TELEMETRY","seq":8,"data":{"a":1},"epoch":"e1","delta":false}"#
+        );
+    }
+
+    /// A delta applies back to the packet (the crate's own apply, the fossil reference's
+    /// algorithm); one that would not be smaller is not made.
+    #[test]
+    fn deltas_apply_back_and_only_smaller_ones_are_made() {
+        let pad = "unchanged ".repeat(30);
+        let base = format!(r#"{{"price":450.25,"log":["a","b","c"],"pad":"{pad}"}}"#);
+        let body = format!(r#"{{"price":450.5,"log":["b","c","d"],"pad":"{pad}"}}"#);
+        let delta = between(base.as_bytes(), body.as_bytes()).unwrap();
+        assert!(delta.len() < body.len() / 2, "{delta}");
+        assert_eq!(fossil_delta::apply(&base, &delta).unwrap(), body.as_bytes());
+        assert_eq!(between(b"abc", b"xyz"), None);
+    }
+}
