@@ -71,6 +71,12 @@ function connect() {
         : '';
       console.log(`SUBSCRIBED channels=[${packet.channels}]${resumed}`);
       for (const { channel, reason } of packet.rejected) console.log(`REJECTED ${channel}: ${reason}`);
+    } else if (packet.type === 'REGIME') {
+      const { previous, regime, persona } = packet.data;
+      console.log(`REGIME ${previous}>${regime} ${persona.headline}`);
+    } else if (packet.type === 'ALERT') {
+      const { code, level, active } = packet.data;
+      console.log(`ALERT ${code} level=${level} active=${active}`);
     } else if (packet.type === 'UPDATE') {
       offsets[packet.channel] = packet.offset;
       offsetsEpoch = last ? last.epoch : null;

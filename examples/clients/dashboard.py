@@ -201,6 +201,14 @@ async def main(url, limit, channel, token, delta=False):
                     print(line, flush=True)
                     for rejected in packet["rejected"]:
                         print(f"REJECTED {rejected['channel']}: {rejected['reason']}", flush=True)
+                elif packet.get("type") == "REGIME":
+                    mood = packet["data"]
+                    print(f"REGIME {mood['previous']}>{mood['regime']} "
+                          f"{mood['persona']['headline']}", flush=True)
+                elif packet.get("type") == "ALERT":
+                    alert = packet["data"]
+                    print(f"ALERT {alert['code']} level={alert['level']} "
+                          f"active={json.dumps(alert['active'])}", flush=True)
                 elif packet.get("type") == "UPDATE":
                     offsets[packet["channel"]] = packet["offset"]
                     offsets_epoch = last[1] if last else None

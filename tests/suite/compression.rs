@@ -430,6 +430,10 @@ async fn fossil_deltas_rebuild_thirty_consecutive_demo_packets() {
             schema.is_valid(&packet),
             "the published schema describes it: {text}"
         );
+        // The demo's moods come and go: what a packet announces goes before it, whole.
+        if packet["type"] == "REGIME" || packet["type"] == "ALERT" {
+            continue;
+        }
         assert_eq!(packet["type"], "TELEMETRY", "{text}");
         assert_eq!(packet["seq"], seq + 1, "{text}");
         seq += 1;
