@@ -1,7 +1,7 @@
 //! Several daemons, one poll: three real `bff` processes, a real `redis-server` and a test
 //! engine per daemon (so its hits say which daemon polled), all on free ports. One daemon polls
 //! and every daemon's clients see the same `seq`; the poller stopping or killed is replaced (not
-//! before its lease lapses), a follower killed touches only its own clients; Redis gone or
+//! before its sign of life lapses, a period or so after its last packet), a follower killed touches only its own clients; Redis gone or
 //! paused makes each daemon poll alone and serve on, and one poller is elected again when it is
 //! back; a client resumes on another daemon exactly where it left off. With
 //! `cluster.secret_file`, what anyone else publishes on the cluster's channels reaches nobody;
@@ -265,12 +265,13 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
         }
     }
 
-    // SIGKILL: the lease lapses (2 s) and the other daemon takes over; seq still carries on.
+    // SIGKILL: the dead poller goes silent and the other daemon takes over once its sign of
+    // life lapses (before its lease does); seq still carries on.
     let survivor = 1 - new_leader;
     let mut ws = client(&daemons[survivor], "").await;
     let mut last = next_packet(&mut ws).await;
-    // What is left of the leader's lease as it dies: nobody may take over before that lapses
-    // (a renewal after this reading only moves the lapse later).
+    // What is left of the leader's sign of life as it dies: nobody may take over before that
+    // lapses (a packet after this reading only moves the lapse later).
     let mut conn = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -278,11 +279,11 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
         .unwrap();
     let asked_at = Instant::now();
     let left: i64 = redis::cmd("PTTL")
-        .arg("bff:lease")
+        .arg("bff:alive")
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(left > 0, "the leader holds the lease: PTTL {left}");
+    assert!(left > 0, "the leader is alive: PTTL {left}");
     daemons[new_leader].signal(libc::SIGKILL);
     daemons[new_leader].wait_exit();
     let took_over = within("the survivor to take over", async {
@@ -293,11 +294,11 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
     })
     .await;
     eprintln!(
-        "after SIGKILL of the leader: the survivor led after {took_over:?}, lease left {left} ms"
+        "after SIGKILL of the leader: the survivor led after {took_over:?}, sign of life left {left} ms"
     );
     assert!(
         took_over >= Duration::from_millis(left.unsigned_abs()),
-        "the survivor led {took_over:?} after the reading, when the dead leader's lease still had {left} ms"
+        "the survivor led {took_over:?} after the reading, when the dead leader's sign of life still had {left} ms"
     );
     let mut next = next_packet(&mut ws).await;
     while next["seq"] == last["seq"] {
@@ -722,12 +723,13 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     let keys = Keys::new("fenced");
     let short = Duration::from_millis(100);
     assert!(
-        scripts::acquire(&mut conn, &keys, "old", short)
+        scripts::acquire(&mut conn, &keys, "old", short, short)
             .await
             .unwrap()
+            .taken()
     );
     let seal = Seal::new("");
-    let first = scripts::publish(&mut conn, &keys, "old", &seal, "{}", 300, "e1").await;
+    let first = scripts::publish(&mut conn, &keys, "old", &seal, "{}", 300, SILENCE, "e1").await;
     assert_eq!(first, Ok(Some(("e1".to_owned(), 1))));
 
     // The old holder is paused past its lease (Redis has let the key go); another takes it.
@@ -747,11 +749,22 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     .await;
     let lease = Duration::from_secs(5);
     assert!(
-        scripts::acquire(&mut conn, &keys, "new", lease)
+        scripts::acquire(&mut conn, &keys, "new", lease, lease)
             .await
             .unwrap()
+            .taken()
     );
-    let late = scripts::publish(&mut conn, &keys, "old", &seal, r#"{"late":1}"#, 300, "e2").await;
+    let late = scripts::publish(
+        &mut conn,
+        &keys,
+        "old",
+        &seal,
+        r#"{"late":1}"#,
+        300,
+        SILENCE,
+        "e2",
+    )
+    .await;
     assert_eq!(
         late,
         Ok(None),
@@ -768,13 +781,85 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     );
 
     // The count carries on under the new holder, in the same epoch, with nothing in between.
-    let next = scripts::publish(&mut conn, &keys, "new", &seal, "{}", 300, "e3").await;
+    let next = scripts::publish(&mut conn, &keys, "new", &seal, "{}", 300, SILENCE, "e3").await;
     assert_eq!(next, Ok(Some(("e1".to_owned(), 2))));
     scripts::relay(&mut conn, &keys, "new", &seal, "e3", &relayed)
         .await
         .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
     assert_eq!(offset.text(), "1", "numbered from the first");
+}
+
+/// A poller's sign of life long enough never to lapse in a test that does not wait for it.
+const SILENCE: Duration = Duration::from_secs(60);
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_pollers_lease_is_taken_before_it_lapses_and_its_publishing_refused() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys = Keys::new("silent");
+    let (lease, silence) = (Duration::from_secs(60), Duration::from_millis(300));
+    let seal = Seal::new("");
+    let taker = conn.clone();
+    let take = |token: &'static str| {
+        let (mut conn, keys) = (taker.clone(), keys.clone());
+        async move {
+            scripts::acquire(&mut conn, &keys, token, lease, silence)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(take("old").await, scripts::Taken::Free);
+    let first = scripts::publish(&mut conn, &keys, "old", &seal, "{}", 300, silence, "e1").await;
+    assert_eq!(first, Ok(Some(("e1".to_owned(), 1))));
+    // Within its silence the poller keeps its lease, and its own try keeps it too.
+    assert_eq!(take("new").await, scripts::Taken::No);
+    assert_eq!(take("old").await, scripts::Taken::Free);
+
+    // Silent past it (killed, paused): its lease, far from lapsing, is taken from it.
+    within("the poller's sign of life to lapse", async {
+        while redis.command(&[b"PTTL", b"silent:alive"]).integer() != -2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(redis.command(&[b"PTTL", b"silent:lease"]).integer() > 50_000);
+    assert_eq!(take("new").await, scripts::Taken::Silent);
+    // From then on the old one is refused: one publisher in the epoch, numbered on.
+    let late = scripts::publish(&mut conn, &keys, "old", &seal, "{}", 300, silence, "e2").await;
+    assert_eq!(late, Ok(None), "refused: the lease was taken");
+    let relayed = [("trade.results".to_owned(), bytes::Bytes::from_static(b"{}"))];
+    scripts::relay(&mut conn, &keys, "old", &seal, "e2", &relayed)
+        .await
+        .unwrap();
+    let offset = redis.command(&[b"HGET", b"silent:offsets", b"trade.results"]);
+    assert!(
+        matches!(offset, common::redis::Resp::Bulk(None)),
+        "{offset:?}"
+    );
+    assert!(
+        !scripts::renew(&mut conn, &keys, "old", lease)
+            .await
+            .unwrap(),
+        "the old poller's renewal finds another token"
+    );
+    assert_eq!(
+        take("old").await,
+        scripts::Taken::No,
+        "the new one is alive"
+    );
+    let next = scripts::publish(&mut conn, &keys, "new", &seal, "{}", 300, silence, "e3").await;
+    assert_eq!(next, Ok(Some(("e1".to_owned(), 2))));
 }
 
 /// `config` with `[cluster]` signing with `secret` (written to a file next to it); the new
@@ -1040,4 +1125,60 @@ async fn a_forged_entry_in_the_cluster_history_is_never_resumed_from() {
         samples(&late, "bff_cluster_rejected_total").await,
         [r#"bff_cluster_rejected_total{reason="unsigned"} 1"#]
     );
+}
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_pollers_silence_is_noticed_and_the_survivors_clients_wait_little() {
+    let Some(Cluster {
+        redis: _redis,
+        engines: _engines,
+        mut daemons,
+        leader,
+        ..
+    }) = cluster("gap", 1000, 3, false).await
+    else {
+        return;
+    };
+    let mut watchers = Vec::new();
+    for (i, daemon) in daemons.iter().enumerate() {
+        if i != leader {
+            let mut ws = client(daemon, "").await;
+            next_packet(&mut ws).await;
+            watchers.push(ws);
+        }
+    }
+    // The last packet before the kill, at each survivor's client; the kill right after it, so
+    // the gap is the whole of the silence.
+    let mut last = Vec::new();
+    let first = next_packet(&mut watchers[0]).await;
+    last.push((first.clone(), Instant::now()));
+    let seq = first["seq"].as_u64().unwrap();
+    let second = packet_from(&mut watchers[1], first["epoch"].as_str().unwrap(), seq).await;
+    assert_eq!(second["seq"].as_u64(), Some(seq), "both at the same packet");
+    last.push((second, Instant::now()));
+    daemons[leader].signal(libc::SIGKILL);
+    daemons[leader].wait_exit();
+    let mut dead = daemons.remove(leader);
+    dead.close_output();
+
+    for (ws, (before, at)) in watchers.iter_mut().zip(&last) {
+        let after = packet_where(ws, "a packet after the kill", |p| {
+            p["epoch"] == before["epoch"] && p["seq"].as_u64() > before["seq"].as_u64()
+        })
+        .await;
+        eprintln!(
+            "gap after SIGKILL of the poller (1 Hz, default lease): {} ms (seq {} then {})",
+            at.elapsed().as_millis(),
+            before["seq"],
+            after["seq"]
+        );
+    }
+    // Taken over for the poller's silence, not once its lease lapsed.
+    let new_leader = one_leader(&daemons).await;
+    let line = daemons[new_leader].line_containing("Poller lease taken");
+    assert!(line.contains("silent"), "{line}");
 }

@@ -18,8 +18,8 @@ pub struct ClusterConfig {
     pub url: RedisUrl,
     /// The prefix of the cluster's keys and channels, so several clusters can share a Redis.
     pub name: String,
-    /// How long the poller's lease lasts without a renewal: the longest a killed poller leaves
-    /// the cluster without packets.
+    /// How long the poller's lease lasts without a renewal; half of it is the least silence
+    /// after which a follower replaces a poller that publishes nothing.
     pub lease_ms: u64,
     /// A file holding the secret every daemon of the cluster signs what it publishes with, and
     /// checks what it takes with (surrounding whitespace ignored); none: anyone who can publish

@@ -128,6 +128,7 @@ impl Cluster {
         if !self.admit(epoch, seq, None, tag, body.as_bytes()) {
             return;
         }
+        self.heard();
         let data: Telemetry = match serde_json::from_str(body) {
             Ok(data) => data,
             Err(err) => {

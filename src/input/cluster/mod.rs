@@ -30,17 +30,26 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{Notify, mpsc, watch};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use self::scripts::{Failed, Keys};
+use self::scripts::{Failed, Keys, Taken};
 use self::seal::Seal;
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, Config};
 pub use crate::hub::Role;
 use crate::hub::{Hub, Mode, new_epoch};
 use crate::metrics::Metrics;
+
+/// How long the poller may publish nothing before a follower takes its lease: a period, the
+/// publish deadline and a tenth of a period (a live poller publishes within that), and at
+/// least half of `cluster.lease_ms`, so a longer lease stays the way to tolerate longer stalls.
+pub fn silence(config: &Config) -> Duration {
+    let period = config.poll_interval();
+    let live = period + config.publish_deadline() + period / 10;
+    live.max(Duration::from_millis(config.cluster.lease_ms / 2))
+}
 
 /// Time a connection to the cluster's Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -61,6 +70,11 @@ struct Shared {
     redis: Mutex<Option<MultiplexedConnection>>,
     /// Packets the cluster's history keeps for resuming clients.
     history: usize,
+    /// How long the poller may publish nothing before a follower takes its lease ([`silence`]).
+    silence: Duration,
+    /// When this daemon last took a packet of the cluster (or started): a follower tries the
+    /// lease once `silence` has passed since. A mutex taken once per packet and per try.
+    heard: Mutex<Instant>,
     hub: Hub,
     metrics: Arc<Metrics>,
     /// Raised when the leader lets go, so a follower takes over at once.
@@ -75,16 +89,17 @@ struct Shared {
 }
 
 impl Cluster {
-    /// Joins the cluster of `config`: starts the lease and the packet feed in tasks of
+    /// Joins the cluster of `config.cluster`: starts the lease and the packet feed in tasks of
     /// `tracker`, until `shutdown` (when the lease is released).
     pub fn start(
-        config: ClusterConfig,
+        config: &Config,
         hub: Hub,
         metrics: Arc<Metrics>,
-        history: usize,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
+        let (silence, history) = (silence(config), config.clients.resume_history);
+        let config = config.cluster.clone();
         let (relay, relayed) = mpsc::channel(relay::QUEUE);
         let seal = Seal::new(config.secret.expose());
         if !seal.enabled() {
@@ -103,6 +118,8 @@ impl Cluster {
                 role: watch::Sender::new(Role::Joining),
                 redis: Mutex::new(None),
                 history,
+                silence,
+                heard: Mutex::new(Instant::now()),
                 hub,
                 metrics,
                 released: Notify::new(),
@@ -139,6 +156,11 @@ impl Cluster {
         *self.shared.role.borrow()
     }
 
+    /// This daemon's role as it changes: the poller polls at once when it takes over.
+    pub fn roles(&self) -> watch::Receiver<Role> {
+        self.shared.role.subscribe()
+    }
+
     /// Publishes one packet's data for the whole cluster, fenced by this daemon's lease: its
     /// epoch and seq; `None` when the lease is no longer this daemon's (it is a follower now).
     pub async fn publish(&self, body: &str) -> Result<Option<(String, u64)>, Failed> {
@@ -151,6 +173,7 @@ impl Cluster {
             &self.shared.seal,
             body,
             self.shared.history,
+            self.shared.silence,
             &epoch,
         )
         .await;
@@ -203,6 +226,42 @@ impl Cluster {
         *self.shared.redis.lock().expect("cluster lock poisoned") = None;
     }
 
+    /// When to try the lease again: after `every`, or sooner for a follower once the poller
+    /// has been silent for `silence`, so a dead poller is replaced a period after its last
+    /// packet rather than once its lease lapses.
+    fn next_try(&self, every: Duration) -> Instant {
+        let next = Instant::now() + every;
+        if self.role() != Role::Follower {
+            return next;
+        }
+        let silent = *self.shared.heard.lock().expect("cluster lock poisoned")
+            + self.shared.silence
+            + Duration::from_millis(1);
+        if silent > Instant::now() {
+            silent.min(next)
+        } else {
+            next
+        }
+    }
+
+    /// Logs how this daemon came to hold the lease.
+    fn took(&self, taken: Taken) {
+        let heard = *self.shared.heard.lock().expect("cluster lock poisoned");
+        match taken {
+            Taken::Silent => warn!(
+                silent_ms = heard.elapsed().as_millis() as u64,
+                "Poller lease taken from a silent poller (no packet within the silence): \
+                 polling now; its publishing is refused from here on"
+            ),
+            _ => debug!("Poller lease taken: it was free"),
+        }
+    }
+
+    /// Notes that a packet of the cluster came, so the poller is not silent.
+    fn heard(&self) {
+        *self.shared.heard.lock().expect("cluster lock poisoned") = Instant::now();
+    }
+
     /// Takes the lease when it is free, renews it while held, and gives it up at shutdown.
     /// A leader that cannot renew it before its own deadline stops publishing for the cluster,
     /// whatever Redis may still say.
@@ -224,10 +283,16 @@ impl Cluster {
                             Ok(Role::Follower)
                         }
                     },
-                    _ => match scripts::acquire(&mut redis, keys, token, lease).await? {
-                        true => Ok::<_, Failed>(Role::Leader),
-                        false => Ok(Role::Follower),
-                    },
+                    _ => {
+                        let silence = self.shared.silence;
+                        match scripts::acquire(&mut redis, keys, token, lease, silence).await? {
+                            Taken::No => Ok::<_, Failed>(Role::Follower),
+                            taken => {
+                                self.took(taken);
+                                Ok(Role::Leader)
+                            }
+                        }
+                    }
                 }
             };
             let started = Instant::now();
@@ -257,7 +322,7 @@ impl Cluster {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = sleep(every) => {}
+                _ = sleep_until(self.next_try(every)) => {}
                 _ = self.shared.released.notified(), if self.role() == Role::Follower => {}
             }
         }

@@ -1,8 +1,10 @@
 //! The cluster's state in Redis, changed only by these commands and scripts, so each change is
 //! atomic on the server and checks who makes it:
 //!
-//! - the lease: `SET <name>:lease <token> NX PX <ms>` takes it; renewing and releasing are
-//!   scripts that act only while the key still holds the caller's token;
+//! - the lease: a script takes it when it is free, or when its holder has published nothing
+//!   for its silence (`<name>:alive`, set with the lease and with every packet, has lapsed);
+//!   renewing and releasing are scripts that act only while the key still holds the caller's
+//!   token;
 //! - the publish is fenced, in two steps so the poller can sign what Redis numbers: one script
 //!   checks the token and numbers the packet from `<name>:seq` (starting a new `<name>:epoch`
 //!   when the count is gone); the poller signs epoch, seq and data ([`Seal`]); a second script
@@ -35,6 +37,9 @@ pub struct Keys {
     epoch: String,
     history: String,
     offsets: String,
+    /// The poller's sign of life: set when it takes the lease and with every packet, for
+    /// `silence`; once it lapses, a follower may take the lease before the lease itself lapses.
+    alive: String,
     /// Where every packet (and the notice that the lease was released) is published.
     pub packets: String,
     /// Where every relayed message is published, numbered.
@@ -62,6 +67,7 @@ impl Keys {
             epoch: format!("{name}:epoch"),
             history: format!("{name}:history"),
             offsets: format!("{name}:offsets"),
+            alive: format!("{name}:alive"),
             packets: format!("{name}:packets"),
             relay: format!("{name}:relay"),
         }
@@ -73,6 +79,23 @@ pub const RELEASED: &str = "released";
 
 /// Time one command or script may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Takes the lease when it is free, still the caller's, or held by a poller gone silent (its
+/// `<name>:alive` lapsed): KEYS: lease, alive; ARGV: token, lease ms, silence ms. 0 (not
+/// taken), 1 (free) or 2 (taken from a silent poller, whose publishing is refused from now on).
+static TAKE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"local holder = redis.call('GET', KEYS[1])
+          local taken = 1
+          if holder and holder ~= ARGV[1] then
+            if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+            taken = 2
+          end
+          redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+          redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+          return taken",
+    )
+});
 
 static RENEW: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(
@@ -128,12 +151,14 @@ static NUMBER_RELAYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
 });
 
 /// Publishes what was numbered and signed, while the lease is the caller's, and keeps a packet
-/// in the history. KEYS: lease, history; ARGV: token, channel, message, and for a packet its
-/// seq and the history's length (empty for a relayed message). 1, or 0 when refused.
+/// in the history and the poller's sign of life. KEYS: lease, history, alive; ARGV: token,
+/// channel, message, and for a packet its seq, the history's length and the silence in ms
+/// (empty for a relayed message). 1, or 0 when refused.
 const SEND: &str = r"
     if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
     if ARGV[4] ~= '' then
       redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], ARGV[4] .. '-1', 'p', ARGV[3])
+      redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[6])
     end
     redis.call('PUBLISH', ARGV[2], ARGV[3])
     return 1";
@@ -157,21 +182,45 @@ async fn bounded<T>(
     }
 }
 
-/// Takes the lease for `lease` if nobody holds it; whether it did.
+/// How a try at the lease went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Another daemon holds it and published within its silence.
+    No,
+    /// Nobody held it (or this daemon still did).
+    Free,
+    /// Its holder published nothing for its silence: taken before the lease lapsed.
+    Silent,
+}
+
+impl Taken {
+    /// Whether this daemon holds the lease now.
+    pub fn taken(self) -> bool {
+        self != Taken::No
+    }
+}
+
+/// Takes the lease for `lease` if nobody holds it, or if its holder has been silent (published
+/// nothing) for the silence it was given; this daemon's own silence is `silence`.
 pub async fn acquire(
     redis: &mut MultiplexedConnection,
     keys: &Keys,
     token: &str,
     lease: Duration,
-) -> Result<bool, Failed> {
-    let mut set = redis::cmd("SET");
-    set.arg(&keys.lease)
+    silence: Duration,
+) -> Result<Taken, Failed> {
+    let mut take = TAKE.prepare_invoke();
+    take.key(&keys.lease)
+        .key(&keys.alive)
         .arg(token)
-        .arg("NX")
-        .arg("PX")
-        .arg(lease.as_millis() as u64);
-    let answer: Option<String> = bounded("taking the lease", set.query_async(redis)).await?;
-    Ok(answer.is_some())
+        .arg(lease.as_millis() as u64)
+        .arg(silence.as_millis() as u64);
+    let answer: i64 = bounded("taking the lease", take.invoke_async(redis)).await?;
+    Ok(match answer {
+        0 => Taken::No,
+        2 => Taken::Silent,
+        _ => Taken::Free,
+    })
 }
 
 /// Extends the lease while it is still `token`'s; whether it was.
@@ -208,8 +257,10 @@ pub async fn release(
 
 /// Publishes one packet's data while the lease is `token`'s, signed with `seal`: its epoch and
 /// seq, or `None` when the lease is not (or no longer) `token`'s. `new_epoch` names the count
-/// if it must start again; `history` is how many packets the stream keeps. Two round trips:
-/// the seq comes from Redis, and the tag covers it.
+/// if it must start again; `history` is how many packets the stream keeps; `silence` how long
+/// this packet keeps the poller alive for the others. Two round trips: the seq comes from
+/// Redis, and the tag covers it.
+#[allow(clippy::too_many_arguments)]
 pub async fn publish(
     redis: &mut MultiplexedConnection,
     keys: &Keys,
@@ -217,6 +268,7 @@ pub async fn publish(
     seal: &Seal,
     body: &str,
     history: usize,
+    silence: Duration,
     new_epoch: &str,
 ) -> Result<Option<(String, u64)>, Failed> {
     let mut number = NUMBER.prepare_invoke();
@@ -228,11 +280,13 @@ pub async fn publish(
     let mut send = SEND_SCRIPT.prepare_invoke();
     send.key(&keys.lease)
         .key(&keys.history)
+        .key(&keys.alive)
         .arg(token)
         .arg(&keys.packets)
         .arg(seal.packet(&epoch, seq, body))
         .arg(seq)
-        .arg(history);
+        .arg(history)
+        .arg(silence.as_millis() as u64);
     let sent: i64 = bounded("publishing", send.invoke_async(redis)).await?;
     Ok((sent == 1).then_some((epoch, seq)))
 }
@@ -271,12 +325,14 @@ pub async fn relay(
         sending += 1;
         pipe.cmd("EVAL")
             .arg(SEND)
-            .arg(2)
+            .arg(3)
             .arg(&keys.lease)
             .arg(&keys.history)
+            .arg(&keys.alive)
             .arg(token)
             .arg(&keys.relay)
             .arg(seal.relayed(&epoch, offset, channel, payload))
+            .arg("")
             .arg("")
             .arg("")
             .ignore();
