@@ -30,7 +30,8 @@ fn config_file(engine: &FakeEngine, name: &str, poll_ms: u64) -> PathBuf {
         .join(format!("cluster-{name}-{}.toml", std::process::id()));
     let text = format!(
         "[engine]\nurl = \"http://{}\"\nstate = \"/state\"\nagents = \"/agents\"\nmodels = \"/models\"\n\
-         poll_interval_ms = {poll_ms}\ntimeout_ms = {}\n[cluster]\nlease_ms = 2000\n",
+         poll_interval_ms = {poll_ms}\ntimeout_ms = {}\n[cluster]\nlease_ms = 2000\n\
+         engine_id = \"the test engine\"\n",
         engine.addr,
         poll_ms * 3 / 4
     );
@@ -723,13 +724,17 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     let keys = Keys::new("fenced");
     let short = Duration::from_millis(100);
     assert!(
-        scripts::acquire(&mut conn, &keys, "old", short, short)
+        scripts::acquire(&mut conn, &keys, "old", "E", short, short)
             .await
             .unwrap()
+            .taken
             .taken()
     );
     let seal = Seal::new("");
-    let first = scripts::publish(&mut conn, &keys, "old", &seal, "{}", 300, SILENCE, "e1").await;
+    let first = scripts::publish(
+        &mut conn, &keys, "old", "E", &seal, "{}", 300, SILENCE, "e1",
+    )
+    .await;
     assert_eq!(first, Ok(Some(("e1".to_owned(), 1))));
 
     // The old holder is paused past its lease (Redis has let the key go); another takes it.
@@ -749,15 +754,17 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     .await;
     let lease = Duration::from_secs(5);
     assert!(
-        scripts::acquire(&mut conn, &keys, "new", lease, lease)
+        scripts::acquire(&mut conn, &keys, "new", "E", lease, lease)
             .await
             .unwrap()
+            .taken
             .taken()
     );
     let late = scripts::publish(
         &mut conn,
         &keys,
         "old",
+        "E",
         &seal,
         r#"{"late":1}"#,
         300,
@@ -771,7 +778,7 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
         "refused: the lease is no longer the old holder's"
     );
     let relayed = [("trade.results".to_owned(), bytes::Bytes::from_static(b"{}"))];
-    scripts::relay(&mut conn, &keys, "old", &seal, "e2", &relayed)
+    scripts::relay(&mut conn, &keys, "old", "E", &seal, "e2", &relayed)
         .await
         .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
@@ -781,9 +788,12 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     );
 
     // The count carries on under the new holder, in the same epoch, with nothing in between.
-    let next = scripts::publish(&mut conn, &keys, "new", &seal, "{}", 300, SILENCE, "e3").await;
+    let next = scripts::publish(
+        &mut conn, &keys, "new", "E", &seal, "{}", 300, SILENCE, "e3",
+    )
+    .await;
     assert_eq!(next, Ok(Some(("e1".to_owned(), 2))));
-    scripts::relay(&mut conn, &keys, "new", &seal, "e3", &relayed)
+    scripts::relay(&mut conn, &keys, "new", "E", &seal, "e3", &relayed)
         .await
         .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
@@ -814,13 +824,17 @@ async fn a_silent_pollers_lease_is_taken_before_it_lapses_and_its_publishing_ref
     let take = |token: &'static str| {
         let (mut conn, keys) = (taker.clone(), keys.clone());
         async move {
-            scripts::acquire(&mut conn, &keys, token, lease, silence)
+            scripts::acquire(&mut conn, &keys, token, "E", lease, silence)
                 .await
                 .unwrap()
+                .taken
         }
     };
     assert_eq!(take("old").await, scripts::Taken::Free);
-    let first = scripts::publish(&mut conn, &keys, "old", &seal, "{}", 300, silence, "e1").await;
+    let first = scripts::publish(
+        &mut conn, &keys, "old", "E", &seal, "{}", 300, silence, "e1",
+    )
+    .await;
     assert_eq!(first, Ok(Some(("e1".to_owned(), 1))));
     // Within its silence the poller keeps its lease, and its own try keeps it too.
     assert_eq!(take("new").await, scripts::Taken::No);
@@ -836,10 +850,13 @@ async fn a_silent_pollers_lease_is_taken_before_it_lapses_and_its_publishing_ref
     assert!(redis.command(&[b"PTTL", b"silent:lease"]).integer() > 50_000);
     assert_eq!(take("new").await, scripts::Taken::Silent);
     // From then on the old one is refused: one publisher in the epoch, numbered on.
-    let late = scripts::publish(&mut conn, &keys, "old", &seal, "{}", 300, silence, "e2").await;
+    let late = scripts::publish(
+        &mut conn, &keys, "old", "E", &seal, "{}", 300, silence, "e2",
+    )
+    .await;
     assert_eq!(late, Ok(None), "refused: the lease was taken");
     let relayed = [("trade.results".to_owned(), bytes::Bytes::from_static(b"{}"))];
-    scripts::relay(&mut conn, &keys, "old", &seal, "e2", &relayed)
+    scripts::relay(&mut conn, &keys, "old", "E", &seal, "e2", &relayed)
         .await
         .unwrap();
     let offset = redis.command(&[b"HGET", b"silent:offsets", b"trade.results"]);
@@ -858,7 +875,10 @@ async fn a_silent_pollers_lease_is_taken_before_it_lapses_and_its_publishing_ref
         scripts::Taken::No,
         "the new one is alive"
     );
-    let next = scripts::publish(&mut conn, &keys, "new", &seal, "{}", 300, silence, "e3").await;
+    let next = scripts::publish(
+        &mut conn, &keys, "new", "E", &seal, "{}", 300, silence, "e3",
+    )
+    .await;
     assert_eq!(next, Ok(Some(("e1".to_owned(), 2))));
 }
 
@@ -1181,4 +1201,104 @@ async fn a_killed_pollers_silence_is_noticed_and_the_survivors_clients_wait_litt
     let new_leader = one_leader(&daemons).await;
     let line = daemons[new_leader].line_containing("Poller lease taken");
     assert!(line.contains("silent"), "{line}");
+}
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_of_another_engine_follows_none_of_the_cluster_and_says_why() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (ours, theirs) = (FakeEngine::samples().await, FakeEngine::samples().await);
+    let config = config_file(&ours, "engine-ours", 250);
+    let mut daemons = start_daemons(1, &config, &redis);
+    one_leader(&daemons).await;
+    // Another engine (told by its URLs: no engine_id), reached with a password in its URL.
+    let other = config_file(&theirs, "engine-theirs", 250);
+    let text = std::fs::read_to_string(&other)
+        .unwrap()
+        .replace("engine_id = \"the test engine\"\n", "")
+        .replace("url = \"http://", "url = \"http://watcher:s3cret@");
+    std::fs::write(&other, text).unwrap();
+    let mut apart = start_daemons(1, &other, &redis).remove(0);
+    let why = apart.line_containing("The cluster's poller polls another engine");
+    assert!(why.contains("cluster_engine="), "{why}");
+    let said = within("the other engine's daemon to say so", async {
+        loop {
+            let said = health(&apart).await;
+            if said["mode"] == "apart" && said["seq"].as_u64() > Some(0) {
+                return said;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(said["state"], "degraded", "{said}");
+
+    // Its clients get its own engine's packets, never the cluster's; the cluster's get theirs.
+    let mut watcher = client(&daemons[0], "").await;
+    let cluster_epoch = packet_where(&mut watcher, "a cluster packet", |p| {
+        p["seq"].as_u64() > Some(0)
+    })
+    .await["epoch"]
+        .clone();
+    let polled = theirs.hits("/state");
+    let mut ws = client(&apart, "").await;
+    for _ in 0..4 {
+        let packet = next_packet(&mut ws).await;
+        assert_ne!(packet["epoch"], cluster_epoch, "{packet}");
+    }
+    assert!(theirs.hits("/state") > polled, "it polls its own engine");
+
+    // A daemon of the cluster's engine follows, and logs what it sends on.
+    daemons.extend(start_daemons(1, &config, &redis));
+    let line = daemons[1].line_containing("Telemetry published");
+    assert!(line.contains("role=follower"), "{line}");
+    assert_eq!(health(&daemons[1]).await["mode"], "follower");
+    let mut follower = client(&daemons[1], "").await;
+    let packet = packet_where(&mut follower, "a cluster packet", |p| {
+        p["seq"].as_u64() > Some(0)
+    })
+    .await;
+    assert_eq!(packet["epoch"], cluster_epoch);
+
+    // The cluster's poller dies while its follower is paused, and the other engine's daemon
+    // takes the lease: the follower, woken, sends none of that engine's packets on.
+    let ours_engine = redis.command(&[b"GET", b"bff:engine"]).text();
+    daemons[1].signal(libc::SIGSTOP);
+    daemons[0].signal(libc::SIGKILL);
+    daemons[0].wait_exit();
+    within("the other engine's daemon to lead and number", async {
+        while redis.command(&[b"GET", b"bff:engine"]).text() == ours_engine {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let theirs_epoch = redis.command(&[b"GET", b"bff:epoch"]).text();
+    assert_ne!(Value::String(theirs_epoch.clone()), cluster_epoch);
+    daemons[1].signal(libc::SIGCONT);
+    let mut apart_packets = 0;
+    within("the woken follower to be apart", async {
+        while apart_packets < 3 {
+            let packet = next_packet(&mut follower).await;
+            assert_ne!(
+                packet["epoch"],
+                theirs_epoch.as_str(),
+                "another engine's packet: {packet}"
+            );
+            if packet["epoch"] != cluster_epoch {
+                apart_packets += 1;
+            }
+        }
+    })
+    .await;
+    assert_eq!(health(&daemons[1]).await["mode"], "apart");
+
+    apart.signal(libc::SIGTERM);
+    apart.wait_exit();
+    let log = apart.log().join("\n");
+    assert!(!log.contains("s3cret"), "a credential in the log:\n{log}");
 }

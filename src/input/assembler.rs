@@ -135,7 +135,7 @@ impl Assembler {
                         }
                     }
                 }
-                Role::Fallback => {}
+                Role::Fallback | Role::Apart => {}
                 Role::Joining | Role::Follower => return None,
             }
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::scripts::{self, RELEASED};
 use super::seal::Rejected;
@@ -111,7 +111,7 @@ impl Cluster {
     /// One packet from the channel, published here under the cluster's numbers once its tag
     /// passes. While alone, this daemon's own count is the one its clients follow.
     fn take(&self, packet: &str) {
-        if self.role() == Role::Fallback {
+        if self.role().alone() {
             return;
         }
         let Some(message::Packet {
@@ -128,6 +128,14 @@ impl Cluster {
         if !self.admit(epoch, seq, None, tag, body.as_bytes()) {
             return;
         }
+        // Another engine's packet (a daemon of another engine took the lease) reaches nobody.
+        if !self.trusts(epoch) {
+            debug!(
+                epoch,
+                seq, "A cluster packet of an epoch not known here; held back"
+            );
+            return;
+        }
         self.heard();
         let data: Telemetry = match serde_json::from_str(body) {
             Ok(data) => data,
@@ -136,12 +144,21 @@ impl Cluster {
                 return;
             }
         };
-        if let Err(err) = self
+        match self
             .shared
             .hub
             .publish_numbered(epoch, seq, data, Some(body.to_owned()))
         {
-            debug!(%err, "Cluster packet not published here");
+            // The poller logs its own line; a follower says what it sent on, for `grep Telemetry`.
+            Ok(_) if self.role() == Role::Follower => info!(
+                seq,
+                clients = self.shared.hub.subscribers(),
+                bytes = body.len(),
+                role = %Role::Follower.name(),
+                "Telemetry published"
+            ),
+            Ok(_) => {}
+            Err(err) => debug!(%err, "Cluster packet not published here"),
         }
     }
 

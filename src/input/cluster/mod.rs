@@ -51,6 +51,29 @@ pub fn silence(config: &Config) -> Duration {
     live.max(Duration::from_millis(config.cluster.lease_ms / 2))
 }
 
+/// The engine this daemon polls, as its cluster compares it: `cluster.engine_id` when set, else
+/// its three endpoints' URLs (credentials masked); hashed to 16 hex digits, so neither a URL nor
+/// a credential reaches Redis or the logs.
+pub fn fingerprint(config: &Config) -> String {
+    use crate::engine::{SourceKind, endpoint};
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    if config.cluster.engine_id.is_empty() {
+        for kind in [SourceKind::State, SourceKind::Agents, SourceKind::Models] {
+            let url = endpoint(&config.engine, kind).map(|url| url.to_string());
+            hash.update(crate::config::mask_credentials(&url.unwrap_or_default()));
+            hash.update(b"\n");
+        }
+    } else {
+        hash.update(b"id\n");
+        hash.update(config.cluster.engine_id.as_bytes());
+    }
+    hash.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Time a connection to the cluster's Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -65,6 +88,14 @@ struct Shared {
     keys: Keys,
     /// This daemon's lease token: random, so no two daemons (or two runs) share one.
     token: String,
+    /// The fingerprint of the engine this daemon polls ([`fingerprint`]).
+    engine: String,
+    /// The epoch Redis says was polled from this daemon's engine: only its packets and relayed
+    /// messages are taken. A mutex taken once per message and per try at the lease.
+    trusted: Mutex<Option<String>>,
+    /// Raised for a message of an epoch not yet known here: the lease is tried (and the epoch
+    /// and engine in force learnt) at once.
+    check: Notify,
     role: watch::Sender<Role>,
     /// The command connection, made again after a failure. A mutex held only to clone it out.
     redis: Mutex<Option<MultiplexedConnection>>,
@@ -99,6 +130,11 @@ impl Cluster {
         shutdown: CancellationToken,
     ) -> Self {
         let (silence, history) = (silence(config), config.clients.resume_history);
+        let engine = fingerprint(config);
+        let state_url = crate::engine::endpoint(&config.engine, crate::engine::SourceKind::State)
+            .map(|url| crate::config::mask_credentials(url.as_str()))
+            .unwrap_or_default();
+        info!(engine = %engine, state = %state_url, "Cluster engine fingerprint");
         let config = config.cluster.clone();
         let (relay, relayed) = mpsc::channel(relay::QUEUE);
         let seal = Seal::new(config.secret.expose());
@@ -114,6 +150,9 @@ impl Cluster {
                 seal,
                 rejected: Mutex::new((None, 0)),
                 token: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+                engine,
+                trusted: Mutex::new(None),
+                check: Notify::new(),
                 config,
                 role: watch::Sender::new(Role::Joining),
                 redis: Mutex::new(None),
@@ -165,17 +204,30 @@ impl Cluster {
     /// epoch and seq; `None` when the lease is no longer this daemon's (it is a follower now).
     pub async fn publish(&self, body: &str) -> Result<Option<(String, u64)>, Failed> {
         let mut redis = self.connection().await?;
-        let epoch = new_epoch();
-        let published = scripts::publish(
-            &mut redis,
-            &self.shared.keys,
-            &self.shared.token,
-            &self.shared.seal,
-            body,
-            self.shared.history,
-            self.shared.silence,
-            &epoch,
-        )
+        let published = async {
+            let (keys, token) = (&self.shared.keys, &self.shared.token);
+            let engine = &self.shared.engine;
+            let numbered = scripts::number(&mut redis, keys, token, engine, &new_epoch()).await?;
+            let Some((epoch, seq)) = numbered else {
+                return Ok(None);
+            };
+            // Before it is sent: it comes back on the channel, maybe before the answer.
+            self.trust(Some(&epoch));
+            let (seal, history, silence) =
+                (&self.shared.seal, self.shared.history, self.shared.silence);
+            let sent = scripts::send(
+                &mut redis,
+                keys,
+                token,
+                seal,
+                (&epoch, seq),
+                body,
+                history,
+                silence,
+            )
+            .await?;
+            Ok(sent.then_some((epoch, seq)))
+        }
         .await;
         match &published {
             Ok(None) => {
@@ -257,6 +309,39 @@ impl Cluster {
         }
     }
 
+    /// Takes from now on only the messages of `epoch` (none when `None`).
+    fn trust(&self, epoch: Option<&str>) {
+        let mut trusted = self.shared.trusted.lock().expect("cluster lock poisoned");
+        if trusted.as_deref() != epoch {
+            *trusted = epoch.map(str::to_owned);
+        }
+    }
+
+    /// Whether a message of `epoch` was numbered from this daemon's engine; when it is not
+    /// known to be, the lease is tried at once to learn it.
+    pub(super) fn trusts(&self, epoch: &str) -> bool {
+        let trusted = self.shared.trusted.lock().expect("cluster lock poisoned");
+        let trusts = trusted.as_deref() == Some(epoch);
+        drop(trusted);
+        if !trusts {
+            self.shared.check.notify_one();
+        }
+        trusts
+    }
+
+    /// Logs, once as it happens, that the cluster's poller polls another engine.
+    fn apart(&self, theirs: &str) {
+        if self.role() != Role::Apart {
+            warn!(
+                engine = %self.shared.engine,
+                cluster_engine = %theirs,
+                "The cluster's poller polls another engine: following none of it, polling this \
+                 daemon's own engine alone. Give each engine's daemons their own cluster.name, \
+                 or the same cluster.engine_id to daemons that reach one engine by different URLs"
+            );
+        }
+    }
+
     /// Notes that a packet of the cluster came, so the poller is not silent.
     fn heard(&self) {
         *self.shared.heard.lock().expect("cluster lock poisoned") = Instant::now();
@@ -284,9 +369,21 @@ impl Cluster {
                         }
                     },
                     _ => {
-                        let silence = self.shared.silence;
-                        match scripts::acquire(&mut redis, keys, token, lease, silence).await? {
+                        let (engine, silence) = (&self.shared.engine, self.shared.silence);
+                        let tried =
+                            scripts::acquire(&mut redis, keys, token, engine, lease, silence)
+                                .await?;
+                        if tried.engine.as_deref() == Some(engine.as_str()) {
+                            self.trust(tried.epoch.as_deref());
+                        } else {
+                            self.trust(None);
+                        }
+                        match tried.taken {
                             Taken::No => Ok::<_, Failed>(Role::Follower),
+                            Taken::Foreign => {
+                                self.apart(tried.engine.as_deref().unwrap_or_default());
+                                Ok(Role::Apart)
+                            }
                             taken => {
                                 self.took(taken);
                                 Ok(Role::Leader)
@@ -324,6 +421,7 @@ impl Cluster {
                 _ = shutdown.cancelled() => break,
                 _ = sleep_until(self.next_try(every)) => {}
                 _ = self.shared.released.notified(), if self.role() == Role::Follower => {}
+                _ = self.shared.check.notified(), if self.role() != Role::Leader => {}
             }
         }
         if self.role() == Role::Leader

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{Cluster, Role};
+use super::Cluster;
 use super::{message, scripts};
 use crate::hub::new_epoch;
 
@@ -48,8 +48,8 @@ impl Cluster {
             let numbered = async {
                 let mut redis = self.connection().await?;
                 let (keys, token) = (&self.shared.keys, &self.shared.token);
-                let seal = &self.shared.seal;
-                scripts::relay(&mut redis, keys, token, seal, &new_epoch(), &batch).await
+                let (engine, seal) = (&self.shared.engine, &self.shared.seal);
+                scripts::relay(&mut redis, keys, token, engine, seal, &new_epoch(), &batch).await
             };
             if let Err(err) = numbered.await {
                 self.forget_connection();
@@ -65,13 +65,16 @@ impl Cluster {
     /// One relayed message, relayed here under the cluster's offset (while alone, this
     /// daemon numbers what it hears itself).
     pub(super) fn take_relayed(&self, message: &[u8]) {
-        if self.role() == Role::Fallback {
+        if self.role().alone() {
             return;
         }
         match message::parse_relayed(message) {
             Some(m) => {
-                // Before the relay's order check: a forged offset must not move what comes next.
-                if self.admit(m.epoch, m.offset, Some(m.channel), m.tag, m.payload) {
+                // Before the relay's order check: a forged offset must not move what comes next;
+                // and only what was numbered from this daemon's engine.
+                if self.admit(m.epoch, m.offset, Some(m.channel), m.tag, m.payload)
+                    && self.trusts(m.epoch)
+                {
                     self.shared
                         .hub
                         .relay()

@@ -40,6 +40,8 @@ pub struct Keys {
     /// The poller's sign of life: set when it takes the lease and with every packet, for
     /// `silence`; once it lapses, a follower may take the lease before the lease itself lapses.
     alive: String,
+    /// The fingerprint of the engine the epoch in force was polled from.
+    engine: String,
     /// Where every packet (and the notice that the lease was released) is published.
     pub packets: String,
     /// Where every relayed message is published, numbered.
@@ -47,15 +49,16 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// The keys of the fenced scripts, in their `KEYS` order: lease, seq, epoch, history and
-    /// offsets.
-    fn fenced(&self) -> [&str; 5] {
+    /// The keys of the fenced scripts, in their `KEYS` order: lease, seq, epoch, history,
+    /// offsets and engine.
+    fn fenced(&self) -> [&str; 6] {
         [
             &self.lease,
             &self.seq,
             &self.epoch,
             &self.history,
             &self.offsets,
+            &self.engine,
         ]
     }
 
@@ -68,6 +71,7 @@ impl Keys {
             history: format!("{name}:history"),
             offsets: format!("{name}:offsets"),
             alive: format!("{name}:alive"),
+            engine: format!("{name}:engine"),
             packets: format!("{name}:packets"),
             relay: format!("{name}:relay"),
         }
@@ -81,19 +85,26 @@ pub const RELEASED: &str = "released";
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Takes the lease when it is free, still the caller's, or held by a poller gone silent (its
-/// `<name>:alive` lapsed): KEYS: lease, alive; ARGV: token, lease ms, silence ms. 0 (not
-/// taken), 1 (free) or 2 (taken from a silent poller, whose publishing is refused from now on).
+/// `<name>:alive` lapsed): KEYS: lease, alive, engine, epoch; ARGV: token, lease ms, silence
+/// ms, the caller's engine. `{answer, engine, epoch}`: the answer 0 (not taken), 1 (free), 2
+/// (taken from a silent poller, whose publishing is refused from now on) or 3 (held, alive,
+/// by a poller of another engine); the engine and epoch in force, when there are.
 static TAKE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(
         r"local holder = redis.call('GET', KEYS[1])
+          local engine = redis.call('GET', KEYS[3])
+          local epoch = redis.call('GET', KEYS[4])
           local taken = 1
           if holder and holder ~= ARGV[1] then
-            if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+            if redis.call('EXISTS', KEYS[2]) == 1 then
+              if engine and engine ~= ARGV[4] then return {3, engine, epoch} end
+              return {0, engine, epoch}
+            end
             taken = 2
           end
           redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
           redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
-          return taken",
+          return {taken, engine, epoch}",
     )
 });
 
@@ -117,35 +128,38 @@ static RELEASE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     )
 });
 
-/// The epoch in force, or `new` when the count is gone (a fresh Redis, a deleted key): then
-/// the seq starts again from 0 and the history and the offsets of the old epoch go. The
-/// scripts below start with it; their keys are lease, seq, epoch, history and offsets.
+/// The epoch in force, or `new` when the count is gone (a fresh Redis, a deleted key) or was
+/// polled from another engine than `engine`: then the seq starts again from 0, the history and
+/// the offsets of the old epoch go, and the epoch is `engine`'s. The scripts below start with
+/// it; their keys are lease, seq, epoch, history, offsets and engine.
 const EPOCH: &str = r"
-    local function epoch_or(new)
+    local function epoch_or(new, engine)
       local epoch = redis.call('GET', KEYS[3])
-      if epoch and redis.call('EXISTS', KEYS[2]) == 1 then return epoch end
+      if epoch and redis.call('EXISTS', KEYS[2]) == 1
+        and redis.call('GET', KEYS[6]) == engine then return epoch end
       redis.call('SET', KEYS[3], new)
       redis.call('SET', KEYS[2], 0)
+      redis.call('SET', KEYS[6], engine)
       redis.call('DEL', KEYS[4], KEYS[5])
       return new
     end
     if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 ";
 
-/// Numbers a packet: ARGV: token, new epoch. `{epoch, seq}`.
+/// Numbers a packet: ARGV: token, new epoch, engine. `{epoch, seq}`.
 static NUMBER: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
         r"{EPOCH}
-          local epoch = epoch_or(ARGV[2])
+          local epoch = epoch_or(ARGV[2], ARGV[3])
           return {{epoch, redis.call('INCR', KEYS[2])}}"
     ))
 });
 
-/// Numbers a relayed message: ARGV: token, new epoch, channel. `{epoch, offset}`.
+/// Numbers a relayed message: ARGV: token, new epoch, channel, engine. `{epoch, offset}`.
 static NUMBER_RELAYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         r"{EPOCH}
-          local epoch = epoch_or(ARGV[2])
+          local epoch = epoch_or(ARGV[2], ARGV[4])
           return {{epoch, redis.call('HINCRBY', KEYS[5], ARGV[3], 1)}}"
     )
 });
@@ -187,6 +201,8 @@ async fn bounded<T>(
 pub enum Taken {
     /// Another daemon holds it and published within its silence.
     No,
+    /// A daemon polling another engine holds it and published within its silence.
+    Foreign,
     /// Nobody held it (or this daemon still did).
     Free,
     /// Its holder published nothing for its silence: taken before the lease lapsed.
@@ -196,30 +212,53 @@ pub enum Taken {
 impl Taken {
     /// Whether this daemon holds the lease now.
     pub fn taken(self) -> bool {
-        self != Taken::No
+        matches!(self, Taken::Free | Taken::Silent)
     }
 }
 
+/// A try at the lease: how it went, and the fingerprint of the engine and the epoch in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tried {
+    /// Whether it was taken.
+    pub taken: Taken,
+    /// The fingerprint of the engine the epoch in force was polled from; `None` before any.
+    pub engine: Option<String>,
+    /// The epoch in force; `None` before any.
+    pub epoch: Option<String>,
+}
+
 /// Takes the lease for `lease` if nobody holds it, or if its holder has been silent (published
-/// nothing) for the silence it was given; this daemon's own silence is `silence`.
+/// nothing) for the silence it was given; this daemon's own silence is `silence`, and `engine`
+/// the fingerprint of the engine it polls.
 pub async fn acquire(
     redis: &mut MultiplexedConnection,
     keys: &Keys,
     token: &str,
+    engine: &str,
     lease: Duration,
     silence: Duration,
-) -> Result<Taken, Failed> {
+) -> Result<Tried, Failed> {
     let mut take = TAKE.prepare_invoke();
     take.key(&keys.lease)
         .key(&keys.alive)
+        .key(&keys.engine)
+        .key(&keys.epoch)
         .arg(token)
         .arg(lease.as_millis() as u64)
-        .arg(silence.as_millis() as u64);
-    let answer: i64 = bounded("taking the lease", take.invoke_async(redis)).await?;
-    Ok(match answer {
+        .arg(silence.as_millis() as u64)
+        .arg(engine);
+    let (answer, engine, epoch): (i64, Option<String>, Option<String>) =
+        bounded("taking the lease", take.invoke_async(redis)).await?;
+    let taken = match answer {
         0 => Taken::No,
         2 => Taken::Silent,
+        3 => Taken::Foreign,
         _ => Taken::Free,
+    };
+    Ok(Tried {
+        taken,
+        engine,
+        epoch,
     })
 }
 
@@ -265,30 +304,73 @@ pub async fn publish(
     redis: &mut MultiplexedConnection,
     keys: &Keys,
     token: &str,
+    engine: &str,
     seal: &Seal,
     body: &str,
     history: usize,
     silence: Duration,
     new_epoch: &str,
 ) -> Result<Option<(String, u64)>, Failed> {
-    let mut number = NUMBER.prepare_invoke();
-    number.key(&keys.fenced()[..]).arg(token).arg(new_epoch);
-    let numbered: Option<(String, u64)> = bounded("numbering", number.invoke_async(redis)).await?;
-    let Some((epoch, seq)) = numbered else {
+    let Some((epoch, seq)) = number(redis, keys, token, engine, new_epoch).await? else {
         return Ok(None);
     };
+    let sent = send(
+        redis,
+        keys,
+        token,
+        seal,
+        (&epoch, seq),
+        body,
+        history,
+        silence,
+    )
+    .await?;
+    Ok(sent.then_some((epoch, seq)))
+}
+
+/// The first step of [`publish`]: the packet's epoch and seq, while the lease is `token`'s; a
+/// new epoch when the one in force was polled from another engine than `engine`.
+pub async fn number(
+    redis: &mut MultiplexedConnection,
+    keys: &Keys,
+    token: &str,
+    engine: &str,
+    new_epoch: &str,
+) -> Result<Option<(String, u64)>, Failed> {
+    let mut number = NUMBER.prepare_invoke();
+    number
+        .key(&keys.fenced()[..])
+        .arg(token)
+        .arg(new_epoch)
+        .arg(engine);
+    bounded("numbering", number.invoke_async(redis)).await
+}
+
+/// The second step of [`publish`]: the numbered packet signed, kept and published while the
+/// lease is still `token`'s; whether it was.
+#[allow(clippy::too_many_arguments)]
+pub async fn send(
+    redis: &mut MultiplexedConnection,
+    keys: &Keys,
+    token: &str,
+    seal: &Seal,
+    (epoch, seq): (&str, u64),
+    body: &str,
+    history: usize,
+    silence: Duration,
+) -> Result<bool, Failed> {
     let mut send = SEND_SCRIPT.prepare_invoke();
     send.key(&keys.lease)
         .key(&keys.history)
         .key(&keys.alive)
         .arg(token)
         .arg(&keys.packets)
-        .arg(seal.packet(&epoch, seq, body))
+        .arg(seal.packet(epoch, seq, body))
         .arg(seq)
         .arg(history)
         .arg(silence.as_millis() as u64);
     let sent: i64 = bounded("publishing", send.invoke_async(redis)).await?;
-    Ok((sent == 1).then_some((epoch, seq)))
+    Ok(sent == 1)
 }
 
 /// Numbers, signs and publishes relayed messages, in order, while the lease is `token`'s (those
@@ -297,6 +379,7 @@ pub async fn relay(
     redis: &mut MultiplexedConnection,
     keys: &Keys,
     token: &str,
+    engine: &str,
     seal: &Seal,
     new_epoch: &str,
     batch: &[(String, bytes::Bytes)],
@@ -312,7 +395,8 @@ pub async fn relay(
             .arg(&fenced[..])
             .arg(token)
             .arg(new_epoch)
-            .arg(channel);
+            .arg(channel)
+            .arg(engine);
     }
     let numbered: Vec<Option<(String, u64)>> =
         bounded("numbering relayed messages", pipe.query_async(redis)).await?;

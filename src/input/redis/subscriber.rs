@@ -232,7 +232,7 @@ impl Subscriber {
                 }
                 Some(cluster) => match cluster.role() {
                     Role::Leader => cluster.relay(channel, payload),
-                    Role::Fallback => {
+                    Role::Fallback | Role::Apart => {
                         self.hub.relay_here(channel, payload);
                     }
                     Role::Follower | Role::Joining => {}
