@@ -777,8 +777,12 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
         Ok(None),
         "refused: the lease is no longer the old holder's"
     );
-    let relayed = [("trade.results".to_owned(), bytes::Bytes::from_static(b"{}"))];
-    scripts::relay(&mut conn, &keys, "old", "E", &seal, "e2", &relayed)
+    let relayed = [scripts::Offer {
+        channel: "trade.results".to_owned(),
+        payload: bytes::Bytes::from_static(b"{}"),
+        id: scripts::message_id("trade.results", b"{}", 0),
+    }];
+    scripts::relay(&mut conn, &keys, "old", "E", &seal, "e2", &relayed, SILENCE)
         .await
         .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
@@ -793,7 +797,7 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     )
     .await;
     assert_eq!(next, Ok(Some(("e1".to_owned(), 2))));
-    scripts::relay(&mut conn, &keys, "new", "E", &seal, "e3", &relayed)
+    scripts::relay(&mut conn, &keys, "new", "E", &seal, "e3", &relayed, SILENCE)
         .await
         .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
@@ -855,8 +859,12 @@ async fn a_silent_pollers_lease_is_taken_before_it_lapses_and_its_publishing_ref
     )
     .await;
     assert_eq!(late, Ok(None), "refused: the lease was taken");
-    let relayed = [("trade.results".to_owned(), bytes::Bytes::from_static(b"{}"))];
-    scripts::relay(&mut conn, &keys, "old", "E", &seal, "e2", &relayed)
+    let relayed = [scripts::Offer {
+        channel: "trade.results".to_owned(),
+        payload: bytes::Bytes::from_static(b"{}"),
+        id: scripts::message_id("trade.results", b"{}", 0),
+    }];
+    scripts::relay(&mut conn, &keys, "old", "E", &seal, "e2", &relayed, SILENCE)
         .await
         .unwrap();
     let offset = redis.command(&[b"HGET", b"silent:offsets", b"trade.results"]);
@@ -1301,4 +1309,84 @@ async fn a_daemon_of_another_engine_follows_none_of_the_cluster_and_says_why() {
     apart.wait_exit();
     let log = apart.log().join("\n");
     assert!(!log.contains("s3cret"), "a credential in the log:\n{log}");
+}
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_messages_published_across_the_pollers_death_reach_every_survivor_once() {
+    let Some(Cluster {
+        redis,
+        engines: _engines,
+        mut daemons,
+        leader,
+        ..
+    }) = cluster("relayloss", 1000, 3, true).await
+    else {
+        return;
+    };
+    let subscribe = r#"{"type":"SUBSCRIBE","channels":["trade.results"]}"#;
+    let mut watchers = Vec::new();
+    for (i, daemon) in daemons.iter().enumerate() {
+        if i != leader {
+            let mut ws = client(daemon, "").await;
+            send_text(&mut ws, subscribe).await;
+            packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+            watchers.push(ws);
+        }
+    }
+    // One message every 50 ms, from before the kill to well after the takeover.
+    const MESSAGES: u64 = 80;
+    let url = redis.url();
+    let publisher = tokio::spawn(async move {
+        let mut conn = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut every = tokio::time::interval(Duration::from_millis(50));
+        for n in 1..=MESSAGES {
+            every.tick().await;
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg("trade.results")
+                .arg(format!(r#"{{"n":{n}}}"#))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    });
+    // A few relayed by the poller, then it dies.
+    let first = updates(&mut watchers[0], 5).await;
+    daemons[leader].signal(libc::SIGKILL);
+    daemons[leader].wait_exit();
+    let mut dead = daemons.remove(leader);
+    dead.close_output();
+    publisher.await.unwrap();
+
+    for (i, ws) in watchers.iter_mut().enumerate() {
+        let mut got = if i == 0 { first.clone() } else { Vec::new() };
+        let rest = within("every message", async {
+            let mut rest = Vec::new();
+            while got.len() + rest.len() < MESSAGES as usize {
+                rest.extend(updates(ws, 1).await);
+            }
+            rest
+        })
+        .await;
+        got.extend(rest);
+        let ns: Vec<u64> = got
+            .iter()
+            .map(|(_, data)| data["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            ns,
+            (1..=MESSAGES).collect::<Vec<_>>(),
+            "every message, once, in order"
+        );
+        for pair in got.windows(2) {
+            assert_eq!(pair[1].0, pair[0].0 + 1, "contiguous offsets: {got:?}");
+        }
+    }
 }

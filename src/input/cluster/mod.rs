@@ -10,9 +10,10 @@
 //! the engine's load constant, it never blanks a dashboard. The poll loop asks
 //! [`Cluster::role`] before polling and publishes through [`Cluster::publish`].
 //!
-//! Relayed messages go the same way: the leader's Redis input hands them to [`Cluster::relay`],
-//! a script numbers them per channel, and every daemon relays them under those offsets, so a
-//! client resuming its channels on another daemon finds the same numbers there.
+//! Relayed messages go the same way: every daemon's Redis input hands them to
+//! [`Cluster::relay`], the leader has a script number each once per channel (a new leader first
+//! offers what it kept from the seconds without one), and every daemon relays them under those
+//! offsets, so a client resuming its channels on another daemon finds the same numbers there.
 //!
 //! With `cluster.secret_file`, what the leader publishes is signed ([`seal`]) and every daemon
 //! checks it before the order check and before any client sees it: a message that fails is
@@ -27,7 +28,6 @@ pub(crate) mod seal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
@@ -110,8 +110,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Raised when the leader lets go, so a follower takes over at once.
     released: Notify,
-    /// Messages the leader heard on relayed channels, on their way to be numbered.
-    relay: mpsc::Sender<(String, Bytes)>,
+    /// Messages heard on relayed channels, on their way to be kept and numbered.
+    relay: mpsc::Sender<relay::Heard>,
     /// Signs what this daemon publishes and checks what it takes (`cluster.secret_file`).
     seal: Seal,
     /// When a refused message was last logged, and how many were refused since. A mutex taken

@@ -42,6 +42,11 @@ pub struct Keys {
     alive: String,
     /// The fingerprint of the engine the epoch in force was polled from.
     engine: String,
+    /// Per relayed channel, the last offset published in this epoch: a new poller numbers on
+    /// from there, not from an offset its predecessor took but never published.
+    published: String,
+    /// The prefix of the keys that say a relayed message was published (`<name>:seen:<id>`).
+    seen: String,
     /// Where every packet (and the notice that the lease was released) is published.
     pub packets: String,
     /// Where every relayed message is published, numbered.
@@ -50,8 +55,8 @@ pub struct Keys {
 
 impl Keys {
     /// The keys of the fenced scripts, in their `KEYS` order: lease, seq, epoch, history,
-    /// offsets and engine.
-    fn fenced(&self) -> [&str; 6] {
+    /// offsets, engine and published.
+    fn fenced(&self) -> [&str; 7] {
         [
             &self.lease,
             &self.seq,
@@ -59,6 +64,7 @@ impl Keys {
             &self.history,
             &self.offsets,
             &self.engine,
+            &self.published,
         ]
     }
 
@@ -72,6 +78,8 @@ impl Keys {
             offsets: format!("{name}:offsets"),
             alive: format!("{name}:alive"),
             engine: format!("{name}:engine"),
+            published: format!("{name}:published"),
+            seen: format!("{name}:seen:"),
             packets: format!("{name}:packets"),
             relay: format!("{name}:relay"),
         }
@@ -85,10 +93,12 @@ pub const RELEASED: &str = "released";
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Takes the lease when it is free, still the caller's, or held by a poller gone silent (its
-/// `<name>:alive` lapsed): KEYS: lease, alive, engine, epoch; ARGV: token, lease ms, silence
+/// `<name>:alive` lapsed): KEYS: lease, alive, engine, epoch, offsets, published; ARGV: token, lease ms, silence
 /// ms, the caller's engine. `{answer, engine, epoch}`: the answer 0 (not taken), 1 (free), 2
 /// (taken from a silent poller, whose publishing is refused from now on) or 3 (held, alive,
-/// by a poller of another engine); the engine and epoch in force, when there are.
+/// by a poller of another engine); the engine and epoch in force, when there are. Taken from
+/// another, the relayed offsets go back to the last published (KEYS offsets, published): an
+/// offset the old poller took but never published is given again.
 static TAKE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(
         r"local holder = redis.call('GET', KEYS[1])
@@ -101,6 +111,11 @@ static TAKE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
               return {0, engine, epoch}
             end
             taken = 2
+          end
+          if holder ~= ARGV[1] then
+            local published = redis.call('HGETALL', KEYS[6])
+            redis.call('DEL', KEYS[5])
+            if #published > 0 then redis.call('HSET', KEYS[5], unpack(published)) end
           end
           redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
           redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
@@ -140,7 +155,7 @@ const EPOCH: &str = r"
       redis.call('SET', KEYS[3], new)
       redis.call('SET', KEYS[2], 0)
       redis.call('SET', KEYS[6], engine)
-      redis.call('DEL', KEYS[4], KEYS[5])
+      redis.call('DEL', KEYS[4], KEYS[5], KEYS[7])
       return new
     end
     if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
@@ -155,10 +170,12 @@ static NUMBER: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     ))
 });
 
-/// Numbers a relayed message: ARGV: token, new epoch, channel, engine. `{epoch, offset}`.
+/// Numbers a relayed message unless it was published already (KEYS[8], its `seen` key):
+/// ARGV: token, new epoch, channel, engine. `{epoch, offset}`.
 static NUMBER_RELAYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         r"{EPOCH}
+          if redis.call('EXISTS', KEYS[8]) == 1 then return false end
           local epoch = epoch_or(ARGV[2], ARGV[4])
           return {{epoch, redis.call('HINCRBY', KEYS[5], ARGV[3], 1)}}"
     )
@@ -178,6 +195,16 @@ const SEND: &str = r"
     return 1";
 
 static SEND_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(SEND));
+
+/// Publishes a numbered relayed message while the lease is the caller's, and notes that it was
+/// (its `seen` key, for `seen` ms; its offset as its channel's last published). KEYS: lease,
+/// seen, published; ARGV: token, relay channel, message, channel, offset, seen ms.
+const SEND_RELAYED: &str = r"
+    if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+    redis.call('SET', KEYS[2], 1, 'PX', ARGV[6])
+    redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+    redis.call('PUBLISH', ARGV[2], ARGV[3])
+    return 1";
 
 /// Why a command did not get an answer.
 pub type Failed = String;
@@ -243,6 +270,8 @@ pub async fn acquire(
         .key(&keys.alive)
         .key(&keys.engine)
         .key(&keys.epoch)
+        .key(&keys.offsets)
+        .key(&keys.published)
         .arg(token)
         .arg(lease.as_millis() as u64)
         .arg(silence.as_millis() as u64)
@@ -373,8 +402,37 @@ pub async fn send(
     Ok(sent == 1)
 }
 
-/// Numbers, signs and publishes relayed messages, in order, while the lease is `token`'s (those
+/// A message heard on a relayed channel, offered to be numbered for the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The channel it was heard on.
+    pub channel: String,
+    /// What was heard.
+    pub payload: bytes::Bytes,
+    /// What tells it from any other: the same on every daemon that heard it ([`message_id`]).
+    pub id: String,
+}
+
+/// A relayed message's id: its channel and payload hashed (16 hex digits), and how many times
+/// the same were heard before it within what the daemon keeps (`earlier`), so a message
+/// published twice is two messages, and one heard by several daemons is one.
+pub fn message_id(channel: &str, payload: &[u8], earlier: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(channel.as_bytes());
+    hash.update([0]);
+    hash.update(payload);
+    let hex: String = hash.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{hex}:{earlier}")
+}
+
+/// Numbers, signs and publishes relayed messages, in order, skipping those already published
+/// (by this daemon or the poller before it), while the lease is `token`'s (those
 /// refused for a lapsed lease are dropped by Redis, not here). Two round trips for the batch.
+#[allow(clippy::too_many_arguments)]
 pub async fn relay(
     redis: &mut MultiplexedConnection,
     keys: &Keys,
@@ -382,43 +440,45 @@ pub async fn relay(
     engine: &str,
     seal: &Seal,
     new_epoch: &str,
-    batch: &[(String, bytes::Bytes)],
+    batch: &[Offer],
+    seen: Duration,
 ) -> Result<(), Failed> {
     let mut pipe = redis::pipe();
     let fenced = keys.fenced();
-    for (channel, _) in batch {
+    for offer in batch {
         // EVAL rather than EVALSHA: a restarted Redis has no scripts loaded, and a pipeline
         // cannot load one halfway; Redis caches the compiled script by its text.
         pipe.cmd("EVAL")
             .arg(NUMBER_RELAYED.as_str())
-            .arg(fenced.len())
+            .arg(fenced.len() + 1)
             .arg(&fenced[..])
+            .arg(format!("{}{}", keys.seen, offer.id))
             .arg(token)
             .arg(new_epoch)
-            .arg(channel)
+            .arg(&offer.channel)
             .arg(engine);
     }
     let numbered: Vec<Option<(String, u64)>> =
         bounded("numbering relayed messages", pipe.query_async(redis)).await?;
     let mut pipe = redis::pipe();
     let mut sending = 0;
-    for ((channel, payload), numbered) in batch.iter().zip(numbered) {
+    for (offer, numbered) in batch.iter().zip(numbered) {
         let Some((epoch, offset)) = numbered else {
             continue;
         };
         sending += 1;
         pipe.cmd("EVAL")
-            .arg(SEND)
+            .arg(SEND_RELAYED)
             .arg(3)
             .arg(&keys.lease)
-            .arg(&keys.history)
-            .arg(&keys.alive)
+            .arg(format!("{}{}", keys.seen, offer.id))
+            .arg(&keys.published)
             .arg(token)
             .arg(&keys.relay)
-            .arg(seal.relayed(&epoch, offset, channel, payload))
-            .arg("")
-            .arg("")
-            .arg("")
+            .arg(seal.relayed(&epoch, offset, &offer.channel, &offer.payload))
+            .arg(&offer.channel)
+            .arg(offset)
+            .arg(seen.as_millis() as u64)
             .ignore();
     }
     if sending == 0 {

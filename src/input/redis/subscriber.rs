@@ -231,11 +231,13 @@ impl Subscriber {
                     self.hub.relay_here(channel, payload);
                 }
                 Some(cluster) => match cluster.role() {
-                    Role::Leader => cluster.relay(channel, payload),
+                    // Every daemon of the cluster offers it: whichever leads numbers it once.
+                    Role::Leader | Role::Follower | Role::Joining => {
+                        cluster.relay(channel, payload)
+                    }
                     Role::Fallback | Role::Apart => {
                         self.hub.relay_here(channel, payload);
                     }
-                    Role::Follower | Role::Joining => {}
                 },
             }
         }
