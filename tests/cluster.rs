@@ -782,9 +782,11 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
         payload: bytes::Bytes::from_static(b"{}"),
         id: scripts::message_id("trade.results", b"{}", 0),
     }];
-    scripts::relay(&mut conn, &keys, "old", "E", &seal, "e2", &relayed, SILENCE)
-        .await
-        .unwrap();
+    scripts::relay(
+        &mut conn, &keys, "old", "E", &seal, "e2", &relayed, SILENCE, 300,
+    )
+    .await
+    .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
     assert!(
         matches!(offset, common::redis::Resp::Bulk(None)),
@@ -797,9 +799,11 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     )
     .await;
     assert_eq!(next, Ok(Some(("e1".to_owned(), 2))));
-    scripts::relay(&mut conn, &keys, "new", "E", &seal, "e3", &relayed, SILENCE)
-        .await
-        .unwrap();
+    scripts::relay(
+        &mut conn, &keys, "new", "E", &seal, "e3", &relayed, SILENCE, 300,
+    )
+    .await
+    .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
     assert_eq!(offset.text(), "1", "numbered from the first");
 }
@@ -864,9 +868,11 @@ async fn a_silent_pollers_lease_is_taken_before_it_lapses_and_its_publishing_ref
         payload: bytes::Bytes::from_static(b"{}"),
         id: scripts::message_id("trade.results", b"{}", 0),
     }];
-    scripts::relay(&mut conn, &keys, "old", "E", &seal, "e2", &relayed, SILENCE)
-        .await
-        .unwrap();
+    scripts::relay(
+        &mut conn, &keys, "old", "E", &seal, "e2", &relayed, SILENCE, 300,
+    )
+    .await
+    .unwrap();
     let offset = redis.command(&[b"HGET", b"silent:offsets", b"trade.results"]);
     assert!(
         matches!(offset, common::redis::Resp::Bulk(None)),
@@ -1389,4 +1395,67 @@ async fn relayed_messages_published_across_the_pollers_death_reach_every_survivo
             assert_eq!(pair[1].0, pair[0].0 + 1, "contiguous offsets: {got:?}");
         }
     }
+}
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_after_relayed_messages_resumes_them_from_the_cluster() {
+    let Some(Cluster {
+        redis,
+        engines: _engines,
+        config,
+        mut daemons,
+        ..
+    }) = cluster("latejoin", 250, 2, true).await
+    else {
+        return;
+    };
+    let subscribe = r#"{"type":"SUBSCRIBE","channels":["trade.results"]}"#;
+    let mut ws = client(&daemons[0], "").await;
+    let epoch = packet_where(&mut ws, "a cluster packet", |p| {
+        p["seq"].as_u64() >= Some(1)
+    })
+    .await["epoch"]
+        .clone();
+    send_text(&mut ws, subscribe).await;
+    packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    for n in 1..=3 {
+        redis.publish("trade.results", format!(r#"{{"n":{n}}}"#));
+    }
+    assert_eq!(updates(&mut ws, 3).await[2].0, 3);
+    drop(ws);
+
+    // A daemon that started after them: the client that had the first resumes there.
+    daemons.extend(start_daemons(1, &config, &redis));
+    one_leader(&daemons).await;
+    let mut ws = client(&daemons[2], "").await;
+    packet_where(&mut ws, "a cluster packet", |p| p["epoch"] == epoch).await;
+    let resume = format!(
+        r#"{{"type":"SUBSCRIBE","channels":["trade.results"],"since":{{"trade.results":1}},"epoch":{epoch}}}"#
+    );
+    send_text(&mut ws, &resume).await;
+    let answer = packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    assert_eq!(
+        answer["resumed"],
+        json!({"trade.results": true}),
+        "{answer}"
+    );
+    redis.publish("trade.results", r#"{"n":4}"#);
+    assert_eq!(
+        updates(&mut ws, 3).await,
+        [
+            (2, json!({"n": 2})),
+            (3, json!({"n": 3})),
+            (4, json!({"n": 4}))
+        ]
+    );
+    let stream = redis.command(&[b"XLEN", b"bff:relayed:trade.results"]);
+    assert_eq!(
+        stream.integer(),
+        4,
+        "one entry per message in the channel's stream"
+    );
 }

@@ -309,12 +309,14 @@ impl Cluster {
         }
     }
 
-    /// Takes from now on only the messages of `epoch` (none when `None`).
-    fn trust(&self, epoch: Option<&str>) {
+    /// Takes from now on only the messages of `epoch` (none when `None`); whether that changed.
+    fn trust(&self, epoch: Option<&str>) -> bool {
         let mut trusted = self.shared.trusted.lock().expect("cluster lock poisoned");
-        if trusted.as_deref() != epoch {
+        let changed = trusted.as_deref() != epoch;
+        if changed {
             *trusted = epoch.map(str::to_owned);
         }
+        changed
     }
 
     /// Whether a message of `epoch` was numbered from this daemon's engine; when it is not
@@ -373,10 +375,13 @@ impl Cluster {
                         let tried =
                             scripts::acquire(&mut redis, keys, token, engine, lease, silence)
                                 .await?;
-                        if tried.engine.as_deref() == Some(engine.as_str()) {
-                            self.trust(tried.epoch.as_deref());
-                        } else {
-                            self.trust(None);
+                        let ours = tried.engine.as_deref() == Some(engine.as_str());
+                        let epoch = tried.epoch.as_deref().filter(|_| ours);
+                        if self.trust(epoch)
+                            && let Some(epoch) = epoch
+                        {
+                            // A count new here: what its channels kept, for resuming clients.
+                            self.seed_relayed(&mut redis, epoch).await;
                         }
                         match tried.taken {
                             Taken::No => Ok::<_, Failed>(Role::Follower),

@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,9 @@ use crate::hub::new_epoch;
 /// Relayed messages waiting to be numbered, and those each daemon keeps; past this (Redis
 /// slower than the channels), the newest are dropped and counted.
 pub(super) const QUEUE: usize = 8192;
+
+/// Bytes of the cluster's relayed history a daemon reads when it joins, all channels together.
+const HISTORY_BYTES: usize = 4 << 20;
 
 /// Relayed messages numbered in one round trip, at most.
 const BATCH: usize = 256;
@@ -142,16 +146,10 @@ impl Cluster {
             let mut redis = self.connection().await?;
             let (keys, token) = (&self.shared.keys, &self.shared.token);
             let (engine, seal) = (&self.shared.engine, &self.shared.seal);
-            let seen = self.keep_for() * 2;
+            let (seen, history) = (self.keep_for() * 2, self.shared.history);
+            let epoch = new_epoch();
             scripts::relay(
-                &mut redis,
-                keys,
-                token,
-                engine,
-                seal,
-                &new_epoch(),
-                offers,
-                seen,
+                &mut redis, keys, token, engine, seal, &epoch, offers, seen, history,
             )
             .await
         };
@@ -162,6 +160,37 @@ impl Cluster {
                 self.shared.metrics.redis_dropped("cluster_unreachable");
             }
         }
+    }
+
+    /// Relays here what the cluster's streams keep of `epoch`, as if heard (a daemon that joined
+    /// later can resume its clients from it): the newest `clients.resume_history` of each
+    /// channel, [`HISTORY_BYTES`] in all. Best effort: what cannot be read is not resumed.
+    pub(super) async fn seed_relayed(&self, redis: &mut MultiplexedConnection, epoch: &str) {
+        let keys = &self.shared.keys;
+        let limit = self.shared.history;
+        let messages =
+            match scripts::relayed_history(redis, keys, epoch, limit, HISTORY_BYTES).await {
+                Ok(messages) => messages,
+                Err(err) => {
+                    debug!(%err, "The cluster's relayed history not read");
+                    return;
+                }
+            };
+        for message in &messages {
+            if let Some(m) = message::parse_relayed(message)
+                && m.epoch == epoch
+                && self.admit(m.epoch, m.offset, Some(m.channel), m.tag, m.payload)
+            {
+                self.shared
+                    .hub
+                    .relay()
+                    .publish_numbered(m.epoch, m.channel, m.offset, m.payload);
+            }
+        }
+        debug!(
+            messages = messages.len(),
+            "Relayed history read from the cluster"
+        );
     }
 
     /// One relayed message, relayed here under the cluster's offset (while alone, this

@@ -47,6 +47,8 @@ pub struct Keys {
     published: String,
     /// The prefix of the keys that say a relayed message was published (`<name>:seen:<id>`).
     seen: String,
+    /// The prefix of each relayed channel's capped stream (`<name>:relayed:<channel>`).
+    streams: String,
     /// Where every packet (and the notice that the lease was released) is published.
     pub packets: String,
     /// Where every relayed message is published, numbered.
@@ -80,6 +82,7 @@ impl Keys {
             engine: format!("{name}:engine"),
             published: format!("{name}:published"),
             seen: format!("{name}:seen:"),
+            streams: format!("{name}:relayed:"),
             packets: format!("{name}:packets"),
             relay: format!("{name}:relay"),
         }
@@ -148,35 +151,38 @@ static RELEASE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
 /// the offsets of the old epoch go, and the epoch is `engine`'s. The scripts below start with
 /// it; their keys are lease, seq, epoch, history, offsets and engine.
 const EPOCH: &str = r"
-    local function epoch_or(new, engine)
+    local function epoch_or(new, engine, streams)
       local epoch = redis.call('GET', KEYS[3])
       if epoch and redis.call('EXISTS', KEYS[2]) == 1
         and redis.call('GET', KEYS[6]) == engine then return epoch end
       redis.call('SET', KEYS[3], new)
       redis.call('SET', KEYS[2], 0)
       redis.call('SET', KEYS[6], engine)
+      for _, channel in ipairs(redis.call('HKEYS', KEYS[7])) do
+        redis.call('DEL', streams .. channel)
+      end
       redis.call('DEL', KEYS[4], KEYS[5], KEYS[7])
       return new
     end
     if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 ";
 
-/// Numbers a packet: ARGV: token, new epoch, engine. `{epoch, seq}`.
+/// Numbers a packet: ARGV: token, new epoch, engine, streams' prefix. `{epoch, seq}`.
 static NUMBER: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(&format!(
         r"{EPOCH}
-          local epoch = epoch_or(ARGV[2], ARGV[3])
+          local epoch = epoch_or(ARGV[2], ARGV[3], ARGV[4])
           return {{epoch, redis.call('INCR', KEYS[2])}}"
     ))
 });
 
 /// Numbers a relayed message unless it was published already (KEYS[8], its `seen` key):
-/// ARGV: token, new epoch, channel, engine. `{epoch, offset}`.
+/// ARGV: token, new epoch, channel, engine, streams' prefix. `{epoch, offset}`.
 static NUMBER_RELAYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         r"{EPOCH}
           if redis.call('EXISTS', KEYS[8]) == 1 then return false end
-          local epoch = epoch_or(ARGV[2], ARGV[4])
+          local epoch = epoch_or(ARGV[2], ARGV[4], ARGV[5])
           return {{epoch, redis.call('HINCRBY', KEYS[5], ARGV[3], 1)}}"
     )
 });
@@ -196,13 +202,16 @@ const SEND: &str = r"
 
 static SEND_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(SEND));
 
-/// Publishes a numbered relayed message while the lease is the caller's, and notes that it was
-/// (its `seen` key, for `seen` ms; its offset as its channel's last published). KEYS: lease,
-/// seen, published; ARGV: token, relay channel, message, channel, offset, seen ms.
+/// Publishes a numbered relayed message while the lease is the caller's, notes that it was
+/// (its `seen` key, for `seen` ms; its offset as its channel's last published) and keeps it in
+/// its channel's capped stream (an entry out of order there is skipped, not the publish).
+/// KEYS: lease, seen, published, stream; ARGV: token, relay channel, message, channel, offset,
+/// seen ms, the stream's length.
 const SEND_RELAYED: &str = r"
     if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
     redis.call('SET', KEYS[2], 1, 'PX', ARGV[6])
     redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+    redis.pcall('XADD', KEYS[4], 'MAXLEN', ARGV[7], ARGV[5] .. '-1', 'm', ARGV[3])
     redis.call('PUBLISH', ARGV[2], ARGV[3])
     return 1";
 
@@ -371,7 +380,8 @@ pub async fn number(
         .key(&keys.fenced()[..])
         .arg(token)
         .arg(new_epoch)
-        .arg(engine);
+        .arg(engine)
+        .arg(&keys.streams);
     bounded("numbering", number.invoke_async(redis)).await
 }
 
@@ -442,6 +452,7 @@ pub async fn relay(
     new_epoch: &str,
     batch: &[Offer],
     seen: Duration,
+    history: usize,
 ) -> Result<(), Failed> {
     let mut pipe = redis::pipe();
     let fenced = keys.fenced();
@@ -456,7 +467,8 @@ pub async fn relay(
             .arg(token)
             .arg(new_epoch)
             .arg(&offer.channel)
-            .arg(engine);
+            .arg(engine)
+            .arg(&keys.streams);
     }
     let numbered: Vec<Option<(String, u64)>> =
         bounded("numbering relayed messages", pipe.query_async(redis)).await?;
@@ -469,22 +481,66 @@ pub async fn relay(
         sending += 1;
         pipe.cmd("EVAL")
             .arg(SEND_RELAYED)
-            .arg(3)
+            .arg(4)
             .arg(&keys.lease)
             .arg(format!("{}{}", keys.seen, offer.id))
             .arg(&keys.published)
+            .arg(format!("{}{}", keys.streams, offer.channel))
             .arg(token)
             .arg(&keys.relay)
             .arg(seal.relayed(&epoch, offset, &offer.channel, &offer.payload))
             .arg(&offer.channel)
             .arg(offset)
             .arg(seen.as_millis() as u64)
+            .arg(history)
             .ignore();
     }
     if sending == 0 {
         return Ok(());
     }
     bounded("relaying", pipe.query_async::<()>(redis)).await
+}
+
+/// Reads every relayed channel's stream for the epoch in force, oldest first per channel, up
+/// to a byte budget: KEYS: epoch, published; ARGV: epoch, streams' prefix, count per channel,
+/// bytes. The messages as published.
+static RELAYED_HISTORY: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {} end
+          local out, bytes = {}, 0
+          for _, channel in ipairs(redis.call('HKEYS', KEYS[2])) do
+            local entries = redis.call('XREVRANGE', ARGV[2] .. channel, '+', '-', 'COUNT', ARGV[3])
+            local first = #out + 1
+            for _, entry in ipairs(entries) do
+              local message = entry[2][2]
+              bytes = bytes + #message
+              if bytes > tonumber(ARGV[4]) then break end
+              table.insert(out, first, message)
+            end
+            if bytes > tonumber(ARGV[4]) then break end
+          end
+          return out",
+    )
+});
+
+/// The relayed messages of `epoch` in the cluster's streams, as published (their tags not
+/// checked here): each channel's newest `limit` at most, oldest first, and `bytes` in all.
+pub async fn relayed_history(
+    redis: &mut MultiplexedConnection,
+    keys: &Keys,
+    epoch: &str,
+    limit: usize,
+    bytes: usize,
+) -> Result<Vec<Vec<u8>>, Failed> {
+    let mut range = RELAYED_HISTORY.prepare_invoke();
+    range
+        .key(&keys.epoch)
+        .key(&keys.published)
+        .arg(epoch)
+        .arg(&keys.streams)
+        .arg(limit)
+        .arg(bytes);
+    bounded("reading the relayed history", range.invoke_async(redis)).await
 }
 
 /// Reads the history only for the epoch in force: KEYS: epoch, history; ARGV: epoch, first id,
