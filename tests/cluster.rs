@@ -1452,10 +1452,13 @@ async fn a_daemon_started_after_relayed_messages_resumes_them_from_the_cluster()
             (4, json!({"n": 4}))
         ]
     );
+    // The same message published again is another message, numbered too.
+    redis.publish("trade.results", r#"{"n":4}"#);
+    assert_eq!(updates(&mut ws, 1).await, [(5, json!({"n": 4}))]);
     let stream = redis.command(&[b"XLEN", b"bff:relayed:trade.results"]);
     assert_eq!(
         stream.integer(),
-        4,
+        5,
         "one entry per message in the channel's stream"
     );
 }

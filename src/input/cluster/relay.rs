@@ -27,6 +27,10 @@ pub(super) const QUEUE: usize = 8192;
 /// Bytes of the cluster's relayed history a daemon reads when it joins, all channels together.
 const HISTORY_BYTES: usize = 4 << 20;
 
+/// How much longer Redis remembers a relayed message was published than a new poller reaches
+/// back for what it heard.
+const SEEN_MARGIN: Duration = Duration::from_secs(1);
+
 /// Relayed messages numbered in one round trip, at most.
 const BATCH: usize = 256;
 
@@ -58,10 +62,11 @@ impl Kept {
         offer
     }
 
-    /// Forgets what was heard longer than `keep_for` before `now`, and past [`QUEUE`].
+    /// Forgets what was heard longer than `keep_for` before `now`, and past [`QUEUE`] (twice
+    /// over: a new poller offers the newest).
     fn forget(&mut self, now: Instant, keep_for: Duration) {
         while let Some((at, offer)) = self.offers.front() {
-            if now.duration_since(*at) < keep_for && self.offers.len() < QUEUE {
+            if now.duration_since(*at) < keep_for && self.offers.len() < 2 * QUEUE {
                 break;
             }
             let base = offer.id.rsplit_once(':').map_or("", |(base, _)| base);
@@ -91,10 +96,22 @@ impl Cluster {
         }
     }
 
-    /// How long a daemon keeps what it heard: past the silence after which a poller is
-    /// replaced, and a lease more (its last renewal); what is older, a poller numbered.
+    /// How far back a new poller offers what it heard: past the silence after which a poller
+    /// is replaced, and a lease more (its last renewal); what is older, a poller numbered.
     fn keep_for(&self) -> Duration {
         self.shared.silence + Duration::from_millis(self.shared.config.lease_ms)
+    }
+
+    /// How long Redis remembers a message was published: longer than a new poller reaches back.
+    fn seen_for(&self) -> Duration {
+        self.keep_for() + SEEN_MARGIN
+    }
+
+    /// How long a message counts for the id of the next with the same channel and payload:
+    /// longer than it is remembered as published, so a repeat either gets another id or finds
+    /// the first forgotten.
+    fn count_for(&self) -> Duration {
+        self.seen_for() + self.keep_for()
     }
 
     /// Keeps what is heard, in order, and numbers it while this daemon leads; on taking the
@@ -109,7 +126,7 @@ impl Cluster {
         let mut kept = Kept::default();
         let mut roles = self.roles();
         let mut leading = self.role() == Role::Leader;
-        let keep_for = self.keep_for();
+        let (keep_for, count_for) = (self.keep_for(), self.count_for());
         loop {
             let offers: Vec<Offer> = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -117,7 +134,7 @@ impl Cluster {
                     if got == 0 {
                         return;
                     }
-                    let offers = batch.drain(..).map(|heard| kept.keep(heard, keep_for)).collect();
+                    let offers = batch.drain(..).map(|heard| kept.keep(heard, count_for)).collect();
                     if !leading {
                         continue;
                     }
@@ -130,8 +147,13 @@ impl Cluster {
                     if !took {
                         continue;
                     }
-                    kept.forget(Instant::now(), keep_for);
-                    kept.offers.iter().map(|(_, offer)| offer.clone()).collect()
+                    let now = Instant::now();
+                    kept.forget(now, count_for);
+                    kept.offers
+                        .iter()
+                        .filter(|(at, _)| now.duration_since(*at) < keep_for)
+                        .map(|(_, offer)| offer.clone())
+                        .collect()
                 }
             };
             for chunk in offers.chunks(BATCH) {
@@ -146,7 +168,7 @@ impl Cluster {
             let mut redis = self.connection().await?;
             let (keys, token) = (&self.shared.keys, &self.shared.token);
             let (engine, seal) = (&self.shared.engine, &self.shared.seal);
-            let (seen, history) = (self.keep_for() * 2, self.shared.history);
+            let (seen, history) = (self.seen_for(), self.shared.history);
             let epoch = new_epoch();
             scripts::relay(
                 &mut redis, keys, token, engine, seal, &epoch, offers, seen, history,
