@@ -1462,3 +1462,183 @@ async fn a_daemon_started_after_relayed_messages_resumes_them_from_the_cluster()
         "one entry per message in the channel's stream"
     );
 }
+
+/// A `redis-server --sentinel` watching `master` as `m` (quorum 1, down after 1 s), killed when
+/// dropped.
+struct SentinelProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl SentinelProcess {
+    fn start(master: &RedisServer) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("sentinel-{port}-{}.conf", std::process::id()));
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nsentinel monitor m 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds m 1000\nsentinel failover-timeout m 5000\n",
+                master.port()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        Self { child, addr }
+    }
+
+    /// The Sentinel's array answer to `args`; `None` while it does not listen (or know `m`).
+    fn ask(&self, args: &[&[u8]]) -> Option<Vec<common::redis::Resp>> {
+        use std::io::Write;
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        stream
+            .write_all(&common::redis::encode_command(args))
+            .ok()?;
+        match common::redis::read_reply(&mut std::io::BufReader::new(stream)).ok()? {
+            common::redis::Resp::Array(Some(items)) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The master's port, as the Sentinel says now.
+    fn master_port(&self) -> Option<u16> {
+        let answer = self.ask(&[b"SENTINEL", b"get-master-addr-by-name", b"m"])?;
+        answer.get(1).and_then(|port| port.text().parse().ok())
+    }
+
+    /// How many replicas of `m` the Sentinel knows.
+    fn replicas(&self) -> usize {
+        self.ask(&[b"SENTINEL", b"replicas", b"m"])
+            .map_or(0, |answer| answer.len())
+    }
+}
+
+impl Drop for SentinelProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_sentinel_the_daemons_follow_the_new_master_after_a_failover() {
+    let (Some(mut master), Some(replica)) = (RedisServer::start(), RedisServer::start()) else {
+        return;
+    };
+    let of = master.port().to_string();
+    replica.command(&[b"REPLICAOF", b"127.0.0.1", of.as_bytes()]);
+    within("the replica in sync", async {
+        while !replica
+            .command(&[b"INFO", b"replication"])
+            .text()
+            .contains("master_link_status:up")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let sentinel = SentinelProcess::start(&master);
+    within("the Sentinel to know the replica", async {
+        while sentinel.replicas() == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let url = format!("redis+sentinel://{}/m", sentinel.addr);
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "sentinel", 1000);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!("[redis]\nurl = \"{url}\"\n");
+    std::fs::write(&config, text).unwrap();
+    let daemons: Vec<BffProcess> = (0..2)
+        .map(|_| {
+            BffProcess::start(
+                &[
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--cluster",
+                    &url,
+                ],
+                &[],
+            )
+        })
+        .collect();
+    let leader = one_leader(&daemons).await;
+    let follower = &daemons[1 - leader];
+    let mut ws = client(follower, "").await;
+    send_text(
+        &mut ws,
+        r#"{"type":"SUBSCRIBE","channels":["trade.results"]}"#,
+    )
+    .await;
+    packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    let before = packet_where(&mut ws, "a cluster packet", |p| p["seq"].as_u64() > Some(0)).await;
+    let at = Instant::now();
+    master.kill();
+
+    // The first packet after the kill (the follower alone, or the cluster again), then the
+    // first of the cluster on the new master.
+    let after = packet_where(&mut ws, "a packet after the kill", |p| {
+        p["type"] == "TELEMETRY" && p["seq"] != before["seq"]
+    })
+    .await;
+    let waited = at.elapsed();
+    let failed_over = within("the Sentinel to promote the replica", async {
+        while sentinel.master_port() != Some(replica.port()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        at.elapsed()
+    })
+    .await;
+    eprintln!(
+        "Sentinel failover within {failed_over:?}; the follower's client waited {} ms for a \
+         packet (seq {} of {} then {} of {})",
+        waited.as_millis(),
+        before["seq"],
+        before["epoch"],
+        after["seq"],
+        after["epoch"]
+    );
+    // One cluster again, on the new master: one leader, its epoch the one in Redis.
+    one_leader(&daemons).await;
+    let epoch = replica.command(&[b"GET", b"bff:epoch"]).text();
+    packet_where(&mut ws, "a packet of the cluster on the new master", |p| {
+        p["epoch"] == epoch.as_str()
+    })
+    .await;
+    // The engine's events come from the new master too: a relayed message reaches the client.
+    within("both daemons subscribed on the new master", async {
+        while replica
+            .command(&[b"PUBSUB", b"NUMSUB", b"trade.results"])
+            .array()[1]
+            .integer()
+            < 2
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    replica.publish("trade.results", r#"{"n":1}"#);
+    let update = packet_where(&mut ws, "an UPDATE", |p| p["type"] == "UPDATE").await;
+    assert_eq!(update["data"], json!({"n": 1}));
+}

@@ -15,6 +15,7 @@ use super::seal::Rejected;
 use super::{CONNECT_TIMEOUT, Cluster, Role, Shared, message};
 use crate::hub::packet::Telemetry;
 use crate::hub::{History, Older};
+use crate::input::redis::sentinel;
 
 /// At most one log line per this long about messages refused for their tag; the rest are
 /// counted (in the next line, and in `bff_cluster_rejected_total`).
@@ -77,9 +78,11 @@ impl Cluster {
     }
 
     async fn follow_once(&self) -> String {
-        let client = match redis::Client::open(self.shared.config.url.expose()) {
-            Ok(client) => client,
-            Err(err) => return format!("bad cluster.url: {err}"),
+        let url = self.shared.config.url.expose();
+        let client = match timeout(CONNECT_TIMEOUT, sentinel::client(url)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(err)) => return format!("cluster.url: {err}"),
+            Err(_) => return "asking the Sentinels timed out".into(),
         };
         let mut pubsub = match timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
             Ok(Ok(pubsub)) => pubsub,

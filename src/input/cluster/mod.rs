@@ -40,6 +40,7 @@ use self::seal::Seal;
 use crate::config::{ClusterConfig, Config};
 pub use crate::hub::Role;
 use crate::hub::{Hub, Mode, new_epoch};
+use crate::input::redis::sentinel;
 use crate::metrics::Metrics;
 
 /// How long the poller may publish nothing before a follower takes its lease: a period, the
@@ -262,8 +263,12 @@ impl Cluster {
         {
             return Ok(redis);
         }
-        let client = redis::Client::open(self.shared.config.url.expose())
-            .map_err(|e| format!("bad cluster.url: {e}"))?;
+        let url = self.shared.config.url.expose();
+        let client = match timeout(CONNECT_TIMEOUT, sentinel::client(url)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(err)) => return Err(format!("cluster.url: {err}")),
+            Err(_) => return Err("asking the Sentinels timed out".into()),
+        };
         let redis = match timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await
         {
             Ok(Ok(redis)) => redis,
