@@ -123,10 +123,9 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let cluster = config.cluster.enabled().then(|| {
         Cluster::start(
-            config.cluster.clone(),
+            &config,
             hub.clone(),
             metrics.clone(),
-            config.clients.resume_history,
             &tracker,
             shutdown.clone(),
         )

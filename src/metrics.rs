@@ -168,7 +168,7 @@ metrics_table! {
     ),
     cluster_role: Family<RoleLabel, Gauge> = (
         "cluster_role",
-        "1 for this daemon's role in its cluster now (joining, leader, follower, fallback), 0 for the others; absent without [cluster]",
+        "1 for this daemon's role in its cluster now (joining, leader, follower, fallback, apart), 0 for the others; absent without [cluster]",
         Family::default()
     ),
     mood_changes: Family<RegimeLabel, Counter> = (

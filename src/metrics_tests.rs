@@ -22,7 +22,8 @@ fn rendered() -> String {
     metrics.redis_dropped("not_json");
     metrics.redis_reconnect();
     metrics.cluster_role(
-        ["joining", "leader", "follower", "fallback"].map(|role| (role, role == "follower")),
+        ["joining", "leader", "follower", "fallback", "apart"]
+            .map(|role| (role, role == "follower")),
     );
     metrics.cluster_rejected("bad_tag");
     metrics.mood_changed("crash");

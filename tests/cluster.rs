@@ -1,7 +1,7 @@
 //! Several daemons, one poll: three real `bff` processes, a real `redis-server` and a test
 //! engine per daemon (so its hits say which daemon polled), all on free ports. One daemon polls
 //! and every daemon's clients see the same `seq`; the poller stopping or killed is replaced (not
-//! before its lease lapses), a follower killed touches only its own clients; Redis gone or
+//! before its sign of life lapses, a period or so after its last packet), a follower killed touches only its own clients; Redis gone or
 //! paused makes each daemon poll alone and serve on, and one poller is elected again when it is
 //! back; a client resumes on another daemon exactly where it left off. With
 //! `cluster.secret_file`, what anyone else publishes on the cluster's channels reaches nobody;
@@ -30,7 +30,8 @@ fn config_file(engine: &FakeEngine, name: &str, poll_ms: u64) -> PathBuf {
         .join(format!("cluster-{name}-{}.toml", std::process::id()));
     let text = format!(
         "[engine]\nurl = \"http://{}\"\nstate = \"/state\"\nagents = \"/agents\"\nmodels = \"/models\"\n\
-         poll_interval_ms = {poll_ms}\ntimeout_ms = {}\n[cluster]\nlease_ms = 2000\n",
+         poll_interval_ms = {poll_ms}\ntimeout_ms = {}\n[cluster]\nlease_ms = 2000\n\
+         engine_id = \"the test engine\"\n",
         engine.addr,
         poll_ms * 3 / 4
     );
@@ -265,12 +266,13 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
         }
     }
 
-    // SIGKILL: the lease lapses (2 s) and the other daemon takes over; seq still carries on.
+    // SIGKILL: the dead poller goes silent and the other daemon takes over once its sign of
+    // life lapses (before its lease does); seq still carries on.
     let survivor = 1 - new_leader;
     let mut ws = client(&daemons[survivor], "").await;
     let mut last = next_packet(&mut ws).await;
-    // What is left of the leader's lease as it dies: nobody may take over before that lapses
-    // (a renewal after this reading only moves the lapse later).
+    // What is left of the leader's sign of life as it dies: nobody may take over before that
+    // lapses (a packet after this reading only moves the lapse later).
     let mut conn = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -278,11 +280,11 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
         .unwrap();
     let asked_at = Instant::now();
     let left: i64 = redis::cmd("PTTL")
-        .arg("bff:lease")
+        .arg("bff:alive")
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(left > 0, "the leader holds the lease: PTTL {left}");
+    assert!(left > 0, "the leader is alive: PTTL {left}");
     daemons[new_leader].signal(libc::SIGKILL);
     daemons[new_leader].wait_exit();
     let took_over = within("the survivor to take over", async {
@@ -293,11 +295,11 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
     })
     .await;
     eprintln!(
-        "after SIGKILL of the leader: the survivor led after {took_over:?}, lease left {left} ms"
+        "after SIGKILL of the leader: the survivor led after {took_over:?}, sign of life left {left} ms"
     );
     assert!(
         took_over >= Duration::from_millis(left.unsigned_abs()),
-        "the survivor led {took_over:?} after the reading, when the dead leader's lease still had {left} ms"
+        "the survivor led {took_over:?} after the reading, when the dead leader's sign of life still had {left} ms"
     );
     let mut next = next_packet(&mut ws).await;
     while next["seq"] == last["seq"] {
@@ -722,12 +724,17 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     let keys = Keys::new("fenced");
     let short = Duration::from_millis(100);
     assert!(
-        scripts::acquire(&mut conn, &keys, "old", short)
+        scripts::acquire(&mut conn, &keys, "old", "E", short, short)
             .await
             .unwrap()
+            .taken
+            .taken()
     );
     let seal = Seal::new("");
-    let first = scripts::publish(&mut conn, &keys, "old", &seal, "{}", 300, "e1").await;
+    let first = scripts::publish(
+        &mut conn, &keys, "old", "E", &seal, "{}", 300, SILENCE, "e1",
+    )
+    .await;
     assert_eq!(first, Ok(Some(("e1".to_owned(), 1))));
 
     // The old holder is paused past its lease (Redis has let the key go); another takes it.
@@ -747,20 +754,39 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     .await;
     let lease = Duration::from_secs(5);
     assert!(
-        scripts::acquire(&mut conn, &keys, "new", lease)
+        scripts::acquire(&mut conn, &keys, "new", "E", lease, lease)
             .await
             .unwrap()
+            .taken
+            .taken()
     );
-    let late = scripts::publish(&mut conn, &keys, "old", &seal, r#"{"late":1}"#, 300, "e2").await;
+    let late = scripts::publish(
+        &mut conn,
+        &keys,
+        "old",
+        "E",
+        &seal,
+        r#"{"late":1}"#,
+        300,
+        SILENCE,
+        "e2",
+    )
+    .await;
     assert_eq!(
         late,
         Ok(None),
         "refused: the lease is no longer the old holder's"
     );
-    let relayed = [("trade.results".to_owned(), bytes::Bytes::from_static(b"{}"))];
-    scripts::relay(&mut conn, &keys, "old", &seal, "e2", &relayed)
-        .await
-        .unwrap();
+    let relayed = [scripts::Offer {
+        channel: "trade.results".to_owned(),
+        payload: bytes::Bytes::from_static(b"{}"),
+        id: scripts::message_id("trade.results", b"{}", 0),
+    }];
+    scripts::relay(
+        &mut conn, &keys, "old", "E", &seal, "e2", &relayed, SILENCE, 300,
+    )
+    .await
+    .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
     assert!(
         matches!(offset, common::redis::Resp::Bulk(None)),
@@ -768,13 +794,106 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
     );
 
     // The count carries on under the new holder, in the same epoch, with nothing in between.
-    let next = scripts::publish(&mut conn, &keys, "new", &seal, "{}", 300, "e3").await;
+    let next = scripts::publish(
+        &mut conn, &keys, "new", "E", &seal, "{}", 300, SILENCE, "e3",
+    )
+    .await;
     assert_eq!(next, Ok(Some(("e1".to_owned(), 2))));
-    scripts::relay(&mut conn, &keys, "new", &seal, "e3", &relayed)
-        .await
-        .unwrap();
+    scripts::relay(
+        &mut conn, &keys, "new", "E", &seal, "e3", &relayed, SILENCE, 300,
+    )
+    .await
+    .unwrap();
     let offset = redis.command(&[b"HGET", b"fenced:offsets", b"trade.results"]);
     assert_eq!(offset.text(), "1", "numbered from the first");
+}
+
+/// A poller's sign of life long enough never to lapse in a test that does not wait for it.
+const SILENCE: Duration = Duration::from_secs(60);
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_pollers_lease_is_taken_before_it_lapses_and_its_publishing_refused() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys = Keys::new("silent");
+    let (lease, silence) = (Duration::from_secs(60), Duration::from_millis(300));
+    let seal = Seal::new("");
+    let taker = conn.clone();
+    let take = |token: &'static str| {
+        let (mut conn, keys) = (taker.clone(), keys.clone());
+        async move {
+            scripts::acquire(&mut conn, &keys, token, "E", lease, silence)
+                .await
+                .unwrap()
+                .taken
+        }
+    };
+    assert_eq!(take("old").await, scripts::Taken::Free);
+    let first = scripts::publish(
+        &mut conn, &keys, "old", "E", &seal, "{}", 300, silence, "e1",
+    )
+    .await;
+    assert_eq!(first, Ok(Some(("e1".to_owned(), 1))));
+    // Within its silence the poller keeps its lease, and its own try keeps it too.
+    assert_eq!(take("new").await, scripts::Taken::No);
+    assert_eq!(take("old").await, scripts::Taken::Free);
+
+    // Silent past it (killed, paused): its lease, far from lapsing, is taken from it.
+    within("the poller's sign of life to lapse", async {
+        while redis.command(&[b"PTTL", b"silent:alive"]).integer() != -2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(redis.command(&[b"PTTL", b"silent:lease"]).integer() > 50_000);
+    assert_eq!(take("new").await, scripts::Taken::Silent);
+    // From then on the old one is refused: one publisher in the epoch, numbered on.
+    let late = scripts::publish(
+        &mut conn, &keys, "old", "E", &seal, "{}", 300, silence, "e2",
+    )
+    .await;
+    assert_eq!(late, Ok(None), "refused: the lease was taken");
+    let relayed = [scripts::Offer {
+        channel: "trade.results".to_owned(),
+        payload: bytes::Bytes::from_static(b"{}"),
+        id: scripts::message_id("trade.results", b"{}", 0),
+    }];
+    scripts::relay(
+        &mut conn, &keys, "old", "E", &seal, "e2", &relayed, SILENCE, 300,
+    )
+    .await
+    .unwrap();
+    let offset = redis.command(&[b"HGET", b"silent:offsets", b"trade.results"]);
+    assert!(
+        matches!(offset, common::redis::Resp::Bulk(None)),
+        "{offset:?}"
+    );
+    assert!(
+        !scripts::renew(&mut conn, &keys, "old", lease)
+            .await
+            .unwrap(),
+        "the old poller's renewal finds another token"
+    );
+    assert_eq!(
+        take("old").await,
+        scripts::Taken::No,
+        "the new one is alive"
+    );
+    let next = scripts::publish(
+        &mut conn, &keys, "new", "E", &seal, "{}", 300, silence, "e3",
+    )
+    .await;
+    assert_eq!(next, Ok(Some(("e1".to_owned(), 2))));
 }
 
 /// `config` with `[cluster]` signing with `secret` (written to a file next to it); the new
@@ -1163,4 +1282,486 @@ async fn followers_hear_the_leaders_regime_and_a_new_poller_carries_the_mood_on(
         assert_eq!(packet["data"]["mood"], last["data"]["mood"]);
         assert_eq!(packet["data"]["alerts"], last["data"]["alerts"]);
     }
+}
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_pollers_silence_is_noticed_and_the_survivors_clients_wait_little() {
+    let Some(Cluster {
+        redis: _redis,
+        engines: _engines,
+        mut daemons,
+        leader,
+        ..
+    }) = cluster("gap", 1000, 3, false).await
+    else {
+        return;
+    };
+    let mut watchers = Vec::new();
+    for (i, daemon) in daemons.iter().enumerate() {
+        if i != leader {
+            let mut ws = client(daemon, "").await;
+            next_packet(&mut ws).await;
+            watchers.push(ws);
+        }
+    }
+    // The last packet before the kill, at each survivor's client; the kill right after it, so
+    // the gap is the whole of the silence.
+    let mut last = Vec::new();
+    let first = next_packet(&mut watchers[0]).await;
+    last.push((first.clone(), Instant::now()));
+    let seq = first["seq"].as_u64().unwrap();
+    let second = packet_from(&mut watchers[1], first["epoch"].as_str().unwrap(), seq).await;
+    assert_eq!(second["seq"].as_u64(), Some(seq), "both at the same packet");
+    last.push((second, Instant::now()));
+    daemons[leader].signal(libc::SIGKILL);
+    daemons[leader].wait_exit();
+    let mut dead = daemons.remove(leader);
+    dead.close_output();
+
+    for (ws, (before, at)) in watchers.iter_mut().zip(&last) {
+        let after = packet_where(ws, "a packet after the kill", |p| {
+            p["epoch"] == before["epoch"] && p["seq"].as_u64() > before["seq"].as_u64()
+        })
+        .await;
+        eprintln!(
+            "gap after SIGKILL of the poller (1 Hz, default lease): {} ms (seq {} then {})",
+            at.elapsed().as_millis(),
+            before["seq"],
+            after["seq"]
+        );
+    }
+    // Taken over for the poller's silence, not once its lease lapsed.
+    let new_leader = one_leader(&daemons).await;
+    let line = daemons[new_leader].line_containing("Poller lease taken");
+    assert!(line.contains("silent"), "{line}");
+}
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_of_another_engine_follows_none_of_the_cluster_and_says_why() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (ours, theirs) = (FakeEngine::samples().await, FakeEngine::samples().await);
+    let config = config_file(&ours, "engine-ours", 250);
+    let mut daemons = start_daemons(1, &config, &redis);
+    one_leader(&daemons).await;
+    // Another engine (told by its URLs: no engine_id), reached with a password in its URL.
+    let other = config_file(&theirs, "engine-theirs", 250);
+    let text = std::fs::read_to_string(&other)
+        .unwrap()
+        .replace("engine_id = \"the test engine\"\n", "")
+        .replace("url = \"http://", "url = \"http://watcher:s3cret@");
+    std::fs::write(&other, text).unwrap();
+    let mut apart = start_daemons(1, &other, &redis).remove(0);
+    let why = apart.line_containing("The cluster's poller polls another engine");
+    assert!(why.contains("cluster_engine="), "{why}");
+    let said = within("the other engine's daemon to say so", async {
+        loop {
+            let said = health(&apart).await;
+            if said["mode"] == "apart" && said["seq"].as_u64() > Some(0) {
+                return said;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(said["state"], "degraded", "{said}");
+
+    // Its clients get its own engine's packets, never the cluster's; the cluster's get theirs.
+    let mut watcher = client(&daemons[0], "").await;
+    let cluster_epoch = packet_where(&mut watcher, "a cluster packet", |p| {
+        p["seq"].as_u64() > Some(0)
+    })
+    .await["epoch"]
+        .clone();
+    let polled = theirs.hits("/state");
+    let mut ws = client(&apart, "").await;
+    for _ in 0..4 {
+        let packet = next_packet(&mut ws).await;
+        assert_ne!(packet["epoch"], cluster_epoch, "{packet}");
+    }
+    assert!(theirs.hits("/state") > polled, "it polls its own engine");
+
+    // A daemon of the cluster's engine follows, and logs what it sends on.
+    daemons.extend(start_daemons(1, &config, &redis));
+    let line = daemons[1].line_containing("Telemetry published");
+    assert!(line.contains("role=follower"), "{line}");
+    assert_eq!(health(&daemons[1]).await["mode"], "follower");
+    let mut follower = client(&daemons[1], "").await;
+    let packet = packet_where(&mut follower, "a cluster packet", |p| {
+        p["seq"].as_u64() > Some(0)
+    })
+    .await;
+    assert_eq!(packet["epoch"], cluster_epoch);
+
+    // The cluster's poller dies while its follower is paused, and the other engine's daemon
+    // takes the lease: the follower, woken, sends none of that engine's packets on.
+    let ours_engine = redis.command(&[b"GET", b"bff:engine"]).text();
+    daemons[1].signal(libc::SIGSTOP);
+    daemons[0].signal(libc::SIGKILL);
+    daemons[0].wait_exit();
+    within("the other engine's daemon to lead and number", async {
+        while redis.command(&[b"GET", b"bff:engine"]).text() == ours_engine {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let theirs_epoch = redis.command(&[b"GET", b"bff:epoch"]).text();
+    assert_ne!(Value::String(theirs_epoch.clone()), cluster_epoch);
+    daemons[1].signal(libc::SIGCONT);
+    let mut apart_packets = 0;
+    within("the woken follower to be apart", async {
+        while apart_packets < 3 {
+            let packet = next_packet(&mut follower).await;
+            assert_ne!(
+                packet["epoch"],
+                theirs_epoch.as_str(),
+                "another engine's packet: {packet}"
+            );
+            if packet["epoch"] != cluster_epoch {
+                apart_packets += 1;
+            }
+        }
+    })
+    .await;
+    assert_eq!(health(&daemons[1]).await["mode"], "apart");
+
+    apart.signal(libc::SIGTERM);
+    apart.wait_exit();
+    let log = apart.log().join("\n");
+    assert!(!log.contains("s3cret"), "a credential in the log:\n{log}");
+}
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_messages_published_across_the_pollers_death_reach_every_survivor_once() {
+    let Some(Cluster {
+        redis,
+        engines: _engines,
+        mut daemons,
+        leader,
+        ..
+    }) = cluster("relayloss", 1000, 3, true).await
+    else {
+        return;
+    };
+    let subscribe = r#"{"type":"SUBSCRIBE","channels":["trade.results"]}"#;
+    let mut watchers = Vec::new();
+    for (i, daemon) in daemons.iter().enumerate() {
+        if i != leader {
+            let mut ws = client(daemon, "").await;
+            send_text(&mut ws, subscribe).await;
+            packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+            watchers.push(ws);
+        }
+    }
+    // One message every 50 ms, from before the kill to well after the takeover.
+    const MESSAGES: u64 = 80;
+    let url = redis.url();
+    let publisher = tokio::spawn(async move {
+        let mut conn = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut every = tokio::time::interval(Duration::from_millis(50));
+        for n in 1..=MESSAGES {
+            every.tick().await;
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg("trade.results")
+                .arg(format!(r#"{{"n":{n}}}"#))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    });
+    // A few relayed by the poller, then it dies.
+    let first = updates(&mut watchers[0], 5).await;
+    daemons[leader].signal(libc::SIGKILL);
+    daemons[leader].wait_exit();
+    let mut dead = daemons.remove(leader);
+    dead.close_output();
+    publisher.await.unwrap();
+
+    for (i, ws) in watchers.iter_mut().enumerate() {
+        let mut got = if i == 0 { first.clone() } else { Vec::new() };
+        let rest = within("every message", async {
+            let mut rest = Vec::new();
+            while got.len() + rest.len() < MESSAGES as usize {
+                rest.extend(updates(ws, 1).await);
+            }
+            rest
+        })
+        .await;
+        got.extend(rest);
+        let ns: Vec<u64> = got
+            .iter()
+            .map(|(_, data)| data["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            ns,
+            (1..=MESSAGES).collect::<Vec<_>>(),
+            "every message, once, in order"
+        );
+        for pair in got.windows(2) {
+            assert_eq!(pair[1].0, pair[0].0 + 1, "contiguous offsets: {got:?}");
+        }
+    }
+}
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_after_relayed_messages_resumes_them_from_the_cluster() {
+    let Some(Cluster {
+        redis,
+        engines: _engines,
+        config,
+        mut daemons,
+        ..
+    }) = cluster("latejoin", 250, 2, true).await
+    else {
+        return;
+    };
+    let subscribe = r#"{"type":"SUBSCRIBE","channels":["trade.results"]}"#;
+    let mut ws = client(&daemons[0], "").await;
+    let epoch = packet_where(&mut ws, "a cluster packet", |p| {
+        p["seq"].as_u64() >= Some(1)
+    })
+    .await["epoch"]
+        .clone();
+    send_text(&mut ws, subscribe).await;
+    packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    for n in 1..=3 {
+        redis.publish("trade.results", format!(r#"{{"n":{n}}}"#));
+    }
+    assert_eq!(updates(&mut ws, 3).await[2].0, 3);
+    drop(ws);
+
+    // A daemon that started after them: the client that had the first resumes there.
+    daemons.extend(start_daemons(1, &config, &redis));
+    one_leader(&daemons).await;
+    let mut ws = client(&daemons[2], "").await;
+    packet_where(&mut ws, "a cluster packet", |p| p["epoch"] == epoch).await;
+    let resume = format!(
+        r#"{{"type":"SUBSCRIBE","channels":["trade.results"],"since":{{"trade.results":1}},"epoch":{epoch}}}"#
+    );
+    send_text(&mut ws, &resume).await;
+    let answer = packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    assert_eq!(
+        answer["resumed"],
+        json!({"trade.results": true}),
+        "{answer}"
+    );
+    redis.publish("trade.results", r#"{"n":4}"#);
+    assert_eq!(
+        updates(&mut ws, 3).await,
+        [
+            (2, json!({"n": 2})),
+            (3, json!({"n": 3})),
+            (4, json!({"n": 4}))
+        ]
+    );
+    // The same message published again is another message, numbered too.
+    redis.publish("trade.results", r#"{"n":4}"#);
+    assert_eq!(updates(&mut ws, 1).await, [(5, json!({"n": 4}))]);
+    let stream = redis.command(&[b"XLEN", b"bff:relayed:trade.results"]);
+    assert_eq!(
+        stream.integer(),
+        5,
+        "one entry per message in the channel's stream"
+    );
+}
+
+/// A `redis-server --sentinel` watching `master` as `m` (quorum 1, down after 1 s), killed when
+/// dropped.
+struct SentinelProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl SentinelProcess {
+    fn start(master: &RedisServer) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("sentinel-{port}-{}.conf", std::process::id()));
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nsentinel monitor m 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds m 1000\nsentinel failover-timeout m 5000\n",
+                master.port()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        Self { child, addr }
+    }
+
+    /// The Sentinel's array answer to `args`; `None` while it does not listen (or know `m`).
+    fn ask(&self, args: &[&[u8]]) -> Option<Vec<common::redis::Resp>> {
+        use std::io::Write;
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        stream
+            .write_all(&common::redis::encode_command(args))
+            .ok()?;
+        match common::redis::read_reply(&mut std::io::BufReader::new(stream)).ok()? {
+            common::redis::Resp::Array(Some(items)) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The master's port, as the Sentinel says now.
+    fn master_port(&self) -> Option<u16> {
+        let answer = self.ask(&[b"SENTINEL", b"get-master-addr-by-name", b"m"])?;
+        answer.get(1).and_then(|port| port.text().parse().ok())
+    }
+
+    /// How many replicas of `m` the Sentinel knows.
+    fn replicas(&self) -> usize {
+        self.ask(&[b"SENTINEL", b"replicas", b"m"])
+            .map_or(0, |answer| answer.len())
+    }
+}
+
+impl Drop for SentinelProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg_attr(
+    bff_no_redis,
+    ignore = "redis-server not found: apt-get install redis-server"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_sentinel_the_daemons_follow_the_new_master_after_a_failover() {
+    let (Some(mut master), Some(replica)) = (RedisServer::start(), RedisServer::start()) else {
+        return;
+    };
+    let of = master.port().to_string();
+    replica.command(&[b"REPLICAOF", b"127.0.0.1", of.as_bytes()]);
+    within("the replica in sync", async {
+        while !replica
+            .command(&[b"INFO", b"replication"])
+            .text()
+            .contains("master_link_status:up")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let sentinel = SentinelProcess::start(&master);
+    within("the Sentinel to know the replica", async {
+        while sentinel.replicas() == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let url = format!("redis+sentinel://{}/m", sentinel.addr);
+    let engine = FakeEngine::samples().await;
+    let config = config_file(&engine, "sentinel", 1000);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!("[redis]\nurl = \"{url}\"\n");
+    std::fs::write(&config, text).unwrap();
+    let daemons: Vec<BffProcess> = (0..2)
+        .map(|_| {
+            BffProcess::start(
+                &[
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--cluster",
+                    &url,
+                ],
+                &[],
+            )
+        })
+        .collect();
+    let leader = one_leader(&daemons).await;
+    let follower = &daemons[1 - leader];
+    let mut ws = client(follower, "").await;
+    send_text(
+        &mut ws,
+        r#"{"type":"SUBSCRIBE","channels":["trade.results"]}"#,
+    )
+    .await;
+    packet_where(&mut ws, "SUBSCRIBED", |p| p["type"] == "SUBSCRIBED").await;
+    let before = packet_where(&mut ws, "a cluster packet", |p| p["seq"].as_u64() > Some(0)).await;
+    let at = Instant::now();
+    master.kill();
+
+    // The first packet after the kill (the follower alone, or the cluster again), then the
+    // first of the cluster on the new master.
+    let after = packet_where(&mut ws, "a packet after the kill", |p| {
+        p["type"] == "TELEMETRY" && p["seq"] != before["seq"]
+    })
+    .await;
+    let waited = at.elapsed();
+    let failed_over = within("the Sentinel to promote the replica", async {
+        while sentinel.master_port() != Some(replica.port()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        at.elapsed()
+    })
+    .await;
+    eprintln!(
+        "Sentinel failover within {failed_over:?}; the follower's client waited {} ms for a \
+         packet (seq {} of {} then {} of {})",
+        waited.as_millis(),
+        before["seq"],
+        before["epoch"],
+        after["seq"],
+        after["epoch"]
+    );
+    // One cluster again, on the new master: one leader, its epoch the one in Redis.
+    one_leader(&daemons).await;
+    let epoch = replica.command(&[b"GET", b"bff:epoch"]).text();
+    packet_where(&mut ws, "a packet of the cluster on the new master", |p| {
+        p["epoch"] == epoch.as_str()
+    })
+    .await;
+    // The engine's events come from the new master too: a relayed message reaches the client.
+    within("both daemons subscribed on the new master", async {
+        while replica
+            .command(&[b"PUBSUB", b"NUMSUB", b"trade.results"])
+            .array()[1]
+            .integer()
+            < 2
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    replica.publish("trade.results", r#"{"n":1}"#);
+    let update = packet_where(&mut ws, "an UPDATE", |p| p["type"] == "UPDATE").await;
+    assert_eq!(update["data"], json!({"n": 1}));
 }

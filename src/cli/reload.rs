@@ -97,6 +97,11 @@ pub fn with_demo_engine(mut config: Config, demo: Option<SocketAddr>) -> Config 
             config.engine.agents,
             config.engine.models,
         ) = (defaults.state, defaults.agents, defaults.models);
+        // Every --demo daemon polls the same simulated engine, whatever port its simulator
+        // drew: a restarted one carries on in its cluster's epoch.
+        if config.cluster.engine_id.is_empty() {
+            config.cluster.engine_id = "demo".into();
+        }
     }
     config
 }

@@ -18,13 +18,17 @@ pub struct ClusterConfig {
     pub url: RedisUrl,
     /// The prefix of the cluster's keys and channels, so several clusters can share a Redis.
     pub name: String,
-    /// How long the poller's lease lasts without a renewal: the longest a killed poller leaves
-    /// the cluster without packets.
+    /// How long the poller's lease lasts without a renewal; half of it is the least silence
+    /// after which a follower replaces a poller that publishes nothing.
     pub lease_ms: u64,
     /// A file holding the secret every daemon of the cluster signs what it publishes with, and
     /// checks what it takes with (surrounding whitespace ignored); none: anyone who can publish
     /// on the cluster's Redis feeds the dashboards.
     pub secret_file: Option<PathBuf>,
+    /// Names the engine this daemon polls, for daemons that reach one engine by different URLs
+    /// (a proxy each); empty: the engine is told by its three endpoints' URLs. A daemon never
+    /// follows a poller of another engine.
+    pub engine_id: String,
     /// The secret read from `secret_file` at start; never in the file itself.
     #[serde(skip)]
     pub secret: Secret,
@@ -37,6 +41,7 @@ impl Default for ClusterConfig {
             name: DEFAULT_NAME.into(),
             lease_ms: DEFAULT_LEASE_MS,
             secret_file: None,
+            engine_id: String::new(),
             secret: Secret::default(),
         }
     }
@@ -104,5 +109,18 @@ mod tests {
         assert!(!good.to_toml().contains(secret), "{}", good.to_toml());
         assert!(!format!("{good:?}").contains(secret));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_engine_id_is_a_printable_name() {
+        let parse = |id: &str| Config::parse(&format!("[cluster]\nengine_id = {id:?}\n")).unwrap();
+        parse("prod-engine").validate("bff.toml").unwrap();
+        for bad in ["a\nb", &"x".repeat(201)] {
+            let err = parse(bad).validate("bff.toml").unwrap_err().to_string();
+            assert!(
+                err.contains("cluster.engine_id: must be at most 200"),
+                "{err}"
+            );
+        }
     }
 }

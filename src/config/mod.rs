@@ -16,6 +16,7 @@ mod load;
 mod mood;
 mod redis;
 mod secret;
+pub(crate) mod sentinel;
 mod server;
 mod validate;
 mod values;

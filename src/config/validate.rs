@@ -287,6 +287,12 @@ impl Config {
                 ),
             );
         }
+        if k.engine_id.len() > 200 || k.engine_id.chars().any(char::is_control) {
+            bad(
+                "cluster.engine_id",
+                "must be at most 200 characters, none of them control characters, e.g. \"prod-engine\"".into(),
+            );
+        }
         if k.enabled() && (k.lease_ms < 500 || k.lease_ms <= self.engine.timeout_ms) {
             bad(
                 "cluster.lease_ms",

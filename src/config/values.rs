@@ -13,6 +13,12 @@ pub(super) fn redis_url(url: &super::RedisUrl) -> Result<(), String> {
     if url.expose().is_empty() {
         return Ok(());
     }
+    if let Err(problem) = super::sentinel::parse(url.expose()) {
+        return Err(format!("{}: {problem}", url.masked()));
+    }
+    if url.expose().starts_with(super::sentinel::SCHEME) {
+        return Ok(());
+    }
     match Url::parse(url.expose())
         .map(|u| u.scheme().to_owned())
         .as_deref()

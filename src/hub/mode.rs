@@ -40,11 +40,20 @@ pub enum Role {
     Follower,
     /// Redis cannot be reached: polls the engine itself, under a local epoch.
     Fallback,
+    /// The cluster's poller polls another engine: this daemon follows none of it and polls
+    /// its own engine itself, under a local epoch.
+    Apart,
 }
 
 impl Role {
     /// Every role, in the order `bff_cluster_role{role}` is first written.
-    pub const ALL: [Role; 4] = [Role::Joining, Role::Leader, Role::Follower, Role::Fallback];
+    pub const ALL: [Role; 5] = [
+        Role::Joining,
+        Role::Leader,
+        Role::Follower,
+        Role::Fallback,
+        Role::Apart,
+    ];
 
     /// The name in `/health`, `/metrics` and the logs.
     pub fn name(self) -> &'static str {
@@ -53,12 +62,18 @@ impl Role {
             Role::Leader => "leader",
             Role::Follower => "follower",
             Role::Fallback => "fallback",
+            Role::Apart => "apart",
         }
     }
 
     /// Whether this daemon polls the engine.
     pub fn polls(self) -> bool {
-        matches!(self, Role::Leader | Role::Fallback)
+        matches!(self, Role::Leader | Role::Fallback | Role::Apart)
+    }
+
+    /// Whether this daemon polls for itself alone (its clients get its own epoch).
+    pub fn alone(self) -> bool {
+        matches!(self, Role::Fallback | Role::Apart)
     }
 }
 
@@ -75,6 +90,7 @@ mod tests {
                 Role::Leader => 1,
                 Role::Follower => 2,
                 Role::Fallback => 3,
+                Role::Apart => 4,
             };
             assert_eq!(Role::ALL[at], role);
         }
@@ -94,7 +110,8 @@ mod tests {
                 "\"joining\"",
                 "\"leader\"",
                 "\"follower\"",
-                "\"fallback\""
+                "\"fallback\"",
+                "\"apart\""
             ]
         );
     }

@@ -154,7 +154,7 @@ impl Assembler {
                         }
                     }
                 }
-                Role::Fallback => {}
+                Role::Fallback | Role::Apart => {}
                 Role::Joining | Role::Follower => return None,
             }
         }

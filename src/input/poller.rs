@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Input;
-use super::cluster::Cluster;
+use super::cluster::{Cluster, Role};
 use super::round::{Answer, Round};
 use crate::config::{Config, mask_credentials};
 use crate::engine::{Engine, SourceKind};
@@ -59,6 +59,8 @@ pub async fn run(
         out,
     };
     let mut round: Option<Round> = None;
+    let mut roles = poller.cluster.as_ref().map(Cluster::roles);
+    let mut polling = poller.polls();
     // A refresh asked for while a poll was already on its way: poll again once it is back.
     let mut again = false;
     loop {
@@ -81,6 +83,16 @@ pub async fn run(
             }
             _ = ticks.tick() => {
                 start(&mut round, &poller);
+                true
+            }
+            // Took the cluster's lease (or fell back): the first poll goes now, not at the next
+            // tick, and the clock counts from it; the cluster waited long enough.
+            Some(polls) = role_changed(&mut roles) => {
+                if polls && !polling {
+                    start(&mut round, &poller);
+                    ticks.reset();
+                }
+                polling = polls;
                 true
             }
             // A command changed the engine's state: show it now, not at the next tick. The
@@ -128,6 +140,17 @@ fn start(round: &mut Option<Round>, poller: &Poller) {
         *round = Some(Round::start(&poller.engine, &poller.metrics));
     } else {
         debug!("A poll is still on its way; this tick is skipped");
+    }
+}
+
+/// Whether this daemon polls, once its cluster role changed; never without a cluster.
+async fn role_changed(roles: &mut Option<watch::Receiver<Role>>) -> Option<bool> {
+    match roles {
+        Some(roles) => {
+            roles.changed().await.ok()?;
+            Some(roles.borrow_and_update().polls())
+        }
+        None => std::future::pending().await,
     }
 }
 

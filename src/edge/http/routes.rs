@@ -20,7 +20,7 @@ use crate::edge::command;
 use crate::edge::context::Context;
 use crate::edge::http::reply::{Body, ok, text};
 use crate::hub::packet::Sources;
-use crate::hub::{Encoding, Snapshot};
+use crate::hub::{Encoding, Mode, Snapshot};
 
 /// Routes one request. Never fails: every problem is an HTTP answer.
 pub async fn handle(
@@ -104,9 +104,13 @@ fn health(ctx: &Context) -> Response<Body> {
     // poller, a feed whose every message is refused).
     let age = ctx.hub.latest_age();
     let silent = age > Duration::from_millis(config.engine.poll_interval_ms) * 3;
+    // Polling alone in a cluster (Redis away, or its poller polls another engine): the data may
+    // be fine, the cluster is not.
+    let alone = matches!(ctx.hub.mode(), Mode::Cluster(role) if role.alone());
     let state = match (latest.seq, stale.is_empty()) {
         _ if silent => "stale",
         (0, _) => "starting",
+        _ if alone => "degraded",
         (_, true) => "ok",
         (_, false) => "degraded",
     };

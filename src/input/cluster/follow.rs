@@ -8,13 +8,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::scripts::{self, RELEASED};
 use super::seal::Rejected;
 use super::{CONNECT_TIMEOUT, Cluster, Role, Shared, message};
 use crate::hub::packet::Telemetry;
 use crate::hub::{History, Older};
+use crate::input::redis::sentinel;
 
 /// At most one log line per this long about messages refused for their tag; the rest are
 /// counted (in the next line, and in `bff_cluster_rejected_total`).
@@ -77,9 +78,11 @@ impl Cluster {
     }
 
     async fn follow_once(&self) -> String {
-        let client = match redis::Client::open(self.shared.config.url.expose()) {
-            Ok(client) => client,
-            Err(err) => return format!("bad cluster.url: {err}"),
+        let url = self.shared.config.url.expose();
+        let client = match timeout(CONNECT_TIMEOUT, sentinel::client(url)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(err)) => return format!("cluster.url: {err}"),
+            Err(_) => return "asking the Sentinels timed out".into(),
         };
         let mut pubsub = match timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
             Ok(Ok(pubsub)) => pubsub,
@@ -111,7 +114,7 @@ impl Cluster {
     /// One packet from the channel, published here under the cluster's numbers once its tag
     /// passes. While alone, this daemon's own count is the one its clients follow.
     fn take(&self, packet: &str) {
-        if self.role() == Role::Fallback {
+        if self.role().alone() {
             return;
         }
         let Some(message::Packet {
@@ -128,6 +131,15 @@ impl Cluster {
         if !self.admit(epoch, seq, None, tag, body.as_bytes()) {
             return;
         }
+        // Another engine's packet (a daemon of another engine took the lease) reaches nobody.
+        if !self.trusts(epoch) {
+            debug!(
+                epoch,
+                seq, "A cluster packet of an epoch not known here; held back"
+            );
+            return;
+        }
+        self.heard();
         let data: Telemetry = match serde_json::from_str(body) {
             Ok(data) => data,
             Err(err) => {
@@ -135,12 +147,21 @@ impl Cluster {
                 return;
             }
         };
-        if let Err(err) = self
+        match self
             .shared
             .hub
             .publish_numbered(epoch, seq, data, Some(body.to_owned()))
         {
-            debug!(%err, "Cluster packet not published here");
+            // The poller logs its own line; a follower says what it sent on, for `grep Telemetry`.
+            Ok(_) if self.role() == Role::Follower => info!(
+                seq,
+                clients = self.shared.hub.subscribers(),
+                bytes = body.len(),
+                role = %Role::Follower.name(),
+                "Telemetry published"
+            ),
+            Ok(_) => {}
+            Err(err) => debug!(%err, "Cluster packet not published here"),
         }
     }
 

@@ -11,5 +11,6 @@
 
 pub(crate) mod event;
 pub(crate) mod merge;
+pub(crate) mod sentinel;
 mod stamped;
 pub(crate) mod subscriber;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::event::{self, Heard};
+use super::sentinel;
 use crate::config::{RedisConfig, is_pattern, matches};
 use crate::hub::Hub;
 use crate::hub::packet::{SourceHealth, Timestamp};
@@ -143,9 +144,10 @@ impl Subscriber {
         heartbeat: &str,
         down_since: &mut Option<Instant>,
     ) -> Result<Lost, Lost> {
-        let client = match redis::Client::open(self.config.url.expose()) {
-            Ok(client) => client,
-            Err(err) => return Err(format!("bad redis.url: {err}")),
+        let client = match timeout(STEP_TIMEOUT, sentinel::client(self.config.url.expose())).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(err)) => return Err(format!("redis.url: {err}")),
+            Err(_) => return Err("asking the Sentinels timed out".into()),
         };
         let mut pubsub = match timeout(STEP_TIMEOUT, client.get_async_pubsub()).await {
             Ok(Ok(pubsub)) => pubsub,
@@ -231,11 +233,13 @@ impl Subscriber {
                     self.hub.relay_here(channel, payload);
                 }
                 Some(cluster) => match cluster.role() {
-                    Role::Leader => cluster.relay(channel, payload),
-                    Role::Fallback => {
+                    // Every daemon of the cluster offers it: whichever leads numbers it once.
+                    Role::Leader | Role::Follower | Role::Joining => {
+                        cluster.relay(channel, payload)
+                    }
+                    Role::Fallback | Role::Apart => {
                         self.hub.relay_here(channel, payload);
                     }
-                    Role::Follower | Role::Joining => {}
                 },
             }
         }
