@@ -401,6 +401,12 @@ async fn a_halt_shows_at_once_not_at_the_next_tick() {
     );
     assert_eq!(alert.unwrap()["data"]["active"], true);
     assert_eq!(engine.hits("/api/actions/halt"), 1);
+    // Logged for the operator, with its code and level (PROTOCOL §6).
+    assert!(
+        LOGS.count(&["Alert raised", "ENGINE_HALTED", "critical"]) >= 1,
+        "{:#?}",
+        LOGS.lines()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
