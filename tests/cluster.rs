@@ -372,8 +372,14 @@ async fn redis_gone_each_daemon_serves_alone_then_one_poller_again() {
         }
     })
     .await;
-    let local = common::packet_where(&mut ws, "a local packet", |p| {
-        p["epoch"] != cluster_epoch.as_str()
+    // Each says so to its clients: the CLUSTER_LOST alert, active in the packets it polls.
+    let has_alert = |p: &Value| {
+        p["data"]["alerts"]
+            .as_array()
+            .is_some_and(|alerts| alerts.iter().any(|a| a["code"] == "CLUSTER_LOST"))
+    };
+    let local = common::packet_where(&mut ws, "a local packet with CLUSTER_LOST", |p| {
+        p["type"] == "TELEMETRY" && p["epoch"] != cluster_epoch.as_str() && has_alert(p)
     })
     .await;
     let next = next_packet(&mut ws).await;
@@ -396,10 +402,11 @@ async fn redis_gone_each_daemon_serves_alone_then_one_poller_again() {
     // Redis back: one poller again, and the clients follow the cluster's count.
     redis.restart();
     one_leader(&daemons).await;
-    common::packet_where(&mut ws, "a cluster packet again", |p| {
-        p["epoch"] != local["epoch"]
+    let again = common::packet_where(&mut ws, "a cluster packet again", |p| {
+        p["type"] == "TELEMETRY" && p["epoch"] != local["epoch"]
     })
     .await;
+    assert!(!has_alert(&again), "cleared with the cluster back: {again}");
 }
 
 #[cfg_attr(

@@ -207,6 +207,7 @@ pub const BUILT_IN_ALERTS: &[&str] = &[
     "STALE_AGENTS",
     "STALE_MODELS",
     "REDIS_LOST",
+    "CLUSTER_LOST",
     "MARKET_CRASH",
 ];
 

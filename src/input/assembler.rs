@@ -29,6 +29,7 @@ use super::round::Answer;
 use crate::config::{AlertLevel, Config, mask_credentials};
 use crate::engine::{SourceKind, endpoint};
 use crate::hub::Hub;
+use crate::hub::mode::Mode;
 use crate::hub::packet::Telemetry;
 use crate::metrics::Metrics;
 
@@ -284,7 +285,13 @@ impl Assembler {
             self.metrics.mood_changed(regime);
         }
         let mood = self.mood.current().map(|mood| mood.regime);
-        for alert in self.alerts.observe(packet, mood, now) {
+        // In a cluster that lost its Redis every daemon polls alone, and says so; while
+        // joining nothing is known yet.
+        let cluster_lost = match self.hub.mode() {
+            Mode::Single | Mode::Cluster(Role::Joining) => None,
+            Mode::Cluster(role) => Some(role == Role::Fallback),
+        };
+        for alert in self.alerts.observe(packet, mood, cluster_lost, now) {
             self.report(&alert);
         }
         if let Some(mood) = self.mood.current() {

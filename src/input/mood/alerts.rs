@@ -154,6 +154,7 @@ impl Alerts {
         &mut self,
         packet: &Telemetry,
         mood: Option<Regime>,
+        cluster_lost: Option<bool>,
         now: DateTime<Utc>,
     ) -> Vec<Alert> {
         let mut events = Vec::new();
@@ -192,6 +193,14 @@ impl Alerts {
             };
             self.decide(code, *level, &message, Some(stale), now, &mut events);
         }
+        self.decide(
+            "CLUSTER_LOST",
+            AlertLevel::Warning,
+            "The cluster's Redis is lost: each daemon polls the engine alone",
+            cluster_lost,
+            now,
+            &mut events,
+        );
         self.decide(
             "MARKET_CRASH",
             AlertLevel::Critical,
@@ -275,9 +284,9 @@ mod tests {
         let mut packet = Telemetry::initializing(t0);
         packet.state.status = Status::Halt;
         packet.state.portfolio.nav = Some(5.0);
-        first.observe(&packet, None, t0);
+        first.observe(&packet, None, None, t0);
         let later = t0 + chrono::Duration::seconds(11);
-        let raised = first.observe(&packet, None, later);
+        let raised = first.observe(&packet, None, None, later);
         assert_eq!(
             raised.iter().map(|a| a.code.as_str()).collect::<Vec<_>>(),
             ["STALE_STATE", "STALE_AGENTS", "STALE_MODELS"]
@@ -291,11 +300,13 @@ mod tests {
         assert_eq!(seeded.active(), first.active(), "the unknown code dropped");
         let next = later + chrono::Duration::seconds(1);
         assert_eq!(
-            seeded.observe(&packet, None, next),
+            seeded.observe(&packet, None, None, next),
             [],
             "nothing raised again"
         );
-        let anew: Vec<_> = Alerts::new(&config).unwrap().observe(&packet, None, next);
+        let anew: Vec<_> = Alerts::new(&config)
+            .unwrap()
+            .observe(&packet, None, None, next);
         let anew: Vec<_> = anew.iter().map(|a| a.code.as_str()).collect();
         assert_eq!(
             anew,
@@ -304,7 +315,7 @@ mod tests {
         );
         packet.state.status = Status::Active;
         packet.sources.state.ok = true;
-        let events = seeded.observe(&packet, None, next);
+        let events = seeded.observe(&packet, None, None, next);
         let codes: Vec<_> = events.iter().map(|a| (a.code.as_str(), a.active)).collect();
         assert_eq!(codes, [("ENGINE_HALTED", false), ("STALE_STATE", false)]);
     }
@@ -318,6 +329,38 @@ mod tests {
         assert_eq!(
             Alerts::new(&config).unwrap_err(),
             "alerts.rules[0].field: \"sentiment.score\" is not a packet field a rule can watch"
+        );
+    }
+
+    /// A daemon of a cluster whose Redis is gone says so once, and once when it is back;
+    /// alone (no cluster) or still joining, nothing is known and nothing changes.
+    #[test]
+    fn a_lost_cluster_is_raised_once_and_cleared_once() {
+        let mut alerts = Alerts::new(&AlertsConfig::default()).unwrap();
+        let packet = Telemetry::initializing(Utc::now());
+        let t = Utc::now();
+        let codes = |events: Vec<Alert>| -> Vec<(String, bool)> {
+            events
+                .into_iter()
+                .filter(|a| a.code == "CLUSTER_LOST")
+                .map(|a| (a.code, a.active))
+                .collect()
+        };
+        assert_eq!(codes(alerts.observe(&packet, None, None, t)), []);
+        assert_eq!(
+            codes(alerts.observe(&packet, None, Some(true), t)),
+            [("CLUSTER_LOST".to_owned(), true)]
+        );
+        assert_eq!(codes(alerts.observe(&packet, None, Some(true), t)), []);
+        assert_eq!(
+            codes(alerts.observe(&packet, None, None, t)),
+            [],
+            "unknown: held"
+        );
+        assert!(alerts.active().iter().any(|a| a.code == "CLUSTER_LOST"));
+        assert_eq!(
+            codes(alerts.observe(&packet, None, Some(false), t)),
+            [("CLUSTER_LOST".to_owned(), false)]
         );
     }
 }

@@ -92,7 +92,7 @@ impl Feed {
                 .push((self.tick, Heard::Mood(change.previous, change.mood.regime)));
         }
         let mood = self.mood.current().map(|m| m.regime);
-        for alert in self.alerts.observe(&packet, mood, now) {
+        for alert in self.alerts.observe(&packet, mood, None, now) {
             let heard = if alert.active {
                 Heard::Raised(alert.code)
             } else {
