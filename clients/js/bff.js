@@ -164,6 +164,10 @@ export class BffClient {
       }
     };
     ws.onclose = (event) => this.#closed(ws, event.code, event.reason);
+    // A connection that never opened: browsers follow the error with a close, Node 20 does not.
+    ws.onerror = () => {
+      if (ws.readyState !== 1) this.#closed(ws, 1006, 'connection failed');
+    };
   }
 
   #resubscribe() {
