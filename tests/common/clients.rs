@@ -43,7 +43,9 @@ pub fn node_major() -> Option<u32> {
 pub fn node_tests() -> Option<Command> {
     let major = node_major()?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/js");
-    let installed = dir.join("node_modules/react-test-renderer").is_dir();
+    let installed = ["react-test-renderer", "fossil-delta", "@msgpack/msgpack"]
+        .iter()
+        .all(|package| dir.join("node_modules").join(package).is_dir());
     if !super::tool_available(
         installed,
         "clients/js/node_modules",

@@ -1277,7 +1277,9 @@ async fn the_example_clients_say_a_429_is_too_many_connections() {
 
 /// The JavaScript client library's own tests (`clients/js/test/`, `node --test`): its
 /// `MarketStream` store alone, and its `useMarketStream` React hook against this `bff` binary,
-/// which the hook's test starts, stops and starts again on the same port.
+/// which the hook's test starts, stops and starts again on the same port; `bff.js` in each
+/// encoding, resuming, and commanding against it, and relaying a channel from a `redis-server`
+/// started here (without one, outside CI, that test alone is skipped).
 #[cfg_attr(bff_no_node, ignore = "node not found: install Node.js")]
 #[cfg_attr(
     bff_no_js_deps,
@@ -1288,24 +1290,44 @@ fn the_javascript_library_and_its_react_hook_pass_their_tests() {
     let Some(mut node) = node_tests() else {
         return;
     };
+    let redis = RedisServer::start();
+    if let Some(redis) = &redis {
+        node.env("BFF_REDIS_URL", redis.url());
+    }
     let out = node.env("BFF_BIN", BIN).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
     // Every test ran: none skipped for want of the daemon, none missing.
-    for line in ["# fail 0", "# skipped 0"] {
+    let skipped = if redis.is_some() {
+        "# skipped 0"
+    } else {
+        "# skipped 1"
+    };
+    for line in ["# fail 0", skipped] {
         assert!(
             stdout.lines().any(|l| l == line),
             "{line}: {stdout}{stderr}"
         );
     }
-    let hook = "- useMarketStream shows the daemon regime, its turn, the drop and the reconnect";
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("ok ") && l.ends_with(hook)),
-        "the hook's test did not pass: {stdout}{stderr}"
-    );
+    // The tests against the real daemon: the hook's, and the client library's (clients/js/bff.js).
+    for name in [
+        "useMarketStream shows the daemon regime, its turn, the drop and the reconnect",
+        "plain, delta and MessagePack clients get the same data for the same seq, as plain objects",
+        "a dropped connection comes back with since/epoch: resumed, deltas again, no seq missing or twice",
+        "command() resolves with the COMMAND_RESULT of its id, and rejects when the client closes first",
+        "a relay channel resumes with its offsets after a drop: every UPDATE once, in order",
+    ]
+    .into_iter()
+    .filter(|name| redis.is_some() || !name.contains("relay channel"))
+    {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("ok ") && l.ends_with(&format!("- {name}"))),
+            "{name}: did not pass: {stdout}{stderr}"
+        );
+    }
 }
 
 /// Node 20 has no WebSocket unless told: the client says which flag or version to use.
