@@ -1,7 +1,13 @@
 //! The one pass that checks a whole config: every problem at once, each with its key path, so
 //! one edit fixes the whole file.
+//!
+//! One function per section; the longest, `[server]` and `[auth]`, each in its own file
+//! (`validate/server.rs`, `validate/auth.rs`).
 
-use super::values::{http_url, proxy_net, redis_url, valid_origin};
+mod auth;
+mod server;
+
+use super::values::{http_url, redis_url};
 use super::{Config, ConfigError};
 
 /// No packet or relayed message comes near this (a packet is a few kilobytes; Redis messages are
@@ -76,99 +82,6 @@ impl Config {
                 "engine.max_body_bytes",
                 format!("{} is too small; use at least 1024", e.max_body_bytes),
             );
-        }
-    }
-
-    /// The `[server]` checks: paths, origins, proxies and limits.
-    fn validate_server(&self, bad: &mut impl FnMut(&str, String)) {
-        let s = &self.server;
-        if s.ws_paths.is_empty() {
-            bad(
-                "server.ws_paths",
-                "must list at least one path, e.g. [\"/\"]".into(),
-            );
-        }
-        for path in &s.ws_paths {
-            if !path.starts_with('/') || path == "/health" {
-                bad(
-                    "server.ws_paths",
-                    format!("{path:?} must start with '/' and not be /health"),
-                );
-            }
-        }
-        for origin in &s.allowed_origins {
-            if origin != "*" && !valid_origin(origin) {
-                bad(
-                    "server.allowed_origins",
-                    format!(
-                        "{origin:?} is not an origin; write scheme://host[:port], e.g. \"https://dash.example.com\", or [\"*\"] to let every page in"
-                    ),
-                );
-            }
-        }
-        for (i, entry) in s.trusted_proxies.iter().enumerate() {
-            if let Err(msg) = proxy_net(entry) {
-                bad(&format!("server.trusted_proxies[{i}]"), msg);
-            }
-        }
-        for (key, value) in [
-            ("server.max_connections", s.max_connections),
-            ("server.max_connections_per_ip", s.max_connections_per_ip),
-            ("server.max_http_connections", s.max_http_connections),
-            (
-                "server.max_http_connections_per_ip",
-                s.max_http_connections_per_ip,
-            ),
-        ] {
-            if value == 0 {
-                bad(key, "must be at least 1".into());
-            }
-        }
-        for (key, value) in [
-            ("server.header_timeout_ms", s.header_timeout_ms),
-            (
-                "server.handshakes_per_second_per_ip",
-                s.handshakes_per_second_per_ip.into(),
-            ),
-            (
-                "server.handshake_burst_per_ip",
-                s.handshake_burst_per_ip.into(),
-            ),
-        ] {
-            if value == 0 {
-                bad(key, "must be above 0".into());
-            }
-        }
-        for path in &s.bridge_paths {
-            if !path.starts_with('/') || RESERVED_PATHS.contains(&path.as_str()) {
-                bad(
-                    "server.bridge_paths",
-                    format!("{path:?} must start with '/' and not be one of {RESERVED_PATHS:?}"),
-                );
-            } else if s.ws_paths.contains(path) {
-                bad(
-                    "server.bridge_paths",
-                    format!("{path:?} is in server.ws_paths too; a path speaks one dialect"),
-                );
-            }
-        }
-        for path in &s.market_stream_paths {
-            let key = "server.market_stream_paths";
-            if !path.starts_with('/') || RESERVED_PATHS.contains(&path.as_str()) {
-                bad(
-                    key,
-                    format!("{path:?} must start with '/' and not be one of {RESERVED_PATHS:?}"),
-                );
-            } else if let Some(other) =
-                [("ws_paths", &s.ws_paths), ("bridge_paths", &s.bridge_paths)]
-                    .into_iter()
-                    .find_map(|(name, paths)| paths.contains(path).then_some(name))
-            {
-                bad(
-                    key,
-                    format!("{path:?} is in server.{other} too; a path speaks one dialect"),
-                );
-            }
         }
     }
 
@@ -315,78 +228,6 @@ impl Config {
         ] {
             if value == 0 {
                 bad(key, "must be above 0".into());
-            }
-        }
-    }
-}
-
-/// Paths the daemon answers itself, so no WebSocket path may take them.
-const RESERVED_PATHS: &[&str] = &[
-    "/health",
-    "/metrics",
-    "/schema.json",
-    "/api/actions",
-    "/trade/force",
-];
-
-impl Config {
-    /// The `[auth]` checks: a secret long enough for HS256; a rollover needs a current secret
-    /// and an end; a claim to match must not be empty.
-    fn validate_auth(&self, bad: &mut impl FnMut(&str, String)) {
-        let secret = self.auth.secret.expose();
-        if secret == "***" {
-            bad(
-                "auth.secret",
-                "\"***\" is how check-config shows a secret, not one; write the secret itself, \
-                 or keep it in auth.secret_file"
-                    .into(),
-            );
-        } else if !secret.is_empty() && secret.len() < 32 {
-            bad(
-                "auth.secret",
-                format!(
-                    "is {} bytes; use at least 32 random bytes for HS256",
-                    secret.len()
-                ),
-            );
-        }
-        let a = &self.auth;
-        let previous = a.previous_secret.expose();
-        if a.previous_secret_file.is_some() {
-            if a.secret.expose().is_empty() {
-                bad(
-                    "auth.previous_secret_file",
-                    "needs the new secret in auth.secret or auth.secret_file".into(),
-                );
-            }
-            if previous.len() < 32 {
-                bad(
-                    "auth.previous_secret_file",
-                    format!("holds {} bytes; a secret has at least 32", previous.len()),
-                );
-            }
-            match &a.previous_secret_until {
-                None => bad(
-                    "auth.previous_secret_until",
-                    "is required with auth.previous_secret_file: when the old secret stops \
-                     verifying, e.g. \"2026-12-08T12:00:00Z\""
-                        .into(),
-                ),
-                Some(until) if a.previous_until().is_none() => bad(
-                    "auth.previous_secret_until",
-                    format!("{until:?} is not an RFC 3339 time such as \"2026-12-08T12:00:00Z\""),
-                ),
-                Some(_) => {}
-            }
-        } else if a.previous_secret_until.is_some() {
-            bad(
-                "auth.previous_secret_until",
-                "has no auth.previous_secret_file to end; set both or neither".into(),
-            );
-        }
-        for (key, value) in [("auth.issuer", &a.issuer), ("auth.audience", &a.audience)] {
-            if value.as_deref().is_some_and(str::is_empty) {
-                bad(key, "is empty; leave it out to accept any".into());
             }
         }
     }

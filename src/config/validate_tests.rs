@@ -1,3 +1,4 @@
+use super::server::RESERVED_PATHS;
 use super::*;
 use crate::config::listen_addr;
 

@@ -25,6 +25,7 @@ mod resume;
 pub(crate) mod snapshot;
 mod sources;
 mod timestamp;
+mod update;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

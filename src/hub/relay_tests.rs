@@ -1,4 +1,5 @@
 use super::*;
+use crate::hub::encoding::Encoding;
 
 /// The JSON inside a small unmasked text frame.
 fn json(frame: &[u8]) -> serde_json::Value {

@@ -18,18 +18,19 @@ use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+mod judge;
+
 use super::Input;
 use super::aggregate::{self, Change, Inputs};
 use super::cluster::{Cluster, Role};
-use super::mood::{Alert, Alerts, Mood, classify};
+use super::mood::{Alerts, Mood};
 use super::redis::event::Heard;
 use super::redis::merge::{Overlay, answer_time};
 use super::redis::subscriber::SharedHealth;
 use super::round::Answer;
-use crate::config::{AlertLevel, Config, mask_credentials};
+use crate::config::{Config, mask_credentials};
 use crate::engine::{SourceKind, endpoint};
 use crate::hub::Hub;
-use crate::hub::mode::Mode;
 use crate::hub::packet::Telemetry;
 use crate::metrics::Metrics;
 
@@ -64,10 +65,6 @@ struct Assembler {
 
 /// Why the alert rules of a loaded config always resolve.
 const RULES_VALIDATED: &str = "the config's validation refuses a rule on a field no packet has";
-
-/// How many of its own packets the assembler remembers (see `Assembler::mine`): more than can
-/// be on their way back through the cluster at once.
-const MINE_KEPT: usize = 4;
 
 /// What went out for one packet, for the tick's log line.
 struct Published {
@@ -272,96 +269,6 @@ impl Assembler {
         }
     }
 
-    /// Reads `packet`'s mood and alerts (`super::mood`, once per packet) and writes them into
-    /// it; each announced mood and each alert raised or cleared is logged and counted.
-    fn judge(&mut self, packet: &mut Telemetry, now: DateTime<Utc>) {
-        if self.another_published() {
-            self.carry_on();
-        }
-        let reading = classify(packet, &self.config.regime);
-        if let Some(change) = self.mood.observe(reading, &packet.state.market, now) {
-            let regime = change.mood.regime.as_str();
-            info!(regime, previous = change.previous.as_str(), "Mood changed");
-            self.metrics.mood_changed(regime);
-        }
-        let mood = self.mood.current().map(|mood| mood.regime);
-        // In a cluster that lost its Redis every daemon polls alone, and says so; while
-        // joining nothing is known yet.
-        let cluster_lost = match self.hub.mode() {
-            Mode::Single | Mode::Cluster(Role::Joining) => None,
-            Mode::Cluster(role) => Some(role == Role::Fallback),
-        };
-        for alert in self.alerts.observe(packet, mood, cluster_lost, now) {
-            self.report(&alert);
-        }
-        if let Some(mood) = self.mood.current() {
-            packet.mood = mood.clone();
-        }
-        packet.alerts = self.alerts.active().to_vec();
-    }
-
-    /// Remembers a packet published here.
-    fn mine(&mut self, epoch: Arc<str>, seq: u64) {
-        if self.mine.len() == MINE_KEPT {
-            self.mine.pop_front();
-        }
-        self.mine.push_back((epoch, seq));
-    }
-
-    /// Whether the hub's latest packet is another daemon's: not the INITIALIZING one, not one
-    /// published here, nor older than the last one published here in the same count (that one
-    /// is on its way back through the cluster).
-    fn another_published(&self) -> bool {
-        let latest = self.hub.latest();
-        let ours = |(epoch, seq): &(Arc<str>, u64)| *epoch == latest.epoch && *seq == latest.seq;
-        let older = self
-            .mine
-            .back()
-            .is_some_and(|(epoch, seq)| *epoch == latest.epoch && latest.seq < *seq);
-        latest.seq > 0 && !self.mine.iter().any(ours) && !older
-    }
-
-    /// Takes the mood and alerts from the hub's latest packet, another daemon's: a failover
-    /// neither resets the mood to neutral nor raises every alert again.
-    fn carry_on(&mut self) {
-        let latest = self.hub.latest();
-        let Some(data) = latest.data() else {
-            return;
-        };
-        self.mood = Mood::seeded(&self.config.regime, &data.mood);
-        self.alerts = Alerts::seeded(&self.config.alerts, &data.alerts).expect(RULES_VALIDATED);
-        info!(
-            seq = latest.seq,
-            regime = data.mood.regime.as_str(),
-            alerts = data.alerts.len(),
-            "Polling here now: the mood and alerts carry on from the last packet"
-        );
-    }
-
-    /// Logs and counts one alert raised or cleared.
-    fn report(&self, alert: &Alert) {
-        let (code, level) = (alert.code.as_str(), alert.level.as_str());
-        match (alert.active, alert.level) {
-            (true, AlertLevel::Info) => {
-                info!(code, level, message = %alert.message, "Alert raised")
-            }
-            (true, _) => warn!(code, level, message = %alert.message, "Alert raised"),
-            (false, _) => info!(code, level, "Alert cleared"),
-        }
-        self.metrics.alert(code, level, alert.active);
-    }
-
-    /// A reload: the new settings, and the mood's words and the alert rules from them at once
-    /// (an alert whose rule is gone clears).
-    fn reconfigure(&mut self, config: Arc<Config>) {
-        self.mood.reconfigure(&config.regime);
-        match self.alerts.reconfigure(&config.alerts, Utc::now()) {
-            Ok(cleared) => cleared.iter().for_each(|alert| self.report(alert)),
-            Err(err) => warn!(%err, "Alert rules not reloaded: keeping the ones before"),
-        }
-        self.config = config;
-    }
-
     /// One poll's packet: what answered, the last good values of what did not (shown stale,
     /// an endpoint still out marked late), published and logged.
     async fn tick(&mut self, late: Vec<SourceKind>, took: Duration) {
@@ -413,58 +320,5 @@ impl Assembler {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::hub::packet::Models;
-
-    /// What the inputs send, assembled in order: one packet when the poll's is due, the
-    /// endpoint still out marked late, a failed one showing why; the assembler ends when every
-    /// input has stopped.
-    #[tokio::test]
-    async fn a_poll_is_published_once_due_with_what_answered_and_what_is_late() {
-        let hub = Hub::new(Telemetry::initializing(Utc::now()), 8, 4);
-        let (tx, rx) = mpsc::channel(8);
-        let assembler = tokio::spawn(run(
-            hub.clone(),
-            Arc::new(Metrics::new()),
-            Arc::new(Config::default()),
-            rx,
-            None,
-            None,
-            CancellationToken::new(),
-        ));
-        let answers = [
-            Answer::Models(Ok(Models::default())),
-            Answer::Agents(Err("HTTP 503".into())),
-        ];
-        for answer in answers {
-            tx.send(Input::Answer(answer)).await.unwrap();
-        }
-        let polled = Input::Polled {
-            late: vec![SourceKind::State],
-            took: Duration::from_millis(1),
-        };
-        tx.send(polled).await.unwrap();
-        drop(tx);
-        assembler.await.unwrap();
-        let latest = hub.latest();
-        assert_eq!(latest.seq, 1, "one packet, for the one poll");
-        let sources = &latest.data().unwrap().sources;
-        assert!(sources.models.ok);
-        assert_eq!(
-            (sources.agents.ok, sources.agents.error.as_deref()),
-            (false, Some("HTTP 503"))
-        );
-        let deadline = Config::default().publish_deadline().as_millis();
-        assert_eq!(
-            (sources.state.ok, sources.state.error.clone()),
-            (
-                false,
-                Some(format!(
-                    "no answer within {deadline} ms (engine.publish_deadline_ms); the last good \
-                     value is shown"
-                ))
-            )
-        );
-    }
-}
+#[path = "assembler_tests.rs"]
+mod tests;

@@ -1,8 +1,8 @@
 //! The simulated market and trading engine behind `--demo`: one symbol whose price drifts with
 //! momentum, the agents and models that run each step (their call records kept in a rolling
-//! window), the signal, a paper executor that follows it, the engine's actions (`halt` stops
-//! its trading until `resume`) and the demo's mood switch ([`mood`]). Its answers have the
-//! engine's loose shapes (naive timestamps, enum-style status words, log strings, raw call
+//! window), the signal, a paper executor that follows it ([`executor`]), the engine's actions
+//! (`halt` stops its trading until `resume`) and the demo's mood switch ([`mood`]). Its answers
+//! have the engine's loose shapes (naive timestamps, enum-style status words, log strings, raw call
 //! records) and are made in [`answers`]; [`events`] makes the messages the engine publishes on
 //! Redis from the same figures, so both say the same at any moment.
 //!
@@ -19,6 +19,7 @@ use super::publish::Message;
 
 mod answers;
 mod events;
+mod executor;
 mod mood;
 
 pub use mood::{ACCEPTED, DemoMood};
@@ -75,7 +76,7 @@ pub struct Simulation {
     lot: u32,
     /// The position the paper executor holds, following the signal.
     open: Option<Open>,
-    /// The executor's trades, newest last, at most [`RECENT_TRADES`].
+    /// The executor's trades, newest last, at most `RECENT_TRADES` (`executor.rs`).
     trades: VecDeque<Value>,
     trade_count: u64,
     wins: u64,
@@ -85,9 +86,6 @@ pub struct Simulation {
     /// What the market is told to do (`POST /demo/mood`); `auto` leaves it to itself.
     mood: DemoMood,
 }
-
-/// The trades `trade.results` lists.
-const RECENT_TRADES: usize = 10;
 
 /// The forecast model's quantiles for the price 10 steps ahead.
 #[derive(Debug, Clone, Copy)]
@@ -243,55 +241,6 @@ impl Simulation {
         self.nav *= 1.0 + self.position * (self.price / before - 1.0) * 5.0;
         self.peak_nav = self.peak_nav.max(self.nav);
         self.lot = self.rng.u32(1..=20) * 100;
-    }
-
-    /// The paper executor: closes its position when the signal leaves its side, and opens one
-    /// on a BUY or SELL, sized by the approved size.
-    fn follow_signal(&mut self) {
-        let wanted = match self.side() {
-            "HOLD" => None,
-            side => Some(side),
-        };
-        if self.open.map(|open| open.side) == wanted {
-            return;
-        }
-        if let Some(open) = self.open.take() {
-            let sign = if open.side == "BUY" { 1.0 } else { -1.0 };
-            let pnl = (self.price - open.price) * sign * f64::from(open.shares);
-            self.realized_pnl += pnl;
-            if pnl >= 0.0 {
-                self.wins += 1;
-            } else {
-                self.losses += 1;
-            }
-            let closing = if open.side == "BUY" { "SELL" } else { "BUY" };
-            self.record_trade(closing, open.shares);
-        }
-        if let Some(side) = wanted {
-            let shares = (self.approved_size() * self.nav / self.price)
-                .round()
-                .max(1.0) as u32;
-            self.record_trade(side, shares);
-            self.open = Some(Open {
-                side,
-                price: self.price,
-                shares,
-            });
-        }
-    }
-
-    fn record_trade(&mut self, side: &str, shares: u32) {
-        self.trade_count += 1;
-        if self.trades.len() == RECENT_TRADES {
-            self.trades.pop_front();
-        }
-        self.trades.push_back(json!({
-            "id": format!("t-{}", self.trade_count),
-            "market": SYMBOL,
-            "side": side,
-            "price": format!("{:.2}", self.price),
-            "size": shares.to_string(),
-        }));
     }
 
     fn log(&mut self, line: String) {
