@@ -43,9 +43,14 @@ pub fn node_major() -> Option<u32> {
 pub fn node_tests() -> Option<Command> {
     let major = node_major()?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/js");
-    let installed = ["react-test-renderer", "fossil-delta", "@msgpack/msgpack"]
-        .iter()
-        .all(|package| dir.join("node_modules").join(package).is_dir());
+    let installed = [
+        "react-test-renderer",
+        "fossil-delta",
+        "@msgpack/msgpack",
+        "ws",
+    ]
+    .iter()
+    .all(|package| dir.join("node_modules").join(package).is_dir());
     if !super::tool_available(
         installed,
         "clients/js/node_modules",

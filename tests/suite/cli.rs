@@ -1279,7 +1279,8 @@ async fn the_example_clients_say_a_429_is_too_many_connections() {
 /// `MarketStream` store alone, and its `useMarketStream` React hook against this `bff` binary,
 /// which the hook's test starts, stops and starts again on the same port; `bff.js` in each
 /// encoding, resuming, and commanding against it, and relaying a channel from a `redis-server`
-/// started here (without one, outside CI, that test alone is skipped).
+/// started here (without one, outside CI, that test alone is skipped); and Node's `ws` with
+/// permessage-deflate on.
 #[cfg_attr(bff_no_node, ignore = "node not found: install Node.js")]
 #[cfg_attr(
     bff_no_js_deps,
@@ -1317,6 +1318,7 @@ fn the_javascript_library_and_its_react_hook_pass_their_tests() {
         "a dropped connection comes back with since/epoch: resumed, deltas again, no seq missing or twice",
         "command() resolves with the COMMAND_RESULT of its id, and rejects when the client closes first",
         "a relay channel resumes with its offsets after a drop: every UPDATE once, in order",
+        "Node ws with permessage-deflate: negotiated, packets that parse, a compressed PING answered",
     ]
     .into_iter()
     .filter(|name| redis.is_some() || !name.contains("relay channel"))

@@ -1,13 +1,14 @@
 // The client library (../bff.js) against the real daemon (../support/daemon.js): packets as plain
 // objects in each encoding, equal to a plain client's seq for seq; a dropped connection resumed
 // with no packet missing or twice; a command answered by id; and, with a stand-in WebSocket, the
-// revoked token that stops the retries.
+// revoked token that stops the retries; and Node's `ws` with permessage-deflate on, as browsers have it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
+import NodeWebSocket from 'ws';
 import { connect } from '../bff.js';
 import { bffBinary, PATIENCE_MS, startDaemon, startEngine, until } from '../support/daemon.js';
 
@@ -275,4 +276,45 @@ test('a relay channel resumes with its offsets after a drop: every UPDATE once, 
     epoch: c.packets.find((p) => p.type === 'WELCOME').epoch,
   });
   assert.deepEqual(subscribed[1].resumed, { 'trade.results': true });
+});
+
+test('Node ws with permessage-deflate: negotiated, packets that parse, a compressed PING answered', { timeout: 4 * PATIENCE_MS }, async (t) => {
+  const url = await daemonFor(t);
+  if (!url) return;
+  // threshold 0: ws compresses every message it sends, the PING below included.
+  const ws = new NodeWebSocket(url, { perMessageDeflate: { threshold: 0 } });
+  t.after(() => ws.terminate());
+  const answer = new Promise((resolve) => ws.once('upgrade', resolve));
+  const messages = [];
+  ws.on('message', (data, isBinary) => messages.push({ text: data.toString(), isBinary }));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  const response = await answer;
+  assert.equal(ws.extensions, 'permessage-deflate', 'ws negotiated permessage-deflate');
+  assert.match(response.headers['sec-websocket-extensions'], /^permessage-deflate; server_no_context_takeover/);
+
+  await until(() => messages.length >= 3, 'a WELCOME and two TELEMETRY', () => messages.length);
+  const packets = messages.slice(0, 3).map((m) => {
+    assert.equal(m.isBinary, false);
+    return JSON.parse(m.text);
+  });
+  assert.deepEqual(packets.map((p) => p.type), ['WELCOME', 'TELEMETRY', 'TELEMETRY']);
+  assert.equal(packets[2].seq, packets[1].seq + 1);
+  assert.ok(packets.every((p) => p.data && typeof p.data.market === 'object'), 'each packet carries its data');
+  // Came compressed: fewer bytes read, the 101 and frame headers included, than the text they carried
+  // (uncompressed, it could not be fewer).
+  const text = messages.reduce((sum, m) => sum + Buffer.byteLength(m.text), 0);
+  assert.ok(response.socket.bytesRead < text, `packets came compressed: ${response.socket.bytesRead} bytes read for ${text}`);
+
+  // A PING padded well past what compression leaves of it: fewer bytes leave than it has.
+  const ping = JSON.stringify({ type: 'PING', pad: 'x'.repeat(2000) });
+  const socket = response.socket;
+  const before = socket.bytesWritten;
+  await new Promise((resolve, reject) => ws.send(ping, (error) => (error ? reject(error) : resolve())));
+  const written = socket.bytesWritten - before;
+  assert.ok(written < ping.length / 4, `the PING went compressed: ${written} bytes for ${ping.length}`);
+  await until(() => messages.some((m) => m.text === '{"type":"PONG"}'), 'the PONG', () => messages.at(-1)?.text);
+  assert.equal(ws.readyState, NodeWebSocket.OPEN, 'the connection stays open');
 });
