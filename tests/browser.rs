@@ -59,6 +59,58 @@ async fn serve_page(html: String) -> SocketAddr {
     addr
 }
 
+/// A static HTTP server on a free loopback port for the files under `root` (GET only, no `..`):
+/// where a page that imports ES modules comes from, with the types browsers require of them.
+async fn serve_dir(root: PathBuf) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let root = root.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let request = String::from_utf8_lossy(&request);
+                let path = request.split(' ').nth(1).unwrap_or("/");
+                let path = path
+                    .split('?')
+                    .next()
+                    .unwrap_or("/")
+                    .trim_start_matches('/');
+                let file = (!path.split('/').any(|part| part == ".."))
+                    .then(|| std::fs::read(root.join(path)).ok())
+                    .flatten();
+                let kind = match Path::new(path).extension().and_then(|e| e.to_str()) {
+                    Some("html") => "text/html; charset=utf-8",
+                    Some("js" | "mjs") => "text/javascript; charset=utf-8",
+                    _ => "application/octet-stream",
+                };
+                let (status, body) = match file {
+                    Some(body) => ("200 OK", body),
+                    None => ("404 Not Found", format!("no {path} here").into_bytes()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            });
+        }
+    });
+    addr
+}
+
 /// `bff --demo` on `addr`, once it has logged that it listens there.
 fn daemon(addr: SocketAddr) -> BffProcess {
     let bff = BffProcess::start(&["--demo", "--listen", &addr.to_string()], &[]);
@@ -1040,4 +1092,84 @@ async fn the_vibe_card_and_the_alert_banner_follow_the_market_mood() {
         json!(["neutral>crash", "crash>neutral", "neutral>bull"])
     );
     client.close().await.unwrap();
+}
+
+/// The client library (`clients/js/bff.js`) in Chromium as it is, no build step: its test page
+/// (`clients/js/test/browser.html`) imports it and its dependencies through an import map from
+/// `clients/js/` served as files, and connects a delta client and a MessagePack client to a
+/// daemon that lists the page's origin. Both get deflate from the browser, packets decoded to
+/// the same data seq for seq, deltas applied among them, and never a reconnect.
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
+#[cfg_attr(
+    bff_no_js_deps,
+    ignore = "clients/js/node_modules not found: npm ci --prefix clients/js"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_library_decodes_deltas_and_msgpack_over_deflate_in_chromium() {
+    if !browser_installed() {
+        return;
+    }
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js");
+    let page = serve_dir(js).await;
+    let addr = free_port();
+    let config = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("library-{page}.toml"));
+    let listed = format!("[server]\nallowed_origins = [\"http://{page}\"]\n");
+    std::fs::write(&config, listed).unwrap();
+    let args = ["--demo", "--listen", &addr.to_string(), "--config"];
+    let _bff = BffProcess::start(&[&args[..], &[config.to_str().unwrap()]].concat(), &[]);
+    let (_driver, client) = browser().await;
+    client
+        .goto(&format!("http://{page}/test/browser.html?url=ws://{addr}/"))
+        .await
+        .unwrap();
+    // Eight packets each past the later WELCOME, three deltas among the delta client's.
+    wait_script(
+        &client,
+        "const s = window.seen; if (!s) return false;
+         const [d, m] = [s.delta.packets, s.msgpack.packets];
+         if (!d.length || !m.length) return false;
+         const last = Math.max(d[0].seq, m[0].seq) + 8;
+         return s.delta.deltas >= 3 && d.some((p) => p.seq === last) && m.some((p) => p.seq === last);",
+        "eight packets in each client, three of them deltas",
+    )
+    .await;
+    let seen = client.execute("return window.seen;", vec![]).await.unwrap();
+    client.close().await.unwrap();
+    let deflate = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+    let mut data = Vec::new();
+    for name in ["delta", "msgpack"] {
+        let c = &seen[name];
+        assert_eq!(c["statuses"], json!(["connecting", "live"]), "{name}");
+        assert_eq!(c["extensions"], json!([deflate]), "{name}: deflate");
+        let packets = c["packets"].as_array().unwrap();
+        assert_eq!(packets[0]["type"], "WELCOME", "{name}");
+        let seqs: Vec<u64> = packets.iter().map(|p| p["seq"].as_u64().unwrap()).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "{name}: seqs one after another: {seqs:?}"
+        );
+        assert!(
+            packets[1..].iter().all(|p| p["type"] == "TELEMETRY"),
+            "{name}"
+        );
+        assert!(packets.iter().all(|p| p["data"].is_object()), "{name}");
+        data.push(packets);
+    }
+    assert!(seen["delta"]["deltas"].as_u64().unwrap() >= 3);
+    assert!(
+        seen["msgpack"]["binary"].as_u64().unwrap() >= 9,
+        "MessagePack comes binary"
+    );
+    // The delta client's data equals the MessagePack client's for every seq both have.
+    let mut common = 0;
+    for d in data[0] {
+        if let Some(m) = data[1].iter().find(|m| m["seq"] == d["seq"]) {
+            assert_eq!(d["data"], m["data"], "seq {}", d["seq"]);
+            common += 1;
+        }
+    }
+    assert!(common >= 8, "{common} seqs in common");
 }
