@@ -3,8 +3,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -96,4 +97,29 @@ export async function until(done, what, last) {
 export function bffBinary() {
   const bin = process.env.BFF_BIN || join(ROOT, 'target/debug/bff');
   return existsSync(bin) ? bin : null;
+}
+
+/**
+ * A bff.toml in a directory of its own polling `engine` every 150 ms, with `extra` lines after;
+ * `t.after` removes it.
+ */
+export function configFile(t, engine, extra = []) {
+  const dir = mkdtempSync(join(tmpdir(), 'bff-js-'));
+  const config = join(dir, 'bff.toml');
+  writeFileSync(
+    config,
+    [
+      '[engine]',
+      `url = "${engine.url}"`,
+      'state = "/state"',
+      'agents = "/agents"',
+      'models = "/models"',
+      'poll_interval_ms = 150',
+      'timeout_ms = 120',
+      ...extra,
+      '',
+    ].join('\n'),
+  );
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return config;
 }

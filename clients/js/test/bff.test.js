@@ -4,13 +4,10 @@
 // revoked token that stops the retries; and Node's `ws` with permessage-deflate on, as browsers have it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { connect as tcpConnect } from 'node:net';
-import { join } from 'node:path';
 import NodeWebSocket from 'ws';
 import { connect } from '../bff.js';
-import { bffBinary, PATIENCE_MS, startDaemon, startEngine, until } from '../support/daemon.js';
+import { bffBinary, configFile, PATIENCE_MS, startDaemon, startEngine, until } from '../support/daemon.js';
 
 /** A daemon polling a moving engine every 150 ms, commands allowed from loopback; `t.after` ends it. */
 async function daemonFor(t, actions = {}, extra = []) {
@@ -20,29 +17,11 @@ async function daemonFor(t, actions = {}, extra = []) {
     return null;
   }
   const engine = await startEngine({ moving: true, actions });
-  const dir = mkdtempSync(join(tmpdir(), 'bff-lib-'));
-  const config = join(dir, 'bff.toml');
-  writeFileSync(
-    config,
-    [
-      '[engine]',
-      `url = "${engine.url}"`,
-      'state = "/state"',
-      'agents = "/agents"',
-      'models = "/models"',
-      'poll_interval_ms = 150',
-      'timeout_ms = 120',
-      '[commands]',
-      'allow_without_auth = true',
-      ...extra,
-      '',
-    ].join('\n'),
-  );
+  const config = configFile(t, engine, ['[commands]', 'allow_without_auth = true', ...extra]);
   const daemon = await startDaemon(bin, config, '127.0.0.1:0');
   t.after(() => {
     daemon.child.kill('SIGKILL');
     engine.close();
-    rmSync(dir, { recursive: true, force: true });
   });
   return `ws://${daemon.addr}/ws/stream`;
 }

@@ -3,13 +3,10 @@
 // connection dropping when the daemon stops and coming back when it is started on the same port.
 // The daemon and the engine: ../support/daemon.js.
 import { test } from 'node:test';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createElement } from 'react';
 import TestRenderer from 'react-test-renderer';
 import { useMarketStream } from '../react.js';
-import { bffBinary, PATIENCE_MS, startDaemon, startEngine, stopDaemon, until } from '../support/daemon.js';
+import { bffBinary, configFile, PATIENCE_MS, startDaemon, startEngine, stopDaemon, until } from '../support/daemon.js';
 
 test('useMarketStream shows the daemon regime, its turn, the drop and the reconnect', { timeout: 8 * PATIENCE_MS }, async (t) => {
   const bin = bffBinary();
@@ -18,29 +15,15 @@ test('useMarketStream shows the daemon regime, its turn, the drop and the reconn
     return;
   }
   const engine = await startEngine();
-  const dir = mkdtempSync(join(tmpdir(), 'bff-hook-'));
-  const config = join(dir, 'bff.toml');
-  writeFileSync(
-    config,
-    [
-      '[engine]',
-      `url = "${engine.url}"`,
-      'state = "/state"',
-      'agents = "/agents"',
-      'models = "/models"',
-      'poll_interval_ms = 150',
-      'timeout_ms = 120',
-      '[regime]',
-      '# A turn is announced after two readings: quick, and still through the dwell.',
-      'min_dwell_ms = 300',
-      '',
-    ].join('\n'),
-  );
+  const config = configFile(t, engine, [
+    '[regime]',
+    '# A turn is announced after two readings: quick, and still through the dwell.',
+    'min_dwell_ms = 300',
+  ]);
   let daemon = await startDaemon(bin, config, '127.0.0.1:0');
   t.after(() => {
     daemon.child.kill('SIGKILL');
     engine.close();
-    rmSync(dir, { recursive: true, force: true });
   });
   const url = `ws://${daemon.addr}/ws/market-stream`;
 
