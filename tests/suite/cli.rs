@@ -618,19 +618,7 @@ fn a_javascript_client_reading_type_and_data_works_unchanged() {
     };
     let daemon = BffProcess::demo(&[]);
     let url = format!("ws://localhost:{}", daemon.addr().port());
-    let stdout = run(node, &[&url, "3"]);
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{stdout}");
-    assert!(lines[0].starts_with("WELCOME seq="), "{stdout}");
-    assert!(
-        lines[1].starts_with("TELEMETRY seq=") && lines[1].contains("price="),
-        "{stdout}"
-    );
-    assert!(
-        !lines[1].contains("price=undefined") && lines[1].contains("stale=[]"),
-        "{stdout}"
-    );
-    assert_eq!(lines[3], "closed code=1000");
+    assert_three_packets(&run(node, &[&url, "3"]));
 }
 
 /// With a channel as its third argument, the JavaScript client subscribes and prints the
@@ -865,7 +853,13 @@ fn the_python_client_prints_the_stream() {
     };
     let daemon = BffProcess::demo(&[]);
     let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
-    let stdout = run(python, &[&url, "3"]);
+    assert_three_packets(&run(python, &[&url, "3"]));
+}
+
+/// What an example client prints for three messages of the demo's stream: the WELCOME, two
+/// TELEMETRY lines with the demo's status, a price that is a number and no stale source, and
+/// the close.
+fn assert_three_packets(stdout: &str) {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");
     assert!(lines[0].starts_with("WELCOME seq="), "{stdout}");
@@ -885,7 +879,7 @@ fn the_python_client_prints_the_stream() {
             .unwrap();
         assert!(price.parse::<f64>().is_ok(), "{stdout}");
     }
-    assert_eq!(lines[3], "closed code=1000");
+    assert_eq!(lines[3], "closed code=1000", "{stdout}");
 }
 
 /// With a channel as its third argument, the Python client subscribes and prints the same
