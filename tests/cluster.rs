@@ -235,14 +235,7 @@ async fn the_leader_stopping_or_killed_is_replaced_and_a_follower_killed_touches
     };
 
     // SIGTERM: the lease is released, another takes over; the followers' clients see every seq.
-    let mut watchers = Vec::new();
-    for (i, daemon) in daemons.iter().enumerate() {
-        if i != leader {
-            let mut ws = client(daemon, "").await;
-            next_packet(&mut ws).await;
-            watchers.push(ws);
-        }
-    }
+    let mut watchers = followers_watched(&daemons, leader).await;
     let mut last = Vec::new();
     for ws in &mut watchers {
         last.push(next_packet(ws).await);
@@ -1168,6 +1161,19 @@ async fn a_forged_entry_in_the_cluster_history_is_never_resumed_from() {
     );
 }
 
+/// A client on each daemon but the `leader`, past its WELCOME.
+async fn followers_watched(daemons: &[BffProcess], leader: usize) -> Vec<Ws> {
+    let mut watchers = Vec::new();
+    for (i, daemon) in daemons.iter().enumerate() {
+        if i != leader {
+            let mut ws = client(daemon, "").await;
+            next_packet(&mut ws).await;
+            watchers.push(ws);
+        }
+    }
+    watchers
+}
+
 /// Every message read from `ws` up to the first `done` holds for, that one included.
 async fn messages_until(ws: &mut Ws, done: impl Fn(&Value) -> bool) -> Vec<Value> {
     within("a message", async {
@@ -1307,14 +1313,7 @@ async fn a_killed_pollers_silence_is_noticed_and_the_survivors_clients_wait_litt
     else {
         return;
     };
-    let mut watchers = Vec::new();
-    for (i, daemon) in daemons.iter().enumerate() {
-        if i != leader {
-            let mut ws = client(daemon, "").await;
-            next_packet(&mut ws).await;
-            watchers.push(ws);
-        }
-    }
+    let mut watchers = followers_watched(&daemons, leader).await;
     // The last packet before the kill, at each survivor's client; the kill right after it, so
     // the gap is the whole of the silence.
     let mut last = Vec::new();
