@@ -21,14 +21,15 @@ pub fn between(base: &[u8], body: &[u8]) -> Option<String> {
 /// A delta client's TELEMETRY: the fossil `delta` of the data when there is one, else the
 /// whole `body` with `"delta": false`.
 pub fn telemetry(seq: u64, epoch: &str, body: &str, delta: Option<&str>) -> String {
+    let quoted;
     let (data, flag) = match delta {
-        Some(delta) => (
-            serde_json::to_string(delta).expect("a string serializes"),
-            r#","delta":true}"#,
-        ),
-        None => (body.to_owned(), r#","delta":false}"#),
+        Some(delta) => {
+            quoted = serde_json::to_string(delta).expect("a string serializes");
+            (quoted.as_str(), r#","delta":true}"#)
+        }
+        None => (body, r#","delta":false}"#),
     };
-    let mut text = packet::envelope("TELEMETRY", seq, epoch, &data, None);
+    let mut text = packet::envelope("TELEMETRY", seq, epoch, data, None);
     text.pop();
     text.push_str(flag);
     text

@@ -87,20 +87,26 @@ impl Encoding {
     }
 
     /// One snapshot's frames as this encoding writes them: what it announces (a `REGIME`, each
-    /// `ALERT`), then the packet, in one buffer shared like a packet; empty when there is
-    /// nothing for this encoding, which a connection then skips.
-    pub fn packet_frames(self, announced: &Announcements, packet: Packet<'_>) -> Bytes {
+    /// `ALERT`), then the packet, in one buffer shared like a packet (empty when there is
+    /// nothing for this encoding, which a connection then skips); and how many of its bytes come
+    /// before the packet.
+    pub fn packet_frames(self, announced: &Announcements, packet: Packet<'_>) -> (Bytes, usize) {
         let regime = announced.regime.iter().map(Message::Regime);
-        let frames: Vec<Bytes> = regime
+        let mut frames: Vec<Bytes> = regime
             .chain(announced.alerts.iter().map(Message::Alert))
-            .chain([Message::Packet(packet)])
             .map(|message| self.frame(message))
             .filter(|frame| !frame.is_empty())
             .collect();
-        match <[Bytes; 1]>::try_from(frames) {
+        let before = frames.iter().map(Bytes::len).sum();
+        let packet = self.frame(Message::Packet(packet));
+        if !packet.is_empty() {
+            frames.push(packet);
+        }
+        let buffer = match <[Bytes; 1]>::try_from(frames) {
             Ok([one]) => one,
             Err(frames) => frames.concat().into(),
-        }
+        };
+        (buffer, before)
     }
 
     /// Whether a client may resume where it left off (`?since=…&epoch=…`): only where packets

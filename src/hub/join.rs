@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use super::encoding::Encoding;
+use super::Hub;
+use super::encoding::{Encoding, Message, Packet};
 use super::form::Form;
 use super::resume::{History, Joined, Resume, Subscription};
-use super::{Hub, frame, packet};
 
 impl Hub {
     /// Joins the feed: the latest snapshot now, then every later one.
@@ -159,15 +159,17 @@ impl Hub {
             .into_iter()
             .enumerate()
             .map(|(i, (seq, body))| {
-                let (kind, resumed) = if i == 0 {
-                    ("WELCOME", Some(true))
-                } else {
-                    ("TELEMETRY", None)
-                };
-                (
+                let parts = Packet {
                     seq,
-                    frame::text_frame(&packet::envelope(kind, seq, epoch, &body, resumed)),
-                )
+                    epoch,
+                    body: &body,
+                };
+                let message = if i == 0 {
+                    Message::Welcome(parts, Some(true))
+                } else {
+                    Message::Packet(parts)
+                };
+                (seq, Encoding::Stream.frame(message))
             })
             .collect()
     }

@@ -92,10 +92,17 @@ impl Snapshot {
             epoch: &epoch,
             body: &body,
         };
+        // What the stream frame announces before its packet, which a resumed WELCOME made of
+        // this snapshot carries too.
+        let mut before_packet = 0;
         let frames = Encoding::ALL.map(|encoding| {
             let made = OnceLock::new();
             if !announced.is_empty() || encoding == Encoding::Stream {
-                let _ = made.set(encoding.packet_frames(announced, parts));
+                let (frame, before) = encoding.packet_frames(announced, parts);
+                if encoding == Encoding::Stream {
+                    before_packet = before;
+                }
+                let _ = made.set(frame);
             }
             made
         });
@@ -108,13 +115,8 @@ impl Snapshot {
         let end = telemetry.len() - r#","epoch":}"#.len() - quoted_epoch.len();
         let body_bytes = telemetry.slice(end - body.len()..end);
         debug_assert_eq!(&body_bytes[..], body.as_bytes());
-        // Measured only when there is something before the packet: changes are rare.
-        let announced = match announced.is_empty() {
-            true => 0,
-            false => telemetry.len() - Encoding::Stream.frame(Message::Packet(parts)).len(),
-        };
         let mut snapshot = Self::framed(seq, epoch, telemetry, body_bytes, Some(data), frames);
-        snapshot.announced = announced;
+        snapshot.announced = before_packet;
         snapshot
     }
 
