@@ -222,7 +222,8 @@ pub fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Refused> {
 /// [`inflate`] into `out`, which it leaves as far as it got.
 fn inflate_into(compressed: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Refused> {
     let mut inflater = Decompress::new(false);
-    out.reserve_exact(compressed.len().saturating_mul(4).clamp(64, limit + 1));
+    // Never `clamp`: near the cap the room left is below 64, and clamp would panic.
+    out.reserve_exact(compressed.len().saturating_mul(4).max(64).min(limit + 1));
     for input in [compressed, &TAIL[..]] {
         let mut at = 0;
         loop {
@@ -230,7 +231,7 @@ fn inflate_into(compressed: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<()
                 return Err(Refused::TooBig);
             }
             if out.len() == out.capacity() {
-                let more = out.capacity().clamp(64, limit + 1 - out.len());
+                let more = out.capacity().max(64).min(limit + 1 - out.len());
                 out.reserve_exact(more);
             }
             let (read, written) = (inflater.total_in(), out.len());
@@ -324,5 +325,33 @@ mod tests {
         let (header, len) = FrameHeader::parse(&mut refused).unwrap().unwrap();
         assert_eq!(len, 4097, "{header:?}");
         assert_eq!(inflate(b"\xff\xff\xff", 4096), Err(Refused::Corrupt));
+    }
+
+    /// However a client pads its compressed message (empty stored blocks cost it 5 bytes
+    /// each), so that the output buffer fills just short of the cap: a bomb is refused and a
+    /// message of exactly the cap inflates, never a panic (growing by `clamp(64, room)` once
+    /// panicked there, with the room under 64).
+    #[test]
+    fn a_padded_message_near_the_cap_is_refused_or_read_never_a_panic() {
+        const EMPTY_STORED_BLOCK: [u8; 5] = [0x00, 0x00, 0x00, 0xff, 0xff];
+        let exact: Vec<u8> = (0..4096u32).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        for (payload, expected) in [
+            (vec![b' '; 8000], Err(Refused::TooBig)),
+            (exact.clone(), Ok(exact)),
+        ] {
+            // The whole stream, each message of it sent without its tail, as RFC 7692 has it.
+            let mut stream = compress(&payload);
+            stream.extend_from_slice(&TAIL);
+            while stream.len() < 1100 {
+                let message = &stream[..stream.len() - TAIL.len()];
+                assert_eq!(
+                    inflate(message, 4096),
+                    expected,
+                    "{} compressed bytes",
+                    message.len()
+                );
+                stream.extend_from_slice(&EMPTY_STORED_BLOCK);
+            }
+        }
     }
 }
