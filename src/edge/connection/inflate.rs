@@ -120,6 +120,11 @@ impl Inflater {
         let data = matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
         let starts = header.rsv1 && data && self.message.is_none();
         let continues = header.opcode == OpCode::Data(Data::Continue) && self.message.is_some();
+        if data && self.message.is_some() {
+            // A new message while a compressed one waits for its continuation: RFC 6455 §5.4
+            // has the connection closed (1002), never the two read out of order.
+            return self.refuse(Refused::Corrupt, out);
+        }
         let mask = match header.mask {
             Some(mask) if starts || continues => mask,
             // A frame to pass on (tungstenite refuses an unmasked one, or RSV1 where it has no
@@ -353,5 +358,26 @@ mod tests {
                 stream.extend_from_slice(&EMPTY_STORED_BLOCK);
             }
         }
+    }
+
+    /// A plain message sent in the middle of a fragmented compressed one is a protocol error
+    /// (RFC 6455 §5.4), refused as tungstenite refuses one: not passed on ahead of it.
+    #[test]
+    fn a_message_inside_a_fragmented_compressed_one_is_refused() {
+        let compressed = compress(b"{\"type\":\"PING\"}");
+        let (first, rest) = compressed.split_at(compressed.len() / 2);
+        let mut inflater = Inflater::new(4096);
+        let mut out = Vec::new();
+        inflater.feed(&client_frame(0x1, true, false, first), &mut out);
+        assert!(out.is_empty(), "the fragment waits for its continuation");
+        inflater.feed(
+            &client_frame(0x1, false, true, b"{\"type\":\"PING\"}"),
+            &mut out,
+        );
+        inflater.feed(&client_frame(0x0, false, true, rest), &mut out);
+        let (header, len) = FrameHeader::parse(&mut Cursor::new(&out[..]))
+            .unwrap()
+            .unwrap();
+        assert!(header.rsv1 && len == 0, "{header:?} {len}");
     }
 }
