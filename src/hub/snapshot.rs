@@ -64,6 +64,10 @@ struct Latest {
     /// The shared WELCOMEs compressed, for permessage-deflate connections: each encoding's by
     /// [`Encoding::index`], then MessagePack's.
     deflated_welcomes: [OnceLock<Bytes>; Encoding::COUNT + 1],
+    /// The WELCOME of clients that asked to resume from what is no longer kept
+    /// (`"resumed": false`), alike for all of them, so a reconnect storm after a restart frames
+    /// it once: each encoding's, then MessagePack's.
+    unresumed_welcomes: [OnceLock<Bytes>; Encoding::COUNT + 1],
 }
 
 /// A snapshot's packet in each [`Form`] besides the plain one: the stream packet's by
@@ -139,6 +143,7 @@ impl Snapshot {
                     delta: OnceLock::new(),
                     msgpack_welcome: OnceLock::new(),
                     deflated_welcomes: std::array::from_fn(|_| OnceLock::new()),
+                    unresumed_welcomes: std::array::from_fn(|_| OnceLock::new()),
                 })
             }),
             telemetry,
@@ -265,16 +270,17 @@ impl Snapshot {
                 _ => welcome(),
             }
         };
+        let slot = if form.msgpack {
+            Encoding::COUNT
+        } else {
+            encoding.index()
+        };
         match (form.deflate, &self.latest, resumed) {
-            (Some(deflate), Some(latest), None) => {
-                let slot = if form.msgpack {
-                    Encoding::COUNT
-                } else {
-                    encoding.index()
-                };
-                latest.deflated_welcomes[slot]
-                    .get_or_init(|| deflate.frame(&plain()))
-                    .clone()
+            (Some(deflate), Some(latest), None) => latest.deflated_welcomes[slot]
+                .get_or_init(|| deflate.frame(&plain()))
+                .clone(),
+            (_, Some(latest), Some(false)) => {
+                latest.unresumed_welcomes[slot].get_or_init(plain).clone()
             }
             _ => plain(),
         }
@@ -395,6 +401,18 @@ mod tests {
         assert_eq!(
             &snapshot.welcome(Encoding::Bridge, None)[..],
             &snapshot.packet(Encoding::Bridge)[..]
+        );
+        // Every client that could not resume gets the same frame, made once.
+        let unresumed = snapshot.welcome_as(Encoding::Stream, Some(false), Form::default());
+        assert_eq!(
+            unresumed.as_ptr(),
+            snapshot
+                .welcome_as(Encoding::Stream, Some(false), Form::default())
+                .as_ptr()
+        );
+        assert_eq!(
+            &unresumed[2..],
+            br#"{"type":"WELCOME","seq":3,"data":{"a":1},"epoch":"e1","resumed":false}"#
         );
     }
 }
