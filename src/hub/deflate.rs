@@ -1,7 +1,17 @@
-//! permessage-deflate (RFC 7692) on the way out: a shared frame compressed once, for every
-//! connection that negotiated it. The daemon answers `server_no_context_takeover`, so each
-//! message is compressed on its own, and one compressed frame is valid on every such
-//! connection, as one plain frame is on every other; the edge negotiates it
+//! permessage-deflate (RFC 7692) on the way out: shared frames compressed once, for every
+//! connection that negotiated it, in two variants (`docs/PROTOCOL.md` §13.1).
+//!
+//! - **On its own**: each message compressed from an empty window, valid on every connection,
+//!   as one plain frame is on every other.
+//! - **After the previous packet**: compressed as the continuation of a stream that held the
+//!   previous packet's message, which is what the window of a client that kept its context
+//!   (no `server_no_context_takeover`) ends with when the previous packet was the last thing it
+//!   was sent. Most of a packet repeats the one before, so this is a fraction of the size, and
+//!   it is still one frame shared by every such connection: the daemon keeps no compressor per
+//!   client, only the fact of what it last sent each one (`crate::edge::connection::outlet`).
+//!
+//! A message is compressed when it is at least `min_bytes`, whatever it compresses to, so what
+//! enters a client's window follows from the message alone. The edge negotiates the extension
 //! (`crate::edge::admission::extensions`) and inflates what clients send.
 
 use std::io::Write;
@@ -20,60 +30,97 @@ pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 pub struct Deflate {
     /// `clients.compression_min_bytes`: below it, compressing saves too little to be worth it.
     pub min_bytes: u32,
+    /// The client keeps its window between messages (it did not ask for
+    /// `server_no_context_takeover`), so a packet may come compressed after the previous one.
+    pub takeover: bool,
 }
 
 impl Deflate {
     /// `plain`, unmasked single-frame messages as the hub frames them (a packet, or the
     /// `REGIME`/`ALERT` it announces followed by the packet), each compressed on its own with
-    /// RSV1 set; `plain` itself (shared, not copied) when no frame is compressed: each is under
-    /// `min_bytes` or compressing would not make it smaller, or there is none.
+    /// RSV1 set; `plain` itself (shared, not copied) when every frame is under `min_bytes`.
     pub fn frame(self, plain: &Bytes) -> Bytes {
-        let mut out = Vec::new();
-        let mut rest = &plain[..];
-        let mut shrunk = false;
-        while !rest.is_empty() {
-            let (first, payload, len) = split(rest);
-            let frame = &rest[..len];
-            rest = &rest[len..];
-            match self.compressed(first, payload) {
-                Some(compressed) if compressed.len() < frame.len() => {
-                    out.extend_from_slice(&compressed);
-                    shrunk = true;
-                }
-                _ => out.extend_from_slice(frame),
-            }
-        }
-        if shrunk { out.into() } else { plain.clone() }
+        self.frame_with(plain, |payload| Encoder::new().message(payload))
     }
 
-    /// One frame's payload compressed, framed with RSV1; `None` under `min_bytes`.
-    fn compressed(self, first: u8, payload: &[u8]) -> Option<Vec<u8>> {
-        if payload.len() < self.min_bytes as usize {
-            return None;
+    /// `plain` compressed as the continuation of `window`, the last compressed message the
+    /// connections it is for were sent (the previous packet): each frame of at least
+    /// `min_bytes` in turn, in one stream, as a client that kept its context inflates them.
+    pub fn frame_after(self, plain: &Bytes, window: &[u8]) -> Bytes {
+        let mut encoder = Encoder::new();
+        encoder.message(window);
+        self.frame_with(plain, |payload| encoder.message(payload))
+    }
+
+    /// Whether a message of `len` bytes goes compressed, and so into the client's window.
+    pub fn compresses(self, len: usize) -> bool {
+        len >= self.min_bytes as usize
+    }
+
+    /// `plain` with each frame of at least `min_bytes` compressed by `compress`.
+    fn frame_with(self, plain: &Bytes, mut compress: impl FnMut(&[u8]) -> Vec<u8>) -> Bytes {
+        let mut out = Vec::new();
+        let mut rest = &plain[..];
+        let mut compressed = false;
+        while !rest.is_empty() {
+            let (first, payload, len) = split(rest);
+            if self.compresses(payload.len()) {
+                let message = compress(payload);
+                out.push(first | 0x40);
+                push_length(&mut out, message.len());
+                out.extend_from_slice(&message);
+                compressed = true;
+            } else {
+                out.extend_from_slice(&rest[..len]);
+            }
+            rest = &rest[len..];
         }
-        let compressed = compress(payload);
-        let mut out = Vec::with_capacity(compressed.len() + 10);
-        out.push(first | 0x40);
-        push_length(&mut out, compressed.len());
-        out.extend_from_slice(&compressed);
-        Some(out)
+        if compressed {
+            out.into()
+        } else {
+            plain.clone()
+        }
     }
 }
 
-/// `payload` compressed as one RFC 7692 message: raw deflate, sync-flushed, the tail stripped.
+/// One deflate stream, a message at a time: each sync-flushed, its tail stripped, and what
+/// came before it kept as the window the next one may refer to.
+struct Encoder(DeflateEncoder<Vec<u8>>);
+
+impl Encoder {
+    fn new() -> Self {
+        Self(DeflateEncoder::new(Vec::new(), Compression::default()))
+    }
+
+    /// `payload` compressed as the stream's next message.
+    fn message(&mut self, payload: &[u8]) -> Vec<u8> {
+        self.0
+            .write_all(payload)
+            .and_then(|()| self.0.flush())
+            .expect("compressing into a Vec cannot fail");
+        let mut out = std::mem::take(self.0.get_mut());
+        debug_assert!(out.ends_with(&TAIL), "a sync flush ends with 00 00 ff ff");
+        out.truncate(out.len() - TAIL.len());
+        out
+    }
+}
+
+/// The payload of the last of the unmasked frames in `frames`.
+pub fn last_payload(frames: &[u8]) -> &[u8] {
+    let mut rest = frames;
+    let mut last: &[u8] = &[];
+    while !rest.is_empty() {
+        let (_, payload, len) = split(rest);
+        last = payload;
+        rest = &rest[len..];
+    }
+    last
+}
+
+/// `payload` compressed as one RFC 7692 message on its own.
+#[cfg(test)]
 pub fn compress(payload: &[u8]) -> Vec<u8> {
-    let mut encoder = DeflateEncoder::new(
-        Vec::with_capacity(payload.len() / 3 + 64),
-        Compression::default(),
-    );
-    encoder
-        .write_all(payload)
-        .and_then(|()| encoder.flush())
-        .expect("compressing into a Vec cannot fail");
-    let mut out = std::mem::take(encoder.get_mut());
-    debug_assert!(out.ends_with(&TAIL), "a sync flush ends with 00 00 ff ff");
-    out.truncate(out.len() - TAIL.len());
-    out
+    Encoder::new().message(payload)
 }
 
 /// The first of the server frames in `frames`: its first byte (FIN, RSV, opcode), its payload,
@@ -125,7 +172,7 @@ mod tests {
     /// back to the payload; a small one, or one compression would not shrink, is the same bytes.
     #[test]
     fn frames_over_the_minimum_are_compressed_and_inflate_back() {
-        let deflate = Deflate { min_bytes: 64 };
+        let deflate = DEFLATE;
         for len in [200, 5_000, 200_000] {
             let text = format!(r#"{{"log":"{}"}}"#, "tick ".repeat(len / 5));
             let plain = text_frame(&text);
@@ -138,18 +185,90 @@ mod tests {
         let small = text_frame(&"x".repeat(63));
         assert_eq!(deflate.frame(&small).as_ptr(), small.as_ptr());
         assert!(deflate.frame(&Bytes::new()).is_empty(), "nothing to write");
+        // What goes into a client's window follows from the size alone: a message that does
+        // not shrink is compressed all the same.
         let incompressible = text_frame("abcdefghij");
-        assert_eq!(
-            Deflate { min_bytes: 0 }.frame(&incompressible).as_ptr(),
-            incompressible.as_ptr()
+        let framed = Deflate {
+            min_bytes: 0,
+            takeover: false,
+        }
+        .frame(&incompressible);
+        assert_eq!(framed[0], 0x81 | 0x40);
+        assert_eq!(inflate(split(&framed).1), b"abcdefghij");
+    }
+
+    /// A packet compressed after the previous one inflates, in a window that holds the
+    /// previous one, to the same bytes as the one compressed on its own, in a fraction of its
+    /// size; what the buffer announces before the packet is compressed in the same stream.
+    #[test]
+    fn a_packet_after_the_previous_inflates_in_a_window_that_holds_it() {
+        let deflate = DEFLATE;
+        let packet = |n: u32| {
+            let rows: Vec<String> = (0..60)
+                .map(|i| {
+                    format!(
+                        r#"{{"agent":"a{i}","latency_ms":{}.{}}}"#,
+                        i * 7,
+                        n * 13 + i
+                    )
+                })
+                .collect();
+            format!(
+                r#"{{"type":"TELEMETRY","seq":{n},"data":[{}]}}"#,
+                rows.join(",")
+            )
+        };
+        let (before, after) = (packet(1), packet(2));
+        let regime = format!(r#"{{"type":"REGIME","pad":"{}"}}"#, "r".repeat(300));
+        let plain: Bytes = [text_frame(&regime), text_frame(&after)].concat().into();
+        let alone = deflate.frame(&plain);
+        let chained = deflate.frame_after(&plain, before.as_bytes());
+        assert!(
+            chained.len() * 3 < alone.len() * 2,
+            "{} against {}",
+            chained.len(),
+            alone.len()
         );
+        // A client that kept its context: one inflater for the whole connection.
+        let mut window = Decompress::new(false);
+        let mut messages = vec![inflate_in(
+            &mut window,
+            &deflate.frame(&text_frame(&before)),
+        )];
+        let mut rest = &chained[..];
+        while !rest.is_empty() {
+            let (first, payload, len) = split(rest);
+            assert_eq!(first, 0x81 | 0x40);
+            messages.push(inflate_in(&mut window, &rest[..len]));
+            let _ = payload;
+            rest = &rest[len..];
+        }
+        assert_eq!(messages, [before.clone(), regime, after.clone()]);
+        assert_eq!(last_payload(&plain), after.as_bytes());
+    }
+
+    const DEFLATE: Deflate = Deflate {
+        min_bytes: 64,
+        takeover: true,
+    };
+
+    /// The message of one compressed frame, inflated in a connection's window.
+    fn inflate_in(window: &mut Decompress, frame: &[u8]) -> String {
+        let (_, payload, _) = split(frame);
+        let mut input = payload.to_vec();
+        input.extend_from_slice(&TAIL);
+        let mut out = Vec::with_capacity(1 << 16);
+        window
+            .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+            .unwrap();
+        String::from_utf8(out).unwrap()
     }
 
     /// Several frames in one buffer (what a packet announces, then the packet) are each
     /// compressed on their own: each inflates back to its own message.
     #[test]
     fn each_frame_of_a_buffer_is_compressed_on_its_own() {
-        let deflate = Deflate { min_bytes: 64 };
+        let deflate = DEFLATE;
         let regime = format!(
             r#"{{"type":"REGIME","data":{{"pad":"{}"}}}}"#,
             "a".repeat(300)

@@ -28,9 +28,24 @@ impl Form {
             | usize::from(self.deflate.is_some()) << 2
     }
 
-    /// Whether the packet's body is written as it always was (JSON, whole): only
-    /// permessage-deflate, if anything, is asked for.
-    pub fn plain_body(self) -> bool {
-        !self.delta && !self.msgpack
+    /// The form whose [`Form::index`] is `index`, without what only the connection knows
+    /// (permessage-deflate's parameters).
+    pub fn from_index(index: usize) -> Self {
+        Self {
+            deflate: (index & 4 != 0).then_some(Deflate {
+                min_bytes: 0,
+                takeover: false,
+            }),
+            delta: index & 1 != 0,
+            msgpack: index & 2 != 0,
+        }
+    }
+
+    /// The same body, uncompressed.
+    pub fn plain(self) -> Self {
+        Self {
+            deflate: None,
+            ..self
+        }
     }
 }

@@ -241,7 +241,10 @@ fn a_relayed_message_in_each_form_is_made_once() {
         serde_json::json!({"type": "UPDATE", "channel": "trade.results", "offset": 3,
             "data": {"b": 2, "note": note}})
     );
-    let deflate = Some(Deflate { min_bytes: 0 });
+    let deflate = Some(Deflate {
+        min_bytes: 0,
+        takeover: false,
+    });
     for (encoding, form, first) in [
         (Encoding::Stream, Form { deflate, ..msgpack }, 0xc2),
         (

@@ -5,11 +5,13 @@
 //! that needs them. Once a newer one is published, the hub keeps a [`Snapshot::slim`] copy for
 //! clients that resume: what they are sent, without what only the latest needs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
 use super::announce::Announcements;
+use super::deflate;
 use super::delta;
 use super::encoding::{Encoding, Message, Packet};
 use super::form::Form;
@@ -25,6 +27,9 @@ pub struct Snapshot {
     pub seq: u64,
     /// The sequence this `seq` belongs to; a new one means the count started again.
     pub epoch: Arc<str>,
+    /// Which snapshot of this process it is, whatever its epoch: what a connection's outlet
+    /// remembers it last sent, so the next packet may come compressed after it.
+    pub serial: u64,
     /// What only the latest needs: `None` in a slim copy. Boxed, so the kept copies without it
     /// do not keep its room (some 600 bytes each).
     latest: Option<Box<Latest>>,
@@ -59,6 +64,12 @@ struct Latest {
     /// The fossil delta against `base`, made by the first delta connection; `None` when there
     /// is none to make.
     delta: OnceLock<Option<String>>,
+    /// The snapshot published before this one, as far as a packet compressed after it needs.
+    prior: Option<Prior>,
+    /// The packet compressed after the prior one's, by the slot of [`Forms`]: made by the first
+    /// connection whose window ends with the prior packet; `None` when the prior one's frame
+    /// was not made or its packet went uncompressed.
+    chained: [OnceLock<Option<Bytes>>; Form::COUNT + Encoding::COUNT],
     /// The WELCOME of MessagePack connections, shared like `welcomes`.
     msgpack_welcome: OnceLock<Bytes>,
     /// The shared WELCOMEs compressed, for permessage-deflate connections: each encoding's by
@@ -69,6 +80,19 @@ struct Latest {
     /// it once: each encoding's, then MessagePack's.
     unresumed_welcomes: [OnceLock<Bytes>; Encoding::COUNT + 1],
 }
+
+/// Of the snapshot before the latest, what a packet compressed after it needs: its serial, and
+/// its plain frames (uncompressed) by the slot of [`Forms`] of their compressed counterparts,
+/// those that were made. Frames, not the snapshot, so no snapshot holds a chain of those
+/// before it.
+#[derive(Debug)]
+struct Prior {
+    serial: u64,
+    frames: [Option<Bytes>; Form::COUNT + Encoding::COUNT],
+}
+
+/// Gives each snapshot its [`Snapshot::serial`].
+static SERIALS: AtomicU64 = AtomicU64::new(1);
 
 /// A snapshot's packet in each [`Form`] besides the plain one: the stream packet's by
 /// [`Form::index`], then each encoding's compressed, by [`Encoding::index`].
@@ -135,12 +159,15 @@ impl Snapshot {
         Self {
             seq,
             epoch,
+            serial: SERIALS.fetch_add(1, Ordering::Relaxed),
             latest: data.map(|data| {
                 Box::new(Latest {
                     data,
                     welcomes: std::array::from_fn(|_| OnceLock::new()),
                     base: None,
                     delta: OnceLock::new(),
+                    prior: None,
+                    chained: std::array::from_fn(|_| OnceLock::new()),
                     msgpack_welcome: OnceLock::new(),
                     deflated_welcomes: std::array::from_fn(|_| OnceLock::new()),
                     unresumed_welcomes: std::array::from_fn(|_| OnceLock::new()),
@@ -175,6 +202,7 @@ impl Snapshot {
             }),
         );
         slim.announced = self.announced;
+        slim.serial = self.serial;
         slim
     }
 
@@ -195,15 +223,42 @@ impl Snapshot {
     }
 
     /// This snapshot following `previous`: when it is the packet just before (the same epoch,
-    /// the seq before), delta connections get this one as a delta of it.
+    /// the seq before), delta connections get this one as a delta of it; and a connection
+    /// whose window ends with `previous`'s packet may get this one compressed after it.
     pub fn after(mut self, previous: &Snapshot) -> Self {
-        if let Some(latest) = self.latest.as_deref_mut()
-            && previous.epoch == self.epoch
-            && previous.seq + 1 == self.seq
-        {
-            latest.base = Some(previous.body.clone());
+        if let Some(latest) = self.latest.as_deref_mut() {
+            if previous.epoch == self.epoch && previous.seq + 1 == self.seq {
+                latest.base = Some(previous.body.clone());
+            }
+            latest.prior = Some(Prior {
+                serial: previous.serial,
+                frames: std::array::from_fn(|slot| previous.plain_made(slot).cloned()),
+            });
         }
         self
+    }
+
+    /// Where the frame of `encoding` in `form` sits in [`Forms`].
+    fn slot(encoding: Encoding, form: Form) -> usize {
+        if encoding == Encoding::Stream {
+            form.index()
+        } else {
+            Form::COUNT + encoding.index()
+        }
+    }
+
+    /// The plain (uncompressed) counterpart of the frame in `slot` of [`Forms`], if it was made.
+    fn plain_made(&self, slot: usize) -> Option<&Bytes> {
+        let (encoding, form) = if slot < Form::COUNT {
+            (Encoding::Stream, Form::from_index(slot).plain())
+        } else {
+            (Encoding::ALL[slot - Form::COUNT], Form::default())
+        };
+        if form == Form::default() {
+            self.packets[encoding.index()].get()
+        } else {
+            self.forms.get()?[Self::slot(encoding, form)].get()
+        }
     }
 
     /// The packet for a connection of `encoding` in `form`: made once and shared, like the plain
@@ -212,35 +267,46 @@ impl Snapshot {
         if form == Form::default() {
             return self.packet(encoding);
         }
-        let stream = encoding == Encoding::Stream;
-        let slot = if stream {
-            form.index()
-        } else {
-            Form::COUNT + encoding.index()
-        };
         let forms = self
             .forms
             .get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
-        forms[slot].get_or_init(|| {
-            let frame = if !stream || form.plain_body() {
-                self.packet(encoding).clone()
-            } else if form.msgpack {
-                self.announcing_first(msgpack::packet(
-                    "TELEMETRY",
-                    self.seq,
-                    &self.epoch,
-                    self.body(),
-                    None,
-                ))
-            } else {
+        forms[Self::slot(encoding, form)].get_or_init(|| match form.deflate {
+            Some(deflate) => deflate.frame(self.packet_as(encoding, form.plain())),
+            None if form.msgpack => self.announcing_first(msgpack::packet(
+                "TELEMETRY",
+                self.seq,
+                &self.epoch,
+                self.body(),
+                None,
+            )),
+            None => {
                 let text = delta::telemetry(self.seq, &self.epoch, self.body(), self.delta());
                 self.announcing_first(frame::text_frame(&text))
-            };
-            match form.deflate {
-                Some(deflate) => deflate.frame(&frame),
-                None => frame,
             }
         })
+    }
+
+    /// The packet for a connection of `encoding` in `form` that was last sent the packet of
+    /// snapshot `last` (a [`Snapshot::serial`]; 0 when something else since): compressed after
+    /// that one when its client keeps its window and it is the snapshot just before this one,
+    /// else [`Snapshot::packet_as`]. Made once and shared by every such connection.
+    pub fn packet_after(&self, encoding: Encoding, form: Form, last: u64) -> &Bytes {
+        if let (Some(deflate), Some(latest)) = (form.deflate, self.latest.as_deref())
+            && deflate.takeover
+            && let Some(prior) = latest.prior.as_ref().filter(|prior| prior.serial == last)
+        {
+            let slot = Self::slot(encoding, form);
+            let chained = latest.chained[slot].get_or_init(|| {
+                let window = deflate::last_payload(prior.frames[slot].as_ref()?);
+                deflate
+                    .compresses(window.len())
+                    .then(|| deflate.frame_after(self.packet_as(encoding, form.plain()), window))
+            });
+            if let Some(frame) = chained {
+                return frame;
+            }
+        }
+        self.packet_as(encoding, form)
     }
 
     /// The fossil delta of the data against the previous packet's, when there is one.

@@ -20,14 +20,25 @@ use crate::common::{Daemon, FakeEngine, Ws, config, next_packet, within};
 /// What a browser offers.
 const BROWSER_OFFER: &str = "permessage-deflate; client_max_window_bits";
 
-/// What the daemon answers (`docs/PROTOCOL.md` §13.1).
-const ANSWER: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+/// What the daemon answers it (`docs/PROTOCOL.md` §13.1): it keeps no window of the client's,
+/// and may compress a packet after the one before in the window the client keeps.
+const ANSWER: &str = "permessage-deflate; client_no_context_takeover";
+
+/// An offer that asks the daemon to compress every message on its own.
+const NO_TAKEOVER_OFFER: &str = "permessage-deflate; server_no_context_takeover";
+
+/// What the daemon answers that.
+const NO_TAKEOVER_ANSWER: &str =
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
 /// A WebSocket client written by hand, to see the frames' RSV1 bits and send compressed ones.
 struct Raw {
     stream: TcpStream,
     /// The handshake's response head.
     response: String,
+    /// Its inflater, kept for the whole connection as a browser keeps it: the daemon may
+    /// compress a message after the ones before it.
+    window: Decompress,
 }
 
 impl Raw {
@@ -40,7 +51,11 @@ impl Raw {
     async fn connect_to(addr: SocketAddr, path: &str, extensions: Option<&str>) -> Self {
         let (stream, response) = Self::handshake(addr, path, extensions).await;
         assert!(response.starts_with("HTTP/1.1 101"), "{response}");
-        Self { stream, response }
+        Self {
+            stream,
+            response,
+            window: Decompress::new(false),
+        }
     }
 
     /// A handshake to `path` that is refused: its status and body.
@@ -121,6 +136,12 @@ impl Raw {
 
     /// The next text message as JSON, and whether it came compressed; skips pings.
     async fn message(&mut self) -> (Value, bool) {
+        let (message, compressed, _) = self.sized_message().await;
+        (message, compressed)
+    }
+
+    /// [`Raw::message`], and its payload's size on the wire.
+    async fn sized_message(&mut self) -> (Value, bool, usize) {
         loop {
             let (first, payload) = self.frame().await;
             match first & 0x0f {
@@ -128,16 +149,29 @@ impl Raw {
                 0x1 => {
                     assert_eq!(first & 0x80, 0x80, "the daemon sends whole messages");
                     let compressed = first & 0x40 != 0;
+                    let payload_len = payload.len();
                     let text = if compressed {
-                        inflate(&payload)
+                        self.inflate(&payload)
                     } else {
                         payload
                     };
-                    return (serde_json::from_slice(&text).unwrap(), compressed);
+                    let value = serde_json::from_slice(&text).unwrap();
+                    return (value, compressed, payload_len);
                 }
                 other => panic!("unexpected opcode {other:#x}: {payload:?}"),
             }
         }
+    }
+
+    /// A compressed message's payload inflated in the connection's window.
+    fn inflate(&mut self, payload: &[u8]) -> Vec<u8> {
+        let mut input = payload.to_vec();
+        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        let mut out = Vec::with_capacity(1 << 20);
+        self.window
+            .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+            .unwrap();
+        out
     }
 
     /// The close frame's code, after whatever comes before it.
@@ -182,16 +216,6 @@ fn deflate(message: &[u8]) -> Vec<u8> {
     let mut out = std::mem::take(encoder.get_mut());
     assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
     out.truncate(out.len() - 4);
-    out
-}
-
-fn inflate(payload: &[u8]) -> Vec<u8> {
-    let mut input = payload.to_vec();
-    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    let mut out = Vec::with_capacity(1 << 20);
-    Decompress::new(false)
-        .decompress_vec(&input, &mut out, FlushDecompress::Sync)
-        .unwrap();
     out
 }
 
@@ -273,6 +297,72 @@ async fn without_deflate_on_both_sides_frames_are_as_ever() {
     }
 }
 
+/// A client that keeps its window gets each packet compressed after the one before, a fraction
+/// of what a client that asked for every message on its own gets, inflating to the same
+/// packets; after a message of its own in between (a PONG), it gets the next packet compressed
+/// on its own, then after the one before again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_keeps_its_window_gets_packets_compressed_after_the_one_before() {
+    let daemon = quick_demo("takeover", "");
+    let mut keeper = Raw::connect(daemon.addr(), Some(BROWSER_OFFER)).await;
+    let mut alone = Raw::connect(daemon.addr(), Some(NO_TAKEOVER_OFFER)).await;
+    assert_eq!(keeper.extensions(), Some(ANSWER), "{}", keeper.response);
+    assert_eq!(
+        alone.extensions(),
+        Some(NO_TAKEOVER_ANSWER),
+        "{}",
+        alone.response
+    );
+    // TELEMETRY by seq: (its compressed size, the packet).
+    async fn packets(
+        client: &mut Raw,
+        count: usize,
+    ) -> std::collections::BTreeMap<u64, (usize, Value)> {
+        let mut seen = std::collections::BTreeMap::new();
+        while seen.len() < count {
+            let (packet, compressed, size) = client.sized_message().await;
+            if packet["type"] == "TELEMETRY" {
+                assert!(compressed, "{packet}");
+                seen.insert(packet["seq"].as_u64().unwrap(), (size, packet));
+            }
+        }
+        seen
+    }
+    let kept = packets(&mut keeper, 6).await;
+    // A message of its own between two packets: a PONG.
+    keeper.send(&deflate(br#"{"type":"PING"}"#), true).await;
+    within("the PONG", async {
+        while keeper.message().await.0["type"] != "PONG" {}
+    })
+    .await;
+    let after = packets(&mut keeper, 3).await;
+    let last = *after.keys().last().unwrap();
+    let first = *kept.keys().next().unwrap();
+    let each = packets(&mut alone, 1).await;
+    let mut each = each;
+    while !each.contains_key(&last) {
+        each.extend(packets(&mut alone, 1).await);
+    }
+    // The first packet after the WELCOME is compressed on its own; the rest after the one before.
+    let (mut kept_bytes, mut alone_bytes) = (0, 0);
+    for (seq, (size, packet)) in kept.iter().skip(1) {
+        if let Some((other, same)) = each.get(seq) {
+            assert_eq!(packet, same, "seq {seq}");
+            kept_bytes += size;
+            alone_bytes += other;
+        }
+    }
+    assert!(
+        alone_bytes > 0 && kept_bytes * 2 < alone_bytes,
+        "from seq {first}: {kept_bytes} bytes against {alone_bytes}"
+    );
+    for (seq, (_, packet)) in &after {
+        if let Some((_, same)) = each.get(seq) {
+            assert_eq!(packet, same, "seq {seq}");
+        }
+    }
+}
+
 /// A deflate bomb (a few kilobytes that inflate to megabytes) is closed with 1009 once it passes
 /// `clients.max_message_bytes`, without inflating the rest; no other client notices.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,8 +391,9 @@ async fn a_deflate_bomb_is_closed_with_1009() {
     watcher.saw_every_tick(&daemon).await;
 }
 
-/// Python's `websockets` (which offers permessage-deflate by default) gets both
-/// `no_context_takeover` parameters, inflates the packets, and its compressed PING is answered.
+/// Python's `websockets` (which offers permessage-deflate by default) is answered
+/// `client_no_context_takeover` only, inflates packets compressed after the one before (with a
+/// compressed PONG in between), and its compressed PING is answered.
 #[cfg_attr(
     bff_no_python,
     ignore = "python3 with websockets not found: pip install -r examples/clients/requirements.txt"
@@ -329,6 +420,8 @@ async def main(url):
         while json.loads(await ws.recv())["type"] != "PONG":
             pass
         print("PONG")
+        seqs = [json.loads(await ws.recv())["seq"] for _ in range(3)]
+        print(seqs == list(range(seqs[0], seqs[0] + 3)))
 
 asyncio.run(main(sys.argv[1]))
 "#;
@@ -348,7 +441,7 @@ asyncio.run(main(sys.argv[1]))
     );
     assert_eq!(
         stdout,
-        "permessage-deflate True True\nWELCOME TELEMETRY True\nPONG\n"
+        "permessage-deflate False True\nWELCOME TELEMETRY True\nPONG\nTrue\n"
     );
 }
 
@@ -516,7 +609,7 @@ async fn each_form_is_compressed_and_what_is_not_offered_is_refused() {
         let (first, payload) = binary.data_frame().await;
         assert_eq!(first & 0x0f, 0x2, "binary");
         let bytes = if first & 0x40 != 0 {
-            inflate(&payload)
+            binary.inflate(&payload)
         } else {
             payload
         };
@@ -548,8 +641,14 @@ async fn wire_bytes_on_thirty_demo_packets() {
     let modes = [
         ("full JSON", "/", None),
         ("deflate", "/", Some(BROWSER_OFFER)),
+        ("deflate, each on its own", "/", Some(NO_TAKEOVER_OFFER)),
         ("fossil delta", "/?delta=fossil", None),
         ("delta + deflate", "/?delta=fossil", Some(BROWSER_OFFER)),
+        (
+            "delta + deflate, each on its own",
+            "/?delta=fossil",
+            Some(NO_TAKEOVER_OFFER),
+        ),
         ("MessagePack", "/?format=msgpack", None),
         (
             "MessagePack + deflate",
@@ -576,7 +675,7 @@ async fn wire_bytes_on_thirty_demo_packets() {
                     _ => 10,
                 };
             let bytes = if first & 0x40 != 0 {
-                inflate(&payload)
+                client.inflate(&payload)
             } else {
                 payload
             };
@@ -622,10 +721,11 @@ async fn wire_bytes_on_thirty_demo_packets() {
                 }
                 println!(
                     "| {name} | `{path}`{} | {} | {:.1}% |",
-                    if offer.is_some() {
-                        " + permessage-deflate"
-                    } else {
-                        ""
+                    match offer {
+                        Some(NO_TAKEOVER_OFFER) =>
+                            " + `permessage-deflate; server_no_context_takeover`",
+                        Some(_) => " + permessage-deflate",
+                        None => "",
                     },
                     total / 30,
                     100.0 * total as f64 / full as f64

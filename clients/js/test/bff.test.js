@@ -272,7 +272,7 @@ test('Node ws with permessage-deflate: negotiated, packets that parse, a compres
   });
   const response = await answer;
   assert.equal(ws.extensions, 'permessage-deflate', 'ws negotiated permessage-deflate');
-  assert.match(response.headers['sec-websocket-extensions'], /^permessage-deflate; server_no_context_takeover/);
+  assert.match(response.headers['sec-websocket-extensions'], /^permessage-deflate; client_no_context_takeover$/);
 
   await until(() => messages.length >= 3, 'a WELCOME and two TELEMETRY', () => messages.length);
   const packets = messages.slice(0, 3).map((m) => {

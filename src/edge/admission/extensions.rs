@@ -1,36 +1,43 @@
 //! The `Sec-WebSocket-Extensions` negotiation: permessage-deflate (RFC 7692) is taken when a
-//! client offers it in a form the daemon can keep, and answered with both
-//! `no_context_takeover` parameters, so every message is compressed on its own: one
-//! compressed packet serves every connection, and no connection keeps a window
-//! (`docs/PROTOCOL.md` §13.1).
+//! client offers it in a form the daemon can keep. The daemon keeps no window of a client's
+//! (`client_no_context_takeover`), and keeps to the client's choice for its own: without
+//! `server_no_context_takeover` in the offer, packets may come compressed after the previous
+//! one, in the window the client keeps (`docs/PROTOCOL.md` §13.1).
 
 use hyper::header::{HeaderMap, SEC_WEBSOCKET_EXTENSIONS};
 
-/// The extension the daemon answers with when it takes an offer. RFC 7692 §7.1.1.2 lets a
-/// server add `client_no_context_takeover` whether or not the client offered it.
-pub const DEFLATE_ANSWER: &str =
-    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+/// What the daemon answers a taken offer with: RFC 7692 §7.1.1.2 lets a server add
+/// `client_no_context_takeover` whether or not the client offered it, and
+/// `server_no_context_takeover` is answered exactly when it was asked for.
+pub fn deflate_answer(takeover: bool) -> &'static str {
+    if takeover {
+        "permessage-deflate; client_no_context_takeover"
+    } else {
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    }
+}
 
-/// Whether the handshake offers permessage-deflate in a form the daemon can take: any offer
-/// whose parameters it can honour (a `server_max_window_bits` under 15 it cannot: its
-/// compressor's window is 15 bits).
-pub fn offers_deflate(headers: &HeaderMap) -> bool {
+/// The first offer of permessage-deflate in a form the daemon can take (a
+/// `server_max_window_bits` under 15 it cannot: its compressor's window is 15 bits), if any:
+/// whether it lets the daemon's side keep its context (no `server_no_context_takeover`).
+pub fn offers_deflate(headers: &HeaderMap) -> Option<bool> {
     headers
         .get_all(SEC_WEBSOCKET_EXTENSIONS)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(acceptable)
+        .find_map(acceptable)
 }
 
-/// One offer (`name; param; param=value`).
-fn acceptable(offer: &str) -> bool {
+/// One offer (`name; param; param=value`): whether the server may keep its context, when the
+/// daemon can take it.
+fn acceptable(offer: &str) -> Option<bool> {
     let mut parts = offer.split(';').map(str::trim);
     if !parts
         .next()
         .is_some_and(|name| name.eq_ignore_ascii_case("permessage-deflate"))
     {
-        return false;
+        return None;
     }
     let mut seen = Vec::new();
     for param in parts {
@@ -39,7 +46,7 @@ fn acceptable(offer: &str) -> bool {
             None => (param, None),
         };
         if seen.contains(&name) {
-            return false; // RFC 7692 §7: an offer with a parameter twice is declined
+            return None; // RFC 7692 §7: an offer with a parameter twice is declined
         }
         seen.push(name);
         let fine = match (name, value) {
@@ -50,10 +57,10 @@ fn acceptable(offer: &str) -> bool {
             _ => false,
         };
         if !fine {
-            return false;
+            return None;
         }
     }
-    true
+    Some(!seen.contains(&"server_no_context_takeover"))
 }
 
 /// A window size parameter's value, 8 to 15.
@@ -66,32 +73,37 @@ mod tests {
     use super::*;
     use hyper::header::HeaderValue;
 
-    /// What browsers, Python's `websockets` and Node's `ws` offer is taken; what the daemon
-    /// cannot honour, or another extension alone, is not.
+    /// What browsers, Python's `websockets` and Node's `ws` offer is taken, keeping the
+    /// server's context unless the offer taken says not to; what the daemon cannot honour, or
+    /// another extension alone, is not.
     #[test]
     fn offers_the_daemon_can_keep_are_taken() {
         let cases = [
-            ("permessage-deflate; client_max_window_bits", true), // Chromium, Firefox
-            ("permessage-deflate; client_max_window_bits=15", true),
-            ("permessage-deflate", true),
+            ("permessage-deflate; client_max_window_bits", Some(true)), // Chromium, Firefox
+            ("permessage-deflate; client_max_window_bits=15", Some(true)),
+            ("permessage-deflate", Some(true)),
             (
                 "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-                true,
+                Some(false),
             ),
-            ("permessage-deflate; server_max_window_bits=10", false),
+            ("permessage-deflate; server_max_window_bits=10", None),
             (
                 "permessage-deflate; server_max_window_bits=10, permessage-deflate",
-                true,
+                Some(true),
             ),
-            ("permessage-deflate; server_max_window_bits=15", true),
-            ("permessage-deflate; client_max_window_bits=20", false),
-            ("permessage-deflate; mystery", false),
+            (
+                "permessage-deflate; server_no_context_takeover, permessage-deflate",
+                Some(false),
+            ),
+            ("permessage-deflate; server_max_window_bits=15", Some(true)),
+            ("permessage-deflate; client_max_window_bits=20", None),
+            ("permessage-deflate; mystery", None),
             (
                 "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
-                false,
+                None,
             ),
-            ("x-webkit-deflate-frame", false),
-            ("", false),
+            ("x-webkit-deflate-frame", None),
+            ("", None),
         ];
         for (offer, taken) in cases {
             let mut headers = HeaderMap::new();
@@ -101,6 +113,8 @@ mod tests {
             );
             assert_eq!(offers_deflate(&headers), taken, "{offer:?}");
         }
-        assert!(!offers_deflate(&HeaderMap::new()));
+        assert_eq!(offers_deflate(&HeaderMap::new()), None);
+        assert!(!deflate_answer(true).contains("server_no_context_takeover"));
+        assert!(deflate_answer(false).contains("server_no_context_takeover"));
     }
 }

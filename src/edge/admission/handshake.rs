@@ -91,9 +91,14 @@ pub fn websocket(
     } else {
         None
     };
-    let deflate = (config.clients.compression && extensions::offers_deflate(req.headers()))
-        .then_some(Deflate {
+    let deflate = config
+        .clients
+        .compression
+        .then(|| extensions::offers_deflate(req.headers()))
+        .flatten()
+        .map(|takeover| Deflate {
             min_bytes: config.clients.compression_min_bytes,
+            takeover,
         });
     let form = Form {
         deflate,
@@ -127,10 +132,10 @@ pub fn websocket(
         header::SEC_WEBSOCKET_ACCEPT,
         HeaderValue::from_str(&accept_key).expect("a base64 key is a valid header"),
     );
-    if deflate.is_some() {
+    if let Some(deflate) = deflate {
         headers.insert(
             header::SEC_WEBSOCKET_EXTENSIONS,
-            HeaderValue::from_static(extensions::DEFLATE_ANSWER),
+            HeaderValue::from_static(extensions::deflate_answer(deflate.takeover)),
         );
     }
     // A browser that offered subprotocols fails the handshake unless one is chosen.

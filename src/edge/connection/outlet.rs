@@ -82,6 +82,10 @@ struct Flow {
     encoding: Encoding,
     /// What it asked for besides: permessage-deflate, deltas, MessagePack.
     form: Form,
+    /// The [`Snapshot::serial`] of the packet last written here by the fan-out, when nothing
+    /// was written after it; else 0. A client that keeps its deflate window holds that packet
+    /// at the window's end, so the next one may come compressed after it.
+    last_packet: u64,
 }
 
 impl<W: Outbox> SocketOutlet<W> {
@@ -105,6 +109,7 @@ impl<W: Outbox> SocketOutlet<W> {
                 waiting: None,
                 encoding,
                 form,
+                last_packet: 0,
             }),
             metrics,
             queue_size: queue_size.max(1),
@@ -168,7 +173,9 @@ impl<W: Outbox> SocketOutlet<W> {
 
     /// [`SocketOutlet::offer`] without counting the packet.
     fn offer_uncounted(&self, frame: &[u8]) -> Offered {
-        self.offer_locked(&mut self.flow(), frame)
+        let mut flow = self.flow();
+        flow.last_packet = 0;
+        self.offer_locked(&mut flow, frame)
     }
 
     /// Writes `frame`, under the flow's lock.
@@ -238,6 +245,7 @@ impl<W: Outbox> SocketOutlet<W> {
     /// when some of it waits in `pending` for [`SocketOutlet::flush`].
     pub fn push(&self, frame: &[u8], kind: Frame) -> io::Result<bool> {
         let mut flow = self.flow();
+        flow.last_packet = 0;
         self.write_or_queue(&mut flow, frame)?;
         self.metrics.sent(kind, frame.len());
         Ok(!flow.pending.is_empty())
@@ -308,7 +316,12 @@ impl<W: Outbox> SocketOutlet<W> {
 impl<W: Outbox> hub::Outlet for SocketOutlet<W> {
     fn offer(&self, snapshot: &Snapshot) -> bool {
         let mut flow = self.flow();
-        let frame = snapshot.packet_as(flow.encoding, flow.form);
+        let frame = snapshot.packet_after(flow.encoding, flow.form, flow.last_packet);
+        if !frame.is_empty() {
+            // Else nothing for this connection in that snapshot (a market-stream path's, most):
+            // its window still ends where it did.
+            flow.last_packet = snapshot.serial;
+        }
         self.offer_locked(&mut flow, frame) != Offered::Refused
     }
 }

@@ -221,3 +221,65 @@ async fn what_waits_for_the_socket_goes_out_first_and_in_order() {
         "empty again: written at once"
     );
 }
+
+/// A client that keeps its deflate window gets a packet compressed after the one before only
+/// when that packet was the last thing written to it: after a frame of the session's own, the
+/// next packet comes compressed on its own.
+#[test]
+fn a_packet_comes_compressed_after_the_one_before_only_when_nothing_came_between() {
+    use crate::hub::deflate::Deflate;
+    use crate::hub::packet::Telemetry;
+    let form = Form {
+        deflate: Some(Deflate {
+            min_bytes: 0,
+            takeover: true,
+        }),
+        ..Form::default()
+    };
+    let outlet = SocketOutlet::new(Recording::default(), 4, metrics(), Encoding::Stream, form);
+    let mut previous: Option<Arc<Snapshot>> = None;
+    let mut snapshot = |seq: u64| {
+        let body = format!(r#"{{"seq":{seq},"pad":"{}"}}"#, "steady ".repeat(100));
+        let next = Snapshot::new(
+            seq,
+            "e1".into(),
+            Telemetry::initializing(chrono::Utc::now()),
+            body,
+        );
+        let next = Arc::new(match &previous {
+            Some(before) => next.after(before),
+            None => next,
+        });
+        previous = Some(next.clone());
+        next
+    };
+    let last_written =
+        |outlet: &SocketOutlet<Recording>| outlet.out.0.lock().unwrap().last().unwrap().clone();
+    let (first, second) = (snapshot(1), snapshot(2));
+    assert!(hub::Outlet::offer(&outlet, &first));
+    assert!(hub::Outlet::offer(&outlet, &second));
+    let chained = second
+        .packet_after(Encoding::Stream, form, first.serial)
+        .clone();
+    assert_ne!(
+        chained,
+        *second.packet_as(Encoding::Stream, form),
+        "two variants"
+    );
+    assert_eq!(last_written(&outlet), chained, "after the one before");
+    outlet.push(b"\x81\x02{}", Frame::Welcome).unwrap();
+    let third = snapshot(3);
+    assert!(hub::Outlet::offer(&outlet, &third));
+    assert_eq!(
+        last_written(&outlet),
+        *third.packet_as(Encoding::Stream, form),
+        "on its own after a frame of the session's"
+    );
+    let fourth = snapshot(4);
+    assert!(hub::Outlet::offer(&outlet, &fourth));
+    assert_eq!(
+        last_written(&outlet),
+        *fourth.packet_after(Encoding::Stream, form, third.serial),
+        "after the one before again"
+    );
+}
