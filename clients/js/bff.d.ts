@@ -39,7 +39,10 @@ export type Status =
   | { state: 'connecting'; attempt: number }
   | { state: 'live' }
   | { state: 'reconnecting'; code: number; reason: string; attempt: number; delayMs: number }
-  /** After `close()` (1000) or a revoked token (4401): no more reconnects. */
+  /**
+   * After `close()` (1000), a revoked token (4401), or a decoder asked for (`delta`, `format:
+   * 'msgpack'`) that could not be imported (1006, `reason` names the package): no more reconnects.
+   */
   | { state: 'closed'; code: number; reason: string };
 
 export interface ConnectOptions {

@@ -1312,6 +1312,7 @@ fn the_javascript_library_and_its_react_hook_pass_their_tests() {
     for name in [
         "useMarketStream shows the daemon regime, its turn, the drop and the reconnect",
         "plain, delta and MessagePack clients get the same data for the same seq, as plain objects",
+        "bff.js alone, without its npm packages: a plain client streams, a delta or MessagePack one says what is missing",
         "a dropped connection comes back with since/epoch: resumed, deltas again, no seq missing or twice",
         "command() resolves with the COMMAND_RESULT of its id, and rejects when the client closes first",
         "a relay channel resumes with its offsets after a drop: every UPDATE once, in order",

@@ -4,7 +4,11 @@
 // revoked token that stops the retries; and Node's `ws` with permessage-deflate on, as browsers have it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import NodeWebSocket from 'ws';
 import { connect } from '../bff.js';
 import { bffBinary, configFile, PATIENCE_MS, startDaemon, startEngine, until } from '../support/daemon.js';
@@ -59,16 +63,20 @@ function spyWebSocket() {
   return { Spy, sockets, frames, sent };
 }
 
-/** A client on `url` that records its packets (seq → data), statuses and messages. */
+/**
+ * A client on `url` that records its packets (seq → data), statuses and messages; made by
+ * `options.connect` when given (another copy of the library), else by ../bff.js's.
+ */
 function recorded(url, options = {}) {
   const spy = spyWebSocket();
   const seen = { packets: [], data: new Map(), statuses: [], types: [], spy };
-  seen.client = connect(url, {
+  const { connect: open = connect, ...rest } = options;
+  seen.client = open(url, {
     WebSocket: spy.Spy,
     minDelayMs: 200,
     maxDelayMs: 1000,
     onStatus: (status) => seen.statuses.push(status),
-    ...options,
+    ...rest,
   });
   seen.client.on('*', (message) => seen.types.push(message.type));
   for (const type of ['WELCOME', 'TELEMETRY']) {
@@ -120,6 +128,35 @@ test('plain, delta and MessagePack clients get the same data for the same seq, a
     if (seq > start) assert.notDeepEqual(data, plain.data.get(seq - 1), 'each packet differs from the last');
     assert.deepEqual(delta.data.get(seq), data, `the delta client's data of seq ${seq}`);
     assert.deepEqual(msgpack.data.get(seq), data, `the MessagePack client's data of seq ${seq}`);
+  }
+});
+
+test('bff.js alone, without its npm packages: a plain client streams, a delta or MessagePack one says what is missing', { timeout: 4 * PATIENCE_MS }, async (t) => {
+  const url = await daemonFor(t);
+  if (!url) return;
+  // A directory with bff.js and nothing else: no node_modules here or above it.
+  const dir = mkdtempSync(join(tmpdir(), 'bff-alone-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  copyFileSync(new URL('../bff.js', import.meta.url), join(dir, 'bff.js'));
+  writeFileSync(join(dir, 'package.json'), '{"type": "module"}');
+  const alone = await import(pathToFileURL(join(dir, 'bff.js')).href);
+
+  const plain = recorded(url, { connect: alone.connect });
+  await until(() => plain.packets.length >= 2, 'a WELCOME and a TELEMETRY', () => plain.packets.length);
+  plain.client.close();
+  assert.deepEqual(plain.packets.slice(0, 2).map((p) => p.type), ['WELCOME', 'TELEMETRY']);
+  assert.deepEqual(plain.statuses.map((s) => s.state), ['connecting', 'live', 'closed']);
+
+  for (const [options, missing] of [[{ delta: true }, 'fossil-delta'], [{ format: 'msgpack' }, '@msgpack/msgpack']]) {
+    const errors = [];
+    const c = recorded(url, { connect: alone.connect, onError: (e) => errors.push(e.message), ...options });
+    await until(() => c.client.status.state === 'closed', `the ${missing} client to give up`, () => c.statuses);
+    const said = `bff: cannot load ${missing} (npm install ${missing}, or map it in an import map)`;
+    assert.equal(c.spy.sockets.length, 0, 'no connection without its decoder');
+    assert.deepEqual(c.statuses.map((s) => [s.state, s.code]), [['connecting', undefined], ['closed', 1006]]);
+    assert.ok(c.statuses[1].reason.startsWith(said), c.statuses[1].reason);
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0].startsWith(said), errors[0]);
   }
 });
 
