@@ -70,7 +70,10 @@ export declare class BffClient {
   on(type: 'UPDATE', listener: (message: Update) => void): () => void;
   on(type: 'COMMAND_RESULT', listener: (message: CommandResult) => void): () => void;
   on(type: string, listener: (message: Message) => void): () => void;
+  /** Now and on every reconnect, with its offsets; a channel the daemon refuses is not asked again. */
   subscribe(channel: string): void;
+  /** Leaves a channel, now and on every reconnect. */
+  unsubscribe(channel: string): void;
   command(action: string, args?: Record<string, unknown>): Promise<CommandResult>;
   close(): void;
 }

@@ -126,11 +126,20 @@ export class BffClient {
     return () => this.#listeners.get(type).delete(listener);
   }
 
-  /** Subscribes to a relay channel (or pattern), now and on every reconnect, with its offsets. */
+  /**
+   * Subscribes to a relay channel (or pattern), now (its SUBSCRIBED answers, even when held
+   * already) and on every reconnect, with its offsets; one the daemon refuses is not asked again.
+   */
   subscribe(channel) {
-    if (this.#channels.has(channel)) return;
     this.#channels.add(channel);
     if (this.#ws?.readyState === 1) this.#send({ type: 'SUBSCRIBE', channels: [channel] });
+  }
+
+  /** Leaves a relay channel (or pattern), now and on every reconnect. */
+  unsubscribe(channel) {
+    this.#channels.delete(channel);
+    this.#offsets.delete(channel);
+    if (this.#ws?.readyState === 1) this.#send({ type: 'UNSUBSCRIBE', channels: [channel] });
   }
 
   /**
@@ -234,6 +243,11 @@ export class BffClient {
       this.#last = { seq: message.seq, epoch: message.epoch };
     } else if (message.type === 'UPDATE' && message.offset !== undefined) {
       this.#offsets.set(message.channel, message.offset);
+    } else if (message.type === 'SUBSCRIBED') {
+      // Refused (§9.2), other than for being held already: asking again would be refused again.
+      for (const { channel, reason } of message.rejected ?? []) {
+        if (reason !== 'already subscribed') this.#channels.delete(channel);
+      }
     } else if (message.type === 'COMMAND_RESULT' && this.#pending.has(message.id)) {
       this.#pending.get(message.id).resolve(message);
       this.#pending.delete(message.id);

@@ -1,7 +1,8 @@
 // The client library (../bff.js) against the real daemon (../support/daemon.js): packets as plain
 // objects in each encoding, equal to a plain client's seq for seq; a dropped connection resumed
 // with no packet missing or twice; a command answered by id; and, with a stand-in WebSocket, the
-// revoked token that stops the retries; and Node's `ws` with permessage-deflate on, as browsers have it.
+// revoked token that stops the retries, channels subscribed and left across a reconnect; and
+// Node's `ws` with permessage-deflate on, as browsers have it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -257,6 +258,53 @@ test('a connection that fails before opening is retried after a jittered wait, w
   client.close();
   t.mock.timers.tick(5000);
   assert.equal(sockets.length, 2, 'closed: no more attempts');
+});
+
+test('subscribe and unsubscribe, now and after a reconnect: asked again when held, a refused channel not asked again', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const sockets = [];
+  class Fake {
+    constructor(url) {
+      Object.assign(this, { url, readyState: 0, sent: [] });
+      sockets.push(this);
+    }
+    send(data) {
+      this.sent.push(JSON.parse(data));
+    }
+    close() {}
+  }
+  const client = connect('ws://bff.test/ws/stream', { WebSocket: Fake, random: () => 1 });
+  const receive = (socket, message) => socket.onmessage({ data: JSON.stringify(message) });
+  client.subscribe('a'); // before the connection opens: asked when it does
+  const [first] = sockets;
+  first.readyState = 1;
+  first.onopen();
+  receive(first, { type: 'WELCOME', seq: 5, epoch: 'e1', data: {} });
+  for (const channel of ['secret', 'a', 'b']) client.subscribe(channel);
+  receive(first, { type: 'SUBSCRIBED', channels: ['a'], rejected: [] });
+  receive(first, { type: 'SUBSCRIBED', channels: [], rejected: [{ channel: 'secret', reason: 'not relayed: no entry of redis.relay matches it' }] });
+  receive(first, { type: 'SUBSCRIBED', channels: [], rejected: [{ channel: 'a', reason: 'already subscribed' }] });
+  receive(first, { type: 'SUBSCRIBED', channels: ['b'], rejected: [] });
+  receive(first, { type: 'UPDATE', channel: 'a', offset: 3, data: {} });
+  receive(first, { type: 'UPDATE', channel: 'b', offset: 7, data: {} });
+  client.unsubscribe('b');
+  assert.deepEqual(first.sent, [
+    { type: 'SUBSCRIBE', channels: ['a'] },
+    { type: 'SUBSCRIBE', channels: ['secret'] },
+    { type: 'SUBSCRIBE', channels: ['a'] },
+    { type: 'SUBSCRIBE', channels: ['b'] },
+    { type: 'UNSUBSCRIBE', channels: ['b'] },
+  ]);
+
+  first.readyState = 3;
+  first.onclose({ code: 1006, reason: '' });
+  t.mock.timers.tick(1000);
+  assert.equal(sockets.length, 2);
+  sockets[1].readyState = 1;
+  sockets[1].onopen();
+  // Held channels only, each from its last offset.
+  assert.deepEqual(sockets[1].sent, [{ type: 'SUBSCRIBE', channels: ['a'], since: { a: 3 }, epoch: 'e1' }]);
+  client.close();
 });
 
 test('a relay channel resumes with its offsets after a drop: every UPDATE once, in order', { timeout: 4 * PATIENCE_MS }, async (t) => {
