@@ -286,10 +286,11 @@ export class BffClient {
     const max = this.#options.maxDelayMs ?? 30000;
     const ceiling = Math.min(max, min * 2 ** this.#attempt++);
     const delayMs = ceiling / 2 + (this.#options.random ?? Math.random)() * (ceiling / 2);
-    this.#setStatus({ state: 'reconnecting', code, reason, attempt: this.#attempt, delayMs });
+    // The timer first: a `close()` from the status listener stops it.
     this.#timer = setTimeout(() => {
       this.#setStatus({ state: 'connecting', attempt: this.#attempt });
       this.#open();
     }, delayMs);
+    this.#setStatus({ state: 'reconnecting', code, reason, attempt: this.#attempt, delayMs });
   }
 }

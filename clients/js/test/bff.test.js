@@ -235,7 +235,7 @@ test('a revoked token (4401) stops the retries and says why', () => {
   assert.equal(sockets.length, 1, 'no reconnect');
 });
 
-test('a connection that fails before opening is retried after a jittered wait, with an error alone as Node 20 gives it', (t) => {
+test('a connection that fails before opening is retried after a jittered wait, with an error alone as Node 20 gives it, unless closed from onStatus', (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const sockets = [];
   class Fake {
@@ -258,6 +258,16 @@ test('a connection that fails before opening is retried after a jittered wait, w
   client.close();
   t.mock.timers.tick(5000);
   assert.equal(sockets.length, 2, 'closed: no more attempts');
+
+  // Closed by its own status listener, told of the first failure: never tried again.
+  const once = connect('ws://bff.test/ws/stream', {
+    WebSocket: Fake,
+    onStatus: (s) => s.state === 'reconnecting' && once.close(),
+  });
+  sockets[2].onerror({});
+  t.mock.timers.tick(60000);
+  assert.equal(sockets.length, 3, 'closed from onStatus: no more attempts');
+  assert.equal(once.status.state, 'closed');
 });
 
 test('subscribe and unsubscribe, now and after a reconnect: asked again when held, a refused channel not asked again', (t) => {
