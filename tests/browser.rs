@@ -253,6 +253,97 @@ async fn the_live_page_streams_shows_disconnected_and_reconnects() {
     client.close().await.unwrap();
 }
 
+/// The page runs on the client library the daemon serves next to it (`/bff.js`, the
+/// repository's `clients/js/bff.js` itself) and on no inline code: the page fetched its two
+/// scripts, and a dropped socket comes back by the library's reconnect, asking to resume where
+/// the page left off (`since`/`epoch`) and resumed with no gap.
+#[cfg_attr(
+    bff_no_browser,
+    ignore = "chromium or chromedriver not found: apt-get install chromium chromium-driver"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_runs_on_the_client_library_served_next_to_it() {
+    if !browser_installed() {
+        return;
+    }
+    let addr = free_port();
+    let _bff = daemon(addr);
+    let (_driver, client) = browser().await;
+    client.goto(&format!("http://{addr}/")).await.unwrap();
+    wait_text(&client, "conn", "the page to connect", |t| t == "Live").await;
+    let scripts = client
+        .execute(
+            "return performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname)\
+             .filter((p) => p.endsWith('.js'));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(scripts, json!(["/page.js", "/bff.js"]));
+    let served = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/bff.js').then(async (r) => done([r.status, r.headers.get('content-type'), await r.text()]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let library = include_str!("../clients/js/bff.js");
+    assert_eq!(
+        served,
+        json!([200, "text/javascript; charset=utf-8", library])
+    );
+
+    wait_script(
+        &client,
+        "return window.bff.seqs.length >= 2;",
+        "two packets",
+    )
+    .await;
+    let first = client.execute("return ws.url;", vec![]).await.unwrap();
+    assert_eq!(
+        first,
+        json!(format!("ws://{addr}/")),
+        "the first socket asks for no resume"
+    );
+    let last = client
+        .execute("ws.close(); return window.bff.seqs.at(-1);", vec![])
+        .await
+        .unwrap();
+    wait_script(
+        &client,
+        "return window.bff.resumed === true && window.bff.connected;",
+        "the library to reconnect and resume",
+    )
+    .await;
+    let url = client.execute("return ws.url;", vec![]).await.unwrap();
+    let (_, query) = url.as_str().unwrap().split_once('?').unwrap();
+    let query: std::collections::HashMap<&str, &str> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let (epoch, seq) = last.as_str().unwrap().split_once(':').unwrap();
+    let since: u64 = query["since"].parse().unwrap();
+    assert!(since >= seq.parse().unwrap(), "since={since} after {last}");
+    assert_eq!(query["epoch"], epoch);
+    wait_script(
+        &client,
+        &format!("return window.bff.seqs.length >= 2 && Number(window.bff.seqs.at(-1).split(':')[1]) > {since};"),
+        "a packet after the resume",
+    )
+    .await;
+    let seqs = page_seqs(&client).await;
+    let numbers: Vec<u64> = seqs
+        .iter()
+        .map(|s| s.split_once(':').unwrap().1.parse().unwrap())
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap, no repeat: {seqs:?}"
+    );
+    client.close().await.unwrap();
+}
+
 /// Chromium offers permessage-deflate and the daemon takes it (`client_no_context_takeover`
 /// only in the answer, as `WebSocket.extensions` shows: the browser keeps its window, and
 /// packets come compressed after the one before): the live page streams over it, the packets

@@ -39,7 +39,10 @@ export type Status =
   | { state: 'connecting'; attempt: number }
   | { state: 'live' }
   | { state: 'reconnecting'; code: number; reason: string; attempt: number; delayMs: number }
-  /** After `close()` (1000) or a revoked token (4401): no more reconnects. */
+  /**
+   * After `close()` (1000), a revoked token (4401), or a decoder asked for (`delta`, `format:
+   * 'msgpack'`) that could not be imported (1006, `reason` names the package): no more reconnects.
+   */
   | { state: 'closed'; code: number; reason: string };
 
 export interface ConnectOptions {
@@ -67,7 +70,10 @@ export declare class BffClient {
   on(type: 'UPDATE', listener: (message: Update) => void): () => void;
   on(type: 'COMMAND_RESULT', listener: (message: CommandResult) => void): () => void;
   on(type: string, listener: (message: Message) => void): () => void;
+  /** Now and on every reconnect, with its offsets; a channel the daemon refuses is not asked again. */
   subscribe(channel: string): void;
+  /** Leaves a channel, now and on every reconnect. */
+  unsubscribe(channel: string): void;
   command(action: string, args?: Record<string, unknown>): Promise<CommandResult>;
   close(): void;
 }

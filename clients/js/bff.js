@@ -3,9 +3,9 @@
 // permessage-deflate is the WebSocket's own), reconnects with backoff and jitter, resumes with
 // `since`/`epoch` and relay channels with their offsets, and commands whose COMMAND_RESULT
 // resolves a promise by `id`. No build step: the browser's WebSocket, Node's (22+, or 20.10+ with
-// `--experimental-websocket`), or one passed in `options.WebSocket`.
-import { applyDelta } from 'fossil-delta';
-import { decode as decodeMsgpack } from '@msgpack/msgpack';
+// `--experimental-websocket`), or one passed in `options.WebSocket`. The decoders (npm's
+// `fossil-delta`, `@msgpack/msgpack`) are imported only by a client that asks for them: one that
+// asks for neither needs this file alone (the daemon's live page serves it so).
 
 /** Close code of a token the daemon no longer accepts: retrying with it would only be refused. */
 const TOKEN_REVOKED = 4401;
@@ -14,6 +14,24 @@ const RESYNC = 4000;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Each decoder's module, imported at most once, when a client first asks for it. */
+const modules = new Map();
+
+/** The decoders `options` ask for: `{applyDelta}` for delta, `{decode}` for MessagePack. */
+async function decoders(options) {
+  const load = (name) => {
+    if (!modules.has(name)) modules.set(name, import(name));
+    return modules.get(name).catch((error) => {
+      modules.delete(name);
+      throw new Error(`bff: cannot load ${name} (npm install ${name}, or map it in an import map): ${error.message}`);
+    });
+  };
+  const found = {};
+  if (options.delta) found.applyDelta = (await load('fossil-delta')).applyDelta;
+  if (options.format === 'msgpack') found.decode = (await load('@msgpack/msgpack')).decode;
+  return found;
+}
 
 /**
  * The `data` of a JSON packet frame as its bytes came: after the envelope's first `"data":`, up
@@ -58,6 +76,7 @@ export class BffClient {
   #last = null; // { seq, epoch } of the last packet
   #base = null; // the raw bytes of the last packet's data, for the next delta
   #status = { state: 'connecting', attempt: 0 };
+  #decoders = {}; // what decoders() found, before the first connection opens
 
   constructor(url, options) {
     this.#options = options;
@@ -77,7 +96,22 @@ export class BffClient {
     this.#url = withQuery(String(url), query);
     for (const channel of options.channels ?? []) this.#channels.add(channel);
     this.#setStatus({ state: 'connecting', attempt: 0 });
-    this.#open();
+    if (!options.delta && options.format !== 'msgpack') {
+      this.#open();
+      return;
+    }
+    decoders(options).then(
+      (found) => {
+        this.#decoders = found;
+        if (this.#running) this.#open();
+      },
+      (error) => {
+        if (!this.#running) return;
+        this.#running = false;
+        this.#options.onError?.(error);
+        this.#setStatus({ state: 'closed', code: 1006, reason: error.message });
+      },
+    );
   }
 
   /** The connection's state, as the last status event said it. */
@@ -92,11 +126,20 @@ export class BffClient {
     return () => this.#listeners.get(type).delete(listener);
   }
 
-  /** Subscribes to a relay channel (or pattern), now and on every reconnect, with its offsets. */
+  /**
+   * Subscribes to a relay channel (or pattern), now (its SUBSCRIBED answers, even when held
+   * already) and on every reconnect, with its offsets; one the daemon refuses is not asked again.
+   */
   subscribe(channel) {
-    if (this.#channels.has(channel)) return;
     this.#channels.add(channel);
     if (this.#ws?.readyState === 1) this.#send({ type: 'SUBSCRIBE', channels: [channel] });
+  }
+
+  /** Leaves a relay channel (or pattern), now and on every reconnect. */
+  unsubscribe(channel) {
+    this.#channels.delete(channel);
+    this.#offsets.delete(channel);
+    if (this.#ws?.readyState === 1) this.#send({ type: 'UNSUBSCRIBE', channels: [channel] });
   }
 
   /**
@@ -155,13 +198,17 @@ export class BffClient {
       if (this.#channels.size) this.#resubscribe();
     };
     ws.onmessage = (event) => {
+      let message;
       try {
-        this.#receive(event.data);
+        message = this.#receive(event.data);
       } catch (error) {
         // A frame it cannot read (never expected): start again from where it left off.
         this.#options.onError?.(error);
         ws.close(RESYNC, 'resync');
+        return;
       }
+      // Outside the try: a listener's own error is its own, not a frame to resync for.
+      this.#emit(message);
     };
     ws.onclose = (event) => this.#closed(ws, event.code, event.reason);
     // A connection that never opened: browsers follow the error with a close, Node 20 does not.
@@ -178,6 +225,7 @@ export class BffClient {
     this.#send(message);
   }
 
+  /** The message `data` carries, as a plain object, with the client's state brought up to it. */
   #receive(data) {
     let message;
     if (typeof data === 'string') {
@@ -188,18 +236,23 @@ export class BffClient {
         this.#base = rawData(data);
       }
     } else {
-      message = decodeMsgpack(new Uint8Array(data));
+      message = this.#decoders.decode(new Uint8Array(data));
     }
     delete message.delta;
     if (message.type === 'WELCOME' || message.type === 'TELEMETRY') {
       this.#last = { seq: message.seq, epoch: message.epoch };
     } else if (message.type === 'UPDATE' && message.offset !== undefined) {
       this.#offsets.set(message.channel, message.offset);
+    } else if (message.type === 'SUBSCRIBED') {
+      // Refused (§9.2), other than for being held already: asking again would be refused again.
+      for (const { channel, reason } of message.rejected ?? []) {
+        if (reason !== 'already subscribed') this.#channels.delete(channel);
+      }
     } else if (message.type === 'COMMAND_RESULT' && this.#pending.has(message.id)) {
       this.#pending.get(message.id).resolve(message);
       this.#pending.delete(message.id);
     }
-    this.#emit(message);
+    return message;
   }
 
   /** Turns a delta TELEMETRY into a whole one; throws when it does not follow or apply. */
@@ -208,7 +261,7 @@ export class BffClient {
     if (!this.#base || !last || last.epoch !== message.epoch || last.seq + 1 !== message.seq) {
       throw new Error(`bff: delta for seq ${message.seq} does not follow seq ${last?.seq}`);
     }
-    const bytes = applyDelta(this.#base, encoder.encode(message.data), { verifyChecksum: true });
+    const bytes = this.#decoders.applyDelta(this.#base, encoder.encode(message.data), { verifyChecksum: true });
     this.#base = Uint8Array.from(bytes);
     message.data = JSON.parse(decoder.decode(this.#base));
   }
@@ -233,10 +286,11 @@ export class BffClient {
     const max = this.#options.maxDelayMs ?? 30000;
     const ceiling = Math.min(max, min * 2 ** this.#attempt++);
     const delayMs = ceiling / 2 + (this.#options.random ?? Math.random)() * (ceiling / 2);
-    this.#setStatus({ state: 'reconnecting', code, reason, attempt: this.#attempt, delayMs });
+    // The timer first: a `close()` from the status listener stops it.
     this.#timer = setTimeout(() => {
       this.#setStatus({ state: 'connecting', attempt: this.#attempt });
       this.#open();
     }, delayMs);
+    this.#setStatus({ state: 'reconnecting', code, reason, attempt: this.#attempt, delayMs });
   }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The smallest dashboard in Python: the same output as dashboard.js.
+"""The smallest dashboard in Python: the same output as dashboard.mjs.
 
 Usage: python3 dashboard.py [ws://localhost:3000] [messages to read, default: forever] [channel]
                            [--token JWT] [--delta]

@@ -67,9 +67,9 @@ pub fn node_tests() -> Option<Command> {
     Some(node)
 }
 
-/// `examples/clients/dashboard.js`.
+/// `examples/clients/dashboard.mjs` (an ES module on the client library `clients/js/bff.js`).
 pub fn dashboard_js() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.js")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/clients/dashboard.mjs")
 }
 
 /// `python3 dashboard.py`; `None` (the test is skipped) without Python's `websockets`.

@@ -1312,6 +1312,7 @@ fn the_javascript_library_and_its_react_hook_pass_their_tests() {
     for name in [
         "useMarketStream shows the daemon regime, its turn, the drop and the reconnect",
         "plain, delta and MessagePack clients get the same data for the same seq, as plain objects",
+        "bff.js alone, without its npm packages: a plain client streams, a delta or MessagePack one says what is missing",
         "a dropped connection comes back with since/epoch: resumed, deltas again, no seq missing or twice",
         "command() resolves with the COMMAND_RESULT of its id, and rejects when the client closes first",
         "a relay channel resumes with its offsets after a drop: every UPDATE once, in order",
@@ -1350,7 +1351,7 @@ fn the_javascript_client_on_node_20_says_which_flag_it_needs() {
     assert_eq!(code, Some(2), "{stdout}{stderr}");
     assert!(
         stderr.contains("has no WebSocket")
-            && stderr.contains("node --experimental-websocket dashboard.js")
+            && stderr.contains("node --experimental-websocket dashboard.mjs")
             && stderr.contains("Node 22"),
         "{stderr}"
     );
@@ -1557,11 +1558,32 @@ fn reload_of_a_broken_file_keeps_the_running_config() {
 )]
 #[test]
 fn the_python_client_applies_fossil_deltas() {
-    let (Some(mut plain), Some(mut delta)) = (python(), python()) else {
+    let (Some(plain), Some(delta)) = (python(), python()) else {
         return;
     };
+    assert_applies_deltas("python", plain, delta);
+}
+
+/// With `--delta`, the JavaScript client prints what the Python one does: the client library
+/// applies the deltas (with `fossil-delta`, from `clients/js/node_modules`).
+#[cfg_attr(bff_no_node, ignore = "node not found: install Node.js")]
+#[cfg_attr(
+    bff_no_js_deps,
+    ignore = "clients/js/node_modules not found: npm ci --prefix clients/js"
+)]
+#[test]
+fn the_javascript_client_applies_fossil_deltas() {
+    let (Some(plain), Some(delta), Some(_)) = (node(), node(), node_tests()) else {
+        return;
+    };
+    assert_applies_deltas("node", plain, delta);
+}
+
+/// `plain URL 16` and `delta URL 16 --delta` against one daemon: the same TELEMETRY lines for
+/// the same seqs, the delta client's ending ` delta=true` for all but its first.
+fn assert_applies_deltas(name: &str, mut plain: Command, mut delta: Command) {
     let config = temp_file(
-        &format!("python-delta-{}.toml", std::process::id()),
+        &format!("{name}-delta-{}.toml", std::process::id()),
         "[engine]\npoll_interval_ms = 250\ntimeout_ms = 200\n",
     );
     let daemon = BffProcess::demo(&["--config", config.to_str().unwrap()]);

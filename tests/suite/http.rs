@@ -140,6 +140,87 @@ async fn the_live_page_is_served_at_root_while_root_still_upgrades() {
     assert_eq!(common::refused(daemon.url("/")).await, 404);
 }
 
+/// The answer to a request written by hand on a new connection, read to its end: a path sent
+/// exactly as written (a client library would tidy `..` away).
+async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    within("the answer", tcp.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The page runs no inline code: its two scripts are served next to it, as JavaScript, each the
+/// repository's one copy (the client library is `clients/js/bff.js` itself); to GET and HEAD, at
+/// their exact paths and nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_scripts_are_served_next_to_it_and_nothing_else() {
+    let engine = FakeEngine::samples().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    let base = format!("http://{}", daemon.addr);
+    let (_, headers, html) = get(&format!("{base}/")).await;
+    assert_eq!(
+        headers["content-security-policy"],
+        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src data:; \
+         connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'"
+    );
+    assert_eq!(html.matches("<script").count(), 1, "one script tag");
+    assert!(html.contains(r#"<script src="page.js"></script>"#));
+
+    let scripts = [
+        ("/page.js", include_str!("../../src/edge/http/page/page.js")),
+        ("/bff.js", include_str!("../../clients/js/bff.js")),
+    ];
+    let http = reqwest::Client::new();
+    for (path, file) in scripts {
+        let (status, headers, body) = get(&format!("{base}{path}?v=1")).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(headers["content-type"], "text/javascript; charset=utf-8");
+        assert_eq!(headers["cache-control"], "no-cache", "{path}: as the page");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert!(body == file, "{path} is the repository's file");
+
+        let head = http.head(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        assert_eq!(
+            head.headers()["content-length"],
+            file.len().to_string().as_str()
+        );
+        assert_eq!(head.text().await.unwrap(), "");
+
+        let post = http.post(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(post.status(), 405, "POST {path}");
+        assert_eq!(post.headers()["allow"], "GET, HEAD");
+        assert_eq!(
+            post.text().await.unwrap(),
+            format!("{path} is a script of the live page: GET or HEAD it.\n")
+        );
+    }
+    // Exact paths only: nothing near them, nothing of the repository beside them.
+    for path in [
+        "/bff.js/",
+        "//bff.js",
+        "/%62ff.js",
+        "/BFF.JS",
+        "/js/../bff.js",
+        "/clients/js/bff.js",
+        "/node_modules/fossil-delta/fossil-delta.js",
+        "/package.json",
+        "/index.html",
+        "/page/page.js",
+    ] {
+        let answer = raw(
+            daemon.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 404 "), "{path}: {answer}");
+    }
+}
+
 /// Real packets, and every case of the fixture table, validate against the served schema; a
 /// packet that breaks the contract does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,15 @@
 // The client library (../bff.js) against the real daemon (../support/daemon.js): packets as plain
 // objects in each encoding, equal to a plain client's seq for seq; a dropped connection resumed
 // with no packet missing or twice; a command answered by id; and, with a stand-in WebSocket, the
-// revoked token that stops the retries; and Node's `ws` with permessage-deflate on, as browsers have it.
+// revoked token that stops the retries, channels subscribed and left across a reconnect; and
+// Node's `ws` with permessage-deflate on, as browsers have it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import NodeWebSocket from 'ws';
 import { connect } from '../bff.js';
 import { bffBinary, configFile, PATIENCE_MS, startDaemon, startEngine, until } from '../support/daemon.js';
@@ -59,16 +64,20 @@ function spyWebSocket() {
   return { Spy, sockets, frames, sent };
 }
 
-/** A client on `url` that records its packets (seq → data), statuses and messages. */
+/**
+ * A client on `url` that records its packets (seq → data), statuses and messages; made by
+ * `options.connect` when given (another copy of the library), else by ../bff.js's.
+ */
 function recorded(url, options = {}) {
   const spy = spyWebSocket();
   const seen = { packets: [], data: new Map(), statuses: [], types: [], spy };
-  seen.client = connect(url, {
+  const { connect: open = connect, ...rest } = options;
+  seen.client = open(url, {
     WebSocket: spy.Spy,
     minDelayMs: 200,
     maxDelayMs: 1000,
     onStatus: (status) => seen.statuses.push(status),
-    ...options,
+    ...rest,
   });
   seen.client.on('*', (message) => seen.types.push(message.type));
   for (const type of ['WELCOME', 'TELEMETRY']) {
@@ -120,6 +129,35 @@ test('plain, delta and MessagePack clients get the same data for the same seq, a
     if (seq > start) assert.notDeepEqual(data, plain.data.get(seq - 1), 'each packet differs from the last');
     assert.deepEqual(delta.data.get(seq), data, `the delta client's data of seq ${seq}`);
     assert.deepEqual(msgpack.data.get(seq), data, `the MessagePack client's data of seq ${seq}`);
+  }
+});
+
+test('bff.js alone, without its npm packages: a plain client streams, a delta or MessagePack one says what is missing', { timeout: 4 * PATIENCE_MS }, async (t) => {
+  const url = await daemonFor(t);
+  if (!url) return;
+  // A directory with bff.js and nothing else: no node_modules here or above it.
+  const dir = mkdtempSync(join(tmpdir(), 'bff-alone-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  copyFileSync(new URL('../bff.js', import.meta.url), join(dir, 'bff.js'));
+  writeFileSync(join(dir, 'package.json'), '{"type": "module"}');
+  const alone = await import(pathToFileURL(join(dir, 'bff.js')).href);
+
+  const plain = recorded(url, { connect: alone.connect });
+  await until(() => plain.packets.length >= 2, 'a WELCOME and a TELEMETRY', () => plain.packets.length);
+  plain.client.close();
+  assert.deepEqual(plain.packets.slice(0, 2).map((p) => p.type), ['WELCOME', 'TELEMETRY']);
+  assert.deepEqual(plain.statuses.map((s) => s.state), ['connecting', 'live', 'closed']);
+
+  for (const [options, missing] of [[{ delta: true }, 'fossil-delta'], [{ format: 'msgpack' }, '@msgpack/msgpack']]) {
+    const errors = [];
+    const c = recorded(url, { connect: alone.connect, onError: (e) => errors.push(e.message), ...options });
+    await until(() => c.client.status.state === 'closed', `the ${missing} client to give up`, () => c.statuses);
+    const said = `bff: cannot load ${missing} (npm install ${missing}, or map it in an import map)`;
+    assert.equal(c.spy.sockets.length, 0, 'no connection without its decoder');
+    assert.deepEqual(c.statuses.map((s) => [s.state, s.code]), [['connecting', undefined], ['closed', 1006]]);
+    assert.ok(c.statuses[1].reason.startsWith(said), c.statuses[1].reason);
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0].startsWith(said), errors[0]);
   }
 });
 
@@ -197,7 +235,7 @@ test('a revoked token (4401) stops the retries and says why', () => {
   assert.equal(sockets.length, 1, 'no reconnect');
 });
 
-test('a connection that fails before opening is retried after a jittered wait, with an error alone as Node 20 gives it', (t) => {
+test('a connection that fails before opening is retried after a jittered wait, with an error alone as Node 20 gives it, unless closed from onStatus', (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const sockets = [];
   class Fake {
@@ -220,6 +258,63 @@ test('a connection that fails before opening is retried after a jittered wait, w
   client.close();
   t.mock.timers.tick(5000);
   assert.equal(sockets.length, 2, 'closed: no more attempts');
+
+  // Closed by its own status listener, told of the first failure: never tried again.
+  const once = connect('ws://bff.test/ws/stream', {
+    WebSocket: Fake,
+    onStatus: (s) => s.state === 'reconnecting' && once.close(),
+  });
+  sockets[2].onerror({});
+  t.mock.timers.tick(60000);
+  assert.equal(sockets.length, 3, 'closed from onStatus: no more attempts');
+  assert.equal(once.status.state, 'closed');
+});
+
+test('subscribe and unsubscribe, now and after a reconnect: asked again when held, a refused channel not asked again', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const sockets = [];
+  class Fake {
+    constructor(url) {
+      Object.assign(this, { url, readyState: 0, sent: [] });
+      sockets.push(this);
+    }
+    send(data) {
+      this.sent.push(JSON.parse(data));
+    }
+    close() {}
+  }
+  const client = connect('ws://bff.test/ws/stream', { WebSocket: Fake, random: () => 1 });
+  const receive = (socket, message) => socket.onmessage({ data: JSON.stringify(message) });
+  client.subscribe('a'); // before the connection opens: asked when it does
+  const [first] = sockets;
+  first.readyState = 1;
+  first.onopen();
+  receive(first, { type: 'WELCOME', seq: 5, epoch: 'e1', data: {} });
+  for (const channel of ['secret', 'a', 'b']) client.subscribe(channel);
+  receive(first, { type: 'SUBSCRIBED', channels: ['a'], rejected: [] });
+  receive(first, { type: 'SUBSCRIBED', channels: [], rejected: [{ channel: 'secret', reason: 'not relayed: no entry of redis.relay matches it' }] });
+  receive(first, { type: 'SUBSCRIBED', channels: [], rejected: [{ channel: 'a', reason: 'already subscribed' }] });
+  receive(first, { type: 'SUBSCRIBED', channels: ['b'], rejected: [] });
+  receive(first, { type: 'UPDATE', channel: 'a', offset: 3, data: {} });
+  receive(first, { type: 'UPDATE', channel: 'b', offset: 7, data: {} });
+  client.unsubscribe('b');
+  assert.deepEqual(first.sent, [
+    { type: 'SUBSCRIBE', channels: ['a'] },
+    { type: 'SUBSCRIBE', channels: ['secret'] },
+    { type: 'SUBSCRIBE', channels: ['a'] },
+    { type: 'SUBSCRIBE', channels: ['b'] },
+    { type: 'UNSUBSCRIBE', channels: ['b'] },
+  ]);
+
+  first.readyState = 3;
+  first.onclose({ code: 1006, reason: '' });
+  t.mock.timers.tick(1000);
+  assert.equal(sockets.length, 2);
+  sockets[1].readyState = 1;
+  sockets[1].onopen();
+  // Held channels only, each from its last offset.
+  assert.deepEqual(sockets[1].sent, [{ type: 'SUBSCRIBE', channels: ['a'], since: { a: 3 }, epoch: 'e1' }]);
+  client.close();
 });
 
 test('a relay channel resumes with its offsets after a drop: every UPDATE once, in order', { timeout: 4 * PATIENCE_MS }, async (t) => {

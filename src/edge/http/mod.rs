@@ -5,9 +5,10 @@
 //! - [`server`] accepts TCP connections and serves HTTP on each, keeping every task it starts
 //!   in one tracker; [`io`] holds a `101` back to leave in one segment with the WELCOME.
 //! - [`routes`] answers the plain requests and hands WebSocket paths to the handshake;
-//!   [`reply`] builds the plain answers.
+//!   [`reply`] builds the plain answers; [`page`] is the live page and its scripts.
 
 pub(crate) mod io;
+pub(crate) mod page;
 pub(crate) mod reply;
 pub(crate) mod routes;
 pub(crate) mod server;

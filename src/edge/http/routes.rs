@@ -1,4 +1,4 @@
-//! HTTP on the WebSocket port: the live page, `/health`, `/metrics`, `/schema.json`, the
+//! HTTP on the WebSocket port: the live page (and its scripts), `/health`, `/metrics`, `/schema.json`, the
 //! WebSocket paths (handed to [`crate::edge::admission::handshake`]), and a clear 404 for everything else.
 
 use std::net::SocketAddr;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
@@ -15,9 +15,9 @@ use crate::config::Config;
 use crate::contract;
 use crate::edge::admission::forwarded::{self, Client, TrustedProxies};
 use crate::edge::admission::handshake;
-use crate::edge::admission::origin;
 use crate::edge::command;
 use crate::edge::context::Context;
+use crate::edge::http::page;
 use crate::edge::http::reply::{Body, ok, text};
 use crate::hub::packet::Sources;
 use crate::hub::{Encoding, Mode, Snapshot};
@@ -41,7 +41,9 @@ pub async fn handle(
             command::http::handle(req, client, &ctx).await
         }
         // A browser asking for `/` gets the live page; a WebSocket handshake on `/` still works.
-        ("/", _) if read && !upgrade => page(&config),
+        ("/", _) if read && !upgrade => page::page(&config),
+        // Its scripts, next to it (a WebSocket path of the same name still upgrades).
+        _ if !upgrade && page::serves(path) => page::script(req.method(), path),
         (_, Some(encoding)) => {
             let client = client(peer, &req, &config);
             let response = handshake::websocket(req, client, encoding, config.clone(), &ctx);
@@ -134,56 +136,6 @@ fn health(ctx: &Context) -> Response<Body> {
         "sources": sources,
     });
     ok(body.to_string(), "application/json")
-}
-
-/// The live page, embedded in the binary: plain HTML and JavaScript with no dependencies.
-const PAGE: &str = include_str!("page/index.html");
-
-/// `GET /`: the live page, pointed at the first WebSocket path, and told which other origins
-/// its `?ws=` may point at (those listed in `server.allowed_origins`).
-fn page(config: &Config) -> Response<Body> {
-    let server = &config.server;
-    let path = server.ws_paths.first().map_or("/", String::as_str);
-    let listed: Vec<&str> = server
-        .allowed_origins
-        .iter()
-        .map(String::as_str)
-        .filter(|o| *o != origin::ANY)
-        .collect();
-    let html = PAGE
-        .replacen(
-            r#"<meta name="bff-ws-path" content="/">"#,
-            &format!(
-                r#"<meta name="bff-ws-path" content="{}">"#,
-                escape_attribute(path)
-            ),
-            1,
-        )
-        .replacen(
-            r#"<meta name="bff-ws-origins" content="">"#,
-            &format!(
-                r#"<meta name="bff-ws-origins" content="{}">"#,
-                escape_attribute(&listed.join(" "))
-            ),
-            1,
-        );
-    let mut response = ok(html, "text/html; charset=utf-8");
-    // The page runs only its own inline code and talks only to WebSocket servers.
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-             img-src data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'",
-        ),
-    );
-    response
-}
-
-/// `path` safe inside a double-quoted HTML attribute.
-fn escape_attribute(path: &str) -> String {
-    path.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
 }
 
 /// Each source's health in the hub's latest snapshot: the hub slims only the snapshots it

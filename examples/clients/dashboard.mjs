@@ -1,7 +1,8 @@
-// The smallest dashboard: the same code runs in a browser page and in Node.js 22+
-// (Node 20: `node --experimental-websocket dashboard.js`).
-// Usage: node dashboard.js [ws://localhost:3000] [messages to read, default: forever] [channel]
-//        [--token JWT]
+// The smallest dashboard, in Node.js 22+ (Node 20: `node --experimental-websocket dashboard.mjs`),
+// on the repository's client library (clients/js/bff.js), which connects, reconnects, resumes
+// and subscribes again; this file prints what comes.
+// Usage: node dashboard.mjs [ws://localhost:3000] [messages to read, default: forever] [channel]
+//        [--token JWT] [--delta]
 // The count takes every message: packets and, with a channel, that channel's updates.
 // With a channel (e.g. agent.updates, one of the daemon's redis.relay), it subscribes to it and
 // prints each relayed message as `UPDATE <channel> offset=<n>`.
@@ -9,10 +10,15 @@
 // `--token JWT`, or the BFF_TOKEN environment variable. A refused connection is reported with
 // its HTTP status and the daemon's reason (401: no or a bad token, 403: origin not allowed,
 // 429: too many connections from this address) and the exit code is 1.
-// When the connection drops, it reconnects (after 1, 2, 4 … 30 s) saying where it left off, so
-// the daemon sends what it missed, and prints `RECONNECTED resumed=true` (false: starting afresh);
-// its channel too: it subscribes again with the last offset it got, and the `SUBSCRIBED` line
-// ends with `resumed=[<channel>:true]` when the missed updates follow.
+// When the connection drops, it reconnects (after about 1, 2, 4 … 30 s, jittered) saying where
+// it left off, so the daemon sends what it missed, and prints `RECONNECTED resumed=true` (false:
+// starting afresh); its channel too: it subscribes again with the last offset it got, and the
+// `SUBSCRIBED` line ends with `resumed=[<channel>:true]` when the missed updates follow.
+// With --delta it asks for fossil deltas (`?delta=fossil`, docs/PROTOCOL.md §13.2), which the
+// library applies (it needs `npm ci --prefix clients/js` then): the same lines, each TELEMETRY
+// ending ` delta=true` (` delta=false` for a whole one), as dashboard.py prints them.
+import { connect } from '../../clients/js/bff.js';
+
 const inNode = typeof process !== 'undefined' && !!(process.versions && process.versions.node);
 const args = inNode ? process.argv.slice(2) : [];
 let token = inNode ? process.env.BFF_TOKEN : undefined;
@@ -24,47 +30,39 @@ for (let i = 0; i < args.length; i++) {
     break;
   }
 }
+const delta = args.includes('--delta');
+if (delta) args.splice(args.indexOf('--delta'), 1);
 const url = args[0] || 'ws://localhost:3000';
 const limit = Number(args[1] || Infinity);
 const channel = args[2];
-let seen = 0, attempt = 0;
-let connected = false; // at least once: from then on, a lost connection is retried
-let last = null; // the seq and epoch of the last packet, to resume from
-const offsets = {}; // the last offset of each channel…
-let offsetsEpoch = null; // …and their epoch
+let seen = 0;
+let lives = 0; // connections opened: from the second on, a WELCOME says whether it resumed
+let last = null; // the seq and epoch of the last packet printed
+let fromDelta = false; // with --delta: whether the frame being read came as a delta
 
-function connect() {
-  const target = new URL(url);
-  if (last) {
-    target.searchParams.set('since', last.seq);
-    target.searchParams.set('epoch', last.epoch);
-  }
-  // The token goes as a subprotocol, the one way a browser can send it.
-  const ws = token ? new WebSocket(target, ['token', token]) : new WebSocket(target);
-  const reconnect = connected;
-  let open = false, closing = false;
-
-  ws.onopen = () => {
-    connected = open = true;
-    if (channel) {
-      const subscribe = { type: 'SUBSCRIBE', channels: [channel] };
-      if (offsetsEpoch !== null) Object.assign(subscribe, { since: offsets, epoch: offsetsEpoch });
-      ws.send(JSON.stringify(subscribe));
-    }
-  };
-  ws.onmessage = (event) => {
-    const packet = JSON.parse(event.data);
+function start() {
+  // With --delta, a look at each frame as it came, before the library turns it into a packet.
+  const Socket = !delta
+    ? WebSocket
+    : class extends WebSocket {
+        constructor(...args) {
+          super(...args);
+          this.addEventListener('message', (event) => {
+            fromDelta = JSON.parse(event.data).delta === true;
+          });
+        }
+      };
+  const client = connect(url, { token, delta, channels: channel ? [channel] : [], WebSocket: Socket, onStatus });
+  client.on('*', (packet) => {
     if (packet.type === 'WELCOME' || packet.type === 'TELEMETRY') {
-      if (packet.type === 'WELCOME' && reconnect) {
-        attempt = 0;
-        console.log(`RECONNECTED resumed=${packet.resumed === true}`);
-      }
+      if (packet.type === 'WELCOME' && lives > 1) console.log(`RECONNECTED resumed=${packet.resumed === true}`);
       // A resume that missed nothing starts with the packet it already has.
       if (last && packet.seq === last.seq && packet.epoch === last.epoch) return;
       last = { seq: packet.seq, epoch: packet.epoch };
       const { status, market, sources } = packet.data;
       const stale = Object.keys(sources).filter((name) => !sources[name].ok);
-      console.log(`${packet.type} seq=${packet.seq} status=${status} price=${market.price} stale=[${stale}]`);
+      const suffix = delta && packet.type === 'TELEMETRY' ? ` delta=${fromDelta}` : '';
+      console.log(`${packet.type} seq=${packet.seq} status=${status} price=${market.price} stale=[${stale}]${suffix}`);
     } else if (packet.type === 'SUBSCRIBED') {
       const resumed = packet.resumed
         ? ` resumed=[${Object.entries(packet.resumed).map(([c, ok]) => `${c}:${ok}`)}]`
@@ -78,29 +76,27 @@ function connect() {
       const { code, level, active } = packet.data;
       console.log(`ALERT ${code} level=${level} active=${active}`);
     } else if (packet.type === 'UPDATE') {
-      offsets[packet.channel] = packet.offset;
-      offsetsEpoch = last ? last.epoch : null;
       console.log(`UPDATE ${packet.channel} offset=${packet.offset}`);
     }
-    if (++seen >= limit) {
-      closing = true;
-      ws.close(1000);
-    }
-  };
-  ws.onclose = (event) => {
-    // Closed by us: done. Never connected: the error said why. Otherwise the daemon went away:
-    // come back.
-    if (closing) return console.log(`closed code=${event.code}`);
-    if (open) retry();
-  };
-  ws.onerror = () => {
-    if (!connected) refused(target);
-    else if (!open) retry(); // a failed reconnect (Node 20 sends no close event for it)
-  };
-}
+    if (++seen >= limit) client.close();
+  });
 
-function retry() {
-  setTimeout(connect, Math.min(30, 2 ** attempt++) * 1000);
+  function onStatus(status) {
+    if (status.state === 'live') {
+      lives++;
+    } else if (status.state === 'reconnecting' && lives === 0) {
+      // Never connected: no retry; the error says why.
+      client.close();
+    } else if (status.state === 'closed' && status.code === 1000 && lives > 0) {
+      console.log(`closed code=${status.code}`);
+    } else if (status.state === 'closed' && status.code === 1000) {
+      refused(new URL(url));
+    } else if (status.state === 'closed') {
+      // A revoked token (4401), or the delta decoder not installed.
+      console.error(`error: closed ${status.code}: ${status.reason}`);
+      if (inNode) process.exitCode = 1;
+    }
+  }
 }
 
 // The first connection failed: say why, and end with exit code 1. The WebSocket API does not
@@ -160,8 +156,8 @@ async function handshakeAnswer(target) {
 if (typeof WebSocket === 'undefined') {
   // Node 20 has the WebSocket client behind a flag; Node 22 has it on.
   console.error(`error: this Node.js (${inNode ? process.version : 'runtime'}) has no WebSocket: ` +
-    'run `node --experimental-websocket dashboard.js …` on Node 20, or use Node 22 or later');
+    'run `node --experimental-websocket dashboard.mjs …` on Node 20, or use Node 22 or later');
   if (inNode) process.exitCode = 2;
 } else {
-  connect();
+  start();
 }
