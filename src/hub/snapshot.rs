@@ -298,8 +298,7 @@ impl Snapshot {
             let slot = Self::slot(encoding, form);
             let chained = latest.chained[slot].get_or_init(|| {
                 let window = deflate::last_payload(prior.frames[slot].as_ref()?);
-                deflate
-                    .compresses(window.len())
+                (!window.is_empty() && deflate.compresses(window.len()))
                     .then(|| deflate.frame_after(self.packet_as(encoding, form.plain()), window))
             });
             if let Some(frame) = chained {
