@@ -55,6 +55,10 @@ mod connect;
 #[cfg(target_os = "linux")]
 mod frames;
 #[cfg(target_os = "linux")]
+mod inflate;
+#[cfg(target_os = "linux")]
+mod msgpack;
+#[cfg(target_os = "linux")]
 mod net;
 #[cfg(target_os = "linux")]
 mod publisher;
@@ -62,6 +66,8 @@ mod publisher;
 mod report;
 #[cfg(target_os = "linux")]
 mod sys;
+#[cfg(target_os = "linux")]
+mod verify;
 
 #[cfg(target_os = "linux")]
 fn main() -> std::process::ExitCode {

@@ -43,6 +43,10 @@ pub fn session(welcome_seq: u64, rx: Vec<Rx>, end: End) -> Session {
         priced: Vec::new(),
         extra_welcomes: 0,
         other_text: 0,
+        deflate: false,
+        wire_bytes: 0,
+        deltas: 0,
+        undecodable: 0,
         fallback_ts: 0,
         end,
         drain: None,
@@ -208,6 +212,7 @@ pub fn busy_run() -> Run {
         gen_rss_kb: 11_000,
         stalls,
         publishes: None,
+        form: None,
     }
 }
 
@@ -249,6 +254,7 @@ pub fn empty_run() -> Run {
         gen_rss_kb: 2_900,
         stalls: Vec::new(),
         publishes: None,
+        form: None,
     }
 }
 
@@ -354,5 +360,6 @@ pub fn push_run() -> Run {
             sent,
             error: None,
         }),
+        form: None,
     }
 }

@@ -8,7 +8,8 @@ use super::build;
 use super::fixtures::{busy_run, empty_run, push_run};
 
 fn check(run: &super::Run, text: &str, json: &str) {
-    let (got_text, got_json) = build(run);
+    let (got_text, got_json, failed) = build(run);
+    assert!(!failed);
     assert_eq!(got_text, text);
     let want: Value = serde_json::from_str(json).expect("the expected JSON parses");
     assert_eq!(got_json, want);
