@@ -148,7 +148,9 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
         verifiers: cli.stall..cli.stall + verifiers,
         verify: verify.clone(),
     });
-    let reference = reference.map(|r| tokio::spawn(r.follow(shared.stop.clone())));
+    // The reference stops after the clients have, so it has every packet they got.
+    let reference_stop = CancellationToken::new();
+    let reference = reference.map(|r| tokio::spawn(r.follow(reference_stop.clone())));
 
     let daemon_before = cli.daemon_pid.and_then(|pid| sys::sample(pid).ok());
     let gen_cpu_start = sys::self_cpu();
@@ -263,6 +265,7 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
     if let Some(w) = watcher {
         let _ = w.await;
     }
+    reference_stop.cancel();
     let reference_end = match reference {
         Some(task) => task
             .await

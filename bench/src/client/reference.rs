@@ -44,9 +44,11 @@ impl Reference {
     /// Reads until `stop`; the reason if the connection ended before.
     pub async fn follow(mut self, stop: CancellationToken) -> Option<String> {
         loop {
+            // What has come is read before stopping: the clients may have got it.
             let next = tokio::select! {
-                _ = stop.cancelled() => None,
+                biased;
                 next = self.next() => Some(next),
+                _ = stop.cancelled() => None,
             };
             match next {
                 None => {
