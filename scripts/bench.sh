@@ -10,15 +10,23 @@
 # size and one send per client per tick), measured the same way; the summary then gives each
 # daemon figure over the floor's. Results: target/bench/<scenario>.floor.{txt,json}.
 #
+# The steady-10k-<form> scenarios ask for one of the daemon's other forms (bff-load --deflate,
+# --delta, --format msgpack; docs/PROTOCOL.md §13), and verify what 20 clients decode against a
+# plain reference connection. The daemon runs first in each of their rounds, and the floor then
+# sends plain frames of the daemon's measured mean frame size in that round (its report's
+# form.wire_bytes_per_packet, less the frame header), not PACKET_BYTES: the same bytes on the
+# wire, without the work of making them. A run whose decoding failed is marked in the summary.
+#
 # A scenario that publishes (--publish-hz) also gets a fresh redis-server of its own on a free
 # port, without persistence: the daemon subscribes to it (redis.url) and bff-load publishes
 # ticks on it (--redis) and measures each one from PUBLISH to every client.
 #
-#   scripts/bench.sh                 # every scenario, 60 s each (about 17 minutes)
+#   scripts/bench.sh                 # every scenario, 60 s each (about 30 minutes)
 #   scripts/bench.sh steady-10k      # only the named scenarios
 #   DURATION=20 scripts/bench.sh     # shorter steady windows
 #   FLOOR=0 scripts/bench.sh         # the daemon alone, no floor runs
-#   PACKET_BYTES=4300 scripts/bench.sh  # the floor's packet size (the daemon's demo: 4.1-4.3 KB)
+#   PACKET_BYTES=4300 scripts/bench.sh  # the floor's packet size (the daemon's demo: 4.1-4.3 KB;
+#                                       # the form scenarios' floors take the daemon's instead)
 #   ROUNDS=3 scripts/bench.sh        # floor and daemon alternated three times; the medians judge
 #
 # One 30-60 s window moves by a tenth from run to run on a shared machine (the same build has
@@ -44,6 +52,12 @@ mkdir -p "$OUT"
 SCENARIOS=(
   "steady-1k|--clients 1000 --connect-rate 1000 --duration $DURATION||"
   "steady-10k|--clients 10000 --connect-rate 2000 --duration $DURATION||"
+  # The forms a client may ask for, each against the floor sending frames of the same size.
+  "steady-10k-deflate|--clients 10000 --connect-rate 2000 --duration $DURATION --deflate||"
+  "steady-10k-delta|--clients 10000 --connect-rate 2000 --duration $DURATION --delta||"
+  "steady-10k-delta-deflate|--clients 10000 --connect-rate 2000 --duration $DURATION --delta --deflate||"
+  "steady-10k-msgpack|--clients 10000 --connect-rate 2000 --duration $DURATION --format msgpack||"
+  "steady-10k-msgpack-deflate|--clients 10000 --connect-rate 2000 --duration $DURATION --format msgpack --deflate||"
   # Five packets a second: the floor ticks at 5 Hz, the daemon pushes five Redis ticks a second
   # (at most redis.max_push_hz, 5, a second, besides the 1 Hz poll: up to 6 packets a second
   # against the floor's 5), as in push-10k.
@@ -55,7 +69,10 @@ SCENARIOS=(
   "push-10k|--clients 10000 --connect-rate 2000 --duration $DURATION --publish-hz 5|-|"
 )
 
-cargo build --release --bins --quiet
+# The daemon on its own, so that it is built with its own dependencies' features, as a
+# `cargo build -p bff` or `cargo install` builds it, not with those the load generator adds.
+cargo build --release -p bff --bin bff --quiet
+cargo build --release -p bff-bench --bins --quiet
 
 # The daemon or the floor, whichever runs, and the daemon's demo engine.
 SERVER=
@@ -94,11 +111,11 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_floor NAME [bff-floor options…]
+# start_floor NAME BYTES [bff-floor options…]
 start_floor() {
-  local name=$1
-  shift
-  "$BIN/bff-floor" --listen "127.0.0.1:$PORT" --packet-bytes "$PACKET_BYTES" "$@" >"$OUT/$name.floor.log" 2>&1 &
+  local name=$1 bytes=$2
+  shift 2
+  "$BIN/bff-floor" --listen "127.0.0.1:$PORT" --packet-bytes "$bytes" "$@" >"$OUT/$name.floor.log" 2>&1 &
   SERVER=$!
   wait_line "Listening addr=" "$OUT/$name.floor.log"
 }
@@ -112,13 +129,34 @@ start_redis() {
 
 # load REPORT [bff-load arguments…]: runs bff-load against whatever $SERVER is, after letting it
 # settle (first polls, allocator warm-up, its Redis subscription) so that its memory before the
-# clients is read once it is steady.
+# clients is read once it is steady. A run whose decoding failed (bff-load exits 1, its report
+# says form.failed) goes on to the summary, which marks it; any other failure stops the script.
 load() {
-  local report=$1
+  local report=$1 status=0
   shift
   sleep 2
   "$BIN/bff-load" --url "ws://127.0.0.1:$PORT/" --daemon-pid "$SERVER" --json "$OUT/$report.json" "$@" \
-    | grep -v '^JSON ' | tee "$OUT/$report.txt"
+    | grep -v '^JSON ' | tee "$OUT/$report.txt" || status=$?
+  if [ "$status" != 0 ]; then
+    grep -q '"failed": true' "$OUT/$report.json" 2>/dev/null || exit "$status"
+    echo "=== $report: decoding FAILED (see $OUT/$report.txt); going on" >&2
+  fi
+}
+
+# The floor's --packet-bytes for a form: the mean frame the daemon sent in report $1 (bytes on
+# the wire per packet, less the frame header).
+frame_bytes() {
+  python3 - "$1" <<'PY'
+import json, sys
+wire = json.load(open(sys.argv[1]))["form"]["wire_bytes_per_packet"]
+header = 2 if wire < 128 else 4 if wire < 65540 else 10
+print(max(1, round(wire) - header))
+PY
+}
+
+# Whether bff-load arguments $1 ask for a form: its floor is sized by the daemon's frames.
+asks_form() {
+  [[ " $1 " == *" --deflate "* || " $1 " == *" --delta "* || " $1 " == *" --format "* ]]
 }
 
 # Scenario names, with "+floor:N" for those that also ran against the floor, N rounds.
@@ -140,10 +178,10 @@ for entry in "${SCENARIOS[@]}"; do
     # Round 1 keeps the plain report names; later rounds add ".rN".
     suffix=
     [ "$round" -gt 1 ] && suffix=".r$round"
-    if [ "$floored" = 1 ]; then
+    if [ "$floored" = 1 ] && ! asks_form "$args"; then
       echo "=== $name (round $round/$rounds), floor: bff-floor --packet-bytes $PACKET_BYTES $floor_args; bff-load $args"
       # shellcheck disable=SC2086
-      start_floor "$name" $floor_args
+      start_floor "$name" "$PACKET_BYTES" $floor_args
       # shellcheck disable=SC2086
       load "$name.floor$suffix" $args
       stop_server
@@ -160,6 +198,15 @@ for entry in "${SCENARIOS[@]}"; do
     load "$name$suffix" $run_args
     stop_server
     stop_redis
+    if [ "$floored" = 1 ] && asks_form "$args"; then
+      bytes=$(frame_bytes "$OUT/$name$suffix.json")
+      echo "=== $name (round $round/$rounds), floor: bff-floor --packet-bytes $bytes (the daemon's mean frame) $floor_args; bff-load $args"
+      # shellcheck disable=SC2086
+      start_floor "$name" "$bytes" $floor_args
+      # shellcheck disable=SC2086
+      load "$name.floor$suffix" $args
+      stop_server
+    fi
   done
   if [ "$floored" = 1 ]; then
     ran+=("$name+floor:$rounds")
@@ -180,6 +227,15 @@ def table(rows):
         print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
 
 
+def form_cells(form):
+    """Bytes on the wire per client per packet, and the verification (FAILED if decoding did)."""
+    if not form:
+        return ("-", "-")
+    v = form["verify"]
+    verdict = f'{v["verified"]}/{v["mismatched"]}' + (" FAILED" if form["failed"] else "")
+    return (f'{form["wire_bytes_per_packet"]:.0f}', verdict)
+
+
 def figures(r):
     """CPU % (of one core, over the steady window), spread p99, WELCOME p99 and RSS peak MB."""
     d = r.get("daemon") or {}
@@ -190,7 +246,7 @@ def figures(r):
 
 rows = [("scenario", "clients", "missed", "WELCOME p99 ms", "spread p50/p99 ms", "stale p99 ms",
          "push p50/p99 ms", "push/poll p99", "server CPU % (kernel)", "RSS peak MB", "KB/conn",
-         "loadgen CPU %")]
+         "loadgen CPU %", "B/packet", "verified/mismatched")]
 ratios = [("scenario", "CPU % floor/daemon", "CPU ×", "spread p99 ms floor/daemon", "spread ×",
            "WELCOME p99 ms floor/daemon", "WELCOME ×", "RSS peak MB floor/daemon")]
 medians = [("scenario", "rounds", "CPU ×", "spread ×", "WELCOME ×", "RSS peak MB (highest)")]
@@ -221,7 +277,8 @@ for entry in names:
                      f'{d.get("cpu_pct_window", 0):.1f} ({d.get("kernel_pct_window", 0):.1f})',
                      f'{d.get("peak_rss_kb", 0) / 1024:.0f}',
                      f'{d.get("kb_per_connection", 0):.1f}',
-                     f'{r["load_generator"]["cpu_pct_window"]:.1f}'))
+                     f'{r["load_generator"]["cpu_pct_window"]:.1f}',
+                     *form_cells(r.get("form"))))
     if not floored:
         continue
     each = []  # per round: the three ratios (None where the floor's figure is 0)

@@ -17,12 +17,14 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{self, Cli};
+use crate::client::reference::Reference;
 use crate::client::{self, Client, Shared};
 use crate::connect;
 use crate::net::now_ns;
 use crate::publisher;
-use crate::report::{self, DaemonSamples, Run};
+use crate::report::{self, DaemonSamples, FormRun, Run};
 use crate::sys;
+use crate::verify::Verify;
 
 /// The publisher stops this long before the steady window ends, so that its last tick has time
 /// to be pushed and to reach every client before they are stopped.
@@ -104,9 +106,31 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
     let sources = connect::sources(cli.source_ips, target.addr.ip(), cli.clients);
     let connect_timeout = Duration::from_secs(cli.connect_timeout);
     let phase_cap = cli.phase_cap();
+    // The reference connection opens first, so it has every packet the verifiers get.
+    let verifiers = cli.verifiers();
+    let asked = cli.form_asked() || verifiers > 0;
+    let verify = asked.then(|| Arc::new(Verify::default()));
+    let reference = match &verify {
+        Some(verify) => {
+            let opened = tokio::time::timeout(
+                connect_timeout,
+                Reference::open(&target.url, target.addr, verify.clone()),
+            )
+            .await
+            .unwrap_or_else(|_| Err(format!("no WELCOME within {connect_timeout:?}")));
+            match opened {
+                Ok(reference) => Some(reference),
+                Err(why) => {
+                    eprintln!("bff-load: the reference connection: {why}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
 
     let shared = Arc::new(Shared {
-        url: target.url.clone(),
+        url: cli.stream_url(),
         server: target.addr,
         ws_config: WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -120,7 +144,13 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
         ended_early: AtomicUsize::new(0),
         stalled: Mutex::new(Vec::new()),
         prices: redis.is_some(),
+        deflate: cli.deflate,
+        verifiers: cli.stall..cli.stall + verifiers,
+        verify: verify.clone(),
     });
+    // The reference stops after the clients have, so it has every packet they got.
+    let reference_stop = CancellationToken::new();
+    let reference = reference.map(|r| tokio::spawn(r.follow(reference_stop.clone())));
 
     let daemon_before = cli.daemon_pid.and_then(|pid| sys::sample(pid).ok());
     let gen_cpu_start = sys::self_cpu();
@@ -235,6 +265,24 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
     if let Some(w) = watcher {
         let _ = w.await;
     }
+    reference_stop.cancel();
+    let reference_end = match reference {
+        Some(task) => task
+            .await
+            .unwrap_or_else(|e| Some(format!("its task failed: {e}"))),
+        None => None,
+    };
+    let form = verify.map(|verify| {
+        let stamps = verify.stamps();
+        for session in clients.iter_mut().filter_map(|c| c.outcome.as_mut().ok()) {
+            client::backfill(session, &stamps);
+        }
+        FormRun {
+            verifiers,
+            tally: verify.finish(),
+            reference_end,
+        }
+    });
     let gen_cpu_end = sys::self_cpu();
     // VmHWM trails VmRSS a little (per-thread counters are folded in lazily).
     let gen_maxrss_kb = sys::sample(std::process::id())
@@ -285,6 +333,12 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
         config["redis"] = json!(addr.to_string());
         config["publish_hz"] = json!(cli.publish_hz);
     }
+    if asked {
+        config["deflate"] = json!(cli.deflate);
+        config["delta"] = json!(cli.delta);
+        config["format"] = json!(format!("{:?}", cli.format).to_lowercase());
+        config["verify"] = json!(verifiers);
+    }
     let run = Run {
         config,
         clients,
@@ -306,8 +360,9 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
         gen_rss_kb,
         stalls,
         publishes,
+        form,
     };
-    let (table, json) = report::build(&run);
+    let (table, json, decoding_failed) = report::build(&run);
     print!("{table}");
     if let Some(path) = &cli.json {
         let pretty = serde_json::to_string_pretty(&json).expect("JSON serializes");
@@ -316,10 +371,27 @@ async fn run(cli: Cli, nofile: u64) -> ExitCode {
         }
     }
     println!("JSON {json}");
-    if run.clients.iter().any(|c| c.outcome.is_ok()) {
-        ExitCode::SUCCESS
-    } else {
+    if !run.clients.iter().any(|c| c.outcome.is_ok()) {
         eprintln!("bff-load: no client could connect");
-        ExitCode::FAILURE
+        return ExitCode::FAILURE;
     }
+    if let Some(form) = &run.form {
+        let tally = &form.tally;
+        if decoding_failed {
+            eprintln!(
+                "bff-load: decoding failed: {} packets mismatched, {} did not decode \
+                 (see FORM and VERIFY above)",
+                tally.mismatched, tally.undecodable
+            );
+            return ExitCode::FAILURE;
+        }
+        if form.verifiers > 0 && tally.verified == 0 {
+            eprintln!(
+                "bff-load: --verify {}: no packet was verified",
+                form.verifiers
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use tokio_tungstenite::tungstenite::http::Uri;
 
 use crate::sys;
@@ -68,9 +68,67 @@ pub struct Cli {
     /// price, and measure from PUBLISH to each client's packet (0: no publisher)
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub publish_hz: u32,
+    /// Offer permessage-deflate in the handshake, as browsers do, and inflate every compressed
+    /// frame (docs/PROTOCOL.md §13.1)
+    #[arg(long)]
+    pub deflate: bool,
+    /// Ask for TELEMETRY as fossil deltas (`?delta=fossil`, docs/PROTOCOL.md §13.2); a delta's
+    /// staleness is taken from the reference connection's timestamp of the same seq
+    #[arg(long)]
+    pub delta: bool,
+    /// The packets' format to ask for: msgpack is `?format=msgpack`, binary frames
+    /// (docs/PROTOCOL.md §13.3)
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// Clients (the first N that do not stall) that decode every packet fully and compare its
+    /// data with what one extra plain-JSON reference connection got; any mismatch, or a delta
+    /// that does not apply, makes the exit code 1 [default: 20 when --deflate, --delta or
+    /// --format msgpack is asked, else 0]
+    #[arg(long, value_name = "N")]
+    pub verify: Option<usize>,
+}
+
+/// What `--format` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Msgpack,
 }
 
 impl Cli {
+    /// Whether the clients ask for anything but today's plain JSON.
+    pub fn form_asked(&self) -> bool {
+        self.deflate || self.delta || self.format != Format::Json
+    }
+
+    /// How many clients verify: `--verify`, or by default 20 (at most every client that does
+    /// not stall) when a form is asked.
+    pub fn verifiers(&self) -> usize {
+        self.verify.unwrap_or_else(|| {
+            if self.form_asked() {
+                20.min(self.clients - self.stall.min(self.clients))
+            } else {
+                0
+            }
+        })
+    }
+
+    /// `--url` with the query of the forms asked for (`?delta=fossil`, `?format=msgpack`).
+    pub fn stream_url(&self) -> String {
+        let mut asks = Vec::new();
+        if self.delta {
+            asks.push("delta=fossil");
+        }
+        if self.format == Format::Msgpack {
+            asks.push("format=msgpack");
+        }
+        if asks.is_empty() {
+            return self.url.clone();
+        }
+        let joint = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{joint}{}", self.url, asks.join("&"))
+    }
+
     /// `--connect-phase-cap`, or by default the time the paced connects take plus one client's
     /// timeout (and a second to spare), so the last client started still gets its full timeout.
     pub fn phase_cap(&self) -> Duration {
@@ -127,6 +185,23 @@ pub fn check(cli: &Cli) -> Result<(), String> {
             cli.clients,
             cli.duration,
             record_bytes >> 20
+        ));
+    }
+    // The daemon does not offer the two together (docs/PROTOCOL.md §13); the clients would
+    // read them.
+    if cli.delta && cli.format == Format::Msgpack {
+        return Err(
+            "--delta with --format msgpack: the daemon does not offer the two together".into(),
+        );
+    }
+    if cli.deflate && cli.stall > 0 {
+        return Err("--stall with --deflate: stalled clients are read as plain frames".into());
+    }
+    if cli.verifiers() > cli.clients - cli.stall {
+        return Err(format!(
+            "--verify {}: more than the {} clients that do not stall",
+            cli.verifiers(),
+            cli.clients - cli.stall
         ));
     }
     if cli.connect_timeout == 0 {
@@ -200,6 +275,9 @@ mod tests {
             &["--publish-hz", "5"],
             &["--redis", "127.0.0.1:6379"],
             &["--redis", "127.0.0.1:6379", "--publish-hz", "1001"],
+            &["--delta", "--format", "msgpack"],
+            &["--deflate", "--clients", "10", "--stall", "1"],
+            &["--clients", "10", "--stall", "2", "--verify", "9"],
             // 10,000 clients for an hour is fine at 1 Hz, not with 5 pushes a second on top.
             &[
                 "--clients",
@@ -227,6 +305,24 @@ mod tests {
             "5",
         ];
         assert_eq!(check(&cli(&push)), Ok(()));
+    }
+
+    #[test]
+    fn forms_go_in_the_url_and_default_to_twenty_verifiers() {
+        let plain = cli(&[]);
+        assert_eq!(
+            (plain.stream_url(), plain.verifiers()),
+            ("ws://127.0.0.1:3000/".into(), 0)
+        );
+        let delta = cli(&["--delta", "--deflate"]);
+        assert_eq!(delta.stream_url(), "ws://127.0.0.1:3000/?delta=fossil");
+        assert_eq!(delta.verifiers(), 20);
+        let binary = cli(&["--url", "ws://h:1/ws/stream?x=1", "--format", "msgpack"]);
+        assert_eq!(binary.stream_url(), "ws://h:1/ws/stream?x=1&format=msgpack");
+        let few = cli(&["--deflate", "--clients", "5", "--stall", "2"]);
+        assert_eq!(few.verifiers(), 3);
+        assert_eq!(cli(&["--verify", "2"]).verifiers(), 2);
+        assert_eq!(cli(&["--delta", "--verify", "0"]).verifiers(), 0);
     }
 
     #[test]

@@ -4,10 +4,19 @@
 //! after its WELCOME and is only read again at the end; that part, and the watch on the
 //! daemon's side of it, is in [`stalled`].
 //!
-//! What each frame says is read by [`crate::frames`]; the sockets come from [`crate::net`].
-//! [`crate::connect`] starts the clients, and [`crate::report`] turns their [`Client`] results
-//! into figures.
+//! A client may ask for the daemon's other forms (`docs/PROTOCOL.md` §13): fossil deltas and
+//! MessagePack through the URL's query, permessage-deflate in its handshake, read by the
+//! hand-written client in [`raw`] since tungstenite refuses compressed frames. Every client
+//! inflates what is compressed and reads each packet's seq and timestamp as cheaply as a plain
+//! one; a delta's timestamp is not in its frame, so its staleness comes from the reference
+//! connection's ([`reference`], [`backfill`]). The verifying clients also decode every packet
+//! fully ([`crate::verify`]).
+//!
+//! What each frame says is read by [`crate::frames`] and [`crate::msgpack`]; the sockets come
+//! from [`crate::net`]. [`crate::connect`] starts the clients, and [`crate::report`] turns
+//! their [`Client`] results into figures.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -23,11 +32,17 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::frames::{Frame, classify, market_price};
+use crate::inflate;
+use crate::msgpack;
 use crate::net::{self, TsStream, now_ns};
 use crate::publisher;
+use crate::verify::{Decoder, Verify};
 
+mod raw;
+pub mod reference;
 mod stalled;
 
+use raw::RawWs;
 pub use stalled::{Drain, StallWatch, watch_stalled};
 
 /// What every client shares with the run.
@@ -52,6 +67,12 @@ pub struct Shared {
     pub stalled: Mutex<Vec<StallWatch>>,
     /// A publisher runs: look for its prices in every TELEMETRY (see [`Priced`]).
     pub prices: bool,
+    /// Offer permessage-deflate (`--deflate`): connect through [`raw`].
+    pub deflate: bool,
+    /// The clients that decode every packet fully (`--verify`), by index.
+    pub verifiers: std::ops::Range<usize>,
+    /// Where they check what they decode, with the reference connection's packets.
+    pub verify: Option<Arc<Verify>>,
 }
 
 /// One packet as a client saw it; 16 bytes, so 20,000 clients × 100 ticks stay small.
@@ -114,6 +135,14 @@ pub struct Session {
     pub extra_welcomes: u32,
     /// Text frames that are neither TELEMETRY nor WELCOME.
     pub other_text: u32,
+    /// The server took permessage-deflate.
+    pub deflate: bool,
+    /// Bytes on the wire of the TELEMETRY in `rx`, frame headers included.
+    pub wire_bytes: u64,
+    /// How many of them were fossil deltas (`"delta":true`).
+    pub deltas: u32,
+    /// Compressed frames that did not inflate.
+    pub undecodable: u32,
     pub kernel_ts: u64,
     pub fallback_ts: u64,
     pub end: End,
@@ -135,14 +164,21 @@ pub async fn run(
     source: Option<Ipv4Addr>,
     stalled: bool,
 ) -> Client {
+    // A verifying client decodes from its first frame on.
+    let mut decoder = shared
+        .verify
+        .as_ref()
+        .filter(|_| shared.verifiers.contains(&index) && !stalled)
+        .map(|_| Decoder::default());
+    let check = decoder.as_mut().map(|d| (d, index));
     let opened = tokio::select! {
         _ = shared.connect_cutoff.cancelled() => Err("connect phase ended before WELCOME".to_string()),
-        opened = timeout(shared.connect_timeout, open(&shared, source, stalled)) => {
+        opened = timeout(shared.connect_timeout, open(&shared, source, stalled, check)) => {
             opened.unwrap_or_else(|_| Err(format!("no WELCOME within {:?}", shared.connect_timeout)))
         }
     };
     shared.settled.fetch_add(1, Ordering::Relaxed);
-    let (ws, mut session) = match opened {
+    let (mut conn, mut session) = match opened {
         Ok(opened) => opened,
         Err(err) => {
             return Client {
@@ -154,9 +190,10 @@ pub async fn run(
     };
     shared.connected.fetch_add(1, Ordering::Relaxed);
     if stalled {
-        stalled::stall(ws, &mut session, index, &shared).await;
+        stalled::stall(conn.stream_mut(), &mut session, index, &shared).await;
     } else {
-        read(ws, &mut session, &shared).await;
+        let check = decoder.as_mut().map(|d| (d, index));
+        read(conn, &mut session, &shared, check).await;
     }
     Client {
         index,
@@ -170,7 +207,8 @@ async fn open(
     shared: &Shared,
     source: Option<Ipv4Addr>,
     stalled: bool,
-) -> Result<(WebSocketStream<TsStream>, Session), String> {
+    check: Option<(&mut Decoder, usize)>,
+) -> Result<(Conn, Session), String> {
     let socket = net::socket(source, stalled.then_some(shared.stall_rcvbuf))
         .map_err(|e| format!("socket: {e}"))?;
     let started = now_ns();
@@ -185,98 +223,317 @@ async fn open(
         Err(e) => return Err(format!("local address: {e}")),
     };
     let upgrade_started = now_ns();
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
-        shared.url.as_str(),
-        TsStream::new(tcp),
-        Some(shared.ws_config),
-    )
-    .await
-    .map_err(|e| format!("handshake: {}", describe(&e)))?;
-    let (mut kernel_ts, mut fallback_ts) = (0, 0);
-    let (text, at) = loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => {
-                let at = stamp(&ws, &mut kernel_ts, &mut fallback_ts);
-                break (text, at);
-            }
-            Some(Ok(Message::Close(frame))) => {
-                return Err(format!(
-                    "closed before the first frame: {}",
-                    frame.map_or("no code".into(), |f| format!("{} {}", f.code, f.reason))
-                ));
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(format!("before the first frame: {}", describe(&e))),
-            None => return Err("EOF before the first frame".into()),
-        }
+    let stream = TsStream::new(tcp);
+    let mut conn = if shared.deflate {
+        Conn::Raw(RawWs::connect(stream, &shared.url).await?)
+    } else {
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            shared.url.as_str(),
+            stream,
+            Some(shared.ws_config),
+        )
+        .await
+        .map_err(|e| format!("handshake: {}", describe(&e)))?;
+        Conn::Ws(ws, None)
     };
+    let deflate = matches!(&conn, Conn::Raw(raw) if raw.deflate);
     let mut session = Session {
         local,
         tcp_ms,
-        welcome_ms: ms(at - started),
-        upgrade_ms: ms(at - upgrade_started),
-        welcome_at: at,
+        welcome_ms: 0.0,
+        upgrade_ms: 0.0,
+        welcome_at: 0,
         welcome_seq: 0,
         welcome_first: false,
         rx: Vec::with_capacity(if stalled { 0 } else { 96 }),
         priced: Vec::new(),
         extra_welcomes: 0,
         other_text: 0,
-        kernel_ts,
-        fallback_ts,
+        deflate,
+        wire_bytes: 0,
+        deltas: 0,
+        undecodable: 0,
+        kernel_ts: 0,
+        fallback_ts: 0,
         end: End::Stopped,
         drain: None,
     };
-    match classify(text.as_bytes()) {
-        Frame::Welcome { seq, .. } => {
+    loop {
+        match conn.next().await {
+            Some(Ok(Msg::Data(data))) => {
+                let at = stamp(data.ts, &mut session);
+                session.welcome_ms = ms(at - started);
+                session.upgrade_ms = ms(at - upgrade_started);
+                session.welcome_at = at;
+                take(&mut session, shared, check, true, &data, at);
+                conn.release();
+                break;
+            }
+            Some(Ok(Msg::Close { code, reason })) => {
+                return Err(format!(
+                    "closed before the first frame: {}",
+                    code.map_or("no code".into(), |c| format!("{c} {reason}"))
+                ));
+            }
+            Some(Ok(Msg::Skip)) => {}
+            Some(Err(e)) => return Err(format!("before the first frame: {e}")),
+            None => return Err("EOF before the first frame".into()),
+        }
+    }
+    Ok((conn, session))
+}
+
+/// A client's connection: tungstenite's, or the hand-written one of a client that offers
+/// permessage-deflate. Not boxed: a plain client costs what it did before there was a choice.
+#[allow(clippy::large_enum_variant)]
+enum Conn {
+    /// With the message handed out last, which [`Msg`] borrows from.
+    Ws(WebSocketStream<TsStream>, Option<Message>),
+    Raw(RawWs),
+}
+
+/// What [`Conn::next`] read.
+enum Msg<'a> {
+    Data(Data<'a>),
+    Close {
+        code: Option<u16>,
+        reason: String,
+    },
+    /// Pings, pongs and anything else that is not a message.
+    Skip,
+}
+
+/// One data frame: text or binary (MessagePack), compressed or not, and when it came.
+struct Data<'a> {
+    binary: bool,
+    compressed: bool,
+    payload: &'a [u8],
+    /// The kernel receive time of the read that completed it.
+    ts: Option<i64>,
+}
+
+impl Data<'_> {
+    /// Bytes on the wire: the payload and an unmasked frame's header.
+    fn wire_bytes(&self) -> u64 {
+        let header = match self.payload.len() {
+            0..=125 => 2,
+            126..=0xffff => 4,
+            _ => 10,
+        };
+        (self.payload.len() + header) as u64
+    }
+}
+
+impl Conn {
+    async fn next(&mut self) -> Option<Result<Msg<'_>, String>> {
+        match self {
+            Conn::Ws(ws, held) => {
+                let message = match ws.next().await? {
+                    Ok(message) => message,
+                    Err(e) => return Some(Err(describe(&e))),
+                };
+                let ts = ws.get_ref().last_ts();
+                let data = |binary, payload| {
+                    Msg::Data(Data {
+                        binary,
+                        compressed: false,
+                        payload,
+                        ts,
+                    })
+                };
+                Some(Ok(match held.insert(message) {
+                    Message::Text(text) => data(false, text.as_bytes()),
+                    Message::Binary(bytes) => data(true, bytes),
+                    Message::Close(frame) => Msg::Close {
+                        code: frame.as_ref().map(|f| f.code.into()),
+                        reason: frame
+                            .as_ref()
+                            .map(|f| f.reason.to_string())
+                            .unwrap_or_default(),
+                    },
+                    _ => Msg::Skip,
+                }))
+            }
+            Conn::Raw(raw) => {
+                let frame = match raw.next().await? {
+                    Ok(frame) => frame,
+                    Err(e) => return Some(Err(e)),
+                };
+                Some(Ok(match frame.opcode {
+                    0x1 | 0x2 => Msg::Data(Data {
+                        binary: frame.opcode == 0x2,
+                        compressed: frame.compressed,
+                        payload: frame.payload,
+                        ts: frame.ts,
+                    }),
+                    0x8 => Msg::Close {
+                        code: frame
+                            .payload
+                            .get(..2)
+                            .map(|c| u16::from_be_bytes([c[0], c[1]])),
+                        reason: String::from_utf8_lossy(frame.payload.get(2..).unwrap_or(&[]))
+                            .into_owned(),
+                    },
+                    _ => Msg::Skip,
+                }))
+            }
+        }
+    }
+
+    /// Drops the message handed out last, once it is read: a plain client holds no packet
+    /// between ticks, as before.
+    fn release(&mut self) {
+        if let Conn::Ws(_, held) = self {
+            *held = None;
+        }
+    }
+
+    /// The socket underneath, for a stalled client's drain.
+    fn stream_mut(&mut self) -> &mut TsStream {
+        match self {
+            Conn::Ws(ws, _) => ws.get_mut(),
+            Conn::Raw(raw) => raw.stream_mut(),
+        }
+    }
+
+    /// Closes politely, and reads until the server's answer so it sees a clean close.
+    async fn close(&mut self) {
+        match self {
+            Conn::Ws(ws, _) => {
+                if ws.close(None).await.is_ok() {
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            }
+            Conn::Raw(raw) => raw.close().await,
+        }
+    }
+}
+
+/// One data frame: inflated if compressed, then read as [`take_message`] does; a compressed
+/// frame that does not inflate is counted, and failed if this client verifies.
+fn take(
+    session: &mut Session,
+    shared: &Shared,
+    check: Option<(&mut Decoder, usize)>,
+    first: bool,
+    data: &Data,
+    at: i64,
+) {
+    let wire = data.wire_bytes();
+    if !data.compressed {
+        return take_message(
+            session,
+            shared,
+            check,
+            first,
+            data.binary,
+            data.payload,
+            wire,
+            at,
+        );
+    }
+    let mut check = check;
+    let inflated = inflate::with_inflated(data.payload, |bytes| {
+        take_message(
+            session,
+            shared,
+            check.take(),
+            first,
+            data.binary,
+            bytes,
+            wire,
+            at,
+        )
+    });
+    if let Err(why) = inflated {
+        session.undecodable += 1;
+        if let (Some((_, index)), Some(verify)) = (check, &shared.verify) {
+            verify.check(index, Err(why));
+        }
+    }
+}
+
+/// One message's bytes: a text frame's JSON or a binary frame's MessagePack, whatever was asked
+/// for (`bff-floor` sends plain JSON to everyone). `first` for the connection's first frame.
+#[allow(clippy::too_many_arguments)]
+fn take_message(
+    session: &mut Session,
+    shared: &Shared,
+    check: Option<(&mut Decoder, usize)>,
+    first: bool,
+    binary: bool,
+    bytes: &[u8],
+    wire: u64,
+    at: i64,
+) {
+    let frame = if binary {
+        msgpack::classify(bytes)
+    } else {
+        classify(bytes)
+    };
+    match frame {
+        Frame::Welcome { seq, .. } if first => {
             session.welcome_first = true;
             session.welcome_seq = seq;
         }
+        Frame::Welcome { .. } => session.extra_welcomes += 1,
         Frame::Telemetry { seq, ts_ms } => {
-            session.welcome_seq = seq;
-            record(&mut session, shared, text.as_bytes(), rx(seq, ts_ms, at));
+            if first {
+                session.welcome_seq = seq;
+            }
+            session.wire_bytes += wire;
+            if !binary && bytes.ends_with(br#","delta":true}"#) {
+                session.deltas += 1;
+            }
+            record(session, shared, bytes, rx(seq, ts_ms, at));
         }
         Frame::Other => session.other_text += 1,
     }
-    Ok((ws, session))
+    if let (Some((decoder, index)), Some(verify), Frame::Welcome { .. } | Frame::Telemetry { .. }) =
+        (check, &shared.verify, &frame)
+    {
+        let decoded = decoder
+            .decode(bytes, binary)
+            .and_then(|d| d.ok_or_else(|| "a packet that does not decode as one".to_string()));
+        verify.check(index, decoded);
+    }
 }
 
-/// A normal client: records every packet until the run stops, then closes.
-async fn read(mut ws: WebSocketStream<TsStream>, session: &mut Session, shared: &Shared) {
+/// A normal client: records every packet until the run stops, then closes. A verifying one
+/// (`check`: its decoder and index) also decodes each packet fully and has it checked.
+async fn read(
+    mut conn: Conn,
+    session: &mut Session,
+    shared: &Shared,
+    mut check: Option<(&mut Decoder, usize)>,
+) {
     let stopped = shared.stop.cancelled();
     tokio::pin!(stopped);
     loop {
         let next = tokio::select! {
             biased;
             _ = &mut stopped => break,
-            next = ws.next() => next,
+            next = conn.next() => next,
         };
         match next {
-            Some(Ok(Message::Text(text))) => {
-                let at = stamp(&ws, &mut session.kernel_ts, &mut session.fallback_ts);
-                match classify(text.as_bytes()) {
-                    Frame::Telemetry { seq, ts_ms } => {
-                        record(session, shared, text.as_bytes(), rx(seq, ts_ms, at));
-                    }
-                    Frame::Welcome { .. } => session.extra_welcomes += 1,
-                    Frame::Other => session.other_text += 1,
-                }
+            Some(Ok(Msg::Data(data))) => {
+                let at = stamp(data.ts, session);
+                let check = check.as_mut().map(|(d, index)| (&mut **d, *index));
+                take(session, shared, check, false, &data, at);
+                conn.release();
             }
-            Some(Ok(Message::Close(frame))) => {
+            Some(Ok(Msg::Close { code, reason })) => {
                 session.end = End::ServerClose {
                     at: now_ns(),
-                    code: frame.as_ref().map(|f| f.code.into()),
-                    reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    code,
+                    reason,
                 };
                 break;
             }
-            // Pings are answered by tungstenite; binary frames are not part of the protocol.
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                session.end = End::Lost {
-                    at: now_ns(),
-                    why: describe(&e),
-                };
+            // Pings are answered by tungstenite or by `raw`.
+            Some(Ok(Msg::Skip)) => {}
+            Some(Err(why)) => {
+                session.end = End::Lost { at: now_ns(), why };
                 break;
             }
             None => {
@@ -293,25 +550,34 @@ async fn read(mut ws: WebSocketStream<TsStream>, session: &mut Session, shared: 
         return;
     }
     // Close politely, and give the server a moment to answer so it sees a clean close.
-    let _ = timeout(Duration::from_secs(3), async {
-        if ws.close(None).await.is_ok() {
-            while let Some(Ok(_)) = ws.next().await {}
-        }
-    })
-    .await;
+    let _ = timeout(Duration::from_secs(3), conn.close()).await;
 }
 
-/// The receive time of the message tungstenite just returned: the kernel time of the read that
-/// completed it, or now if that read carried none.
-fn stamp(ws: &WebSocketStream<TsStream>, kernel: &mut u64, fallback: &mut u64) -> i64 {
-    match ws.get_ref().last_ts() {
+/// The receive time of the message just read: the kernel time of the read that completed it,
+/// or now if that read carried none.
+fn stamp(kernel_ts: Option<i64>, session: &mut Session) -> i64 {
+    match kernel_ts {
         Some(ts) => {
-            *kernel += 1;
+            session.kernel_ts += 1;
             ts
         }
         None => {
-            *fallback += 1;
+            session.fallback_ts += 1;
             now_ns()
+        }
+    }
+}
+
+/// The staleness of the packets whose frame carried no timestamp to read (a fossil delta's is
+/// inside the delta), from the timestamp the reference connection read for the same seq.
+pub fn backfill(session: &mut Session, stamps: &BTreeMap<u64, i64>) {
+    for rx in session
+        .rx
+        .iter_mut()
+        .filter(|rx| rx.stale_us == NO_STALENESS)
+    {
+        if let Some(&ts_ms) = stamps.get(&u64::from(rx.seq)) {
+            rx.stale_us = staleness(rx.at, ts_ms);
         }
     }
 }
@@ -330,14 +596,17 @@ fn record(session: &mut Session, shared: &Shared, frame: &[u8], rx: Rx) {
 }
 
 fn rx(seq: u64, ts_ms: Option<i64>, at: i64) -> Rx {
-    let stale_us = ts_ms.map_or(NO_STALENESS, |ts| {
-        (at / 1_000 - ts * 1_000).clamp(i32::MIN as i64 + 1, i32::MAX as i64) as i32
-    });
+    let stale_us = ts_ms.map_or(NO_STALENESS, |ts| staleness(at, ts));
     Rx {
         seq: seq.min(u32::MAX as u64) as u32,
         stale_us,
         at,
     }
+}
+
+/// Receive time `at` (ns) minus a timestamp (ms), µs.
+fn staleness(at: i64, ts_ms: i64) -> i32 {
+    (at / 1_000 - ts_ms * 1_000).clamp(i32::MIN as i64 + 1, i32::MAX as i64) as i32
 }
 
 fn ms(ns: i64) -> f64 {

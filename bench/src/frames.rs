@@ -85,7 +85,7 @@ pub fn market_price(frame: &[u8]) -> Option<f64> {
 }
 
 /// `2025-12-21T11:59:59.812Z` → ms since the epoch; the daemon's only timestamp format.
-fn parse_rfc3339_ms(s: &[u8]) -> Option<i64> {
+pub fn parse_rfc3339_ms(s: &[u8]) -> Option<i64> {
     if s.len() != 24
         || s[4] != b'-'
         || s[7] != b'-'
@@ -118,15 +118,16 @@ fn parse_rfc3339_ms(s: &[u8]) -> Option<i64> {
     Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1_000 + milli)
 }
 
-/// One unmasked server frame at the start of `buf`: (opcode, payload range, frame size); `None`
-/// if incomplete, `Err` if it does not look like a server frame. Stalled clients are read this
-/// way at the end, straight off the socket rather than through tungstenite, so that nothing (no
-/// pong) is written back.
+/// One unmasked server frame at the start of `buf`: (first byte: FIN, RSV1 and opcode, payload
+/// range, frame size); `None` if incomplete, `Err` if it does not look like a server frame (RSV1,
+/// permessage-deflate's bit, is the only one allowed). Stalled clients are read this way at the
+/// end, straight off the socket rather than through tungstenite, so that nothing (no pong) is
+/// written back; so are the clients that offer permessage-deflate (`client::raw`).
 pub fn raw_frame(buf: &[u8]) -> Result<Option<(u8, std::ops::Range<usize>, usize)>, ()> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 || b1 & 0x80 != 0 {
+    if b0 & 0x30 != 0 || b1 & 0x80 != 0 {
         return Err(());
     }
     let (len, header) = match b1 & 0x7f {
@@ -142,7 +143,7 @@ pub fn raw_frame(buf: &[u8]) -> Result<Option<(u8, std::ops::Range<usize>, usize
     if buf.len() < size {
         return Ok(None);
     }
-    Ok(Some((b0 & 0x0f, header..size, size)))
+    Ok(Some((b0, header..size, size)))
 }
 
 #[cfg(test)]
@@ -171,12 +172,18 @@ mod tests {
         let mut wire = vec![0x81, 126, 0x01, 0x00];
         wire.extend(std::iter::repeat_n(b'x', 256));
         wire.extend([0x88, 0x02, 0x03, 0xe9]);
-        let (op, payload, size) = raw_frame(&wire).unwrap().unwrap();
-        assert_eq!((op, payload, size), (1, 4..260, 260));
-        assert_eq!(raw_frame(&wire[260..]).unwrap(), Some((8, 2..4, 4)));
+        let (first, payload, size) = raw_frame(&wire).unwrap().unwrap();
+        assert_eq!((first, payload, size), (0x81, 4..260, 260));
+        assert_eq!(raw_frame(&wire[260..]).unwrap(), Some((0x88, 2..4, 4)));
         assert_eq!(raw_frame(&wire[..100]).unwrap(), None);
         // Masked (client) frames are not what a server sends.
         assert!(raw_frame(&[0x81, 0x85]).is_err());
+        // A compressed frame (RSV1) is; RSV2 and RSV3 are not.
+        assert_eq!(
+            raw_frame(&[0xc1, 0x01, b'x']).unwrap(),
+            Some((0xc1, 2..3, 3))
+        );
+        assert!(raw_frame(&[0xa1, 0x01, b'x']).is_err());
     }
 
     #[test]

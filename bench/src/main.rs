@@ -9,6 +9,7 @@
 //! ```text
 //! cargo run --release -p bff-bench -- --url ws://127.0.0.1:3000/ --clients 10000 \
 //!     --duration 60 --connect-rate 2000 --source-ips 32 --stall 10 --daemon-pid PID --json out.json
+//! cargo run --release -p bff-bench -- --clients 10000 --delta --deflate --verify 20
 //! ```
 //!
 //! What the figures mean:
@@ -27,16 +28,27 @@
 //! - Stalled clients are watched from the daemon's side with exact `sock_diag` lookups (both
 //!   ends are on this host), which show when the daemon closed its socket; at the end they are
 //!   read as raw frames (no pong is sent back) to see what was still on its way and how it ended.
+//! - With `--deflate`, `--delta` or `--format msgpack` every client asks for that form of the
+//!   packets (`docs/PROTOCOL.md` §13) and reads it as cheaply as a plain one: a compressed frame
+//!   is inflated, a MessagePack one walked for its seq and timestamp, a delta's envelope read
+//!   without applying it (its staleness comes from the reference connection's timestamp of the
+//!   same seq). `--verify N` clients (20 by default with a form) decode every packet fully and
+//!   compare its `data` with what one extra plain-JSON reference connection got; a mismatch or a
+//!   delta that does not apply makes the exit code 1. The report gives the bytes on the wire per
+//!   client per packet, frame header included.
 //!
 //! Linux only: it relies on `recvmsg` control messages, `/proc`, `sock_diag` and loopback
 //! source addresses.
 //!
 //! The modules: [`cli`] (the options) and [`app`] (the run, phase by phase); [`connect`] starts
-//! the clients; [`client`] is one dashboard, with its stalled variant in `client::stalled`;
-//! [`frames`] reads what the daemon sends; [`publisher`] publishes ticks on Redis for the daemon
-//! to push (`--redis`, `--publish-hz`); [`net`] (sockets with kernel timestamps) and [`sys`]
-//! (`/proc`, `getrusage`, `sock_diag`) are the system underneath; [`report`] turns the records
-//! into the table and the JSON.
+//! the clients; [`client`] is one dashboard, with its stalled variant in `client::stalled`, the
+//! hand-written WebSocket client of those that offer permessage-deflate in `client::raw`, and the
+//! reference connection in `client::reference`; [`frames`] reads what the daemon sends, with
+//! [`msgpack`] for binary packets and [`inflate`] for compressed ones; [`verify`] decodes packets
+//! fully and checks them; [`publisher`] publishes ticks on Redis for the daemon to push
+//! (`--redis`, `--publish-hz`); [`net`] (sockets with kernel timestamps) and [`sys`] (`/proc`,
+//! `getrusage`, `sock_diag`) are the system underneath; [`report`] turns the records into the
+//! table and the JSON.
 //!
 //! The crate's other binary, `bff-floor` (`src/floor/`), is the server `scripts/bench.sh` runs each
 //! steady scenario against before the daemon: one thread, epoll, one pre-framed packet and one
@@ -55,6 +67,10 @@ mod connect;
 #[cfg(target_os = "linux")]
 mod frames;
 #[cfg(target_os = "linux")]
+mod inflate;
+#[cfg(target_os = "linux")]
+mod msgpack;
+#[cfg(target_os = "linux")]
 mod net;
 #[cfg(target_os = "linux")]
 mod publisher;
@@ -62,6 +78,8 @@ mod publisher;
 mod report;
 #[cfg(target_os = "linux")]
 mod sys;
+#[cfg(target_os = "linux")]
+mod verify;
 
 #[cfg(target_os = "linux")]
 fn main() -> std::process::ExitCode {

@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::client::{Client, StallWatch};
 use crate::publisher::Publishes;
 use crate::sys::ProcSample;
+use crate::verify::Tally;
 
 mod figures;
 mod json;
@@ -49,12 +50,26 @@ pub struct Run {
     pub stalls: Vec<StallWatch>,
     /// What the publisher sent, when one ran (`--publish-hz`).
     pub publishes: Option<Publishes>,
+    /// What the verification found, when a form or `--verify` was asked.
+    pub form: Option<FormRun>,
 }
 
-/// Builds the human table and the JSON report.
-pub fn build(run: &Run) -> (String, Value) {
+/// The verification's side of a run that asked for a form (`--deflate`, `--delta`,
+/// `--format msgpack`) or `--verify`.
+pub struct FormRun {
+    /// Clients that decoded every packet.
+    pub verifiers: usize,
+    pub tally: Tally,
+    /// Why the reference connection ended before the run did, if it did.
+    pub reference_end: Option<String>,
+}
+
+/// Builds the human table and the JSON report, and says whether decoding failed anywhere
+/// (a packet mismatched, a delta did not apply, a frame did not inflate).
+pub fn build(run: &Run) -> (String, Value, bool) {
     let figures = figures::compute(run);
-    (text::render(&figures), json::render(&figures))
+    let failed = figures.form.as_ref().is_some_and(|f| f.failed());
+    (text::render(&figures), json::render(&figures), failed)
 }
 
 /// Rounds to thousandths: the precision of every fraction in the JSON, and of the daemon's

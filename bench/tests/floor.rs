@@ -116,3 +116,32 @@ fn a_request_without_a_key_is_closed() {
     tcp.read_to_end(&mut got).expect("closed, not timed out");
     assert!(got.is_empty(), "{got:?}");
 }
+
+/// `bff-load` asking for every form it can (deflate, deltas) works against the floor, which
+/// negotiates nothing and sends plain JSON: the packets are read and verified as they are.
+#[test]
+fn a_client_asking_for_forms_reads_the_floors_plain_packets() {
+    let (_floor, addr) = start(&["--hz", "5", "--packet-bytes", "1000"]);
+    let json = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("floor-forms-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_bff-load"))
+        .args(["--url", &format!("ws://{addr}/"), "--clients", "3"])
+        .args(["--duration", "2", "--deflate", "--delta"])
+        .args(["--json", json.to_str().unwrap()])
+        .output()
+        .expect("bff-load runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let form = &report["form"];
+    assert_eq!(form["deflate_taken"], 0, "{form}");
+    assert_eq!(form["delta_packets"], 0, "{form}");
+    // The floor's packet and a 4-byte header.
+    assert_eq!(form["wire_bytes_per_packet"], 1004.0, "{form}");
+    assert!(form["verify"]["verified"].as_u64().unwrap() > 0, "{form}");
+    assert_eq!(form["verify"]["mismatched"], 0, "{form}");
+}

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::time::{Instant, timeout_at};
-use tokio_tungstenite::WebSocketStream;
 
 use super::{Session, Shared};
 use crate::frames::{Frame, classify, raw_frame};
@@ -53,7 +52,7 @@ pub struct Drain {
 /// A stalled client: never reads after the first frame, until the run stops; then drains what
 /// is left to see whether the server closed it.
 pub(super) async fn stall(
-    mut ws: WebSocketStream<TsStream>,
+    stream: &mut TsStream,
     session: &mut Session,
     index: usize,
     shared: &Shared,
@@ -71,7 +70,7 @@ pub(super) async fn stall(
             max_send_queue: 0,
         });
     shared.stop.cancelled().await;
-    session.drain = Some(drain(ws.get_mut()).await);
+    session.drain = Some(drain(stream).await);
 }
 
 /// Reads what a stalled client has left, as raw frames: through tungstenite it would answer the
@@ -106,9 +105,9 @@ async fn drain(stream: &mut TsStream) -> Drain {
         let mut used = 0;
         loop {
             match raw_frame(&pending[used..]) {
-                Ok(Some((opcode, payload, size))) => {
+                Ok(Some((first, payload, size))) => {
                     let payload = &pending[used + payload.start..used + payload.end];
-                    match opcode {
+                    match first & 0x0f {
                         0x1 => {
                             drain.frames += 1;
                             if let Frame::Telemetry { seq, .. } = classify(payload) {

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::Run;
 use crate::client::{Client, Session};
 
+mod form;
 mod push;
 mod stalls;
 mod ticks;
@@ -17,6 +18,7 @@ mod ticks;
 #[cfg(test)]
 mod tests;
 
+pub use form::Form;
 pub use push::Push;
 pub use stalls::{StallRow, Stalls};
 pub use ticks::{Missed, Steady};
@@ -33,6 +35,8 @@ pub struct Figures {
     pub push: Option<Push>,
     /// `None` when no stalled client connected.
     pub stalls: Option<Stalls>,
+    /// `None` unless a form (`--deflate`, `--delta`, `--format`) or `--verify` was asked.
+    pub form: Option<Form>,
     /// `None` without `--daemon-pid`, or when the daemon could not be sampled.
     pub daemon: Option<DaemonFigures>,
     pub load_generator: LoadGen,
@@ -192,6 +196,7 @@ pub fn compute(run: &Run) -> Figures {
             )
         }),
         stalls: stalls::compute(&stalled, &run.stalls, &arrivals.first_seen),
+        form: run.form.as_ref().map(|f| form::compute(f, &normal)),
         daemon: daemon(run),
         load_generator: load_generator(run),
         unfinished: run.unfinished,

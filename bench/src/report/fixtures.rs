@@ -6,10 +6,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde_json::json;
 
-use super::{DaemonSamples, Run};
+use super::{DaemonSamples, FormRun, Run};
 use crate::client::{Client, Drain, End, NO_STALENESS, Priced, Rx, Session, StallWatch};
 use crate::publisher::{Published, Publishes};
 use crate::sys::ProcSample;
+use crate::verify::Tally;
 
 /// The start of the steady window, ns since the epoch (2023-11-14T22:13:20Z).
 pub const T0: i64 = 1_700_000_000_000_000_000;
@@ -43,6 +44,10 @@ pub fn session(welcome_seq: u64, rx: Vec<Rx>, end: End) -> Session {
         priced: Vec::new(),
         extra_welcomes: 0,
         other_text: 0,
+        deflate: false,
+        wire_bytes: 0,
+        deltas: 0,
+        undecodable: 0,
         fallback_ts: 0,
         end,
         drain: None,
@@ -208,6 +213,7 @@ pub fn busy_run() -> Run {
         gen_rss_kb: 11_000,
         stalls,
         publishes: None,
+        form: None,
     }
 }
 
@@ -249,6 +255,7 @@ pub fn empty_run() -> Run {
         gen_rss_kb: 2_900,
         stalls: Vec::new(),
         publishes: None,
+        form: None,
     }
 }
 
@@ -353,6 +360,78 @@ pub fn push_run() -> Run {
             channel: "market.tick.SPY".into(),
             sent,
             error: None,
+        }),
+        form: None,
+    }
+}
+
+/// A run of three clients asking for deltas over permessage-deflate: the server took deflate
+/// from two, one compressed frame did not inflate, one delta stayed whole, and the verification
+/// found a mismatch; a delta's staleness was not read from its frame.
+pub fn form_run() -> Run {
+    let all = |k: i64| (101..=104).map(|seq| tick(seq, k)).collect::<Vec<_>>();
+    let mut clients = Vec::new();
+    for (index, (deflate, wire_bytes, deltas, undecodable)) in [
+        (true, 2_080, 4, 0),
+        (true, 2_090, 3, 1),
+        (false, 3_300, 4, 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = session(100, all(index as i64), End::Stopped);
+        s.deflate = deflate;
+        s.wire_bytes = wire_bytes;
+        s.deltas = deltas;
+        s.undecodable = undecodable;
+        clients.push(normal(index, s));
+    }
+    Run {
+        config: json!({
+            "url": "ws://127.0.0.1:3000/",
+            "server": "127.0.0.1:3000",
+            "clients": 3,
+            "stalled": 0,
+            "stall_rcvbuf": 4096,
+            "duration_s": 4,
+            "connect_rate": 2000,
+            "source_ips": 32,
+            "threads": 1,
+            "connect_timeout_s": 30,
+            "connect_phase_cap_s": 31,
+            "nofile": 1024,
+            "daemon_pid": null,
+            "deflate": true,
+            "delta": true,
+            "format": "json",
+            "verify": 2,
+        }),
+        clients,
+        not_started: 0,
+        unfinished: 0,
+        connected_at_start: 3,
+        connect_phase_s: 0.01,
+        window_s: 4.0,
+        steady_start: T0,
+        steady_end: at_ms(4_000),
+        daemon: None,
+        gen_cpu: [0.0, 0.01, 0.02, 0.03],
+        gen_maxrss_kb: 3_000,
+        gen_rss_kb: 2_900,
+        stalls: Vec::new(),
+        publishes: None,
+        form: Some(FormRun {
+            verifiers: 2,
+            tally: Tally {
+                verified: 9,
+                mismatched: 1,
+                undecodable: 0,
+                unreferenced: 0,
+                problems: vec![
+                    "client 1: seq 103 decodes to other data than the reference's (first difference at byte 17)".into(),
+                ],
+            },
+            reference_end: None,
         }),
     }
 }

@@ -4,11 +4,13 @@
 use serde_json::{Value, json};
 
 use super::figures::{
-    Connect, DaemonFigures, Dist, Figures, LoadGen, Missed, Push, StallRow, Stalls, Steady, Tally,
+    Connect, DaemonFigures, Dist, Figures, Form, LoadGen, Missed, Push, StallRow, Stalls, Steady,
+    Tally,
 };
 use super::r3;
 
-/// The JSON report; `push` only when a publisher ran.
+/// The JSON report; `push` only when a publisher ran, `form` only when a form or `--verify`
+/// was asked.
 pub fn render(f: &Figures) -> Value {
     let mut report = json!({
         "config": f.config,
@@ -24,6 +26,9 @@ pub fn render(f: &Figures) -> Value {
     });
     if let Some(p) = &f.push {
         report["push"] = push(p);
+    }
+    if let Some(form_figures) = &f.form {
+        report["form"] = form(form_figures);
     }
     report
 }
@@ -109,6 +114,28 @@ fn push(p: &Push) -> Value {
         "latency_p99_over_poll_spread_p99": p.ratio.map(r3),
         "packets_per_client_per_s": r3(p.packets_per_s),
         "error": p.error,
+    })
+}
+
+fn form(f: &Form) -> Value {
+    let t = &f.tally;
+    json!({
+        "clients": f.clients,
+        "deflate_taken": f.deflate_taken,
+        "packets": f.packets,
+        "wire_bytes_per_packet": r3(f.wire_bytes_per_packet),
+        "delta_packets": f.delta_packets,
+        "undecodable_frames": f.undecodable_frames,
+        "verify": {
+            "clients": f.verifiers,
+            "verified": t.verified,
+            "mismatched": t.mismatched,
+            "undecodable": t.undecodable,
+            "unreferenced": t.unreferenced,
+            "problems": t.problems,
+            "reference_ended_early": f.reference_end,
+        },
+        "failed": f.failed(),
     })
 }
 

@@ -6,7 +6,7 @@ use std::fmt::{self, Write as _};
 use serde_json::Value;
 
 use super::figures::{
-    Connect, DaemonFigures, Dist, Figures, LoadGen, Missed, Push, Stalls, Steady,
+    Connect, DaemonFigures, Dist, Figures, Form, LoadGen, Missed, Push, Stalls, Steady,
 };
 use super::r3;
 
@@ -33,6 +33,10 @@ fn table(w: &mut String, f: &Figures) -> fmt::Result {
     if let Some(s) = &f.stalls {
         writeln!(w, "{line}")?;
         stalls(w, s)?;
+    }
+    if let Some(form_figures) = &f.form {
+        writeln!(w, "{line}")?;
+        form(w, form_figures, &f.config)?;
     }
     writeln!(w, "{line}")?;
     match &f.daemon {
@@ -207,6 +211,58 @@ fn push(w: &mut String, p: &Push) -> fmt::Result {
     )?;
     if let Some(why) = &p.error {
         writeln!(w, "  publisher stopped early: {why}")?;
+    }
+    Ok(())
+}
+
+/// What was asked comes from the command line's echo in `config`.
+fn form(w: &mut String, f: &Form, config: &Value) -> fmt::Result {
+    let mut asked = vec![format!(
+        "format {}",
+        config["format"].as_str().unwrap_or("json")
+    )];
+    if config["deflate"] == true {
+        asked.push(format!(
+            "deflate (taken by {} of {} clients)",
+            f.deflate_taken, f.clients
+        ));
+    }
+    if config["delta"] == true {
+        asked.push(format!(
+            "delta ({} of {} packets)",
+            f.delta_packets, f.packets
+        ));
+    }
+    writeln!(w, "FORM      {}", asked.join("   "))?;
+    writeln!(
+        w,
+        "  on the wire: {:.1} bytes per client per packet, frame header included ({} packets)",
+        r3(f.wire_bytes_per_packet),
+        f.packets
+    )?;
+    if f.undecodable_frames > 0 {
+        writeln!(
+            w,
+            "  compressed frames that did not inflate: {}",
+            f.undecodable_frames
+        )?;
+    }
+    let t = &f.tally;
+    writeln!(
+        w,
+        "VERIFY    {} clients: {} packets verified, {} mismatched, {} did not decode, {} without a reference packet{}",
+        f.verifiers,
+        t.verified,
+        t.mismatched,
+        t.undecodable,
+        t.unreferenced,
+        if f.failed() { "   FAILED" } else { "" }
+    )?;
+    for problem in &t.problems {
+        writeln!(w, "  {problem}")?;
+    }
+    if let Some(why) = &f.reference_end {
+        writeln!(w, "  the reference connection ended before the run: {why}")?;
     }
     Ok(())
 }
