@@ -143,6 +143,9 @@ pub struct Session {
     pub deltas: u32,
     /// Compressed frames that did not inflate.
     pub undecodable: u32,
+    /// The connection's deflate window: the last compressed message, which the next may refer
+    /// to (emptied when the run ends).
+    pub window: Vec<u8>,
     pub kernel_ts: u64,
     pub fallback_ts: u64,
     pub end: End,
@@ -253,6 +256,7 @@ async fn open(
         wire_bytes: 0,
         deltas: 0,
         undecodable: 0,
+        window: Vec::new(),
         kernel_ts: 0,
         fallback_ts: 0,
         end: End::Stopped,
@@ -433,7 +437,8 @@ fn take(
         );
     }
     let mut check = check;
-    let inflated = inflate::with_inflated(data.payload, |bytes| {
+    let mut window = std::mem::take(&mut session.window);
+    let inflated = inflate::with_inflated(&mut window, data.payload, |bytes| {
         take_message(
             session,
             shared,
@@ -445,6 +450,7 @@ fn take(
             at,
         )
     });
+    session.window = window;
     if let Err(why) = inflated {
         session.undecodable += 1;
         if let (Some((_, index)), Some(verify)) = (check, &shared.verify) {
@@ -545,6 +551,7 @@ async fn read(
             }
         }
     }
+    session.window = Vec::new();
     if !matches!(session.end, End::Stopped) {
         shared.ended_early.fetch_add(1, Ordering::Relaxed);
         return;

@@ -1,10 +1,12 @@
-//! permessage-deflate (RFC 7692) on the way in: the daemon answers `server_no_context_takeover`
-//! (`docs/PROTOCOL.md` §13.1), so each compressed message inflates on its own: raw inflate of
-//! its payload followed by `00 00 ff ff`.
+//! permessage-deflate (RFC 7692) on the way in. The client keeps its context, so the daemon may
+//! compress a packet after the one before (`docs/PROTOCOL.md` §13.1): a message inflates in a
+//! window that ends with the last compressed message the connection got.
 //!
 //! One decompressor and one output buffer per thread, reset for every message, so 10,000 deflate
-//! clients cost no inflate state each. [`crate::client`] inflates every compressed frame before
-//! reading it.
+//! clients cost no inflate state each: only their window's bytes (the last message, some 4 KB),
+//! which the decompressor is given again before each message as DEFLATE stored blocks, so
+//! back-references into it resolve as in a decompressor kept for the connection.
+//! [`crate::client`] inflates every compressed frame before reading it.
 
 use std::cell::RefCell;
 
@@ -22,21 +24,52 @@ thread_local! {
         RefCell::new((Decompress::new(false), Vec::with_capacity(16 << 10)));
 }
 
-/// Inflates one compressed message and hands its bytes to `read`; an error says why the
-/// payload is not a DEFLATE message of at most 16 MiB.
-pub fn with_inflated<R>(payload: &[u8], read: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
+/// DEFLATE's window: the furthest back a message may refer.
+const WINDOW: usize = 32 << 10;
+
+/// Inflates one compressed message in the connection's `window` and hands its bytes to `read`;
+/// the window then ends with it. An error says why the payload is not a DEFLATE message of at
+/// most 16 MiB.
+pub fn with_inflated<R>(
+    window: &mut Vec<u8>,
+    payload: &[u8],
+    read: impl FnOnce(&[u8]) -> R,
+) -> Result<R, String> {
     INFLATER.with(|cell| {
         let (decompress, out) = &mut *cell.borrow_mut();
-        inflate(decompress, payload, out)?;
-        Ok(read(out))
+        let stored = stored_blocks(window);
+        inflate(decompress, [&stored[..], payload, &TAIL[..]], out)?;
+        let message = &out[window.len()..];
+        let read = read(message);
+        window.clear();
+        window.extend_from_slice(&message[message.len().saturating_sub(WINDOW)..]);
+        Ok(read)
     })
 }
 
-/// `payload` + [`TAIL`] inflated into `out` (cleared first), with `decompress` reset.
-fn inflate(decompress: &mut Decompress, payload: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+/// `bytes` as non-final DEFLATE stored blocks (RFC 1951 §3.2.4): what a stream that held them
+/// looks like to the decompressor, at no cost to inflate.
+fn stored_blocks(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 5 * (bytes.len() / 0xffff + 1));
+    for chunk in bytes.chunks(0xffff) {
+        let len = chunk.len() as u16;
+        out.push(0x00); // BFINAL 0, BTYPE 00, then to the byte's end
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// `inputs` inflated into `out` (cleared first), with `decompress` reset.
+fn inflate(
+    decompress: &mut Decompress,
+    inputs: [&[u8]; 3],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     decompress.reset(false);
     out.clear();
-    for mut input in [payload, &TAIL[..]] {
+    for mut input in inputs {
         loop {
             if out.capacity() - out.len() < 4096 {
                 if out.len() >= MAX_INFLATED {
@@ -89,9 +122,38 @@ mod tests {
     fn messages_inflate_each_on_its_own() {
         for len in [0, 10, 5_000, 300_000] {
             let text: Vec<u8> = (0..len).map(|i| b"tick, price 451.25 "[i % 19]).collect();
-            let got = with_inflated(&compress(&text), <[u8]>::to_vec).unwrap();
+            let got = with_inflated(&mut Vec::new(), &compress(&text), <[u8]>::to_vec).unwrap();
             assert_eq!(got, text, "{len}");
         }
-        assert!(with_inflated(&[0xff, 0xff, 0xff], |_| ()).is_err());
+        assert!(with_inflated(&mut Vec::new(), &[0xff, 0xff, 0xff], |_| ()).is_err());
+    }
+
+    /// A message compressed after the one before (the daemon's stream, kept across the two)
+    /// inflates in the window that ends with the one before, and not without it; the window
+    /// then ends with it.
+    #[test]
+    fn a_message_after_the_one_before_inflates_in_its_window() {
+        let before =
+            b"{\"seq\":1,\"agents\":{\"analyst\":39.9954166,\"risk\":5.0904166}}".repeat(40);
+        let after =
+            b"{\"seq\":2,\"agents\":{\"analyst\":40.0121333,\"risk\":5.0904166}}".repeat(40);
+        let mut encoder =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&before).unwrap();
+        encoder.flush().unwrap();
+        encoder.get_mut().clear();
+        encoder.write_all(&after).unwrap();
+        encoder.flush().unwrap();
+        let mut chained = std::mem::take(encoder.get_mut());
+        chained.truncate(chained.len() - TAIL.len());
+        assert!(chained.len() * 2 < compress(&after).len());
+        let mut window = Vec::new();
+        let got = with_inflated(&mut window, &compress(&before), <[u8]>::to_vec).unwrap();
+        assert_eq!(got, before);
+        let got = with_inflated(&mut window, &chained, <[u8]>::to_vec).unwrap();
+        assert_eq!(got, after);
+        assert_eq!(window, after);
+        let without = with_inflated(&mut Vec::new(), &chained, <[u8]>::to_vec);
+        assert_ne!(without.ok(), Some(after));
     }
 }

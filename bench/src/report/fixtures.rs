@@ -48,6 +48,7 @@ pub fn session(welcome_seq: u64, rx: Vec<Rx>, end: End) -> Session {
         wire_bytes: 0,
         deltas: 0,
         undecodable: 0,
+        window: Vec::new(),
         fallback_ts: 0,
         end,
         drain: None,
