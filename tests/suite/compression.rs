@@ -638,32 +638,42 @@ async fn each_form_is_compressed_and_what_is_not_offered_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wire_bytes_on_thirty_demo_packets() {
     let daemon = BffProcess::demo(&[]);
-    let modes = [
-        ("full JSON", "/", None),
-        ("deflate", "/", Some(BROWSER_OFFER)),
-        ("deflate, each on its own", "/", Some(NO_TAKEOVER_OFFER)),
-        ("fossil delta", "/?delta=fossil", None),
-        ("delta + deflate", "/?delta=fossil", Some(BROWSER_OFFER)),
-        (
-            "delta + deflate, each on its own",
-            "/?delta=fossil",
-            Some(NO_TAKEOVER_OFFER),
-        ),
-        ("MessagePack", "/?format=msgpack", None),
-        (
-            "MessagePack + deflate",
-            "/?format=msgpack",
-            Some(BROWSER_OFFER),
-        ),
-    ];
+    wire_bytes(daemon.addr(), "--demo").await;
+}
+
+/// Each form a client may ask for: its name, its path and what it offers.
+const FORMS: [(&str, &str, Option<&str>); 8] = [
+    ("full JSON", "/", None),
+    ("deflate", "/", Some(BROWSER_OFFER)),
+    ("deflate, each on its own", "/", Some(NO_TAKEOVER_OFFER)),
+    ("fossil delta", "/?delta=fossil", None),
+    ("delta + deflate", "/?delta=fossil", Some(BROWSER_OFFER)),
+    (
+        "delta + deflate, each on its own",
+        "/?delta=fossil",
+        Some(NO_TAKEOVER_OFFER),
+    ),
+    ("MessagePack", "/?format=msgpack", None),
+    (
+        "MessagePack + deflate",
+        "/?format=msgpack",
+        Some(BROWSER_OFFER),
+    ),
+];
+
+/// Connects one raw client per form to the daemon at `addr`, reads until each has the 30
+/// TELEMETRY after the first ACTIVE packet, checks every one decodes to the full JSON client's
+/// data, and prints the markdown table of bytes on the wire per client per tick; `label` names
+/// the stream in its heading.
+async fn wire_bytes(addr: SocketAddr, label: &str) {
     let mut clients = Vec::new();
-    for (_, path, offer) in modes {
-        clients.push(Raw::connect_to(daemon.addr(), path, offer).await);
+    for (_, path, offer) in FORMS {
+        clients.push(Raw::connect_to(addr, path, offer).await);
     }
     // Each client's TELEMETRY by seq: (bytes on the wire, the data it decodes to).
     let mut seen: Vec<std::collections::BTreeMap<u64, (usize, Value)>> =
-        vec![Default::default(); modes.len()];
-    let mut bases: Vec<Vec<u8>> = vec![Vec::new(); modes.len()];
+        vec![Default::default(); FORMS.len()];
+    let mut bases: Vec<Vec<u8>> = vec![Vec::new(); FORMS.len()];
     let mut first_active = None;
     loop {
         for (i, client) in clients.iter_mut().enumerate() {
@@ -684,6 +694,11 @@ async fn wire_bytes_on_thirty_demo_packets() {
             } else {
                 serde_json::from_slice(&bytes).unwrap()
             };
+            // What a packet announces (REGIME, ALERT) comes whole between packets, and is no
+            // delta's base.
+            if packet["type"] != "TELEMETRY" && packet["type"] != "WELCOME" {
+                continue;
+            }
             let text = String::from_utf8_lossy(&bytes).into_owned();
             let data = match packet["delta"].as_bool() {
                 Some(true) => {
@@ -710,8 +725,8 @@ async fn wire_bytes_on_thirty_demo_packets() {
         let done = seen.iter().all(|s| s.range(from..from + 30).count() == 30);
         if done {
             let full: usize = seen[0].range(from..from + 30).map(|(_, (w, _))| w).sum();
-            println!("30 TELEMETRY of --demo from seq {from}; bytes per client per tick:");
-            for (i, (name, path, offer)) in modes.iter().enumerate() {
+            println!("30 TELEMETRY of {label} from seq {from}; bytes per client per tick:");
+            for (i, (name, path, offer)) in FORMS.iter().enumerate() {
                 let total: usize = seen[i].range(from..from + 30).map(|(_, (w, _))| w).sum();
                 for (seq, (_, data)) in seen[i].range(from..from + 30) {
                     assert_eq!(
