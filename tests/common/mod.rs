@@ -81,6 +81,9 @@ pub enum Answer {
     Html(String),
     /// Close the connection without answering.
     Drop,
+    /// The n-th request on its path since the engine started gets the n-th body, status 200;
+    /// the last one once they run out. One request per path per poll makes it one body a tick.
+    Sequence(Arc<[String]>),
 }
 
 /// A real HTTP server standing in for the engine; its answers can be changed while it runs.
@@ -143,17 +146,18 @@ impl FakeEngine {
                 let (answers, hits) = (answers.clone(), hits.clone());
                 let actions = actions.clone();
                 let service = service_fn(move |req| {
-                    *hits
-                        .lock()
-                        .unwrap()
-                        .entry(req.uri().path().to_owned())
-                        .or_default() += 1;
+                    let earlier = {
+                        let mut hits = hits.lock().unwrap();
+                        let count = hits.entry(req.uri().path().to_owned()).or_default();
+                        *count += 1;
+                        *count - 1
+                    };
                     let open = req
                         .uri()
                         .path()
                         .strip_prefix("/api/actions/")
                         .map(|action| OpenAction::start(&actions, action));
-                    let answer = respond(req, answers.clone());
+                    let answer = respond(req, answers.clone(), earlier);
                     async move {
                         let answer = answer.await;
                         drop(open);
@@ -213,14 +217,20 @@ impl std::fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
+/// The answer to `req`, the request on its path after `earlier` others.
 async fn respond(
     req: Request<Incoming>,
     answers: Arc<Mutex<HashMap<String, Answer>>>,
+    earlier: usize,
 ) -> Result<Response<BoxBody<Bytes, Infallible>>, DropConnection> {
     let answer = answers.lock().unwrap().get(req.uri().path()).cloned();
     let (status, body) = match answer {
         Some(Answer::File(name)) => (200, Full::from(fixture_text(name)).boxed()),
         Some(Answer::Body(body)) => (200, Full::from(body).boxed()),
+        Some(Answer::Sequence(bodies)) => {
+            let body = bodies[earlier.min(bodies.len() - 1)].clone();
+            (200, Full::from(body).boxed())
+        }
         Some(Answer::Status(code)) => (code, Full::default().boxed()),
         Some(Answer::Hang) => std::future::pending().await,
         Some(Answer::Endless) => {
