@@ -746,3 +746,148 @@ async fn a_delta_client_rebuilds_a_thousand_packets_across_reconnects() {
     assert_eq!(checked, 1000 - skipped, "every packet sent was rebuilt");
     assert!(deltas >= 900, "{deltas} of {checked} came as deltas");
 }
+
+/// The messages of unmasked server frames as a permessage-deflate client that keeps its window
+/// reads them: each compressed one inflated in `window`, the others as they are.
+fn inflated_messages(frames: &[u8], window: &mut flate2::Decompress) -> Vec<Vec<u8>> {
+    let mut messages = Vec::new();
+    let mut rest = frames;
+    while !rest.is_empty() {
+        let (header, len) = match rest[1] & 0x7f {
+            126 => (4, u16::from_be_bytes([rest[2], rest[3]]) as usize),
+            127 => (
+                10,
+                u64::from_be_bytes(rest[2..10].try_into().unwrap()) as usize,
+            ),
+            n => (2, n as usize),
+        };
+        let payload = &rest[header..header + len];
+        messages.push(if rest[0] & 0x40 == 0 {
+            payload.to_vec()
+        } else {
+            let input = [payload, &super::deflate::TAIL[..]].concat();
+            let mut out = Vec::with_capacity(1 << 16);
+            window
+                .decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+                .unwrap();
+            out
+        });
+        rest = &rest[header + len..];
+    }
+    messages
+}
+
+/// Over 1,000 consecutive packets, with reconnects (resuming, or afresh: a new window each
+/// time), a new epoch, and now and then a message of the session's own between two packets, a
+/// client that keeps its deflate window reads exactly the messages of its form uncompressed,
+/// in each form; most packets come compressed after the one before, at a fraction of the size.
+#[tokio::test]
+async fn a_client_that_keeps_its_window_inflates_a_thousand_packets_across_reconnects() {
+    let takeover = Some(super::deflate::Deflate {
+        min_bytes: 64,
+        takeover: true,
+    });
+    for body_form in [
+        Form::default(),
+        Form {
+            delta: true,
+            ..Form::default()
+        },
+        Form {
+            msgpack: true,
+            ..Form::default()
+        },
+    ] {
+        let form = Form {
+            deflate: takeover,
+            ..body_form
+        };
+        let hub = Hub::new(data(), 64, 50);
+        let body = |n: u64| {
+            let agents: Vec<String> = (0..8)
+                .map(|a| {
+                    format!(
+                        r#""a{a}":{{"latency_ms":{}}}"#,
+                        (n * 7919 + a) as f64 / 97.0
+                    )
+                })
+                .collect();
+            let log: Vec<String> = (n..n + 20)
+                .map(|i| format!("tick {i}: price {}", 450 + i % 7))
+                .collect();
+            format!(
+                r#"{{"price":{},"agents":{{{}}},"log":{:?}}}"#,
+                450.0 + (n % 13) as f64 / 4.0,
+                agents.join(","),
+                log
+            )
+        };
+        let mut joined = hub.join(None, Encoding::Stream, form).await;
+        let mut window = flate2::Decompress::new(false);
+        // What the client's outlet last wrote by the fan-out: a snapshot's serial, or 0.
+        let mut last_packet = 0;
+        let (mut checked, mut chained, mut bytes, mut alone_bytes) = (0, 0, 0, 0);
+        for n in 1..=1000u64 {
+            let epoch = if n <= 500 { "first" } else { "second" };
+            hub.publish_numbered(epoch, n, data(), Some(body(n)))
+                .unwrap();
+            // Each frame written, and the plain frame it stands for (`None`: a frame of the
+            // session's, compressed on its own).
+            let mut written: Vec<(bytes::Bytes, Option<bytes::Bytes>)> = Vec::new();
+            if n >= 97 && n % 97 < 3 {
+                continue; // away
+            } else if n >= 97 && n % 97 == 3 {
+                // Back, on a new connection, with a new window; resuming every other time.
+                let resume = (n % 2 == 0).then(|| Resume {
+                    since: n - 4,
+                    epoch: epoch.to_owned(),
+                });
+                joined = hub.join(resume.as_ref(), Encoding::Stream, form).await;
+                window = flate2::Decompress::new(false);
+            } else {
+                while let Ok(next) = joined.rx.try_recv() {
+                    if n % 50 == 7 {
+                        // A frame of the session's own between two packets (an UPDATE).
+                        let update = format!(r#"{{"type":"UPDATE","pad":"{}"}}"#, "u".repeat(200));
+                        written.push((takeover.unwrap().frame(&frame::text_frame(&update)), None));
+                        last_packet = 0;
+                    }
+                    let frame = next
+                        .packet_after(Encoding::Stream, form, last_packet)
+                        .clone();
+                    let alone = next.packet_as(Encoding::Stream, form);
+                    chained += usize::from(frame != *alone);
+                    (bytes, alone_bytes) = (bytes + frame.len(), alone_bytes + alone.len());
+                    last_packet = next.serial;
+                    let plain = next.packet_as(Encoding::Stream, body_form).clone();
+                    written.push((frame, Some(plain)));
+                }
+            }
+            for frame in std::mem::take(&mut joined.frames) {
+                // The session's frames (WELCOME, resumed packets) go before any packet.
+                written.insert(0, (frame, None));
+                last_packet = 0;
+            }
+            for (frame, plain) in written {
+                let got = inflated_messages(&frame, &mut window);
+                let want = inflated_messages(
+                    plain.as_deref().unwrap_or(&frame),
+                    &mut flate2::Decompress::new(false),
+                );
+                assert_eq!(got, want, "{body_form:?}: {epoch} {n}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 950, "{body_form:?}: {checked} messages checked");
+        assert!(
+            chained > 900,
+            "{body_form:?}: {chained} packets after the one before"
+        );
+        // Half or less for whole packets; deltas, a few changes each, shrink less.
+        let factor = if body_form == Form::default() { 2 } else { 1 };
+        assert!(
+            bytes * factor < alone_bytes,
+            "{body_form:?}: {bytes} bytes against {alone_bytes} each on its own"
+        );
+    }
+}
