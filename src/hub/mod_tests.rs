@@ -783,10 +783,10 @@ fn inflated_messages(frames: &[u8], window: &mut flate2::Decompress) -> Vec<Vec<
 /// in each form; most packets come compressed after the one before, at a fraction of the size.
 #[tokio::test]
 async fn a_client_that_keeps_its_window_inflates_a_thousand_packets_across_reconnects() {
-    let takeover = Some(super::deflate::Deflate {
+    let takeover = super::deflate::Deflate {
         min_bytes: 64,
         takeover: true,
-    });
+    };
     for body_form in [
         Form::default(),
         Form {
@@ -799,7 +799,7 @@ async fn a_client_that_keeps_its_window_inflates_a_thousand_packets_across_recon
         },
     ] {
         let form = Form {
-            deflate: takeover,
+            deflate: Some(takeover),
             ..body_form
         };
         let hub = Hub::new(data(), 64, 50);
@@ -849,7 +849,7 @@ async fn a_client_that_keeps_its_window_inflates_a_thousand_packets_across_recon
                     if n % 50 == 7 {
                         // A frame of the session's own between two packets (an UPDATE).
                         let update = format!(r#"{{"type":"UPDATE","pad":"{}"}}"#, "u".repeat(200));
-                        written.push((takeover.unwrap().frame(&frame::text_frame(&update)), None));
+                        written.push((takeover.frame(&frame::text_frame(&update)), None));
                         last_packet = 0;
                     }
                     let frame = next
