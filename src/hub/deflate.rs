@@ -105,6 +105,19 @@ impl Encoder {
     }
 }
 
+/// Whether the last of the unmasked frames in `frames` is compressed (RSV1): then its message
+/// ends the window of a client that kept its context.
+pub fn ends_compressed(frames: &[u8]) -> bool {
+    let mut rest = frames;
+    let mut compressed = false;
+    while !rest.is_empty() {
+        let (first, _, len) = split(rest);
+        compressed = first & 0x40 != 0;
+        rest = &rest[len..];
+    }
+    compressed
+}
+
 /// The payload of the last of the unmasked frames in `frames`.
 pub fn last_payload(frames: &[u8]) -> &[u8] {
     let mut rest = frames;
@@ -245,6 +258,13 @@ mod tests {
         }
         assert_eq!(messages, [before.clone(), regime, after.clone()]);
         assert_eq!(last_payload(&plain), after.as_bytes());
+        assert!(ends_compressed(&chained) && ends_compressed(&alone));
+        assert!(!ends_compressed(&plain));
+        let under = Deflate {
+            min_bytes: 1 << 20,
+            ..DEFLATE
+        };
+        assert!(!ends_compressed(&under.frame(&plain)), "under the minimum");
     }
 
     const DEFLATE: Deflate = Deflate {

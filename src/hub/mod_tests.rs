@@ -858,7 +858,12 @@ async fn a_client_that_keeps_its_window_inflates_a_thousand_packets_across_recon
                     let alone = next.packet_as(Encoding::Stream, form);
                     chained += usize::from(frame != *alone);
                     (bytes, alone_bytes) = (bytes + frame.len(), alone_bytes + alone.len());
-                    last_packet = next.serial;
+                    // As the outlet does: a packet ends the window when it went compressed.
+                    last_packet = if super::deflate::ends_compressed(&frame) {
+                        next.serial
+                    } else {
+                        0
+                    };
                     let plain = next.packet_as(Encoding::Stream, body_form).clone();
                     written.push((frame, Some(plain)));
                 }

@@ -286,10 +286,11 @@ impl Snapshot {
         })
     }
 
-    /// The packet for a connection of `encoding` in `form` that was last sent the packet of
-    /// snapshot `last` (a [`Snapshot::serial`]; 0 when something else since): compressed after
-    /// that one when its client keeps its window and it is the snapshot just before this one,
-    /// else [`Snapshot::packet_as`]. Made once and shared by every such connection.
+    /// The packet for a connection of `encoding` in `form` whose window ends with the packet of
+    /// snapshot `last` (a [`Snapshot::serial`]; 0 when it does not end with a packet: the
+    /// outlet knows, [`crate::edge::connection::outlet`]): compressed after that one when its
+    /// client keeps its window and it is the snapshot just before this one, else
+    /// [`Snapshot::packet_as`]. Made once and shared by every such connection.
     pub fn packet_after(&self, encoding: Encoding, form: Form, last: u64) -> &Bytes {
         if let (Some(deflate), Some(latest)) = (form.deflate, self.latest.as_deref())
             && deflate.takeover
@@ -298,7 +299,7 @@ impl Snapshot {
             let slot = Self::slot(encoding, form);
             let chained = latest.chained[slot].get_or_init(|| {
                 let window = deflate::last_payload(prior.frames[slot].as_ref()?);
-                (!window.is_empty() && deflate.compresses(window.len()))
+                (!window.is_empty())
                     .then(|| deflate.frame_after(self.packet_as(encoding, form.plain()), window))
             });
             if let Some(frame) = chained {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 use super::outbox::Outbox;
-use crate::hub::{self, Encoding, Form, Snapshot};
+use crate::hub::{self, Encoding, Form, Snapshot, deflate};
 use crate::metrics::{Frame, Metrics};
 
 /// Room for the rest of a packet and the close frame after a client was found behind.
@@ -82,9 +82,10 @@ struct Flow {
     encoding: Encoding,
     /// What it asked for besides: permessage-deflate, deltas, MessagePack.
     form: Form,
-    /// The [`Snapshot::serial`] of the packet last written here by the fan-out, when nothing
-    /// was written after it; else 0. A client that keeps its deflate window holds that packet
-    /// at the window's end, so the next one may come compressed after it.
+    /// The [`Snapshot::serial`] of the packet last written here by the fan-out, when it went
+    /// compressed and nothing was written after it; else 0. A client that keeps its deflate
+    /// window holds that packet at the window's end, so the next one may come compressed
+    /// after it.
     last_packet: u64,
 }
 
@@ -317,10 +318,15 @@ impl<W: Outbox> hub::Outlet for SocketOutlet<W> {
     fn offer(&self, snapshot: &Snapshot) -> bool {
         let mut flow = self.flow();
         let frame = snapshot.packet_after(flow.encoding, flow.form, flow.last_packet);
-        if !frame.is_empty() {
+        if flow.form.deflate.is_some_and(|deflate| deflate.takeover) && !frame.is_empty() {
             // Else nothing for this connection in that snapshot (a market-stream path's, most):
-            // its window still ends where it did.
-            flow.last_packet = snapshot.serial;
+            // its window still ends where it did. Whether the packet went compressed follows
+            // from the frame itself, whichever connection's settings made it.
+            flow.last_packet = if deflate::ends_compressed(frame) {
+                snapshot.serial
+            } else {
+                0
+            };
         }
         self.offer_locked(&mut flow, frame) != Offered::Refused
     }

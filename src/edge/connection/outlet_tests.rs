@@ -282,4 +282,29 @@ fn a_packet_comes_compressed_after_the_one_before_only_when_nothing_came_between
         *fourth.packet_after(Encoding::Stream, form, third.serial),
         "after the one before again"
     );
+    // A packet that went uncompressed (here: made under another connection's larger minimum,
+    // as after a reload) is not in the window: the next one comes on its own.
+    let fifth = snapshot(5);
+    let uncompressed = Form {
+        deflate: Some(Deflate {
+            min_bytes: 1 << 20,
+            takeover: true,
+        }),
+        ..Form::default()
+    };
+    let _ = fifth.packet_as(Encoding::Stream, uncompressed);
+    let _ = fifth.packet_after(Encoding::Stream, uncompressed, fourth.serial);
+    assert!(hub::Outlet::offer(&outlet, &fifth));
+    assert_eq!(
+        last_written(&outlet)[0],
+        0x81,
+        "uncompressed, as the slot was made"
+    );
+    let sixth = snapshot(6);
+    assert!(hub::Outlet::offer(&outlet, &sixth));
+    assert_eq!(
+        last_written(&outlet),
+        *sixth.packet_as(Encoding::Stream, form),
+        "on its own after a packet that did not enter the window"
+    );
 }
