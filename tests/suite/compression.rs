@@ -363,6 +363,48 @@ async fn a_client_that_keeps_its_window_gets_packets_compressed_after_the_one_be
     }
 }
 
+/// On a bridge path too, the `telemetry` updates of a client that keeps its window come
+/// compressed after the one before: the same updates, a fraction of the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_client_that_keeps_its_window_gets_updates_compressed_after_the_one_before() {
+    let daemon = quick_demo("bridge-takeover", "");
+    // Each `telemetry` update by its data's timestamp: (its size on the wire, the update).
+    async fn updates(
+        client: &mut Raw,
+        count: usize,
+    ) -> std::collections::BTreeMap<String, (usize, Value)> {
+        client
+            .send(br#"{"type":"subscribe","channels":["telemetry"]}"#, false)
+            .await;
+        let mut seen = std::collections::BTreeMap::new();
+        while seen.len() < count {
+            let (message, _, size) = client.sized_message().await;
+            if message["type"] == "update" && message["channel"] == "telemetry" {
+                let at = message["data"]["timestamp"].as_str().unwrap().to_owned();
+                seen.insert(at, (size, message));
+            }
+        }
+        seen
+    }
+    let mut keeper = Raw::connect_to(daemon.addr(), "/ws", Some(BROWSER_OFFER)).await;
+    let mut alone = Raw::connect_to(daemon.addr(), "/ws", Some(NO_TAKEOVER_OFFER)).await;
+    assert_eq!(keeper.extensions(), Some(ANSWER), "{}", keeper.response);
+    let (kept, each) = tokio::join!(updates(&mut keeper, 8), updates(&mut alone, 8));
+    let (mut kept_bytes, mut alone_bytes, mut both) = (0, 0, 0);
+    // The first update is the latest, sent at once on its own.
+    for (at, (size, update)) in kept.iter().skip(1) {
+        if let Some((other, same)) = each.get(at) {
+            assert_eq!(update, same, "{at}");
+            (kept_bytes, alone_bytes, both) = (kept_bytes + size, alone_bytes + other, both + 1);
+        }
+    }
+    assert!(both >= 4, "{both} updates seen by both");
+    assert!(
+        kept_bytes * 2 < alone_bytes,
+        "{kept_bytes} bytes against {alone_bytes}"
+    );
+}
+
 /// A deflate bomb (a few kilobytes that inflate to megabytes) is closed with 1009 once it passes
 /// `clients.max_message_bytes`, without inflating the rest; no other client notices.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -155,28 +155,51 @@ impl<W: Outbox> SocketOutlet<W> {
         std::mem::take(&mut self.flow().took)
     }
 
-    /// Writes one packet without waiting. On a transport that caps its unsent bytes, one that
-    /// does not fit whole means the client is `queue_size` packets behind: what was begun of it
-    /// is kept to finish, the cap raised for that and a close frame, and the outlet takes no
+    /// Writes one snapshot's packet without waiting: in this connection's encoding and form,
+    /// compressed after the packet before when its client's window ends with that one
+    /// ([`Snapshot::packet_after`]). On a transport that caps its unsent bytes, one that does
+    /// not fit whole means the client is `queue_size` packets behind: what was begun of it is
+    /// kept to finish, the cap raised for that and a close frame, and the outlet takes no
     /// more. Counts the packet when it was taken (the fan-out counts its own, once a pass: see
     /// [`hub::Outlet`]).
-    pub fn offer(&self, frame: &[u8]) -> Offered {
-        if frame.is_empty() {
-            // Nothing for this connection in that snapshot (a market-stream path's, most).
-            return Offered::Sent;
-        }
-        let offered = self.offer_uncounted(frame);
-        if offered != Offered::Refused {
+    pub fn offer_snapshot(&self, snapshot: &Snapshot) -> Offered {
+        let mut flow = self.flow();
+        let frame = snapshot.packet_after(flow.encoding, flow.form, flow.last_packet);
+        let offered = self.write_packet(&mut flow, snapshot, frame);
+        if offered != Offered::Refused && !frame.is_empty() {
             self.metrics.sent(Frame::Telemetry, frame.len());
         }
         offered
     }
 
-    /// [`SocketOutlet::offer`] without counting the packet.
-    fn offer_uncounted(&self, frame: &[u8]) -> Offered {
+    /// Writes `frame`, `snapshot`'s packet, under the flow's lock, and remembers whether the
+    /// client's window now ends with it.
+    fn write_packet(&self, flow: &mut Flow, snapshot: &Snapshot, frame: &[u8]) -> Offered {
+        if frame.is_empty() {
+            // Nothing for this connection in that snapshot (a market-stream path's, most): its
+            // window still ends where it did.
+            return Offered::Sent;
+        }
+        // Whether the packet went compressed follows from the frame itself, whichever
+        // connection's settings made it.
+        flow.last_packet = match flow.form.deflate {
+            Some(deflate) if deflate.takeover && deflate::ends_compressed(frame) => snapshot.serial,
+            _ => 0,
+        };
+        self.offer_locked(flow, frame)
+    }
+
+    /// Writes one frame as a packet, as [`SocketOutlet::offer_snapshot`] writes a snapshot's,
+    /// for the tests of the cap: counted, and not in any client's window.
+    #[cfg(test)]
+    pub fn offer(&self, frame: &[u8]) -> Offered {
         let mut flow = self.flow();
         flow.last_packet = 0;
-        self.offer_locked(&mut flow, frame)
+        let offered = self.offer_locked(&mut flow, frame);
+        if offered != Offered::Refused {
+            self.metrics.sent(Frame::Telemetry, frame.len());
+        }
+        offered
     }
 
     /// Writes `frame`, under the flow's lock.
@@ -318,17 +341,7 @@ impl<W: Outbox> hub::Outlet for SocketOutlet<W> {
     fn offer(&self, snapshot: &Snapshot) -> bool {
         let mut flow = self.flow();
         let frame = snapshot.packet_after(flow.encoding, flow.form, flow.last_packet);
-        if flow.form.deflate.is_some_and(|deflate| deflate.takeover) && !frame.is_empty() {
-            // Else nothing for this connection in that snapshot (a market-stream path's, most):
-            // its window still ends where it did. Whether the packet went compressed follows
-            // from the frame itself, whichever connection's settings made it.
-            flow.last_packet = if deflate::ends_compressed(frame) {
-                snapshot.serial
-            } else {
-                0
-            };
-        }
-        self.offer_locked(&mut flow, frame) != Offered::Refused
+        self.write_packet(&mut flow, snapshot, frame) != Offered::Refused
     }
 }
 

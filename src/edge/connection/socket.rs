@@ -17,6 +17,7 @@ use crate::edge::connection::ending::Ending;
 use crate::edge::connection::inbound::Inbound;
 use crate::edge::connection::outbox::Outbox;
 use crate::edge::connection::outlet::{Offered, SocketOutlet, Trouble};
+use crate::hub::Snapshot;
 use crate::hub::{Encoding, Form};
 use crate::metrics::{Frame, Metrics};
 
@@ -103,9 +104,9 @@ where
 
     /// Writes one packet, unless the client already has `queue_size` packets' worth waiting in
     /// its socket: a client that stopped reading is cut off after that many ticks, and its kernel
-    /// buffers stay bounded, however large they could grow (see [`SocketOutlet::offer`]).
-    pub async fn send_packet(&mut self, frame: &[u8]) -> Result<(), Ending> {
-        match self.out.offer(frame) {
+    /// buffers stay bounded, however large they could grow (see [`SocketOutlet::offer_snapshot`]).
+    pub async fn send_packet(&mut self, snapshot: &Snapshot) -> Result<(), Ending> {
+        match self.out.offer_snapshot(snapshot) {
             Offered::Sent => Ok(()),
             Offered::Queued => self.flush().await,
             Offered::Refused => Err(self.troubled().await),

@@ -51,8 +51,7 @@ where
         let Some(mut feed) = self.feed.take() else {
             return Ok(());
         };
-        let (last_seq, epoch, encoding) = (self.last_seq, self.epoch.clone(), self.encoding);
-        let form = self.form;
+        let (last_seq, epoch) = (self.last_seq, self.epoch.clone());
         let attached: Arc<dyn hub::Outlet> = outlet.clone();
         let lagged = self.hub.attach(Arc::downgrade(&attached), || {
             loop {
@@ -60,7 +59,7 @@ where
                     Ok(snapshot)
                         if snapshot.seq <= last_seq && epoch.as_ref() == Some(&snapshot.epoch) => {}
                     Ok(snapshot) => {
-                        if outlet.offer(snapshot.packet_as(encoding, form)) == Offered::Refused {
+                        if outlet.offer_snapshot(&snapshot) == Offered::Refused {
                             return None;
                         }
                     }

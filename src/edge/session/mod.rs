@@ -303,8 +303,7 @@ where
                         Ok(snapshot) => {
                             self.last_seq = snapshot.seq;
                             self.epoch = Some(snapshot.epoch.clone());
-                            let frame = snapshot.packet_as(self.encoding, self.form);
-                            self.socket.send_packet(frame).await.err()
+                            self.socket.send_packet(&snapshot).await.err()
                         }
                         Err(RecvError::Lagged(missed)) => Some(Ending::TooSlow(missed)),
                         Err(RecvError::Closed) => Some(Ending::Shutdown),
