@@ -367,13 +367,23 @@ fn take_message(
         }
         Frame::Other => session.other_text += 1,
     }
-    if let (Some((decoder, index)), Some(verify), Frame::Welcome { .. } | Frame::Telemetry { .. }) =
-        (check, &shared.verify, &frame)
-    {
-        let decoded = decoder
-            .decode(bytes, binary)
-            .and_then(|d| d.ok_or_else(|| "a packet that does not decode as one".to_string()));
-        verify.check(index, decoded);
+    let (Some((decoder, index)), Some(verify)) = (check, &shared.verify) else {
+        return;
+    };
+    match frame {
+        Frame::Welcome { .. } | Frame::Telemetry { .. } => {
+            let decoded = decoder
+                .decode(bytes, binary)
+                .and_then(|d| d.ok_or_else(|| "a packet that does not decode as one".to_string()));
+            verify.check(index, decoded);
+        }
+        // Any other message (an announcement, an answer) must still be one: a message that
+        // inflated to garbage is not passed over.
+        Frame::Other => {
+            if let Err(why) = crate::verify::well_formed(bytes, binary) {
+                verify.check(index, Err(why));
+            }
+        }
     }
 }
 

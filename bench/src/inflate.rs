@@ -1,6 +1,7 @@
 //! permessage-deflate (RFC 7692) on the way in. The client keeps its context, so the daemon may
 //! compress a packet after the one before (`docs/PROTOCOL.md` §13.1): a message inflates in a
-//! window that ends with the last compressed message the connection got.
+//! window that ends with the last compressed message the connection got, and the daemon
+//! refers no further back than that one.
 //!
 //! One decompressor and one output buffer per thread, reset for every message, so 10,000 deflate
 //! clients cost no inflate state each: only their window's bytes (the last message, some 4 KB),

@@ -89,6 +89,20 @@ impl Decoder {
     }
 }
 
+/// Whether a message that is no packet is still a message: JSON text, or MessagePack in a
+/// binary frame. A message that inflated to garbage is not.
+pub fn well_formed(message: &[u8], binary: bool) -> Result<(), String> {
+    if binary {
+        rmp_serde::from_slice::<Value>(message)
+            .map(drop)
+            .map_err(|e| format!("a binary message that is not MessagePack: {e}"))
+    } else {
+        serde_json::from_slice::<Value>(message)
+            .map(drop)
+            .map_err(|e| format!("a text message that is not JSON: {e}"))
+    }
+}
+
 /// A fossil delta applied to `base`, its checksum and length checked. The crate panics on some
 /// malformed deltas; that is caught and reported like any other that does not apply.
 fn apply(base: &[u8], delta: &str) -> Result<Vec<u8>, String> {
@@ -347,6 +361,19 @@ mod tests {
         );
         assert!(!tally.failed());
         assert_eq!(verify.stamps(), BTreeMap::from([(8, 5)]));
+    }
+
+    /// A message that is no packet passes when it is one (an announcement, an answer), and not
+    /// when it inflated to garbage.
+    #[test]
+    fn a_message_that_is_no_packet_must_still_be_one() {
+        assert_eq!(
+            well_formed(br#"{"type":"REGIME","regime":"crash"}"#, false),
+            Ok(())
+        );
+        assert_eq!(well_formed(&[0x81, 0xa1, b'a', 0x01], true), Ok(()));
+        assert!(well_formed(b"{\"type\":\"REG\x00\x13\xff", false).is_err());
+        assert!(well_formed(&[0xc1], true).is_err());
     }
 
     /// The check can fail: a delta applied to the wrong base, one that skips a packet, and data

@@ -40,16 +40,19 @@ impl Deflate {
     /// `REGIME`/`ALERT` it announces followed by the packet), each compressed on its own with
     /// RSV1 set; `plain` itself (shared, not copied) when every frame is under `min_bytes`.
     pub fn frame(self, plain: &Bytes) -> Bytes {
-        self.frame_with(plain, |payload| Encoder::new().message(payload))
+        self.frame_with(plain, false, |payload| Encoder::new().message(payload))
     }
 
-    /// `plain` compressed as the continuation of `window`, the last compressed message the
-    /// connections it is for were sent (the previous packet): each frame of at least
-    /// `min_bytes` in turn, in one stream, as a client that kept its context inflates them.
+    /// `plain`'s packet, its last frame, compressed as the continuation of `window`, the last
+    /// compressed message the connections it is for were sent (the previous packet), as a
+    /// client that kept its context inflates it. What the packet announces before it goes as
+    /// it is: uncompressed, it stays out of the client's window, which then still ends with
+    /// the previous packet when the packet comes. `plain` itself when the packet is under
+    /// `min_bytes`.
     pub fn frame_after(self, plain: &Bytes, window: &[u8]) -> Bytes {
         let mut encoder = Encoder::new();
         encoder.message(window);
-        self.frame_with(plain, |payload| encoder.message(payload))
+        self.frame_with(plain, true, |payload| encoder.message(payload))
     }
 
     /// Whether a message of `len` bytes goes compressed, and so into the client's window.
@@ -57,14 +60,21 @@ impl Deflate {
         len >= self.min_bytes as usize
     }
 
-    /// `plain` with each frame of at least `min_bytes` compressed by `compress`.
-    fn frame_with(self, plain: &Bytes, mut compress: impl FnMut(&[u8]) -> Vec<u8>) -> Bytes {
+    /// `plain` with each frame of at least `min_bytes` compressed by `compress`, or only the
+    /// last one of them when `only_last`.
+    fn frame_with(
+        self,
+        plain: &Bytes,
+        only_last: bool,
+        mut compress: impl FnMut(&[u8]) -> Vec<u8>,
+    ) -> Bytes {
         let mut out = Vec::new();
         let mut rest = &plain[..];
         let mut compressed = false;
         while !rest.is_empty() {
             let (first, payload, len) = split(rest);
-            if self.compresses(payload.len()) {
+            let last = len == rest.len();
+            if self.compresses(payload.len()) && (last || !only_last) {
                 let message = compress(payload);
                 out.push(first | 0x40);
                 push_length(&mut out, message.len());
@@ -212,7 +222,7 @@ mod tests {
 
     /// A packet compressed after the previous one inflates, in a window that holds the
     /// previous one, to the same bytes as the one compressed on its own, in a fraction of its
-    /// size; what the buffer announces before the packet is compressed in the same stream.
+    /// size; what the buffer announces before the packet goes uncompressed, out of the window.
     #[test]
     fn a_packet_after_the_previous_inflates_in_a_window_that_holds_it() {
         let deflate = DEFLATE;
@@ -236,11 +246,12 @@ mod tests {
         let plain: Bytes = [text_frame(&regime), text_frame(&after)].concat().into();
         let alone = deflate.frame(&plain);
         let chained = deflate.frame_after(&plain, before.as_bytes());
+        let (packet_alone, packet_after) = (last_payload(&alone), last_payload(&chained));
         assert!(
-            chained.len() * 3 < alone.len() * 2,
+            packet_after.len() * 3 < packet_alone.len() * 2,
             "{} against {}",
-            chained.len(),
-            alone.len()
+            packet_after.len(),
+            packet_alone.len()
         );
         // A client that kept its context: one inflater for the whole connection.
         let mut window = Decompress::new(false);
@@ -248,15 +259,14 @@ mod tests {
             &mut window,
             &deflate.frame(&text_frame(&before)),
         )];
-        let mut rest = &chained[..];
-        while !rest.is_empty() {
-            let (first, payload, len) = split(rest);
-            assert_eq!(first, 0x81 | 0x40);
-            messages.push(inflate_in(&mut window, &rest[..len]));
-            let _ = payload;
-            rest = &rest[len..];
-        }
-        assert_eq!(messages, [before.clone(), regime, after.clone()]);
+        // What the packet announces goes as it is, out of the window; the packet follows the
+        // previous one.
+        let (first, payload, len) = split(&chained);
+        assert_eq!((first, payload), (0x81, regime.as_bytes()));
+        let (first, _, _) = split(&chained[len..]);
+        assert_eq!(first, 0x81 | 0x40);
+        messages.push(inflate_in(&mut window, &chained[len..]));
+        assert_eq!(messages, [before.clone(), after.clone()]);
         assert_eq!(last_payload(&plain), after.as_bytes());
         assert!(ends_compressed(&chained) && ends_compressed(&alone));
         assert!(!ends_compressed(&plain));
