@@ -24,22 +24,13 @@ impl Form {
     /// Where this form's frame sits in a snapshot's table.
     pub fn index(self) -> usize {
         usize::from(self.delta)
-            | usize::from(self.msgpack) << 1
-            | usize::from(self.deflate.is_some()) << 2
+            | (usize::from(self.msgpack) << 1)
+            | (usize::from(self.deflate.is_some()) * Self::DEFLATED)
     }
 
-    /// The form whose [`Form::index`] is `index`, without what only the connection knows
-    /// (permessage-deflate's parameters).
-    pub fn from_index(index: usize) -> Self {
-        Self {
-            deflate: (index & 4 != 0).then_some(Deflate {
-                min_bytes: 0,
-                takeover: false,
-            }),
-            delta: index & 1 != 0,
-            msgpack: index & 2 != 0,
-        }
-    }
+    /// What [`Form::index`] adds for permessage-deflate: `index & !DEFLATED` is where the same
+    /// body sits uncompressed.
+    pub const DEFLATED: usize = 1 << 2;
 
     /// The same body, uncompressed.
     pub fn plain(self) -> Self {

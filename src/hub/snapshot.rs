@@ -58,13 +58,11 @@ struct Latest {
     /// The frame a connection starts with, in each encoding, made by the first that connects
     /// while this is the latest (a resuming client gets one of its own).
     welcomes: [OnceLock<Bytes>; Encoding::COUNT],
-    /// The previous packet's data, when it is the one just before this (the same epoch, the
-    /// seq before): what a delta applies to.
-    base: Option<Bytes>,
-    /// The fossil delta against `base`, made by the first delta connection; `None` when there
-    /// is none to make.
+    /// The fossil delta against the prior snapshot's data, made by the first delta connection;
+    /// `None` when there is none to make.
     delta: OnceLock<Option<String>>,
-    /// The snapshot published before this one, as far as a packet compressed after it needs.
+    /// The snapshot published before this one, as far as a delta of this one or a packet
+    /// compressed after it needs.
     prior: Option<Prior>,
     /// The packet compressed after the prior one's, by the slot of [`Forms`]: made by the first
     /// connection whose window ends with the prior packet; `None` when the prior one's frame
@@ -81,13 +79,16 @@ struct Latest {
     unresumed_welcomes: [OnceLock<Bytes>; Encoding::COUNT + 1],
 }
 
-/// Of the snapshot before the latest, what a packet compressed after it needs: its serial, and
-/// its plain frames (uncompressed) by the slot of [`Forms`] of their compressed counterparts,
-/// those that were made. Frames, not the snapshot, so no snapshot holds a chain of those
-/// before it.
+/// Of the snapshot before the latest, what a delta of the latest and a packet compressed after
+/// it need. Its bytes, not the snapshot, so no snapshot holds a chain of those before it.
 #[derive(Debug)]
 struct Prior {
     serial: u64,
+    /// Its data, when it is the packet just before (the same epoch, the seq before): what a
+    /// delta applies to.
+    base: Option<Bytes>,
+    /// Its plain frames (uncompressed), by the slot of [`Forms`] of their compressed
+    /// counterparts: those that were made.
     frames: [Option<Bytes>; Form::COUNT + Encoding::COUNT],
 }
 
@@ -164,7 +165,6 @@ impl Snapshot {
                 Box::new(Latest {
                     data,
                     welcomes: std::array::from_fn(|_| OnceLock::new()),
-                    base: None,
                     delta: OnceLock::new(),
                     prior: None,
                     chained: std::array::from_fn(|_| OnceLock::new()),
@@ -226,12 +226,11 @@ impl Snapshot {
     /// the seq before), delta connections get this one as a delta of it; and a connection
     /// whose window ends with `previous`'s packet may get this one compressed after it.
     pub fn after(mut self, previous: &Snapshot) -> Self {
+        let follows = previous.epoch == self.epoch && previous.seq + 1 == self.seq;
         if let Some(latest) = self.latest.as_deref_mut() {
-            if previous.epoch == self.epoch && previous.seq + 1 == self.seq {
-                latest.base = Some(previous.body.clone());
-            }
             latest.prior = Some(Prior {
                 serial: previous.serial,
+                base: follows.then(|| previous.body.clone()),
                 frames: std::array::from_fn(|slot| previous.plain_made(slot).cloned()),
             });
         }
@@ -249,15 +248,13 @@ impl Snapshot {
 
     /// The plain (uncompressed) counterpart of the frame in `slot` of [`Forms`], if it was made.
     fn plain_made(&self, slot: usize) -> Option<&Bytes> {
-        let (encoding, form) = if slot < Form::COUNT {
-            (Encoding::Stream, Form::from_index(slot).plain())
-        } else {
-            (Encoding::ALL[slot - Form::COUNT], Form::default())
-        };
-        if form == Form::default() {
-            self.packets[encoding.index()].get()
-        } else {
-            self.forms.get()?[Self::slot(encoding, form)].get()
+        match slot.checked_sub(Form::COUNT) {
+            // Another encoding's: its plain packet.
+            Some(encoding) => self.packets[encoding].get(),
+            None => match slot & !Form::DEFLATED {
+                0 => self.packets[Encoding::Stream.index()].get(),
+                plain => self.forms.get()?[plain].get(),
+            },
         }
     }
 
@@ -314,7 +311,7 @@ impl Snapshot {
         let latest = self.latest.as_deref()?;
         latest
             .delta
-            .get_or_init(|| delta::between(latest.base.as_ref()?, &self.body))
+            .get_or_init(|| delta::between(latest.prior.as_ref()?.base.as_ref()?, &self.body))
             .as_deref()
     }
 
