@@ -307,6 +307,33 @@ mod tests {
         .into_bytes()
     }
 
+    /// The delta that turns `old` into `new`, as the daemon sends it.
+    fn delta(new: &str, old: &str) -> String {
+        String::from_utf8(fossil_delta::delta(new, old)).unwrap()
+    }
+
+    /// What `decoder` makes of TELEMETRY `seq` carrying `data`, or the `delta` to it.
+    fn decoded(
+        decoder: &mut Decoder,
+        seq: u64,
+        data: &str,
+        delta: Option<&str>,
+    ) -> Result<Decoded, String> {
+        decoder
+            .decode(&packet(seq, data, delta), false)
+            .map(Option::unwrap)
+    }
+
+    /// `data` as a decoded packet `seq`, as JSON text or, `value`, as MessagePack's value.
+    fn as_decoded(seq: u64, data: &str, value: bool) -> Result<Decoded, String> {
+        let data = if value {
+            Data::Value(serde_json::from_str(data).unwrap())
+        } else {
+            Data::Json(data.as_bytes().to_vec())
+        };
+        Ok(Decoded { seq, data })
+    }
+
     fn data(price: f64, line: &str) -> String {
         format!(
             r#"{{"timestamp":"2025-12-21T11:59:59.812Z","price":{price},"log":["{line}"],"pad":"{}"}}"#,
@@ -322,37 +349,15 @@ mod tests {
         let mut decoder = Decoder::default();
         let (a, b, c) = (data(450.25, "a"), data(450.5, "b"), data(451.0, "c"));
         verify.reference(7, a.as_bytes(), None);
-        verify.check(
-            0,
-            decoder
-                .decode(&packet(7, &a, None), false)
-                .map(Option::unwrap),
-        );
-        let d = String::from_utf8(fossil_delta::delta(&b, &a)).unwrap();
+        verify.check(0, decoded(&mut decoder, 7, &a, None));
+        let d = delta(&b, &a);
         // The verifier is ahead of the reference: its packet waits for it.
-        verify.check(
-            0,
-            decoder
-                .decode(&packet(8, &b, Some(&d)), false)
-                .map(Option::unwrap),
-        );
+        verify.check(0, decoded(&mut decoder, 8, &b, Some(&d)));
         verify.reference(8, b.as_bytes(), Some(5));
-        let d = String::from_utf8(fossil_delta::delta(&c, &b)).unwrap();
+        let d = delta(&c, &b);
         verify.reference(9, c.as_bytes(), None);
-        verify.check(
-            0,
-            decoder
-                .decode(&packet(9, &c, Some(&d)), false)
-                .map(Option::unwrap),
-        );
-        let value: Value = serde_json::from_str(&c).unwrap();
-        verify.check(
-            1,
-            Ok(Decoded {
-                seq: 9,
-                data: Data::Value(value),
-            }),
-        );
+        verify.check(0, decoded(&mut decoder, 9, &c, Some(&d)));
+        verify.check(1, as_decoded(9, &c, true));
         let tally = verify.finish();
         assert_eq!(
             (tally.verified, tally.mismatched, tally.undecodable),
@@ -387,39 +392,16 @@ mod tests {
         // The delta from a to b, applied to c: its checksum says it did not apply.
         let mut decoder = Decoder::default();
         decoder.decode(&packet(7, &c, None), false).unwrap();
-        let d = String::from_utf8(fossil_delta::delta(&b, &a)).unwrap();
-        verify.check(
-            0,
-            decoder
-                .decode(&packet(8, &b, Some(&d)), false)
-                .map(Option::unwrap),
-        );
+        let d = delta(&b, &a);
+        verify.check(0, decoded(&mut decoder, 8, &b, Some(&d)));
         // A delta after a gap in seq is not applied at all.
         let mut decoder = Decoder::default();
         decoder.decode(&packet(7, &a, None), false).unwrap();
-        let d = String::from_utf8(fossil_delta::delta(&c, &b)).unwrap();
-        verify.check(
-            1,
-            decoder
-                .decode(&packet(9, &c, Some(&d)), false)
-                .map(Option::unwrap),
-        );
+        let d = delta(&c, &b);
+        verify.check(1, decoded(&mut decoder, 9, &c, Some(&d)));
         // Data that is not the reference's.
-        verify.check(
-            2,
-            Ok(Decoded {
-                seq: 9,
-                data: Data::Json(b.clone().into_bytes()),
-            }),
-        );
-        let value: Value = serde_json::from_str(&b).unwrap();
-        verify.check(
-            3,
-            Ok(Decoded {
-                seq: 9,
-                data: Data::Value(value),
-            }),
-        );
+        verify.check(2, as_decoded(9, &b, false));
+        verify.check(3, as_decoded(9, &b, true));
         let tally = verify.finish();
         assert_eq!(
             (tally.verified, tally.mismatched, tally.undecodable),
@@ -435,13 +417,7 @@ mod tests {
     fn packets_the_reference_missed_are_unreferenced() {
         let verify = Verify::default();
         let a = data(1.0, "a");
-        verify.check(
-            0,
-            Ok(Decoded {
-                seq: 3,
-                data: Data::Json(a.clone().into_bytes()),
-            }),
-        );
+        verify.check(0, as_decoded(3, &a, false));
         verify.reference(3 + KEEP + 1, a.as_bytes(), None);
         verify.check(
             0,
