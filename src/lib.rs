@@ -49,7 +49,7 @@ pub use config::{Config, RedisUrl, Secret, Watch};
 pub use contract::SCHEMA;
 pub use edge::admission::auth::mint;
 pub use edge::session::message;
-pub use hub::packet;
+pub use hub::{msgpack, packet};
 pub use input::cluster::{scripts, seal::Seal};
 pub use input::{aggregate, normalize};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;

@@ -169,28 +169,12 @@ mod tests {
     use bff::aggregate::{self, Inputs};
     use bff::packet;
     use chrono::Utc;
-    use serde_json::Value;
 
-    /// The envelope as the daemon encodes it (`src/hub/msgpack.rs`): its fields in the JSON's
-    /// order, `data` a JSON value.
-    #[derive(serde::Serialize)]
-    struct Envelope<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        seq: u64,
-        data: Value,
-        epoch: &'a str,
-    }
-
-    /// The daemon's packet in MessagePack.
+    /// The daemon's packet in MessagePack: the payload of the binary frame it sends.
     pub fn encode(kind: &str, seq: u64, body: &str) -> Vec<u8> {
-        let envelope = Envelope {
-            kind,
-            seq,
-            data: serde_json::from_str(body).unwrap(),
-            epoch: "0123456789abcdef",
-        };
-        rmp_serde::to_vec_named(&envelope).unwrap()
+        let frame = bff::msgpack::packet(kind, seq, "0123456789abcdef", body, None);
+        let (_, payload, _) = crate::frames::raw_frame(&frame).unwrap().unwrap();
+        frame[payload].to_vec()
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub(crate) mod frame;
 mod join;
 pub(crate) mod mode;
 pub(crate) mod mood;
-pub(crate) mod msgpack;
+pub mod msgpack;
 pub mod packet;
 pub(crate) mod relay;
 mod resume;
