@@ -722,7 +722,8 @@ async fn a_lease_that_lapsed_can_neither_publish_nor_number_what_it_relays() {
         .await
         .unwrap();
     let keys = Keys::new("fenced");
-    let short = Duration::from_millis(100);
+    // Short, yet room for a stalled test thread between acquiring and publishing.
+    let short = Duration::from_millis(800);
     assert!(
         scripts::acquire(&mut conn, &keys, "old", "E", short, short)
             .await
@@ -826,7 +827,8 @@ async fn a_silent_pollers_lease_is_taken_before_it_lapses_and_its_publishing_ref
         .await
         .unwrap();
     let keys = Keys::new("silent");
-    let (lease, silence) = (Duration::from_secs(60), Duration::from_millis(300));
+    // A silence the test's next steps fit in even on a loaded machine, waited out below.
+    let (lease, silence) = (Duration::from_secs(60), Duration::from_millis(1500));
     let seal = Seal::new("");
     let taker = conn.clone();
     let take = |token: &'static str| {

@@ -62,6 +62,16 @@ pub fn source_ok(packet: &Value, source: &str) -> bool {
     packet["data"]["sources"][source]["ok"] == true
 }
 
+/// A source's error when its answer came after the packet went, at the publish deadline of the
+/// tests' 150 ms poll: on a loaded machine any poll may be late so.
+pub const LATE: &str =
+    "no answer within 37 ms (engine.publish_deadline_ms); the last good value is shown";
+
+/// Whether `packet` says `source` is fresh, or only [`LATE`] this once.
+pub fn source_ok_or_late(packet: &Value, source: &str) -> bool {
+    source_ok(packet, source) || packet["data"]["sources"][source]["error"] == LATE
+}
+
 /// What the fake engine answers on one endpoint.
 #[derive(Debug, Clone)]
 pub enum Answer {
@@ -476,6 +486,22 @@ pub async fn next_packet(ws: &mut Ws) -> Value {
     match next_frame(ws).await {
         Frame::Packet(packet) => packet,
         other => panic!("expected a packet, got {other:?}"),
+    }
+}
+
+/// Whether `message` is what a packet announces (REGIME, ALERT). A demo's market turns
+/// whenever it does, and these come then, between two packets, with no seq.
+pub fn is_announcement(message: &Value) -> bool {
+    message["type"] == "REGIME" || message["type"] == "ALERT"
+}
+
+/// The next WELCOME or TELEMETRY, reading past whatever the market announces before it.
+pub async fn next_telemetry(ws: &mut Ws) -> Value {
+    loop {
+        let packet = next_packet(ws).await;
+        if !is_announcement(&packet) {
+            return packet;
+        }
     }
 }
 

@@ -504,12 +504,6 @@ fn quick_demo(name: &str, extra: &str) -> BffProcess {
     BffProcess::demo(&["--config", config.to_str().unwrap()])
 }
 
-/// Whether `message` is what the demo's market announces when it turns (REGIME, ALERT), which
-/// comes between packets whenever it happens to.
-fn is_announcement(message: &Value) -> bool {
-    message["type"] == "REGIME" || message["type"] == "ALERT"
-}
-
 /// The next text frame's text, skipping pings.
 async fn next_text(ws: &mut Ws) -> String {
     within("a text frame", async {
@@ -576,7 +570,7 @@ async fn fossil_deltas_rebuild_thirty_consecutive_demo_packets() {
             "the published schema describes it: {text}"
         );
         // The demo's moods come and go: what a packet announces goes before it, whole.
-        if is_announcement(&packet) {
+        if crate::common::is_announcement(&packet) {
             continue;
         }
         assert_eq!(packet["type"], "TELEMETRY", "{text}");
@@ -654,7 +648,7 @@ async fn each_form_is_compressed_and_what_is_not_offered_is_refused() {
     // The demo's market may turn in between: what it announces comes whole, before the packet.
     let (packet, compressed) = loop {
         let (message, compressed) = delta.message().await;
-        if !is_announcement(&message) {
+        if !crate::common::is_announcement(&message) {
             break (message, compressed);
         }
     };
@@ -667,16 +661,19 @@ async fn each_form_is_compressed_and_what_is_not_offered_is_refused() {
     for expected in ["WELCOME", "TELEMETRY"] {
         let (first, packet) = loop {
             let (first, payload) = binary.data_frame().await;
-            assert_eq!(first & 0x0f, 0x2, "binary");
             let bytes = if first & 0x40 != 0 {
                 binary.inflate(&payload)
             } else {
                 payload
             };
-            let packet: Value = rmp_serde::from_slice(&bytes).unwrap();
-            if !is_announcement(&packet) {
-                break (first, packet);
+            // What the demo's market announces when it turns comes as JSON text, whole.
+            if first & 0x0f == 0x1 {
+                let message: Value = serde_json::from_slice(&bytes).unwrap();
+                assert!(crate::common::is_announcement(&message), "{message}");
+                continue;
             }
+            assert_eq!(first & 0x0f, 0x2, "binary");
+            break (first, rmp_serde::from_slice::<Value>(&bytes).unwrap());
         };
         assert_eq!(packet["type"], expected);
         assert_eq!(first & 0x40, 0x40, "{expected} compressed");

@@ -7,7 +7,8 @@ use crate::common;
 use std::time::Duration;
 
 use common::{
-    Answer, CONTRACT_KEYS, Daemon, FakeEngine, Ws, config, next_packet, source_ok, within,
+    Answer, CONTRACT_KEYS, Daemon, FakeEngine, Ws, config, next_packet, source_ok,
+    source_ok_or_late, within,
 };
 use serde_json::Value;
 
@@ -136,8 +137,9 @@ async fn each_engine_fault_marks_only_its_source_stale_and_recovers() {
             "{fault}: last good value kept"
         );
         assert_eq!(stale["data"]["status"], "ACTIVE", "{fault}");
+        // (On a loaded machine another source's poll may be late, never failed.)
         assert!(
-            source_ok(&stale, "agents") && source_ok(&stale, "models"),
+            source_ok_or_late(&stale, "agents") && source_ok_or_late(&stale, "models"),
             "{fault}: only state is stale"
         );
 
