@@ -18,9 +18,19 @@ use crate::edge::connection::inflate::Inflater;
 pub struct Inbound<R> {
     read: R,
     replies: Vec<u8>,
-    /// Only on a connection that negotiated permessage-deflate; boxed, so the others pay a
-    /// pointer for it.
-    inflating: Option<Box<Inflating>>,
+    reading: Reading,
+}
+
+/// How a connection's reads reach tungstenite.
+#[derive(Debug)]
+enum Reading {
+    /// As they come.
+    Plain,
+    /// Through an [`Inflater`], once the client sends anything: most dashboards never do
+    /// (packets flowing keep them alive without a ping), so they pay no inflater at all.
+    Deflate { limit: usize },
+    /// Through this one, boxed: the others pay a pointer for it.
+    Inflating(Box<Inflating>),
 }
 
 /// What a deflate connection's reads go through.
@@ -44,23 +54,41 @@ impl<R> Inbound<R> {
         Self {
             read,
             replies: Vec::new(),
-            inflating: None,
+            reading: Reading::Plain,
         }
     }
 
     /// Wraps the read half of a socket whose client may compress its messages up to `limit`
     /// bytes; `leftover`, what was read past the handshake, is read first.
     pub fn inflating(read: R, limit: usize, leftover: &[u8]) -> Self {
-        let mut inflating = Inflating {
-            inflater: Inflater::new(limit),
-            ready: Vec::new(),
-            at: 0,
-        };
-        inflating.inflater.feed(leftover, &mut inflating.ready);
-        Self {
-            inflating: Some(Box::new(inflating)),
+        let mut inbound = Self {
+            reading: Reading::Deflate { limit },
             ..Self::new(read)
+        };
+        if !leftover.is_empty() {
+            inbound.inflate(leftover);
         }
+        inbound
+    }
+
+    /// Feeds what the socket gave to the inflater, made at the first bytes.
+    fn inflate(&mut self, read: &[u8]) {
+        if let Reading::Deflate { limit } = self.reading {
+            self.reading = Reading::Inflating(Box::new(Inflating {
+                inflater: Inflater::new(limit),
+                ready: Vec::new(),
+                at: 0,
+            }));
+        }
+        if let Reading::Inflating(inflating) = &mut self.reading {
+            inflating.inflater.feed(read, &mut inflating.ready);
+        }
+    }
+
+    /// Whether an inflater was made: a deflate client sent something.
+    #[cfg(test)]
+    fn has_inflater(&self) -> bool {
+        matches!(self.reading, Reading::Inflating(_))
     }
 
     /// The control frames tungstenite wrote since the last call, leaving the buffer empty.
@@ -92,11 +120,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for Inbound<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let Some(inflating) = this.inflating.as_deref_mut() else {
+        if let Reading::Plain = this.reading {
             return Pin::new(&mut this.read).poll_read(cx, buf);
-        };
+        }
         loop {
-            if inflating.at < inflating.ready.len() {
+            if let Reading::Inflating(inflating) = &mut this.reading
+                && inflating.at < inflating.ready.len()
+            {
                 let ready = &inflating.ready[inflating.at..];
                 let n = ready.len().min(buf.remaining());
                 buf.put_slice(&ready[..n]);
@@ -113,7 +143,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Inbound<R> {
             if read.filled().is_empty() {
                 return Poll::Ready(Ok(())); // the peer hung up
             }
-            inflating.inflater.feed(read.filled(), &mut inflating.ready);
+            this.inflate(read.filled());
         }
     }
 }
@@ -134,5 +164,36 @@ impl<R: Unpin> AsyncWrite for Inbound<R> {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::connection::inflate::tests::{client_frame, plain};
+    use crate::hub::deflate::compress;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A deflate connection makes its inflater at the first bytes its client sends, not
+    /// before: a dashboard that only takes packets holds none. A compressed message then
+    /// reads as its plain frame; one read past the handshake makes it at once.
+    #[tokio::test]
+    async fn the_inflater_is_made_at_the_first_bytes() {
+        let text = br#"{"type":"PING"}"#;
+        let frame = client_frame(0x1, true, true, &compress(text));
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut inbound = Inbound::inflating(server, 1024, &[]);
+        assert!(!inbound.has_inflater());
+        client.write_all(&frame).await.unwrap();
+        let mut out = vec![0; plain(text).len()];
+        inbound.read_exact(&mut out).await.unwrap();
+        assert_eq!(out, plain(text));
+        assert!(inbound.has_inflater());
+
+        let (_client, server) = tokio::io::duplex(4096);
+        let mut inbound = Inbound::inflating(server, 1024, &frame);
+        assert!(inbound.has_inflater());
+        inbound.read_exact(&mut out).await.unwrap();
+        assert_eq!(out, plain(text));
     }
 }

@@ -4,11 +4,12 @@
 //! tungstenite expects. Every other frame passes as it came.
 //!
 //! The daemon answers `client_no_context_takeover`, so each message inflates on its own: no
-//! window is kept between messages, and an idle connection holds a few dozen bytes here. A
-//! message is bounded twice by `clients.max_message_bytes`, compressed as it arrives and
-//! inflated as it grows, so a deflate bomb stops at the cap; whatever is wrong is handed to
-//! tungstenite as a frame it refuses for that reason (too long: 1009; RSV1: 1002), so every
-//! ending is still sorted out in one place.
+//! window is kept between messages, and the inflater of an idle connection is a few dozen bytes
+//! (made only once its client sends anything, [`super::inbound`]). A message is bounded twice
+//! by `clients.max_message_bytes`, compressed as it arrives and inflated as it grows, so a
+//! deflate bomb stops at the cap; whatever is wrong is handed to tungstenite as a frame it
+//! refuses for that reason (too long: 1009; RSV1: 1002), so every ending is still sorted out in
+//! one place.
 
 use std::io::Cursor;
 
@@ -258,12 +259,12 @@ fn inflate_into(compressed: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::hub::deflate::compress;
 
     /// A client frame as a browser sends it: masked, RSV1 when compressed.
-    fn client_frame(opcode: u8, rsv1: bool, fin: bool, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn client_frame(opcode: u8, rsv1: bool, fin: bool, payload: &[u8]) -> Vec<u8> {
         let mask = [0x12, 0x34, 0x56, 0x78];
         let first = opcode | if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 };
         let mut out = vec![first];
@@ -279,7 +280,8 @@ mod tests {
         out
     }
 
-    fn plain(payload: &[u8]) -> Vec<u8> {
+    /// The plain frame tungstenite reads in a compressed one's place (unmasked: zero mask).
+    pub(crate) fn plain(payload: &[u8]) -> Vec<u8> {
         let mut out = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
         out.extend_from_slice(payload);
         out
