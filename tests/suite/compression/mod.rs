@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::common::process::BffProcess;
 use crate::common::{Daemon, FakeEngine, Ws, config, next_packet, within};
 
+mod json_patch;
 mod replay;
 mod wire_bytes;
 

@@ -7,10 +7,60 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
+use super::json_patch;
 use super::replay::Replay;
 use super::{BROWSER_OFFER, NO_TAKEOVER_OFFER, Raw, raw_data};
 use crate::common::process::BffProcess;
 use crate::common::{Answer, Daemon, FakeEngine, config};
+
+/// A frame's header bytes for a payload of `len` (unmasked, server to client).
+fn header(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=0xffff => 4,
+        _ => 10,
+    }
+}
+
+/// The table's rows for a JSON-aware delta, not offered: [`json_patch`] of each of the 30
+/// `packets` (the first at seq `from`, in `epoch`) against the one before, bare and deflated
+/// after the patch before, each checked to rebuild its packet; over the 29 after the first,
+/// against the full JSON of the same 29 (`full`: the full client's bytes by seq).
+fn json_patch_rows(
+    packets: &[Value],
+    from: u64,
+    epoch: &Value,
+    full: &std::collections::BTreeMap<u64, (usize, Value)>,
+) {
+    let (mut bare, mut deflated, mut window) = (0, 0, Vec::new());
+    for (seq, pair) in (from + 1..).zip(packets.windows(2)) {
+        let ops = json_patch::diff(&pair[0], &pair[1]);
+        assert_eq!(
+            json_patch::apply(pair[0].clone(), &ops),
+            pair[1],
+            "seq {seq}: the patch rebuilds the packet"
+        );
+        let message = json_patch::message(seq, epoch, &ops);
+        bare += message.len() + header(message.len());
+        let compressed = json_patch::deflated_after(&window, &message);
+        deflated += compressed + header(compressed);
+        window = message;
+    }
+    let full: usize = full.range(from + 1..from + 30).map(|(_, (w, _))| w).sum();
+    for (name, total) in [
+        ("JSON Patch (RFC 6902), not offered", bare),
+        (
+            "JSON Patch + deflate after the one before, not offered",
+            deflated,
+        ),
+    ] {
+        println!(
+            "| {name} | | {} | {:.1}% |",
+            total / 29,
+            100.0 * total as f64 / full as f64
+        );
+    }
+}
 
 /// The figures in `docs/BENCHMARKS.md` ("Fewer bytes"): bytes on the wire, frame headers
 /// included, per client for 30 consecutive TELEMETRY of `--demo` (its own one-second poll), in
@@ -57,16 +107,11 @@ async fn measure(addr: SocketAddr, label: &str) -> Vec<Value> {
     let mut seen: Vec<std::collections::BTreeMap<u64, (usize, Value)>> =
         vec![Default::default(); FORMS.len()];
     let mut bases: Vec<Vec<u8>> = vec![Vec::new(); FORMS.len()];
-    let mut first_active = None;
+    let (mut first_active, mut epoch) = (None, Value::Null);
     loop {
         for (i, client) in clients.iter_mut().enumerate() {
             let (first, payload) = client.data_frame().await;
-            let wire = payload.len()
-                + match payload.len() {
-                    0..=125 => 2,
-                    126..=0xffff => 4,
-                    _ => 10,
-                };
+            let wire = payload.len() + header(payload.len());
             let bytes = if first & 0x40 != 0 {
                 client.inflate(&payload)
             } else {
@@ -97,6 +142,7 @@ async fn measure(addr: SocketAddr, label: &str) -> Vec<Value> {
                 _ => packet["data"].clone(),
             };
             let seq = packet["seq"].as_u64().unwrap();
+            epoch = packet["epoch"].clone();
             if packet["type"] == "TELEMETRY" {
                 seen[i].insert(seq, (wire, data));
             }
@@ -129,10 +175,12 @@ async fn measure(addr: SocketAddr, label: &str) -> Vec<Value> {
                     100.0 * total as f64 / full as f64
                 );
             }
-            return seen[0]
+            let packets: Vec<Value> = seen[0]
                 .range(from..from + 30)
                 .map(|(_, (_, data))| data.clone())
                 .collect();
+            json_patch_rows(&packets, from, &epoch, &seen[0]);
+            return packets;
         }
     }
 }
