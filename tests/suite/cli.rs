@@ -618,7 +618,7 @@ fn a_javascript_client_reading_type_and_data_works_unchanged() {
     };
     let daemon = BffProcess::demo(&[]);
     let url = format!("ws://localhost:{}", daemon.addr().port());
-    assert_three_packets(&run(node, &[&url, "3"]));
+    assert_packets(&run(node, &[&url, "5"]));
 }
 
 /// With a channel as its third argument, the JavaScript client subscribes and prints the
@@ -853,18 +853,18 @@ fn the_python_client_prints_the_stream() {
     };
     let daemon = BffProcess::demo(&[]);
     let url = format!("ws://127.0.0.1:{}/", daemon.addr().port());
-    assert_three_packets(&run(python, &[&url, "3"]));
+    assert_packets(&run(python, &[&url, "5"]));
 }
 
-/// What an example client prints for three messages of the demo's stream: the WELCOME, then
-/// TELEMETRY lines with the demo's status, a price that is a number and no stale source (or,
-/// when the demo's market turns just then, what it announces: it counts as a message), and the
-/// close.
-fn assert_three_packets(stdout: &str) {
+/// What an example client prints for five messages of the demo's stream: the WELCOME, then
+/// TELEMETRY lines with the demo's status, a price that is a number and no stale source (and,
+/// when the demo's market turns just then, what it announces: a REGIME and its ALERTs count as
+/// messages too), and the close.
+fn assert_packets(stdout: &str) {
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{stdout}");
+    assert_eq!(lines.len(), 6, "{stdout}");
     assert!(lines[0].starts_with("WELCOME seq="), "{stdout}");
-    let telemetry: Vec<&&str> = lines[1..3]
+    let telemetry: Vec<&&str> = lines[1..5]
         .iter()
         .filter(|line| !line.starts_with("REGIME ") && !line.starts_with("ALERT "))
         .collect();
@@ -886,7 +886,7 @@ fn assert_three_packets(stdout: &str) {
             .unwrap();
         assert!(price.parse::<f64>().is_ok(), "{stdout}");
     }
-    assert_eq!(lines[3], "closed code=1000", "{stdout}");
+    assert_eq!(lines[5], "closed code=1000", "{stdout}");
 }
 
 /// With a channel as its third argument, the Python client subscribes and prints the same
@@ -1212,7 +1212,7 @@ fn assert_takes_a_token(client: impl Fn() -> Command, url: &str) {
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(lines.len(), 4, "{stdout}");
         assert!(lines[0].starts_with("WELCOME seq="), "{stdout}");
-        assert_eq!(lines[3], "closed code=1000", "{stdout}");
+        assert_eq!(lines[5], "closed code=1000", "{stdout}");
     }
 }
 

@@ -7,8 +7,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::{
-    Answer, CONTRACT_KEYS, Daemon, FakeEngine, Ws, config, next_packet, source_ok,
-    source_ok_or_late, within,
+    Answer, CONTRACT_KEYS, Daemon, FakeEngine, Ws, config, next_packet, source_ok, within,
 };
 use serde_json::Value;
 
@@ -125,6 +124,10 @@ async fn each_engine_fault_marks_only_its_source_stale_and_recovers() {
                 && p["data"]["sources"]["state"]["error"]
                     .as_str()
                     .is_some_and(|e| e.starts_with(reason))
+                // Only state: a packet with the others fresh comes (one of theirs may be
+                // late on a loaded machine; never all of them, tick after tick).
+                && source_ok(p, "agents")
+                && source_ok(p, "models")
         })
         .await;
         let error = stale["data"]["sources"]["state"]["error"].as_str().unwrap();
@@ -137,11 +140,6 @@ async fn each_engine_fault_marks_only_its_source_stale_and_recovers() {
             "{fault}: last good value kept"
         );
         assert_eq!(stale["data"]["status"], "ACTIVE", "{fault}");
-        // (On a loaded machine another source's poll may be late, never failed.)
-        assert!(
-            source_ok_or_late(&stale, "agents") && source_ok_or_late(&stale, "models"),
-            "{fault}: only state is stale"
-        );
 
         engine.set("state", good());
         let back = follow(&mut ws, &mut seq, "recovery", |p| source_ok(p, "state")).await;

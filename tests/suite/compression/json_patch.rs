@@ -23,15 +23,14 @@ fn diff_at(path: &str, before: &Value, after: &Value, ops: &mut Vec<Value>) {
         _ if before == after => {}
         (Value::Object(b), Value::Object(a)) => {
             for (key, value) in a {
-                let at = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
+                let at = child(path, key);
                 match b.get(key) {
                     Some(old) => diff_at(&at, old, value, ops),
                     None => ops.push(json!({"op": "add", "path": at, "value": value})),
                 }
             }
             for key in b.keys().filter(|key| !a.contains_key(*key)) {
-                let at = format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
-                ops.push(json!({"op": "remove", "path": at}));
+                ops.push(json!({"op": "remove", "path": child(path, key)}));
             }
         }
         (Value::Array(b), Value::Array(a)) => match shifted(path, b, a) {
@@ -45,6 +44,11 @@ fn diff_at(path: &str, before: &Value, after: &Value, ops: &mut Vec<Value>) {
         },
         _ => ops.push(json!({"op": "replace", "path": path, "value": after})),
     }
+}
+
+/// The JSON Pointer (RFC 6901) of `key` under `path`.
+fn child(path: &str, key: &str) -> String {
+    format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"))
 }
 
 /// A list that dropped `k` entries at one end and took new ones at the other, keeping some,
@@ -92,7 +96,7 @@ fn shortest(best: Option<Vec<Value>>, ops: Vec<Value>) -> Option<Vec<Value>> {
 }
 
 /// `ops` applied to `data`, as RFC 6902 says (add, remove, replace: the only ones [`diff`]
-/// writes).
+/// writes), each checked against what the RFC requires of its target.
 pub(super) fn apply(mut data: Value, ops: &[Value]) -> Value {
     for op in ops {
         let value = op.get("value").cloned();
@@ -102,22 +106,40 @@ pub(super) fn apply(mut data: Value, ops: &[Value]) -> Value {
         };
         let last = last.replace("~1", "/").replace("~0", "~");
         let target = data.pointer_mut(parent).unwrap();
+        let index = |list: &Vec<Value>, end: bool| {
+            let i: usize = last
+                .parse()
+                .unwrap_or_else(|_| panic!("{op}: not an index"));
+            assert!(i < list.len() + usize::from(end), "{op}: past the end");
+            i
+        };
         match (op["op"].as_str().unwrap(), target) {
             ("remove", Value::Object(map)) => {
-                map.remove(&last).unwrap();
+                map.remove(&last)
+                    .unwrap_or_else(|| panic!("{op}: no such key"));
             }
             ("remove", Value::Array(list)) => {
-                list.remove(last.parse().unwrap());
+                list.remove(index(list, false));
             }
-            (_, Value::Object(map)) => {
+            ("replace", Value::Object(map)) => {
+                let old = map
+                    .get_mut(&last)
+                    .unwrap_or_else(|| panic!("{op}: no such key"));
+                *old = value.unwrap();
+            }
+            ("add", Value::Object(map)) => {
                 map.insert(last, value.unwrap());
             }
             ("add", Value::Array(list)) if last == "-" => list.push(value.unwrap()),
-            ("add", Value::Array(list)) => list.insert(last.parse().unwrap(), value.unwrap()),
-            ("replace", Value::Array(list)) => {
-                list[last.parse::<usize>().unwrap()] = value.unwrap()
+            ("add", Value::Array(list)) => {
+                let i = index(list, true);
+                list.insert(i, value.unwrap());
             }
-            (op, target) => panic!("{op} on {target}"),
+            ("replace", Value::Array(list)) => {
+                let i = index(list, false);
+                list[i] = value.unwrap();
+            }
+            (kind, target) => panic!("{kind} on {target}"),
         }
     }
     data
