@@ -6,7 +6,7 @@ use common::{
     Answer, CONTRACT_KEYS, Daemon, FakeEngine, Frame, config, next_frame, next_packet,
     packet_where, refused, send_text, source_ok, source_ok_or_late, within,
 };
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -212,6 +212,32 @@ async fn ping_gets_pong_and_garbage_is_ignored() {
     assert_eq!(pong, serde_json::json!({"type": "PONG"}));
     // Still subscribed after all that.
     assert_eq!(next_packet(&mut ws).await["type"], "TELEMETRY");
+}
+
+/// A WebSocket ping is answered with its pong at once, not when the client next says
+/// something: Python's `websockets` pings every 20 s and ends a connection whose pong has not
+/// come 20 s later (close 1011, "keepalive ping timeout"). The client here sends nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_ping_is_answered_at_once() {
+    let engine = FakeEngine::samples().await;
+    let daemon = Daemon::start(config(&engine)).await;
+    let mut ws = daemon.connect().await;
+    assert_eq!(next_packet(&mut ws).await["type"], "WELCOME");
+    for payload in [&b"are you there"[..], b"still there"] {
+        ws.send(Message::Ping(payload.to_vec().into()))
+            .await
+            .unwrap();
+        within("the pong", async {
+            loop {
+                match ws.next().await.unwrap().unwrap() {
+                    Message::Pong(data) => break assert_eq!(&data[..], payload),
+                    Message::Text(_) => continue,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

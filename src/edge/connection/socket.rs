@@ -157,8 +157,12 @@ where
         result
     }
 
-    /// Sends the control frames tungstenite queued (pongs, a close reply).
+    /// Sends the control frames tungstenite queued (pongs, a close reply). tungstenite writes a
+    /// ping's pong only at its next read or flush, and the next read waits for the client's next
+    /// frame: flushed here, the pong goes now (a client that pings, as Python's `websockets`
+    /// does every 20 s, drops a connection whose pong is 20 s late).
     pub async fn send_replies(&mut self) -> Result<(), Ending> {
+        self.ws.flush().await.map_err(Ending::from)?;
         match self.ws.get_mut().take_replies() {
             Some(replies) => self.write(&replies, Frame::Reply).await,
             None => Ok(()),
