@@ -9,9 +9,7 @@ use super::packet;
 /// UTF-8 (a multi-byte character split between a copy and an insert), so that a JSON string
 /// can carry it.
 pub fn between(base: &[u8], body: &[u8]) -> Option<String> {
-    // The crate's `delta(a, b)` is what turns `b` into `a` (its `deltainv`), so the new packet
-    // comes first.
-    let delta = fossil_delta::delta(body, base);
+    let delta = super::fossil::delta(base, body);
     if delta.len() >= body.len() {
         return None;
     }
@@ -52,7 +50,7 @@ mod tests {
         );
     }
 
-    /// A delta applies back to the packet (the crate's own apply, the fossil reference's
+    /// A delta applies back to the packet (the crate's apply, the fossil reference's
     /// algorithm); one that would not be smaller is not made.
     #[test]
     fn deltas_apply_back_and_only_smaller_ones_are_made() {

@@ -11,6 +11,7 @@
 pub(crate) mod announce;
 pub(crate) mod deflate;
 pub(crate) mod delta;
+pub(crate) mod fossil;
 pub(crate) mod encoding;
 mod fanout;
 pub(crate) mod form;
