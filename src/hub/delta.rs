@@ -5,9 +5,9 @@
 
 use super::packet;
 
-/// `body`'s delta against `base`, as text: `None` when it would not be smaller, or is not
-/// UTF-8 (a multi-byte character split between a copy and an insert), so that a JSON string
-/// can carry it.
+/// `body`'s delta against `base`, as text: `None` when it would not be smaller. (Its copies
+/// and inserts are whole characters, [`super::fossil`], so a JSON string can carry it; a
+/// `body` that is not UTF-8 gets none.)
 pub fn between(base: &[u8], body: &[u8]) -> Option<String> {
     let delta = super::fossil::delta(base, body);
     if delta.len() >= body.len() {

@@ -11,10 +11,10 @@
 pub(crate) mod announce;
 pub(crate) mod deflate;
 pub(crate) mod delta;
-pub(crate) mod fossil;
 pub(crate) mod encoding;
 mod fanout;
 pub(crate) mod form;
+pub(crate) mod fossil;
 pub(crate) mod frame;
 mod join;
 pub(crate) mod mode;
