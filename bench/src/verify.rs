@@ -307,7 +307,8 @@ mod tests {
         .into_bytes()
     }
 
-    /// The delta that turns `old` into `new`, as the daemon sends it.
+    /// A fossil delta that turns `old` into `new` (the crate's encoder; the daemon's own writes
+    /// the same format, with more copies).
     fn delta(new: &str, old: &str) -> String {
         String::from_utf8(fossil_delta::delta(new, old)).unwrap()
     }

@@ -5,15 +5,23 @@
 
 use super::packet;
 
-/// `body`'s delta against `base`, as text: `None` when it would not be smaller. (Its copies
-/// and inserts are whole characters, [`super::fossil`], so a JSON string can carry it; a
-/// `body` that is not UTF-8 gets none.)
+/// `body`'s delta against `base`, as text: `None` when, in its JSON string, it would not be
+/// shorter than `body`. (Its copies and inserts are whole characters, [`super::fossil`], so a
+/// JSON string can carry it; a `body` that is not UTF-8 gets none.)
 pub fn between(base: &[u8], body: &[u8]) -> Option<String> {
-    let delta = super::fossil::delta(base, body);
-    if delta.len() >= body.len() {
-        return None;
-    }
-    String::from_utf8(delta).ok()
+    let delta = String::from_utf8(super::fossil::delta(base, body)).ok()?;
+    (quoted_len(&delta) < body.len()).then_some(delta)
+}
+
+/// How long `text` is as a JSON string, its quotes and escapes included, as serde_json writes
+/// it: what the delta weighs in its packet.
+fn quoted_len(text: &str) -> usize {
+    let escaped = |byte: &u8| match byte {
+        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+        0x00..=0x1f => 6,
+        _ => 1,
+    };
+    2 + text.as_bytes().iter().map(escaped).sum::<usize>()
 }
 
 /// A delta client's TELEMETRY: the fossil `delta` of the data when there is one, else the
@@ -61,5 +69,7 @@ mod tests {
         assert!(delta.len() < body.len() / 2, "{delta}");
         assert_eq!(fossil_delta::apply(&base, &delta).unwrap(), body.as_bytes());
         assert_eq!(between(b"abc", b"xyz"), None);
+        let text = "quote \" slash \\ lines \n\r\t bell \u{7} \u{8}\u{c} é → 𝄞";
+        assert_eq!(quoted_len(text), serde_json::to_string(text).unwrap().len());
     }
 }

@@ -178,11 +178,10 @@ where
             return;
         }
         let _ = timeout(LINGER, async {
-            let _ = match ending.close_frame() {
-                Some(frame) => self.ws.close(Some(frame)).await,
-                // The client closed: flushing makes tungstenite write the reply it has queued.
-                None => self.ws.flush().await,
-            };
+            if let Some(frame) = ending.close_frame() {
+                let _ = self.ws.close(Some(frame)).await;
+            }
+            // Flushed there: the close frame, or the reply to the client's that tungstenite queued.
             if self.send_replies().await.is_err() || self.out.shutdown().await.is_err() {
                 return;
             }
