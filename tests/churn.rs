@@ -7,7 +7,7 @@ mod common;
 
 use bff::{Config, RedisUrl};
 use common::{Daemon, FakeEngine, Frame, Ws, config, next_frame, next_packet, packet_where};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -71,6 +71,45 @@ async fn a_flood_of_unsolicited_pongs_is_closed_like_any_flood() {
         }
     }
     assert_eq!(common::close_code(&mut flood).await, 1008);
+    watcher.saw_every_tick(&daemon).await;
+}
+
+/// Pings are answered at once, each with its pong; a flood of them is closed with 1008 like any
+/// other, having cost the daemon a pong for each within the rate, no more; no one else notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_pings_is_answered_within_the_rate_then_closed() {
+    let engine = FakeEngine::samples().await;
+    let mut cfg = config(&engine);
+    (cfg.clients.message_burst, cfg.clients.messages_per_second) = (20, 1);
+    let daemon = Daemon::start(cfg).await;
+    let mut watcher = daemon.watcher().await;
+    let mut flood = daemon.connect().await;
+    next_packet(&mut flood).await;
+    let payload = vec![b'p'; 125];
+    for _ in 0..200 {
+        if flood
+            .send(Message::Ping(payload.clone().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (mut pongs, mut code) = (0, None);
+    while code.is_none() {
+        match flood.next().await {
+            Some(Ok(Message::Pong(data))) => {
+                assert_eq!(data.len(), 125);
+                pongs += 1;
+            }
+            Some(Ok(Message::Close(frame))) => code = frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+    assert_eq!(code, Some(1008));
+    // The burst's 20 at least, a second's worth more at most a second later: far from 200.
+    assert!((20..200).contains(&pongs), "{pongs} pongs for 200 pings");
     watcher.saw_every_tick(&daemon).await;
 }
 
