@@ -125,6 +125,15 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
+/// A `--demo` daemon on a free port, and a headless Chromium on its live page.
+async fn on_the_live_page() -> (BffProcess, SocketAddr, KillOnDrop, Client) {
+    let addr = free_port();
+    let bff = daemon(addr);
+    let (driver, client) = browser().await;
+    client.goto(&format!("http://{addr}/")).await.unwrap();
+    (bff, addr, driver, client)
+}
+
 /// Whether Chromium and its driver are installed (required under CI).
 fn browser_installed() -> bool {
     common::tool_available(
@@ -212,10 +221,7 @@ async fn the_live_page_streams_shows_disconnected_and_reconnects() {
     if !browser_installed() {
         return;
     }
-    let addr = free_port();
-    let mut bff = daemon(addr);
-    let (_driver, client) = browser().await;
-    client.goto(&format!("http://{addr}/")).await.unwrap();
+    let (mut bff, addr, _driver, client) = on_the_live_page().await;
 
     wait_text(&client, "conn", "the page to connect", |t| t == "Live").await;
     let seq = wait_text(&client, "seq", "a seq", |t| t.parse::<u64>().is_ok()).await;
@@ -268,10 +274,7 @@ async fn the_live_page_runs_on_the_client_library_served_next_to_it() {
     if !browser_installed() {
         return;
     }
-    let addr = free_port();
-    let _bff = daemon(addr);
-    let (_driver, client) = browser().await;
-    client.goto(&format!("http://{addr}/")).await.unwrap();
+    let (_bff, addr, _driver, client) = on_the_live_page().await;
     wait_text(&client, "conn", "the page to connect", |t| t == "Live").await;
     let scripts = client
         .execute(
@@ -359,10 +362,7 @@ async fn chromium_streams_with_permessage_deflate() {
     if !browser_installed() {
         return;
     }
-    let addr = free_port();
-    let _bff = daemon(addr);
-    let (_driver, client) = browser().await;
-    client.goto(&format!("http://{addr}/")).await.unwrap();
+    let (_bff, addr, _driver, client) = on_the_live_page().await;
     let seq = wait_text(&client, "seq", "a seq", |t| t.parse::<u64>().is_ok()).await;
     wait_text(&client, "seq", "the next seq", |t| t != seq).await;
     let script = r#"

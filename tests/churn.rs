@@ -95,18 +95,23 @@ async fn a_flood_of_pings_is_answered_within_the_rate_then_closed() {
             break;
         }
     }
-    let (mut pongs, mut code) = (0, None);
-    while code.is_none() {
-        match flood.next().await {
-            Some(Ok(Message::Pong(data))) => {
-                assert_eq!(data.len(), 125);
-                pongs += 1;
+    let (pongs, code) = common::within("the pongs, then a close", async {
+        let mut pongs = 0;
+        loop {
+            match flood.next().await {
+                Some(Ok(Message::Pong(data))) => {
+                    assert_eq!(data.len(), 125);
+                    pongs += 1;
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    break (pongs, frame.map(|f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => {}
+                other => panic!("expected a close, got {other:?}"),
             }
-            Some(Ok(Message::Close(frame))) => code = frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => {}
-            other => panic!("expected a close, got {other:?}"),
         }
-    }
+    })
+    .await;
     assert_eq!(code, Some(1008));
     // The burst's 20 at least, a second's worth more at most a second later: far from 200.
     assert!((20..200).contains(&pongs), "{pongs} pongs for 200 pings");
